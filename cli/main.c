@@ -1,0 +1,645 @@
+/*
+ * atx — the command line. Thin: everything it does goes through the public
+ * API; it decides only what the user sees and the exit code.
+ *
+ * Exit codes: 0 all passed; 1 a test failed or errored; 2 usage, plan or
+ * plugin error; 3 infrastructure (provisioning exhausted).
+ */
+#define _GNU_SOURCE 1
+#include "cli.h"
+
+#include <atx/plugin/text.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: atx run [PATH...] [--plan FILE] [options]\n"
+    "       atx list [PATH...] [--plan FILE] [--format text|json]\n"
+    "       atx plugins [--plugin-path DIR]\n"
+    "       atx --version\n"
+    "\n"
+    "PATH is an executable file (one test) or a folder (every executable file\n"
+    "below it is a test, named by its path inside the folder).\n"
+    "\n"
+    "options:\n"
+    "  --plan FILE          a JSON plan (tests, provisioners, aggregators, policy)\n"
+    "  --provisioner SPEC   local[:N] (default local with -j slots)\n"
+    "  -j, --jobs N         slots of the default local provisioner (default: cores)\n"
+    "  -o, --results DIR    results directory (default atx-results/<UTC time>)\n"
+    "  --junit FILE         JUnit XML report (default DIR/junit.xml)\n"
+    "  --jsonl FILE         JSON lines report (default DIR/results.jsonl)\n"
+    "  --no-reports         write no default reports\n"
+    "  --reruns N           reruns of a failed test (default 0)\n"
+    "  --timeout DURATION   per-test timeout (default 5m)\n"
+    "  --deadline DURATION  stop starting tests after this long\n"
+    "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
+    "  -q, --quiet          only the summary and errors\n"
+    "  -v, --verbose        a line per result and debug logs\n";
+
+static atx_run *volatile g_run;
+static volatile sig_atomic_t g_signals;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_signals++;
+    if (g_run)
+        atx_run_cancel(g_run, g_signals > 1);
+}
+
+static int usage_error(const char *fmt, ...) ATX_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("atx: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n(see atx --help)\n", stderr);
+    return EXIT_USAGE;
+}
+
+static int fail_last(void)
+{
+    fprintf(stderr, "atx: error: %s\n", *atx_error_last()->message
+                                            ? atx_error_last()->message
+                                            : atx_strerror(atx_error_last()->code));
+    return EXIT_USAGE;
+}
+
+typedef struct options {
+    const char *plan;
+    const char *results;
+    const char *junit;
+    const char *jsonl;
+    const char *format;
+    char **provisioners;
+    size_t nprov;
+    const char **plugin_paths;
+    size_t npaths;
+    int jobs;
+    int reruns;
+    int64_t timeout_ns;
+    int64_t deadline_ns;
+    bool no_reports;
+    char **paths;
+    int npaths_args;
+    cli_output out;
+} options;
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
+           O_PPATH, O_FORMAT };
+    static const struct option longopts[] = {
+        { "plan", required_argument, NULL, O_PLAN },
+        { "provisioner", required_argument, NULL, O_PROV },
+        { "jobs", required_argument, NULL, 'j' },
+        { "results", required_argument, NULL, 'o' },
+        { "junit", required_argument, NULL, O_JUNIT },
+        { "jsonl", required_argument, NULL, O_JSONL },
+        { "no-reports", no_argument, NULL, O_NOREP },
+        { "reruns", required_argument, NULL, O_RERUNS },
+        { "timeout", required_argument, NULL, O_TIMEOUT },
+        { "deadline", required_argument, NULL, O_DEADLINE },
+        { "plugin-path", required_argument, NULL, O_PPATH },
+        { "format", required_argument, NULL, O_FORMAT },
+        { "quiet", no_argument, NULL, 'q' },
+        { "verbose", no_argument, NULL, 'v' },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    char *end;
+
+    o->reruns = -1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "j:o:qv", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_PLAN: o->plan = optarg; break;
+        case O_PROV:
+            o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
+            if (!o->provisioners)
+                return usage_error("out of memory");
+            o->provisioners[o->nprov++] = optarg;
+            break;
+        case 'j': {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 4096)
+                return usage_error("-j takes a number from 1 to 4096, not '%s'", optarg);
+            o->jobs = (int)n;
+            break;
+        }
+        case 'o': o->results = optarg; break;
+        case O_JUNIT: o->junit = optarg; break;
+        case O_JSONL: o->jsonl = optarg; break;
+        case O_NOREP: o->no_reports = true; break;
+        case O_RERUNS: {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 0 || n > 1000)
+                return usage_error("--reruns takes a number from 0 to 1000, not '%s'", optarg);
+            o->reruns = (int)n;
+            break;
+        }
+        case O_TIMEOUT:
+        case O_DEADLINE: {
+            int64_t ns;
+            if (atx_duration_parse(optarg, &ns) < 0 || ns <= 0)
+                return usage_error("--%s: '%s' is not a duration (90, 90s, 5m, 1h 30m)",
+                                   c == O_TIMEOUT ? "timeout" : "deadline", optarg);
+            *(c == O_TIMEOUT ? &o->timeout_ns : &o->deadline_ns) = ns;
+            break;
+        }
+        case O_PPATH:
+            o->plugin_paths = realloc(o->plugin_paths, (o->npaths + 2) * sizeof(char *));
+            if (!o->plugin_paths)
+                return usage_error("out of memory");
+            o->plugin_paths[o->npaths++] = optarg;
+            break;
+        case O_FORMAT:
+            if (strcmp(optarg, "text") != 0 && strcmp(optarg, "json") != 0)
+                return usage_error("--format is text or json, not '%s'", optarg);
+            o->format = optarg;
+            break;
+        case 'q': o->out.verbosity = -1; break;
+        case 'v': o->out.verbosity = 1; break;
+        default: return usage_error("bad option");
+        }
+    }
+    o->paths = argv + optind;
+    o->npaths_args = argc - optind;
+    return 0;
+}
+
+/* Plugin search: --plugin-path, ATX_PLUGIN_PATH, then the plugins next to
+ * this binary (<bindir>/ATX_PLUGIN_RELDIR), then the installed directory. */
+static int make_registry(options *o, atx_plugins **out)
+{
+    atx_plugins_opts po = ATX_PLUGINS_OPTS_INIT;
+    const char **paths = calloc(o->npaths + 64, sizeof(char *));
+    size_t n = 0;
+    char *env = NULL, exe[PATH_MAX], *own = NULL;
+    int r;
+
+    if (!paths)
+        return ATX_ENOMEM;
+    for (size_t i = 0; i < o->npaths; i++)
+        paths[n++] = o->plugin_paths[i];
+    const char *e = getenv("ATX_PLUGIN_PATH");
+    if (e && *e && (env = strdup(e))) {
+        for (char *tok = strtok(env, ":"); tok && n < o->npaths + 60; tok = strtok(NULL, ":"))
+            paths[n++] = tok;
+    }
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            if (asprintf(&own, "%s/%s", exe, ATX_PLUGIN_RELDIR) >= 0)
+                paths[n++] = own;
+        }
+    }
+    po.paths = paths;
+    po.no_environment = 1;
+    po.log = cli_log;
+    po.log_userdata = &o->out;
+    r = atx_plugins_new(&po, out);
+    free(paths);
+    free(env);
+    free(own);
+    return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Collect executable files below dir (sorted, relative paths). */
+static int collect(const char *root, const char *rel, char ***list, size_t *n)
+{
+    char path[PATH_MAX];
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL;
+    size_t nn = 0;
+
+    snprintf(path, sizeof(path), "%s%s%s", root, *rel ? "/" : "", rel);
+    if (!(d = opendir(path)))
+        return -errno;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char **nn2 = realloc(names, (nn + 1) * sizeof(char *));
+        if (!nn2)
+            break;
+        names = nn2;
+        names[nn++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, nn, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < nn; i++) {
+        char sub[PATH_MAX], full[PATH_MAX];
+        struct stat st;
+        snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", names[i]);
+        snprintf(full, sizeof(full), "%s/%s", root, sub);
+        if (stat(full, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                collect(root, sub, list, n);
+            } else if (S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
+                char **l = realloc(*list, (*n + 1) * sizeof(char *));
+                if (l) {
+                    *list = l;
+                    (*list)[(*n)++] = strdup(sub);
+                }
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+static int add_path_test(atx_run *run, const char *name, const char *file, options *o)
+{
+    char abs[PATH_MAX], dir[PATH_MAX];
+    atx_test *t;
+    json_object *spec, *cmd;
+    int r;
+
+    if (!realpath(file, abs))
+        return atx_error_set(-errno, "%s: %s", file, strerror(errno));
+    snprintf(dir, sizeof(dir), "%s", abs);
+    *strrchr(dir, '/') = '\0';
+    if ((r = atx_test_new(name, "exec", &t)) < 0)
+        return r;
+    spec = json_object_new_object();
+    cmd = json_object_new_array();
+    json_object_array_add(cmd, json_object_new_string(abs));
+    json_object_object_add(spec, "command", cmd);
+    json_object_object_add(spec, "cwd", json_object_new_string(*dir ? dir : "/"));
+    r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
+    json_object_put(spec);
+    if (r < 0) {
+        atx_test_free(t);
+        return r;
+    }
+    if (o->timeout_ns)
+        atx_test_set_timeout(t, o->timeout_ns);
+    return atx_run_add_test(run, t);
+}
+
+static int add_paths(atx_run *run, options *o)
+{
+    for (int i = 0; i < o->npaths_args; i++) {
+        const char *p = o->paths[i];
+        struct stat st;
+        int r;
+        if (stat(p, &st) < 0)
+            return atx_error_set(-errno, "%s: %s", p, strerror(errno));
+        if (S_ISDIR(st.st_mode)) {
+            char **list = NULL;
+            size_t n = 0;
+            if ((r = collect(p, "", &list, &n)) < 0)
+                return atx_error_set(r, "%s: %s", p, strerror(-r));
+            if (n == 0)
+                fprintf(stderr, "atx: warning: %s holds no executable files\n", p);
+            for (size_t k = 0; k < n; k++) {
+                char name[PATH_MAX + 1], file[PATH_MAX * 2];
+                snprintf(name, sizeof(name), "/%s", list[k]);
+                snprintf(file, sizeof(file), "%s/%s", p, list[k]);
+                if (r == 0)
+                    r = add_path_test(run, name, file, o);
+                free(list[k]);
+            }
+            free(list);
+            if (r < 0)
+                return r;
+        } else if (S_ISREG(st.st_mode)) {
+            const char *base = strrchr(p, '/');
+            char name[PATH_MAX];
+            snprintf(name, sizeof(name), "/%s", base ? base + 1 : p);
+            if (!(st.st_mode & 0111))
+                return atx_error_set(ATX_EINVAL, "%s is not executable", p);
+            if ((r = add_path_test(run, name, p, o)) < 0)
+                return r;
+        } else {
+            return atx_error_set(ATX_EINVAL, "%s is neither a file nor a folder", p);
+        }
+    }
+    return 0;
+}
+
+static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
+{
+    char name[64], config[128];
+    const char *colon = strchr(spec, ':');
+    size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+
+    if (n == 0 || n >= sizeof(name))
+        return atx_error_set(ATX_EINVAL, "'%s' is not a provisioner (try local:4)", spec);
+    memcpy(name, spec, n);
+    name[n] = '\0';
+    if (strcmp(name, "local") == 0) {
+        long slots = jobs;
+        if (colon) {
+            char *end;
+            slots = strtol(colon + 1, &end, 10);
+            if (*end || slots < 1 || slots > 4096)
+                return atx_error_set(ATX_EINVAL, "local:N takes N from 1 to 4096, not '%s'",
+                                     colon + 1);
+        }
+        snprintf(config, sizeof(config), "{\"slots\": %ld}", slots);
+        return atx_run_add_provisioner(run, "local", config);
+    }
+    if (colon)
+        return atx_error_set(ATX_EINVAL, "provisioner '%s' takes no argument here; use a plan",
+                             name);
+    return atx_run_add_provisioner(run, name, NULL);
+}
+
+static char *absolute(const char *p)
+{
+    char cwd[PATH_MAX], *out;
+    if (p[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+        return strdup(p);
+    return asprintf(&out, "%s/%s", cwd, p) < 0 ? NULL : out;
+}
+
+/* Build a run from the options: plan, paths, provisioners, reports. */
+static int build_run(options *o, atx_plugins *reg, const char *results, atx_run **out,
+                     char ***reports)
+{
+    atx_run_opts ro = ATX_RUN_OPTS_INIT;
+    atx_run *run;
+    int r;
+
+    ro.results_dir = results;
+    ro.plugins = reg;
+    ro.log = cli_log;
+    ro.log_userdata = &o->out;
+    ro.log_level = o->out.verbosity > 0 ? ATX_LOG_DEBUG : ATX_LOG_INFO;
+    if ((r = atx_run_new(&ro, &run)) < 0)
+        return r;
+    *out = run;
+    if (o->plan && (r = atx_plan_load_file(run, o->plan)) < 0)
+        return r;
+    if (!o->plan && o->npaths_args == 0)
+        return atx_error_set(ATX_EINVAL, "nothing to run: give test paths or --plan FILE");
+    if ((r = add_paths(run, o)) < 0)
+        return r;
+    atx_policy pol = *atx_run_policy(run);
+    if (o->reruns >= 0)
+        pol.reruns = o->reruns;
+    if (o->timeout_ns)
+        pol.timeout_ns = o->timeout_ns;
+    if (o->deadline_ns)
+        pol.deadline_ns = o->deadline_ns;
+    if ((r = atx_run_set_policy(run, &pol)) < 0)
+        return r;
+    int jobs = o->jobs ? o->jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    for (size_t i = 0; i < o->nprov; i++)
+        if ((r = add_provisioner_spec(run, o->provisioners[i], jobs)) < 0)
+            return r;
+    if (atx_run_provisioner_count(run) == 0 &&
+        (r = add_provisioner_spec(run, "local", jobs > 0 ? jobs : 1)) < 0)
+        return r;
+
+    /* Reports: the plan's, the flags', else JUnit and JSONL in DIR. */
+    bool plan_aggs = atx_run_aggregator_count(run) > 0;
+    const char *junit = o->junit, *jsonl = o->jsonl;
+    if (!plan_aggs && !o->no_reports) {
+        if (!junit)
+            junit = "junit.xml";
+        if (!jsonl)
+            jsonl = "results.jsonl";
+    }
+    char **list = calloc(3, sizeof(char *));
+    *reports = list;
+    const char *names[2] = { "junit", "jsonl" };
+    const char *files[2] = { junit, jsonl };
+    for (int i = 0; i < 2; i++) {
+        if (!files[i])
+            continue;
+        /* Flag paths are relative to where atx runs; defaults to DIR. */
+        bool dflt = (i == 0 && !o->junit) || (i == 1 && !o->jsonl);
+        char *path = dflt ? NULL : absolute(files[i]);
+        char *cfg;
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "path", json_object_new_string(path ? path : files[i]));
+        cfg = strdup(json_object_to_json_string(c));
+        json_object_put(c);
+        r = atx_run_add_aggregator(run, names[i], cfg);
+        free(cfg);
+        if (r < 0) {
+            free(path);
+            return r;
+        }
+        if (!path && asprintf(&path, "%s/%s", atx_run_results_dir(run), files[i]) < 0)
+            path = NULL;
+        if (list)
+            list[i] = path;
+        else
+            free(path);
+    }
+    /* Compact: drop an empty first slot. */
+    if (list && !list[0]) {
+        list[0] = list[1];
+        list[1] = NULL;
+    }
+    return atx_run_add_builtin(run, &cli_progress_plugin, NULL, &o->out);
+}
+
+static void default_results(char *buf, size_t len)
+{
+    char ts[32];
+    atx_text_utc(atx_wallclock_ns(), 1, ts);
+    snprintf(buf, len, "atx-results/%s", ts);
+}
+
+static int cmd_run(options *o)
+{
+    atx_plugins *reg = NULL;
+    atx_run *run = NULL;
+    char results[PATH_MAX], **reports = NULL;
+    atx_summary sum;
+    int rc;
+
+    if (o->format)
+        return usage_error("--format is for atx list");
+    if (o->results)
+        snprintf(results, sizeof(results), "%s", o->results);
+    else
+        default_results(results, sizeof(results));
+    if (make_registry(o, &reg) < 0) {
+        rc = fail_last();
+        goto out;
+    }
+    if (build_run(o, reg, results, &run, &reports) < 0) {
+        rc = fail_last();
+        goto out;
+    }
+    struct sigaction sa = { 0 };
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    g_run = run;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* A closed pipe (| head) must not kill the run before its reports exist. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (atx_run_execute(run, &sum) < 0) {
+        rc = fail_last();
+        goto out;
+    }
+    cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
+    rc = atx_summary_exit_code(&sum);
+out:
+    g_run = NULL;
+    atx_run_free(run);
+    atx_plugins_free(reg);
+    for (size_t i = 0; reports && reports[i]; i++)
+        free(reports[i]);
+    free(reports);
+    return rc;
+}
+
+static int cmd_list(options *o)
+{
+    atx_plugins *reg = NULL;
+    atx_run *run = NULL;
+    char tmp[] = "/tmp/atx-list-XXXXXX", **reports = NULL;
+    int rc = 0;
+    bool json = o->format && strcmp(o->format, "json") == 0;
+
+    /* Listing resolves tests exactly as a run would, without running. */
+    if (!mkdtemp(tmp))
+        return usage_error("cannot create a temporary folder: %s", strerror(errno));
+    o->no_reports = true;
+    if (make_registry(o, &reg) < 0 || build_run(o, reg, tmp, &run, &reports) < 0) {
+        rc = fail_last();
+        goto out;
+    }
+    json_object *arr = json ? json_object_new_array() : NULL;
+    for (size_t i = 0; i < atx_run_test_count(run); i++) {
+        const atx_test *t = atx_run_test(run, i);
+        const atx_labels *req = atx_test_requires(t);
+        if (json) {
+            json_object *to = json_object_new_object(), *rq = json_object_new_object();
+            json_object_object_add(to, "name", json_object_new_string(atx_test_name(t)));
+            json_object_object_add(to, "executor", json_object_new_string(atx_test_executor(t)));
+            json_object_object_add(to, "spec", json_tokener_parse(atx_test_spec_json(t)));
+            for (size_t k = 0; k < atx_labels_count(req); k++) {
+                const char *key, *val;
+                atx_labels_at(req, k, &key, &val);
+                json_object_object_add(rq, key, json_object_new_string(val));
+            }
+            json_object_object_add(to, "requires", rq);
+            json_object_object_add(to, "duration",
+                                   json_object_new_double((double)atx_test_duration(t) / 1e9));
+            json_object_object_add(to, "priority", json_object_new_int(atx_test_priority(t)));
+            json_object_object_add(to, "destructive",
+                                   json_object_new_boolean(atx_test_destructive(t)));
+            json_object_array_add(arr, to);
+        } else {
+            printf("%s", atx_test_name(t));
+            for (size_t k = 0; k < atx_labels_count(req); k++) {
+                const char *key, *val;
+                atx_labels_at(req, k, &key, &val);
+                printf("%s%s=%s", k ? "," : "  requires ", key, val);
+            }
+            putchar('\n');
+        }
+    }
+    if (json) {
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+    }
+out:
+    atx_run_free(run);
+    atx_plugins_free(reg);
+    for (size_t i = 0; reports && reports[i]; i++)
+        free(reports[i]);
+    free(reports);
+    rmdir(tmp);
+    return rc;
+}
+
+static int cmd_plugins(options *o)
+{
+    atx_plugins *reg;
+    size_t refused = 0;
+
+    /* Refusals are printed here as a table row each, not as log lines. */
+    cli_output quiet = o->out;
+    quiet.verbosity = -1;
+    o->out = quiet;
+    if (make_registry(o, &reg) < 0 || atx_plugins_scan(reg) < 0)
+        return fail_last();
+    for (size_t i = 0; i < atx_plugins_count(reg); i++) {
+        const atx_plugin_info *p = atx_plugins_at(reg, i);
+        if (p->refused) {
+            refused++;
+            continue;
+        }
+        printf("%-12s %-12s %-8s %s\n", p->name, atx_plugin_kind_name(p->kind), p->version,
+               p->description);
+    }
+    for (size_t i = 0; i < atx_plugins_count(reg); i++) {
+        const atx_plugin_info *p = atx_plugins_at(reg, i);
+        if (p->refused)
+            fprintf(stderr, "atx: %s\n", p->reason);
+    }
+    atx_plugins_free(reg);
+    (void)refused;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o = { 0 };
+    int rc;
+
+    o.out.tty = isatty(STDERR_FILENO);
+    o.out.color = o.out.tty && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("atx %s\n", atx_version());
+        return 0;
+    }
+    atx_init();
+    const char *cmd = argv[1];
+    if ((rc = parse_options(argc - 1, argv + 1, &o)) != 0)
+        return rc;
+    if (strcmp(cmd, "run") == 0)
+        rc = cmd_run(&o);
+    else if (strcmp(cmd, "list") == 0)
+        rc = cmd_list(&o);
+    else if (strcmp(cmd, "plugins") == 0)
+        rc = o.npaths_args ? usage_error("atx plugins takes no paths") : cmd_plugins(&o);
+    else
+        rc = usage_error("unknown command '%s'", cmd);
+    free(o.provisioners);
+    free(o.plugin_paths);
+    return rc;
+}

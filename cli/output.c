@@ -1,0 +1,201 @@
+/*
+ * What the user sees: log lines, the progress line on a terminal (plain
+ * lines otherwise), and the closing summary. The library prints nothing.
+ */
+#define _GNU_SOURCE 1
+#include "cli.h"
+
+#include <atx/plugin/text.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool line_shown; /* a progress line is on screen and must be cleared first */
+
+static void clear_line_locked(void)
+{
+    if (line_shown) {
+        fputs("\r\033[K", stderr);
+        line_shown = false;
+    }
+}
+
+void cli_log(void *userdata, atx_log_level level, const char *origin, const char *message)
+{
+    const cli_output *out = userdata;
+    int max = out->verbosity < 0 ? ATX_LOG_ERROR : out->verbosity == 0 ? ATX_LOG_WARNING
+                                                                        : ATX_LOG_DEBUG;
+    if ((int)level > max)
+        return;
+    pthread_mutex_lock(&out_mu);
+    clear_line_locked();
+    fprintf(stderr, "atx: %s: %s%s%s\n", atx_log_level_name(level),
+            origin && strcmp(origin, "orchestrator") != 0 ? origin : "",
+            origin && strcmp(origin, "orchestrator") != 0 ? ": " : "", message);
+    pthread_mutex_unlock(&out_mu);
+}
+
+/* ---- progress, as an aggregator on the run's aggregator thread ---- */
+
+typedef struct progress {
+    const cli_output *out;
+    size_t total, done, running, failed;
+    int64_t t0;
+    int64_t last_draw;
+} progress;
+
+static int progress_create(atx_plugin_ctx *ctx, void **state)
+{
+    progress *p = calloc(1, sizeof(*p));
+    if (!p)
+        return ATX_ENOMEM;
+    p->out = atx_plugin_ctx_userdata(ctx);
+    *state = p;
+    return 0;
+}
+
+static void progress_destroy(void *state)
+{
+    free(state);
+}
+
+static int progress_begin(void *state, const atx_run_info *info)
+{
+    progress *p = state;
+    p->total = info->tests;
+    p->t0 = atx_now_ns();
+    return 0;
+}
+
+static void draw(progress *p, bool force)
+{
+    int64_t now = atx_now_ns();
+    /* At most ~20 redraws a second: a terminal is slower than atx. */
+    if (!force && now - p->last_draw < 50 * ATX_NSEC_PER_MSEC)
+        return;
+    p->last_draw = now;
+    pthread_mutex_lock(&out_mu);
+    fprintf(stderr, "\r\033[K[%zu/%zu] %zu running, %zu failed, %llds", p->done, p->total,
+            p->running, p->failed, (long long)((now - p->t0) / ATX_NSEC_PER_SEC));
+    line_shown = true;
+    fflush(stderr);
+    pthread_mutex_unlock(&out_mu);
+}
+
+static void progress_started(void *state, const atx_test *t, const char *sys, int attempt)
+{
+    progress *p = state;
+    (void)t, (void)sys, (void)attempt;
+    p->running++;
+    if (p->out->tty && p->out->verbosity >= 0)
+        draw(p, false);
+}
+
+static const char *status_label(const cli_output *out, const atx_result *r)
+{
+    static const char *const plain[] = { "PASS", "FAIL", "ERROR", "SKIP", "WARN", "INFO",
+                                         "INFRA", "OTHER" };
+    static const char *const colored[] = { "\033[32mPASS\033[0m", "\033[31mFAIL\033[0m",
+                                           "\033[31mERROR\033[0m", "\033[33mSKIP\033[0m",
+                                           "\033[33mWARN\033[0m", "INFO",
+                                           "\033[35mINFRA\033[0m", "\033[31mOTHER\033[0m" };
+    unsigned s = (unsigned)atx_result_status(r);
+    if (s > ATX_STATUS_CUSTOM)
+        s = ATX_STATUS_CUSTOM;
+    return out->color ? colored[s] : plain[s];
+}
+
+static int progress_result(void *state, const atx_result *r)
+{
+    progress *p = state;
+    const cli_output *out = p->out;
+    bool own = !atx_result_subtest(r);
+    bool bad = atx_status_is_failure(atx_result_status(r));
+
+    if (own && atx_result_attempt(r) > 0 && p->running > 0)
+        p->running--;
+    if (own && atx_result_final(r)) {
+        p->done++;
+        if (bad)
+            p->failed++;
+    }
+    if (out->verbosity < 0)
+        return 0;
+    /* On a terminal only what needs attention gets a line; otherwise one
+     * line per test so logs show the run as it went. */
+    if (!out->tty || bad || out->verbosity > 0) {
+        char secs[32], extra[48] = "";
+        atx_text_seconds(atx_result_duration(r), secs);
+        if (atx_result_attempt(r) > 1)
+            snprintf(extra, sizeof(extra), ", attempt %d", atx_result_attempt(r));
+        const char *note = atx_result_note(r);
+        const char *sub = atx_result_subtest(r);
+        pthread_mutex_lock(&out_mu);
+        clear_line_locked();
+        fprintf(stdout, "%s %s%s%s (%ss%s)%s%s\n", status_label(out, r), atx_result_test(r),
+                sub ? " :: " : "", sub ? sub : "", secs, extra, note && *note ? ": " : "",
+                note && *note ? note : "");
+        if (!atx_result_final(r))
+            fprintf(stdout, "  (will be rerun)\n");
+        fflush(stdout);
+        pthread_mutex_unlock(&out_mu);
+    }
+    if (out->tty)
+        draw(p, false);
+    return 0;
+}
+
+static int progress_end(void *state, const atx_summary *s)
+{
+    progress *p = state;
+    (void)s;
+    pthread_mutex_lock(&out_mu);
+    clear_line_locked();
+    pthread_mutex_unlock(&out_mu);
+    (void)p;
+    return 0;
+}
+
+static const atx_aggregator_vtable progress_vtable = {
+    .version = ATX_AGGREGATOR_VTABLE_VERSION,
+    .create = progress_create,
+    .destroy = progress_destroy,
+    .begin = progress_begin,
+    .result = progress_result,
+    .end = progress_end,
+    .started = progress_started,
+};
+
+const atx_plugin_descriptor cli_progress_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_AGGREGATOR,
+    "cli-progress", ATX_VERSION_STRING, "The atx command's progress display", &progress_vtable,
+};
+
+void cli_print_summary(const cli_output *out, const atx_summary *s, const char *results_dir,
+                       const char *const *reports)
+{
+    char secs[32];
+
+    atx_text_seconds(s->duration_ns, secs);
+    fprintf(stderr, "atx: %zu tests: %zu passed, %zu failed, %zu errors", s->tests, s->passed,
+            s->failed, s->errors);
+    if (s->infra)
+        fprintf(stderr, ", %zu infra", s->infra);
+    if (s->skipped)
+        fprintf(stderr, ", %zu skipped", s->skipped);
+    if (s->not_run)
+        fprintf(stderr, ", %zu not run", s->not_run);
+    if (s->flaky)
+        fprintf(stderr, " (%zu flaky)", s->flaky);
+    fprintf(stderr, " in %ss%s\n", secs, s->cancelled ? " (cancelled)" : "");
+    if (out->verbosity >= 0) {
+        fprintf(stderr, "atx: results in %s\n", results_dir);
+        for (size_t i = 0; reports && reports[i]; i++)
+            fprintf(stderr, "atx: report %s\n", reports[i]);
+    }
+}

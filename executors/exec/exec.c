@@ -1,0 +1,345 @@
+/*
+ * exec: a test is a command (argv) with environment, working directory and
+ * timeout. The exit code decides pass or fail; stdout and stderr are
+ * captured, keeping head and tail past a cap. At the timeout, and when the
+ * run is cancelled, the whole process tree is killed (TERM, grace, KILL).
+ */
+#define _GNU_SOURCE 1
+#include <atx/plugin/capture.h>
+#include <atx/plugin/executor.h>
+#include <atx/plugin/text.h>
+
+#include <errno.h>
+#include <stdbool.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_CAP (64 * 1024)
+
+typedef struct exec_state {
+    atx_plugin_ctx *ctx;
+    int64_t grace_ns;        /* 0: the run's policy */
+    size_t head_cap, tail_cap;
+} exec_state;
+
+/* A parsed spec. */
+typedef struct spec {
+    json_object *root;
+    const char **argv;
+    const char *cwd;
+    int skip_code;           /* -1: none */
+} spec;
+
+static const char *const spec_keys[] = { "command", "cwd", "skip_exit_code", NULL };
+
+static void spec_release(spec *sp)
+{
+    free(sp->argv);
+    json_object_put(sp->root);
+}
+
+static int spec_parse(const atx_test *t, spec *sp)
+{
+    json_object *cmd, *v;
+    size_t n;
+
+    memset(sp, 0, sizeof(*sp));
+    sp->skip_code = -1;
+    sp->root = json_tokener_parse(atx_test_spec_json(t));
+    if (!sp->root)
+        return atx_error_set(ATX_EINVAL, "test %s: the spec is not JSON", atx_test_name(t));
+    json_object_object_foreach(sp->root, key, val) {
+        bool known = false;
+        (void)val;
+        for (size_t i = 0; spec_keys[i] && !known; i++)
+            known = strcmp(spec_keys[i], key) == 0;
+        if (!known)
+            return atx_error_set(ATX_EINVAL, "test %s: unknown key '%s' for the exec executor",
+                                 atx_test_name(t), key);
+    }
+    if (!json_object_object_get_ex(sp->root, "command", &cmd) ||
+        !json_object_is_type(cmd, json_type_array) || (n = json_object_array_length(cmd)) == 0)
+        return atx_error_set(ATX_EINVAL,
+                             "test %s: needs \"command\": a non-empty list of strings "
+                             "(for a shell line use [\"sh\", \"-c\", \"...\"])",
+                             atx_test_name(t));
+    sp->argv = calloc(n + 1, sizeof(*sp->argv));
+    if (!sp->argv)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        v = json_object_array_get_idx(cmd, i);
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "test %s: command item %zu is not a string",
+                                 atx_test_name(t), i);
+        sp->argv[i] = json_object_get_string(v);
+    }
+    if (json_object_object_get_ex(sp->root, "cwd", &v)) {
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "test %s: 'cwd' must be a string", atx_test_name(t));
+        sp->cwd = json_object_get_string(v);
+    }
+    if (json_object_object_get_ex(sp->root, "skip_exit_code", &v)) {
+        if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 0 ||
+            json_object_get_int(v) > 255)
+            return atx_error_set(ATX_EINVAL, "test %s: 'skip_exit_code' must be 0-255",
+                                 atx_test_name(t));
+        sp->skip_code = json_object_get_int(v);
+    }
+    return 0;
+}
+
+static int exec_create(atx_plugin_ctx *ctx, void **out)
+{
+    static const char *const keys[] = { "kill_grace", "output_head", "output_tail", NULL };
+    int64_t head = DEFAULT_CAP, tail = DEFAULT_CAP;
+    exec_state *s;
+    int r;
+
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "kill_grace", &s->grace_ns)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "output_head", &head)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "output_tail", &tail)) < 0) {
+        free(s);
+        return r;
+    }
+    if (head < 0 || tail < 0) {
+        free(s);
+        return atx_error_set(ATX_EINVAL, "exec: output caps must not be negative");
+    }
+    s->ctx = ctx;
+    s->head_cap = (size_t)head;
+    s->tail_cap = (size_t)tail;
+    *out = s;
+    return 0;
+}
+
+static void exec_destroy(void *state)
+{
+    free(state);
+}
+
+static int exec_check(void *state, const atx_test *t)
+{
+    spec sp;
+    int r;
+
+    (void)state;
+    r = spec_parse(t, &sp);
+    spec_release(&sp);
+    return r;
+}
+
+/* The environment the test sees on top of the system's: its own, plus who it is. */
+static int build_env(atx_attempt *a, char ***out)
+{
+    const char *const *tenv = atx_test_environ(atx_attempt_test(a));
+    size_t n = 0;
+    char **env;
+
+    while (tenv && tenv[n])
+        n++;
+    env = calloc(n + 3, sizeof(*env));
+    if (!env)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    if (asprintf(&env[0], "ATX_TEST_NAME=%s", atx_test_name(atx_attempt_test(a))) < 0 ||
+        asprintf(&env[1], "ATX_TEST_ATTEMPT=%d", atx_attempt_number(a)) < 0) {
+        free(env[0]);
+        free(env);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        env[2 + i] = (char *)tenv[i];
+    *out = env;
+    return 0;
+}
+
+static void set_capture(atx_result *r, atx_stream stream, const atx_capture *c)
+{
+    char *data;
+    size_t len;
+
+    if (c->total == 0)
+        return;
+    if (atx_capture_collect(c, &data, &len) == 0) {
+        atx_result_set_output(r, stream, data, len, c->total);
+        free(data);
+    }
+}
+
+static int exec_run(void *state, atx_attempt *a)
+{
+    exec_state *s = state;
+    const atx_test *t = atx_attempt_test(a);
+    int64_t grace = s->grace_ns > 0 ? s->grace_ns : atx_attempt_kill_grace(a);
+    int64_t timeout = atx_attempt_timeout(a);
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_capture cap[2];
+    atx_result *res = NULL;
+    atx_proc *p = NULL;
+    char **env = NULL;
+    spec sp;
+    int r;
+
+    atx_capture_init(&cap[0], s->head_cap, s->tail_cap);
+    atx_capture_init(&cap[1], s->head_cap, s->tail_cap);
+    if ((r = spec_parse(t, &sp)) < 0 || (r = build_env(a, &env)) < 0 ||
+        (r = atx_result_new(atx_test_name(t), NULL, &res)) < 0)
+        goto out;
+
+    int64_t started_wall = atx_wallclock_ns();
+    int64_t start = atx_now_ns();
+    int64_t deadline = start + timeout;
+    o.argv = sp.argv;
+    o.env = (const char *const *)env;
+    o.cwd = sp.cwd;
+    o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
+    o.kill_grace_ns = grace;
+    r = atx_system_spawn(atx_attempt_system(a), &o, &p);
+    if (r == ATX_ESPAWN) {
+        /* The test's own fault (a missing program), not the system's. */
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "spawn");
+        atx_result_set_note(res, atx_error_last()->message);
+        atx_result_set_times(res, started_wall, atx_now_ns() - start);
+        r = atx_attempt_emit(a, res);
+        res = NULL;
+        goto out;
+    }
+    if (r < 0)
+        goto out;
+
+    bool timed_out = false, interrupted = false, exited = false;
+    int fds[2] = { atx_proc_stdout_fd(p), atx_proc_stderr_fd(p) };
+    int64_t drain_until = 0;
+    atx_exit ex = { 0 };
+
+    while (fds[0] >= 0 || fds[1] >= 0 || !exited) {
+        struct pollfd pfd[4];
+        int idx[4], n = 0;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i] >= 0) {
+                pfd[n] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+                idx[n++] = i;
+            }
+        }
+        int wait_at = -1, cancel_at = -1;
+        if (!exited) {
+            wait_at = n;
+            pfd[n++] = (struct pollfd){ .fd = atx_proc_wait_fd(p), .events = POLLIN };
+        }
+        if (!interrupted && !timed_out) {
+            cancel_at = n;
+            pfd[n++] = (struct pollfd){ .fd = atx_attempt_cancel_fd(a), .events = POLLIN };
+        }
+        int64_t now = atx_now_ns();
+        int64_t until = exited ? drain_until : deadline;
+        int ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+        int k = poll(pfd, (nfds_t)n, ms);
+        if (k < 0 && errno != EINTR) {
+            r = atx_error_set(-errno, "poll: %s", strerror(errno));
+            break;
+        }
+        for (int j = 0; j < n && k > 0; j++) {
+            if (!pfd[j].revents || j == wait_at || j == cancel_at)
+                continue;
+            int i = idx[j];
+            int64_t got = atx_capture_read_fd(&cap[i], fds[i]);
+            if (got == 0 || (got < 0 && got != -EAGAIN)) {
+                fds[i] = -1; /* closed by atx_proc_free */
+            }
+        }
+        if (cancel_at >= 0 && (pfd[cancel_at].revents & POLLIN)) {
+            interrupted = true;
+            atx_proc_kill_tree(p, atx_attempt_cancelled(a) >= 2 ? SIGKILL : SIGTERM, 0);
+            /* After the grace, KILL: handled below as a second deadline. */
+            deadline = atx_now_ns() + grace;
+        }
+        now = atx_now_ns();
+        if (!exited && wait_at >= 0 && (pfd[wait_at].revents & POLLIN)) {
+            atx_proc_wait(p, 0, &ex); /* reaps and kills the rest of the group */
+            exited = true;
+            /* Whatever still holds the pipes was just killed: drain briefly. */
+            drain_until = now + 500 * 1000000LL;
+        } else if (!exited && !interrupted && !timed_out && now >= deadline) {
+            timed_out = true;
+            atx_proc_kill_tree(p, SIGTERM, 0);
+            deadline = now + grace;
+        } else if (!exited && (timed_out || interrupted) && now >= deadline) {
+            atx_proc_kill_tree(p, SIGKILL, 0);
+            deadline = now + 3600 * ATX_NSEC_PER_SEC;
+        }
+        if (exited && now >= drain_until)
+            break;
+    }
+    int64_t duration = atx_now_ns() - start;
+    if (r < 0)
+        goto out;
+
+    char note[256];
+    if (timed_out) {
+        char secs[32];
+        atx_text_seconds(timeout, secs);
+        snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "timeout");
+        atx_result_set_note(res, note);
+    } else if (interrupted) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "interrupted");
+        atx_result_set_note(res, "interrupted: the run was cancelled and the test was killed");
+    } else if (ex.exited && ex.code == 0) {
+        atx_result_set_status(res, ATX_STATUS_PASS);
+    } else if (ex.exited && ex.code == sp.skip_code) {
+        atx_result_set_status(res, ATX_STATUS_SKIP);
+        snprintf(note, sizeof(note), "skipped (exit code %d)", ex.code);
+        atx_result_set_note(res, note);
+    } else if (ex.exited) {
+        atx_result_set_status(res, ATX_STATUS_FAIL);
+        atx_result_set_error_type(res, "exit-code");
+        snprintf(note, sizeof(note), "exit code %d", ex.code);
+        atx_result_set_note(res, note);
+    } else {
+        atx_result_set_status(res, ATX_STATUS_FAIL);
+        atx_result_set_error_type(res, "signal");
+        snprintf(note, sizeof(note), "killed by signal %d (%s)", ex.signal, strsignal(ex.signal));
+        atx_result_set_note(res, note);
+    }
+    if (ex.exited)
+        atx_result_set_exit_code(res, ex.code);
+    atx_result_set_times(res, started_wall, duration);
+    set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
+    set_capture(res, ATX_STREAM_STDERR, &cap[1]);
+    r = atx_attempt_emit(a, res);
+    res = NULL;
+out:
+    atx_proc_free(p);
+    atx_result_unref(res);
+    atx_capture_release(&cap[0]);
+    atx_capture_release(&cap[1]);
+    if (env) {
+        free(env[0]);
+        free(env[1]);
+        free(env);
+    }
+    spec_release(&sp);
+    return r;
+}
+
+static const atx_executor_vtable exec_vtable = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION,
+    .create = exec_create,
+    .destroy = exec_destroy,
+    .check = exec_check,
+    .prepare = NULL,
+    .run = exec_run,
+};
+
+ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "exec", ATX_VERSION_STRING,
+                  "Runs a command; its exit code decides pass or fail", &exec_vtable)

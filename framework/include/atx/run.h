@@ -1,0 +1,173 @@
+/*
+ * atx — runs: the orchestrator's public face.
+ *
+ * A run owns its tests, provisioners, executors and aggregators. Executing it
+ * starts the provisioners, leases each free system to a worker thread that
+ * pulls the best next test for that system (applicability, then fitness,
+ * priority and longest expected duration), reruns failures within their
+ * budget preferring another system, and hands every result to the aggregators
+ * on one aggregator thread, in emission order.
+ *
+ * Threads: build and execute a run from one thread. atx_run_cancel() may be
+ * called from any thread and from a signal handler. Policy callbacks are
+ * called from worker threads, one at a time (under the scheduler's lock): they
+ * must be quick and must not call back into the run.
+ */
+#ifndef ATX_RUN_H
+#define ATX_RUN_H
+
+#include "atx/common.h"
+#include "atx/labels.h"
+#include "atx/log.h"
+#include "atx/plugin.h"
+#include "atx/system.h"
+#include "atx/test.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct atx_run atx_run;
+
+/**
+ * Applicability: may a test with requirements @p requires run on a system
+ * with @p labels? The orchestrator asks once per requirement class and label
+ * set (tests with equal requirements form a class) and checks every test
+ * against the provisioners' offers before the run starts, so a test no
+ * system can ever satisfy fails at once.
+ * @param missing  when the answer is no, may be set to the first unmet key
+ *                 (borrowed from @p requires).
+ * @return 1 yes, 0 no.
+ */
+typedef int (*atx_applicable_fn)(void *userdata, const atx_labels *requires,
+                                 const atx_labels *labels, const char **missing);
+
+/**
+ * Fitness of a test for a system; higher is better. Decides first, before
+ * priority and expected duration. It is asked for the best candidate of each
+ * applicable requirement class, so it chooses between classes and between a
+ * class head and its rerun-avoiding alternatives.
+ */
+typedef int (*atx_fitness_fn)(void *userdata, const atx_test *t, const atx_system *sys,
+                              int attempt, const char *last_system);
+
+/** The default applicability: atx_labels_satisfy(). */
+ATX_API int atx_policy_default_applicable(void *userdata, const atx_labels *requires,
+                                          const atx_labels *labels, const char **missing);
+/**
+ * The default fitness: -1 for a rerun on the system where the last attempt
+ * ran, +1 for a destructive test on a fresh system, 0 otherwise.
+ */
+ATX_API int atx_policy_default_fitness(void *userdata, const atx_test *t,
+                                       const atx_system *sys, int attempt,
+                                       const char *last_system);
+
+#define ATX_POLICY_VERSION 1
+typedef struct atx_policy {
+    unsigned version;             /**< ATX_POLICY_VERSION */
+    atx_applicable_fn applicable; /**< NULL: the default */
+    atx_fitness_fn fitness;       /**< NULL: the default */
+    void *userdata;               /**< passed to both */
+    int reruns;                   /**< reruns for tests that inherit (default 0) */
+    int64_t timeout_ns;           /**< timeout for tests that inherit (default 5 min) */
+    int64_t deadline_ns;          /**< run deadline from start; 0 = none */
+    int64_t kill_grace_ns;        /**< TERM-to-KILL grace (default 1 s) */
+} atx_policy;
+#define ATX_POLICY_INIT { ATX_POLICY_VERSION, NULL, NULL, NULL, 0, 0, 0, 0 }
+
+#define ATX_RUN_OPTS_VERSION 1
+typedef struct atx_run_opts {
+    unsigned version;          /**< ATX_RUN_OPTS_VERSION */
+    const char *results_dir;   /**< created if missing; required */
+    atx_plugins *plugins;      /**< borrowed registry (must outlive the run);
+                                    NULL: a default one owned by the run */
+    atx_log_fn log;            /**< NULL: messages are dropped */
+    void *log_userdata;
+    atx_log_level log_level;   /**< the most verbose level passed on */
+} atx_run_opts;
+#define ATX_RUN_OPTS_INIT { ATX_RUN_OPTS_VERSION, NULL, NULL, NULL, NULL, ATX_LOG_INFO }
+
+/** What a run produced: counts of tests by their final own result. */
+typedef struct atx_summary {
+    size_t tests;        /**< tests in the run */
+    size_t passed;       /**< pass, warn, info */
+    size_t failed;       /**< fail */
+    size_t errors;       /**< error and custom words */
+    size_t infra;        /**< infra */
+    size_t skipped;      /**< skip (not counting not_run) */
+    size_t not_run;      /**< never started: cancelled or past the deadline */
+    size_t flaky;        /**< passed after a failed attempt */
+    size_t attempts;     /**< attempts started */
+    size_t results;      /**< results emitted, subtests and superseded attempts included */
+    int cancelled;       /**< 1 after atx_run_cancel() */
+    int infra_exhausted; /**< 1 if provisioning failed for good */
+    int64_t started_ns;  /**< wall clock */
+    int64_t duration_ns;
+} atx_summary;
+
+/**
+ * The CLI's exit code for a summary: 0 all passed, 1 a test failed or
+ * errored (or the run was cancelled), 3 infrastructure trouble.
+ */
+ATX_API int atx_summary_exit_code(const atx_summary *s);
+
+/** A new, empty run. @return 0, ATX_EINVAL (no results_dir) or -ENOMEM. */
+ATX_API int atx_run_new(const atx_run_opts *opts, atx_run **out);
+/** Free a run that is not executing; NULL is accepted. */
+ATX_API void atx_run_free(atx_run *run);
+
+/** Replace the policy (copied). */
+ATX_API int atx_run_set_policy(atx_run *run, const atx_policy *policy);
+ATX_API const atx_policy *atx_run_policy(const atx_run *run);
+
+/**
+ * Add a test; the run takes it, also on failure. Its executor is loaded and
+ * checks the spec now, so a bad spec is reported here.
+ * @return 0; ATX_EEXIST for a duplicate name (detail names it); ATX_EPLUGIN
+ *         or ATX_EINVAL from the executor.
+ */
+ATX_API int atx_run_add_test(atx_run *run, atx_test *t);
+ATX_API size_t atx_run_test_count(const atx_run *run);
+ATX_API const atx_test *atx_run_test(const atx_run *run, size_t i);
+
+/**
+ * Add a provisioner or aggregator plugin by name with its configuration
+ * (JSON object text, NULL for "{}"). The plugin is loaded and created now.
+ */
+ATX_API int atx_run_add_provisioner(atx_run *run, const char *plugin, const char *config_json);
+ATX_API int atx_run_add_aggregator(atx_run *run, const char *plugin, const char *config_json);
+/** How many provisioners and aggregators (built-in ones included) were added. */
+ATX_API size_t atx_run_provisioner_count(const atx_run *run);
+ATX_API size_t atx_run_aggregator_count(const atx_run *run);
+/** The results directory (absolute). */
+ATX_API const char *atx_run_results_dir(const atx_run *run);
+
+/**
+ * Add a plugin compiled into the program: any kind, created with
+ * @p config_json; @p userdata is handed to it through
+ * atx_plugin_ctx_userdata(). An executor added this way serves the tests whose
+ * executor kind is its name.
+ */
+ATX_API int atx_run_add_builtin(atx_run *run, const struct atx_plugin_descriptor *desc,
+                                const char *config_json, void *userdata);
+
+/**
+ * Execute: blocks until every test has a final result, the run is
+ * cancelled, or provisioning fails for good. May be called once.
+ * @param summary  filled (may be NULL).
+ * @return 0 when the run completed (whatever the tests did), or a negative
+ *         code when it could not run (detail says why).
+ */
+ATX_API int atx_run_execute(atx_run *run, atx_summary *summary);
+
+/**
+ * Cancel. First call: nothing new starts, running tests are killed and
+ * recorded as interrupted, systems are released, reports written. With
+ * @p hurry (or a second call): kill without grace. Async-signal-safe.
+ */
+ATX_API void atx_run_cancel(atx_run *run, int hurry);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

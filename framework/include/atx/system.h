@@ -1,0 +1,112 @@
+/*
+ * atx — systems and processes on them.
+ *
+ * A system is a leased machine, container or host slot. Provisioners create
+ * systems (see atx/plugin/provisioner.h); executors and drivers use them
+ * through these calls, which dispatch to the provisioner's implementation.
+ *
+ * Threads: a system is used by one worker thread at a time (the one that
+ * holds its lease); its id and labels are immutable and may be read anywhere.
+ * A process handle belongs to the thread that spawned it.
+ */
+#ifndef ATX_SYSTEM_H
+#define ATX_SYSTEM_H
+
+#include "atx/common.h"
+#include "atx/labels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct atx_system atx_system;
+typedef struct atx_proc atx_proc;
+
+/** Flags for atx_spawn_opts.flags. */
+enum atx_spawn_flags {
+    ATX_SPAWN_STDIN_PIPE = 1u << 0,  /**< a pipe to write stdin (default /dev/null) */
+    ATX_SPAWN_STDOUT_PIPE = 1u << 1, /**< capture stdout (default /dev/null) */
+    ATX_SPAWN_STDERR_PIPE = 1u << 2, /**< capture stderr (default /dev/null) */
+    ATX_SPAWN_STDERR_TO_STDOUT = 1u << 3, /**< stderr joins stdout's pipe */
+    ATX_SPAWN_CLEAR_ENV = 1u << 4    /**< start from an empty environment */
+};
+
+#define ATX_SPAWN_OPTS_VERSION 1
+/** How to start a process. Initialise with ATX_SPAWN_OPTS_INIT. */
+typedef struct atx_spawn_opts {
+    unsigned version;            /**< ATX_SPAWN_OPTS_VERSION */
+    const char *const *argv;     /**< NULL-terminated; argv[0] searched in PATH */
+    const char *const *env;      /**< "K=V" entries added over the inherited
+                                      environment (or over nothing with
+                                      ATX_SPAWN_CLEAR_ENV); may be NULL */
+    const char *cwd;             /**< working directory, or NULL */
+    unsigned flags;              /**< enum atx_spawn_flags */
+    int64_t deadline_ns;         /**< monotonic instant after which the whole
+                                      process tree is killed; 0 = none */
+    int64_t kill_grace_ns;       /**< TERM-to-KILL grace at the deadline;
+                                      0 = one second */
+} atx_spawn_opts;
+#define ATX_SPAWN_OPTS_INIT { ATX_SPAWN_OPTS_VERSION, NULL, NULL, NULL, 0, 0, 0 }
+
+/** How a process ended. */
+typedef struct atx_exit {
+    int exited;    /**< 1 if it exited by itself: see code */
+    int code;      /**< exit code when exited */
+    int signal;    /**< the terminating signal when not exited */
+    int timed_out; /**< 1 if the deadline killed it */
+} atx_exit;
+
+/** The system's id (unique within a run, e.g. "local-1"). */
+ATX_API const char *atx_system_id(const atx_system *sys);
+/** Facts and configured labels (arch, os, distro, hostname, provider, ...). */
+ATX_API const atx_labels *atx_system_labels(const atx_system *sys);
+/** A directory on the system where tests may write, or NULL. */
+ATX_API const char *atx_system_workdir(const atx_system *sys);
+/** Whether the system has run nothing yet in this lease. */
+ATX_API int atx_system_fresh(const atx_system *sys);
+
+/**
+ * Start a process on the system, in its own session and process group.
+ * @return 0 with *out set, ATX_ESPAWN when the program cannot be executed
+ *         (detail names the program and errno), or another negative code.
+ */
+ATX_API int atx_system_spawn(atx_system *sys, const atx_spawn_opts *opts, atx_proc **out);
+/** Copy a local file or tree onto the system. */
+ATX_API int atx_system_copy_in(atx_system *sys, const char *local, const char *remote);
+/** Copy a file or tree from the system to a local path. */
+ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char *local);
+/**
+ * Liveness probe.
+ * @return 0 if the system answers within @p timeout_ns, ATX_ELOST otherwise.
+ */
+ATX_API int atx_system_alive(atx_system *sys, int64_t timeout_ns);
+
+/** A pollable fd for the process's stdin pipe, or -1. Owned by the process. */
+ATX_API int atx_proc_stdin_fd(atx_proc *p);
+/** Pollable read fd for stdout (and stderr when merged), or -1. */
+ATX_API int atx_proc_stdout_fd(atx_proc *p);
+ATX_API int atx_proc_stderr_fd(atx_proc *p);
+/** Close the stdin pipe (end of input). */
+ATX_API void atx_proc_close_stdin(atx_proc *p);
+/** An fd that polls readable once the process has ended, or -1. */
+ATX_API int atx_proc_wait_fd(atx_proc *p);
+/**
+ * Wait for the process to end, up to @p timeout_ns (0 = just check,
+ * negative = no limit besides the spawn deadline). When the leader ends, the
+ * rest of its process group is killed before the leader is reaped.
+ * @return 0 with *ex filled, ATX_ETIMEDOUT if still running after the wait.
+ */
+ATX_API int atx_proc_wait(atx_proc *p, int64_t timeout_ns, atx_exit *ex);
+/**
+ * Kill the whole process tree: @p sig to the group, and when @p grace_ns > 0
+ * and it is still there after that long, SIGKILL. Returns at once when
+ * @p grace_ns is 0.
+ */
+ATX_API int atx_proc_kill_tree(atx_proc *p, int sig, int64_t grace_ns);
+/** Kill what remains (SIGKILL to the group), reap, free. NULL accepted. */
+ATX_API void atx_proc_free(atx_proc *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,210 @@
+/* Library initialisation, clocks, durations and small shared helpers. */
+#include "internal.h"
+
+#include <ctype.h>
+#include <json-c/json.h>
+#include <libxml/parser.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+int atx_init(void)
+{
+    /* libxml2's global state must be set up before threads use it. */
+    xmlInitParser();
+    return 0;
+}
+
+const char *atx_version(void)
+{
+    return ATX_VERSION_STRING;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * ATX_NSEC_PER_SEC + ts.tv_nsec;
+}
+
+int64_t atx_now_ns(void)
+{
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+int64_t atx_wallclock_ns(void)
+{
+    return clock_ns(CLOCK_REALTIME);
+}
+
+const char *atx_log_level_name(atx_log_level level)
+{
+    switch (level) {
+    case ATX_LOG_ERROR: return "error";
+    case ATX_LOG_WARNING: return "warning";
+    case ATX_LOG_INFO: return "info";
+    case ATX_LOG_DEBUG: return "debug";
+    }
+    return "unknown";
+}
+
+int atx_duration_parse(const char *text, int64_t *out)
+{
+    const char *p = text;
+    int64_t total = 0;
+    int parts = 0;
+
+    if (!text || !out)
+        return atx_error_set(ATX_EINVAL, "no duration given");
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        if (!isdigit((unsigned char)*p))
+            goto bad;
+        /* Integer part, then an optional fraction: "1.5h" is fine. */
+        int64_t whole = 0, frac = 0, frac_div = 1;
+        while (isdigit((unsigned char)*p)) {
+            if (whole > INT64_MAX / 10 - 10)
+                goto bad;
+            whole = whole * 10 + (*p++ - '0');
+        }
+        if (*p == '.') {
+            p++;
+            while (isdigit((unsigned char)*p)) {
+                if (frac_div < 1000000000) {
+                    frac = frac * 10 + (*p - '0');
+                    frac_div *= 10;
+                }
+                p++;
+            }
+        }
+        int64_t unit;
+        if (strncmp(p, "ms", 2) == 0) {
+            unit = ATX_NSEC_PER_MSEC;
+            p += 2;
+        } else if (*p == 's' || *p == 'm' || *p == 'h' || *p == 'd') {
+            unit = *p == 's' ? ATX_NSEC_PER_SEC : *p == 'm' ? 60 * ATX_NSEC_PER_SEC
+                 : *p == 'h' ? 3600 * ATX_NSEC_PER_SEC : 86400 * ATX_NSEC_PER_SEC;
+            p++;
+        } else if (!*p || isspace((unsigned char)*p)) {
+            unit = ATX_NSEC_PER_SEC;
+        } else {
+            goto bad;
+        }
+        if (whole > INT64_MAX / unit)
+            goto bad;
+        total += whole * unit + frac * (unit / frac_div);
+        parts++;
+    }
+    if (parts == 0)
+        goto bad;
+    *out = total;
+    return 0;
+bad:
+    return atx_error_set(ATX_EINVAL,
+                         "'%s' is not a duration (use 90, 90s, 5m, 1h 30m, 2d)", text);
+}
+
+int atx_vec_push(atx_vec *v, void *item)
+{
+    if (v->len == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 8;
+        void **items = realloc(v->items, cap * sizeof(*items));
+        if (!items)
+            return atx_error_oom();
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->len++] = item;
+    return 0;
+}
+
+void atx_vec_release(atx_vec *v)
+{
+    free(v->items);
+    v->items = NULL;
+    v->len = v->cap = 0;
+}
+
+int atx_strdup_into(char **dst, const char *src)
+{
+    char *copy = NULL;
+
+    if (src) {
+        copy = strdup(src);
+        if (!copy)
+            return atx_error_oom();
+    }
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int atx_mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(buf))
+        return atx_error_set(ATX_EINVAL, "bad directory path '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+                int e = errno;
+                return atx_error_set(-e, "cannot create directory %s: %s", buf, strerror(e));
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+        return atx_error_set(-ENOTDIR, "%s is not a directory", path);
+    return 0;
+}
+
+void atx_strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+int atx_json_strv(const struct json_object *arr, char ***out)
+{
+    json_object *a = (json_object *)arr;
+    size_t n;
+    char **v;
+
+    if (!json_object_is_type(a, json_type_array))
+        return atx_error_set(ATX_EINVAL, "expected a list of strings");
+    n = json_object_array_length(a);
+    v = calloc(n + 1, sizeof(*v));
+    if (!v)
+        return atx_error_oom();
+    for (size_t i = 0; i < n; i++) {
+        json_object *s = json_object_array_get_idx(a, i);
+        if (!json_object_is_type(s, json_type_string)) {
+            atx_strv_free(v);
+            return atx_error_set(ATX_EINVAL, "expected a list of strings (item %zu is not)", i);
+        }
+        v[i] = strdup(json_object_get_string(s));
+        if (!v[i]) {
+            atx_strv_free(v);
+            return atx_error_oom();
+        }
+    }
+    *out = v;
+    return 0;
+}

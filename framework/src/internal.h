@@ -1,0 +1,58 @@
+/* libatx internals shared by framework/, plugins/ and orchestrator/. Private. */
+#ifndef ATX_INTERNAL_H
+#define ATX_INTERNAL_H
+
+#define _GNU_SOURCE 1
+#include "atx.h"
+#include "atx/plugin/abi.h"
+#include "atx/plugin/aggregator.h"
+#include "atx/plugin/capture.h"
+#include "atx/plugin/executor.h"
+#include "atx/plugin/provisioner.h"
+#include "atx/plugin/text.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define ATX_INTERNAL __attribute__((visibility("hidden")))
+
+#define ATX_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Records "out of memory" without allocating; returns ATX_ENOMEM. */
+ATX_INTERNAL int atx_error_oom(void);
+
+/* Growable array of pointers. */
+typedef struct atx_vec {
+    void **items;
+    size_t len, cap;
+} atx_vec;
+ATX_INTERNAL int atx_vec_push(atx_vec *v, void *item);
+ATX_INTERNAL void atx_vec_release(atx_vec *v);
+
+/* strdup that records OOM. NULL in, NULL out (and returns 0). */
+ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
+
+/* mkdir -p with mode 0755. */
+ATX_INTERNAL int atx_mkdir_p(const char *path);
+
+/* A NULL-terminated argv made from a JSON array of strings. */
+struct json_object;
+ATX_INTERNAL int atx_json_strv(const struct json_object *arr, char ***out);
+ATX_INTERNAL void atx_strv_free(char **v);
+
+/* Plugin context (plugins/ctx.c). */
+ATX_INTERNAL int atx_plugin_ctx_new(const char *name, const char *config_json,
+                                    const char *results_dir, void *userdata,
+                                    atx_log_fn log, void *log_ud, atx_log_level level,
+                                    atx_plugin_ctx **out);
+ATX_INTERNAL void atx_plugin_ctx_free(atx_plugin_ctx *ctx);
+/* Check a descriptor's ABI, kind and vtable; on refusal returns ATX_EPLUGIN
+ * with the reason (without the file) in the detail. */
+ATX_INTERNAL int atx_plugin_descriptor_check(const atx_plugin_descriptor *d);
+
+/* Attempts (orchestrator/attempt.c). */
+ATX_INTERNAL void atx_system_mark_used(atx_system *sys);
+
+#endif

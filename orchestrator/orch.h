@@ -1,0 +1,158 @@
+/* Orchestrator internals. Private to libatx. */
+#ifndef ATX_ORCH_H
+#define ATX_ORCH_H
+
+#include "../framework/src/internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct klass klass;
+typedef struct run_worker run_worker;
+
+typedef struct exec_inst {
+    char *kind;
+    const atx_executor_vtable *vt;
+    void *state;
+    atx_plugin_ctx *ctx;
+} exec_inst;
+
+typedef struct prov_inst {
+    const atx_provisioner_vtable *vt;
+    void *state;
+    atx_plugin_ctx *ctx;
+    struct atx_run *run;
+    pthread_t thread;
+    bool thread_started;
+    bool started;
+    bool failed;            /* gave up: reserve keeps failing */
+    int capacity;
+    int leased;
+    int idle;               /* leased systems not running a test */
+    int failures;           /* consecutive reserve failures */
+    bool reserving;
+    char *last_error;
+    size_t index;
+} prov_inst;
+
+typedef struct agg_inst {
+    const atx_aggregator_vtable *vt;
+    void *state;
+    atx_plugin_ctx *ctx;
+    bool failed;
+} agg_inst;
+
+typedef enum test_phase { TS_QUEUED, TS_RUNNING, TS_DONE } test_phase;
+
+typedef struct test_state {
+    atx_test *t;
+    exec_inst *exec;
+    klass *cls;
+    size_t heap_pos;
+    uint64_t seq;
+    int attempts;
+    int reruns_left;
+    int64_t timeout_ns;
+    char *last_system;
+    test_phase phase;
+    bool had_failure;
+} test_state;
+
+struct klass {
+    atx_labels *requires;
+    test_state **heap;
+    size_t len, cap;
+    size_t running;         /* tests of the class being attempted now */
+    size_t index;
+    bool possible;          /* some provisioner offer satisfies it */
+};
+
+/* An item for the aggregator thread. */
+typedef struct agg_item {
+    struct agg_item *next;
+    atx_result *result;     /* a result, or NULL for a "started" event */
+    const atx_test *test;
+    char *system_id;
+    int attempt;
+} agg_item;
+
+struct atx_run {
+    /* configuration */
+    char *results_dir;
+    char *run_id;
+    atx_plugins *plugins;
+    bool own_plugins;
+    atx_log_fn log;
+    void *log_ud;
+    atx_log_level log_level;
+    atx_policy policy;
+
+    atx_vec tests;          /* test_state* in insertion order */
+    atx_vec classes;        /* klass* */
+    atx_vec execs;          /* exec_inst* */
+    atx_vec provs;          /* prov_inst* */
+    atx_vec aggs;           /* agg_inst* */
+    atx_vec workers;        /* run_worker* */
+
+    /* scheduler state, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    pthread_cond_t prov_cv;
+    size_t queued;
+    size_t running;
+    size_t done;
+    size_t active_workers;
+    bool stopping;
+    bool executed;
+    uint64_t seq;
+    atx_summary summary;
+    const char *stop_reason;   /* static text: why queued tests did not run */
+
+    /* cancellation: readable once cancelled; never drained */
+    int cancel_pipe[2];
+    atomic_int cancel_level;   /* 0, 1 graceful, 2 hurry */
+    /* wakes the main thread: done, all workers gone */
+    int wake_pipe[2];
+
+    /* aggregator queue */
+    pthread_mutex_t agg_mu;
+    pthread_cond_t agg_cv;
+    agg_item *agg_head, *agg_tail;
+    bool agg_closing;
+    pthread_t agg_thread;
+};
+
+/* run.c */
+ATX_INTERNAL void atx_run_logf(atx_run *run, atx_log_level level, const char *fmt, ...)
+    ATX_PRINTF(3, 4);
+ATX_INTERNAL void atx_run_wake(atx_run *run);
+ATX_INTERNAL void atx_run_agg_push(atx_run *run, agg_item *item);
+
+/* sched.c: all under run->mu */
+ATX_INTERNAL int atx_sched_classify(atx_run *run, test_state *ts);
+ATX_INTERNAL void atx_sched_push(atx_run *run, test_state *ts);
+ATX_INTERNAL test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable);
+ATX_INTERNAL test_state *atx_sched_pop_any(atx_run *run);
+ATX_INTERNAL int atx_sched_applicable(atx_run *run, const klass *k, const atx_labels *labels,
+                                      const char **missing);
+
+/* worker.c */
+ATX_INTERNAL int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys);
+ATX_INTERNAL void atx_worker_join_all(atx_run *run);
+ATX_INTERNAL void *atx_provisioner_main(void *arg);
+ATX_INTERNAL void atx_run_record_final(atx_run *run, test_state *ts, atx_result *own);
+
+/* attempt.c */
+struct atx_attempt {
+    atx_run *run;
+    test_state *ts;
+    atx_system *sys;
+    int number;
+    atx_vec results;        /* atx_result* emitted */
+    char *dir, *rel;
+    int64_t started_wall;
+    bool own_emitted;
+};
+ATX_INTERNAL int atx_attempt_make_dir(atx_attempt *a);
+
+#endif

@@ -1,0 +1,834 @@
+/*
+ * Runs: building one, executing it, and the aggregator thread.
+ *
+ * The main thread of atx_run_execute() only waits: on the cancel pipe (which a
+ * signal handler may write) and on a wake pipe that workers write when the
+ * last test is done or the last worker has gone.
+ */
+#include "orch.h"
+
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_NS (300 * ATX_NSEC_PER_SEC)
+
+/* ---- a set of test names (open addressing) for duplicate checks ---- */
+
+typedef struct name_set {
+    const char **slots;
+    size_t cap, len;
+} name_set;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* Insert; returns 1 if added, 0 if present, negative on OOM. */
+static int name_set_add(name_set *set, const char *name)
+{
+    if (set->len * 2 >= set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        const char **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return atx_error_oom();
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i])
+                continue;
+            size_t j = hash_str(set->slots[i]) & (cap - 1);
+            while (slots[j])
+                j = (j + 1) & (cap - 1);
+            slots[j] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    size_t j = hash_str(name) & (set->cap - 1);
+    while (set->slots[j]) {
+        if (strcmp(set->slots[j], name) == 0)
+            return 0;
+        j = (j + 1) & (set->cap - 1);
+    }
+    set->slots[j] = name;
+    set->len++;
+    return 1;
+}
+
+struct run_extra {
+    name_set names;
+};
+
+/* ---- logging and wake-ups ---- */
+
+void atx_run_logf(atx_run *run, atx_log_level level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+
+    if (!run->log || level > run->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    run->log(run->log_ud, level, "orchestrator", msg);
+}
+
+void atx_run_wake(atx_run *run)
+{
+    char c = 1;
+    /* Non-blocking: a full pipe already means "wake up". */
+    ssize_t n = write(run->wake_pipe[1], &c, 1);
+    (void)n;
+}
+
+void atx_run_cancel(atx_run *run, int hurry)
+{
+    int level;
+
+    if (!run)
+        return;
+    /* Only async-signal-safe calls here. */
+    level = atomic_load(&run->cancel_level);
+    int want = (hurry || level >= 1) ? 2 : 1;
+    if (want > level)
+        atomic_store(&run->cancel_level, want);
+    char c = 1;
+    ssize_t n = write(run->cancel_pipe[1], &c, 1);
+    (void)n;
+}
+
+/* ---- building ---- */
+
+static name_set *names_of(atx_run *run);
+
+int atx_run_new(const atx_run_opts *opts, atx_run **out)
+{
+    atx_run *run;
+    char buf[PATH_MAX];
+    int r;
+
+    if (!opts || !out || !opts->results_dir || !*opts->results_dir)
+        return atx_error_set(ATX_EINVAL, "a run needs a results directory");
+    run = calloc(1, sizeof(*run) + sizeof(struct run_extra));
+    if (!run)
+        return atx_error_oom();
+    run->cancel_pipe[0] = run->cancel_pipe[1] = -1;
+    run->wake_pipe[0] = run->wake_pipe[1] = -1;
+    pthread_mutex_init(&run->mu, NULL);
+    pthread_cond_init(&run->work_cv, NULL);
+    pthread_cond_init(&run->prov_cv, NULL);
+    pthread_mutex_init(&run->agg_mu, NULL);
+    pthread_cond_init(&run->agg_cv, NULL);
+    atomic_init(&run->cancel_level, 0);
+    run->log = opts->log;
+    run->log_ud = opts->log_userdata;
+    run->log_level = opts->log_level;
+    run->policy = (atx_policy)ATX_POLICY_INIT;
+    run->policy.timeout_ns = DEFAULT_TIMEOUT_NS;
+    run->policy.kill_grace_ns = ATX_NSEC_PER_SEC;
+
+    if (opts->results_dir[0] == '/') {
+        r = atx_strdup_into(&run->results_dir, opts->results_dir);
+    } else if (!getcwd(buf, sizeof(buf))) {
+        r = atx_error_set(-errno, "cannot read the current directory: %s", strerror(errno));
+    } else {
+        r = asprintf(&run->results_dir, "%s/%s", buf, opts->results_dir) < 0 ? atx_error_oom() : 0;
+    }
+    if (r < 0)
+        goto fail;
+    if (pipe2(run->cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+        pipe2(run->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        r = atx_error_set(-errno, "cannot make pipes: %s", strerror(errno));
+        goto fail;
+    }
+    if (opts->plugins) {
+        run->plugins = opts->plugins;
+    } else {
+        atx_plugins_opts po = ATX_PLUGINS_OPTS_INIT;
+        po.log = opts->log;
+        po.log_userdata = opts->log_userdata;
+        if ((r = atx_plugins_new(&po, &run->plugins)) < 0)
+            goto fail;
+        run->own_plugins = true;
+    }
+    {
+        /* A run id unique enough to tell runs apart in reports. */
+        int64_t now = atx_wallclock_ns();
+        char ts[32];
+        atx_text_utc(now, 0, ts);
+        if (asprintf(&run->run_id, "%s-%d-%03d", ts, (int)getpid(),
+                     (int)((now / 1000000) % 1000)) < 0) {
+            r = atx_error_oom();
+            goto fail;
+        }
+    }
+    *out = run;
+    return 0;
+fail:
+    atx_run_free(run);
+    return r;
+}
+
+static name_set *names_of(atx_run *run)
+{
+    return &((struct run_extra *)(run + 1))->names;
+}
+
+static void destroy_plugins(atx_run *run)
+{
+    for (size_t i = 0; i < run->execs.len; i++) {
+        exec_inst *x = run->execs.items[i];
+        x->vt->destroy(x->state);
+        atx_plugin_ctx_free(x->ctx);
+        free(x->kind);
+        free(x);
+    }
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        p->vt->destroy(p->state);
+        atx_plugin_ctx_free(p->ctx);
+        free(p->last_error);
+        free(p);
+    }
+    for (size_t i = 0; i < run->aggs.len; i++) {
+        agg_inst *g = run->aggs.items[i];
+        g->vt->destroy(g->state);
+        atx_plugin_ctx_free(g->ctx);
+        free(g);
+    }
+    atx_vec_release(&run->execs);
+    atx_vec_release(&run->provs);
+    atx_vec_release(&run->aggs);
+}
+
+void atx_run_free(atx_run *run)
+{
+    if (!run)
+        return;
+    destroy_plugins(run);
+    for (size_t i = 0; i < run->tests.len; i++) {
+        test_state *ts = run->tests.items[i];
+        atx_test_free(ts->t);
+        free(ts->last_system);
+        free(ts);
+    }
+    atx_vec_release(&run->tests);
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        atx_labels_free(k->requires);
+        free(k->heap);
+        free(k);
+    }
+    atx_vec_release(&run->classes);
+    atx_vec_release(&run->workers);
+    free(names_of(run)->slots);
+    if (run->own_plugins)
+        atx_plugins_free(run->plugins);
+    for (int i = 0; i < 2; i++) {
+        if (run->cancel_pipe[i] >= 0)
+            close(run->cancel_pipe[i]);
+        if (run->wake_pipe[i] >= 0)
+            close(run->wake_pipe[i]);
+    }
+    pthread_mutex_destroy(&run->mu);
+    pthread_cond_destroy(&run->work_cv);
+    pthread_cond_destroy(&run->prov_cv);
+    pthread_mutex_destroy(&run->agg_mu);
+    pthread_cond_destroy(&run->agg_cv);
+    free(run->results_dir);
+    free(run->run_id);
+    free(run);
+}
+
+int atx_run_set_policy(atx_run *run, const atx_policy *policy)
+{
+    if (!run || !policy || policy->version < 1)
+        return atx_error_set(ATX_EINVAL, "a policy needs a version");
+    if (policy->reruns < 0 || policy->timeout_ns < 0 || policy->deadline_ns < 0 ||
+        policy->kill_grace_ns < 0)
+        return atx_error_set(ATX_EINVAL, "policy values must not be negative");
+    run->policy = *policy;
+    if (!run->policy.timeout_ns)
+        run->policy.timeout_ns = DEFAULT_TIMEOUT_NS;
+    if (!run->policy.kill_grace_ns)
+        run->policy.kill_grace_ns = ATX_NSEC_PER_SEC;
+    return 0;
+}
+
+const atx_policy *atx_run_policy(const atx_run *run) { return run ? &run->policy : NULL; }
+size_t atx_run_test_count(const atx_run *run) { return run ? run->tests.len : 0; }
+size_t atx_run_provisioner_count(const atx_run *run) { return run ? run->provs.len : 0; }
+size_t atx_run_aggregator_count(const atx_run *run) { return run ? run->aggs.len : 0; }
+const char *atx_run_results_dir(const atx_run *run) { return run ? run->results_dir : NULL; }
+
+const atx_test *atx_run_test(const atx_run *run, size_t i)
+{
+    if (!run || i >= run->tests.len)
+        return NULL;
+    return ((test_state *)run->tests.items[i])->t;
+}
+
+/* Create a plugin instance; *state and *ctx are set on success. */
+static int instantiate(atx_run *run, const atx_plugin_descriptor *d, const char *config,
+                       void *userdata, atx_plugin_ctx **ctx, void **state)
+{
+    int r = atx_plugin_ctx_new(d->name, config, run->results_dir, userdata, run->log,
+                               run->log_ud, run->log_level, ctx);
+    if (r < 0)
+        return r;
+    /* create is the first member of every vtable kind. */
+    int (*create)(atx_plugin_ctx *, void **) =
+        d->kind == ATX_PLUGIN_PROVISIONER ? ((const atx_provisioner_vtable *)d->vtable)->create
+        : d->kind == ATX_PLUGIN_EXECUTOR  ? ((const atx_executor_vtable *)d->vtable)->create
+                                          : ((const atx_aggregator_vtable *)d->vtable)->create;
+    atx_error_clear();
+    r = create(*ctx, state);
+    if (r < 0) {
+        const char *why = atx_error_last()->message;
+        r = atx_error_set(r, "%s", *why ? why : atx_strerror(r));
+        atx_plugin_ctx_free(*ctx);
+        *ctx = NULL;
+    }
+    return r;
+}
+
+static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char *config,
+                        void *userdata)
+{
+    atx_plugin_ctx *ctx;
+    void *state;
+    int r;
+
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the run has already been executed");
+    if ((r = instantiate(run, d, config, userdata, &ctx, &state)) < 0)
+        return r;
+    switch (d->kind) {
+    case ATX_PLUGIN_PROVISIONER: {
+        prov_inst *p = calloc(1, sizeof(*p));
+        if (!p || atx_vec_push(&run->provs, p) < 0)
+            goto oom_free;
+        p->vt = d->vtable;
+        p->state = state;
+        p->ctx = ctx;
+        p->run = run;
+        p->index = run->provs.len - 1;
+        return 0;
+    oom_free:
+        free(p);
+        break;
+    }
+    case ATX_PLUGIN_EXECUTOR: {
+        exec_inst *x = calloc(1, sizeof(*x));
+        if (!x || !(x->kind = strdup(d->name)) || atx_vec_push(&run->execs, x) < 0) {
+            if (x)
+                free(x->kind);
+            free(x);
+            break;
+        }
+        x->vt = d->vtable;
+        x->state = state;
+        x->ctx = ctx;
+        return 0;
+    }
+    case ATX_PLUGIN_AGGREGATOR: {
+        agg_inst *g = calloc(1, sizeof(*g));
+        if (!g || atx_vec_push(&run->aggs, g) < 0) {
+            free(g);
+            break;
+        }
+        g->vt = d->vtable;
+        g->state = state;
+        g->ctx = ctx;
+        return 0;
+    }
+    }
+    /* Out of memory after create: undo it. */
+    if (d->kind == ATX_PLUGIN_PROVISIONER)
+        ((const atx_provisioner_vtable *)d->vtable)->destroy(state);
+    else if (d->kind == ATX_PLUGIN_EXECUTOR)
+        ((const atx_executor_vtable *)d->vtable)->destroy(state);
+    else
+        ((const atx_aggregator_vtable *)d->vtable)->destroy(state);
+    atx_plugin_ctx_free(ctx);
+    return atx_error_oom();
+}
+
+static int add_by_name(atx_run *run, atx_plugin_kind kind, const char *plugin, const char *config)
+{
+    const atx_plugin_descriptor *d;
+    int r;
+
+    if (!run || !plugin)
+        return atx_error_set(ATX_EINVAL, "no run or plugin name");
+    if ((r = atx_plugins_find(run->plugins, kind, plugin, &d)) < 0)
+        return r;
+    return add_instance(run, d, config, NULL);
+}
+
+int atx_run_add_provisioner(atx_run *run, const char *plugin, const char *config_json)
+{
+    return add_by_name(run, ATX_PLUGIN_PROVISIONER, plugin, config_json);
+}
+
+int atx_run_add_aggregator(atx_run *run, const char *plugin, const char *config_json)
+{
+    return add_by_name(run, ATX_PLUGIN_AGGREGATOR, plugin, config_json);
+}
+
+int atx_run_add_builtin(atx_run *run, const atx_plugin_descriptor *d, const char *config_json,
+                        void *userdata)
+{
+    int r;
+
+    if (!run || !d)
+        return atx_error_set(ATX_EINVAL, "no run or descriptor");
+    if ((r = atx_plugin_descriptor_check(d)) < 0)
+        return atx_error_set(ATX_EPLUGIN, "built-in plugin %s refused: %s",
+                             d->name ? d->name : "(unnamed)", atx_error_last()->message);
+    if (d->kind == ATX_PLUGIN_EXECUTOR) {
+        for (size_t i = 0; i < run->execs.len; i++)
+            if (strcmp(((exec_inst *)run->execs.items[i])->kind, d->name) == 0)
+                return atx_error_set(ATX_EEXIST, "an executor '%s' is already in the run",
+                                     d->name);
+    }
+    return add_instance(run, d, config_json, userdata);
+}
+
+static int executor_for(atx_run *run, const char *kind, exec_inst **out)
+{
+    const atx_plugin_descriptor *d;
+    int r;
+
+    for (size_t i = 0; i < run->execs.len; i++) {
+        exec_inst *x = run->execs.items[i];
+        if (strcmp(x->kind, kind) == 0) {
+            *out = x;
+            return 0;
+        }
+    }
+    if ((r = atx_plugins_find(run->plugins, ATX_PLUGIN_EXECUTOR, kind, &d)) < 0)
+        return r;
+    if ((r = add_instance(run, d, NULL, NULL)) < 0)
+        return r;
+    *out = run->execs.items[run->execs.len - 1];
+    return 0;
+}
+
+int atx_run_add_test(atx_run *run, atx_test *t)
+{
+    test_state *ts = NULL;
+    exec_inst *x;
+    int r;
+
+    if (!run || !t) {
+        atx_test_free(t);
+        return atx_error_set(ATX_EINVAL, "no run or test");
+    }
+    if (run->executed) {
+        r = atx_error_set(ATX_ESTATE, "the run has already been executed");
+        goto fail;
+    }
+    if ((r = executor_for(run, atx_test_executor(t), &x)) < 0) {
+        r = atx_error_set(r, "test %s: %s", atx_test_name(t), atx_error_last()->message);
+        goto fail;
+    }
+    if (x->vt->check && (r = x->vt->check(x->state, t)) < 0)
+        goto fail;
+    ts = calloc(1, sizeof(*ts));
+    if (!ts) {
+        r = atx_error_oom();
+        goto fail;
+    }
+    r = name_set_add(names_of(run), atx_test_name(t));
+    if (r == 0) {
+        r = atx_error_set(ATX_EEXIST, "two tests are named %s", atx_test_name(t));
+        goto fail;
+    }
+    if (r < 0 || (r = atx_vec_push(&run->tests, ts)) < 0)
+        goto fail;
+    ts->t = t;
+    ts->exec = x;
+    ts->seq = run->seq++;
+    return 0;
+fail:
+    free(ts);
+    atx_test_free(t);
+    return r;
+}
+
+/* ---- the aggregator thread ---- */
+
+void atx_run_agg_push(atx_run *run, agg_item *it)
+{
+    pthread_mutex_lock(&run->agg_mu);
+    it->next = NULL;
+    if (run->agg_tail)
+        run->agg_tail->next = it;
+    else
+        run->agg_head = it;
+    run->agg_tail = it;
+    pthread_cond_signal(&run->agg_cv);
+    pthread_mutex_unlock(&run->agg_mu);
+}
+
+static void agg_failed(atx_run *run, agg_inst *g, const char *what, int r)
+{
+    const char *why = atx_error_last()->message;
+    atx_run_logf(run, ATX_LOG_ERROR, "aggregator %s: %s failed: %s", atx_plugin_ctx_name(g->ctx),
+                 what, *why ? why : atx_strerror(r));
+    g->failed = true;
+}
+
+static void *agg_main(void *arg)
+{
+    atx_run *run = arg;
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    atx_run_info info = {
+        .run_id = run->run_id,
+        .results_dir = run->results_dir,
+        .hostname = host,
+        .started_ns = run->summary.started_ns,
+        .tests = run->tests.len,
+    };
+    int r;
+
+    for (size_t i = 0; i < run->aggs.len; i++) {
+        agg_inst *g = run->aggs.items[i];
+        atx_error_clear();
+        if (g->vt->begin && (r = g->vt->begin(g->state, &info)) < 0)
+            agg_failed(run, g, "begin", r);
+    }
+    for (;;) {
+        pthread_mutex_lock(&run->agg_mu);
+        while (!run->agg_head && !run->agg_closing)
+            pthread_cond_wait(&run->agg_cv, &run->agg_mu);
+        agg_item *it = run->agg_head;
+        if (it) {
+            run->agg_head = it->next;
+            if (!run->agg_head)
+                run->agg_tail = NULL;
+        }
+        pthread_mutex_unlock(&run->agg_mu);
+        if (!it)
+            break;
+        for (size_t i = 0; i < run->aggs.len; i++) {
+            agg_inst *g = run->aggs.items[i];
+            if (g->failed)
+                continue;
+            atx_error_clear();
+            if (it->result) {
+                if ((r = g->vt->result(g->state, it->result)) < 0)
+                    agg_failed(run, g, "result", r);
+            } else if (g->vt->started) {
+                g->vt->started(g->state, it->test, it->system_id, it->attempt);
+            }
+        }
+        atx_result_unref(it->result);
+        free(it->system_id);
+        free(it);
+    }
+    for (size_t i = 0; i < run->aggs.len; i++) {
+        agg_inst *g = run->aggs.items[i];
+        atx_error_clear();
+        if (!g->failed && g->vt->end && (r = g->vt->end(g->state, &run->summary)) < 0)
+            agg_failed(run, g, "end", r);
+    }
+    return NULL;
+}
+
+/* ---- executing ---- */
+
+/* A result the orchestrator itself gives a test (never ran, cannot run). */
+static void emit_direct(atx_run *run, test_state *ts, atx_status status, const char *type,
+                        const char *note)
+{
+    atx_result *r;
+
+    if (atx_result_new(atx_test_name(ts->t), NULL, &r) < 0)
+        return;
+    atx_result_set_status(r, status);
+    atx_result_set_error_type(r, type);
+    atx_result_set_note(r, note);
+    atx_result_set_times(r, atx_wallclock_ns(), 0);
+    atx_result_set_attempt(r, ts->attempts > 0 ? ts->attempts : 1);
+    atx_run_record_final(run, ts, r);
+    run->summary.results++;
+    agg_item *it = calloc(1, sizeof(*it));
+    if (!it) {
+        atx_result_unref(r);
+        return;
+    }
+    it->result = r;
+    atx_run_agg_push(run, it);
+}
+
+static int prepare_classes(atx_run *run)
+{
+    size_t *counts;
+    int r;
+
+    for (size_t i = 0; i < run->tests.len; i++)
+        if ((r = atx_sched_classify(run, run->tests.items[i])) < 0)
+            return r;
+    counts = calloc(run->classes.len + 1, sizeof(*counts));
+    if (!counts)
+        return atx_error_oom();
+    for (size_t i = 0; i < run->tests.len; i++)
+        counts[((test_state *)run->tests.items[i])->cls->index]++;
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        k->heap = malloc((counts[i] + 1) * sizeof(*k->heap));
+        if (!k->heap) {
+            free(counts);
+            return atx_error_oom();
+        }
+        k->cap = counts[i] + 1;
+    }
+    free(counts);
+    return 0;
+}
+
+static void start_provisioners(atx_run *run)
+{
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        int r = 0;
+        atx_error_clear();
+        if (p->vt->start && (r = p->vt->start(p->state)) < 0) {
+            p->failed = true;
+            p->last_error = strdup(*atx_error_last()->message ? atx_error_last()->message
+                                                               : atx_strerror(r));
+            atx_run_logf(run, ATX_LOG_ERROR, "provisioner %s failed to start: %s",
+                         atx_plugin_ctx_name(p->ctx), p->last_error ? p->last_error : "");
+            continue;
+        }
+        p->started = true;
+        p->capacity = p->vt->capacity(p->state);
+        if (p->capacity < 1) {
+            p->failed = true;
+            p->last_error = strdup("it offers no capacity");
+        }
+    }
+}
+
+/* Mark classes no started provisioner can ever serve; give their tests an
+ * error result naming the missing label. */
+static void reject_impossible(atx_run *run)
+{
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        const char *missing = NULL;
+        for (size_t j = 0; j < run->provs.len && !k->possible; j++) {
+            prov_inst *p = run->provs.items[j];
+            if (p->failed)
+                continue;
+            for (size_t o = 0; o < p->vt->offer_count(p->state) && !k->possible; o++)
+                k->possible = atx_sched_applicable(run, k, p->vt->offer(p->state, o), &missing);
+        }
+        k->possible = k->possible || atx_labels_count(k->requires) == 0;
+    }
+    for (size_t i = 0; i < run->tests.len; i++) {
+        test_state *ts = run->tests.items[i];
+        if (ts->cls->possible) {
+            atx_sched_push(run, ts);
+            continue;
+        }
+        /* Name the first required label no offer has. */
+        const char *missing = NULL, *key, *val;
+        char note[1024];
+        for (size_t j = 0; j < run->provs.len && !missing; j++) {
+            prov_inst *p = run->provs.items[j];
+            for (size_t o = 0; !p->failed && o < p->vt->offer_count(p->state) && !missing; o++)
+                atx_sched_applicable(run, ts->cls, p->vt->offer(p->state, o), &missing);
+        }
+        if (!missing && atx_labels_at(ts->cls->requires, 0, &key, &val) == 0)
+            missing = key;
+        val = missing ? atx_labels_get(ts->cls->requires, missing) : NULL;
+        snprintf(note, sizeof(note), "no system can run this test: it requires %s=%s, "
+                 "which no provisioner offers", missing ? missing : "?", val ? val : "?");
+        emit_direct(run, ts, ATX_STATUS_ERROR, "unsatisfiable", note);
+    }
+}
+
+static bool all_provisioners_failed(atx_run *run)
+{
+    for (size_t i = 0; i < run->provs.len; i++)
+        if (!((prov_inst *)run->provs.items[i])->failed)
+            return false;
+    return true;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+int atx_run_execute(atx_run *run, atx_summary *summary)
+{
+    int r;
+    int64_t deadline = 0;
+    bool exhausted = false;
+
+    if (!run)
+        return atx_error_set(ATX_EINVAL, "no run");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "a run executes once");
+    if (run->provs.len == 0)
+        return atx_error_set(ATX_EINVAL, "the run has no provisioner");
+    run->executed = true;
+    if ((r = atx_mkdir_p(run->results_dir)) < 0)
+        return r;
+    if ((r = prepare_classes(run)) < 0)
+        return r;
+    for (size_t i = 0; i < run->tests.len; i++) {
+        test_state *ts = run->tests.items[i];
+        int64_t to = atx_test_timeout(ts->t);
+        int rr = atx_test_reruns(ts->t);
+        ts->timeout_ns = to > 0 ? to : run->policy.timeout_ns;
+        ts->reruns_left = rr >= 0 ? rr : run->policy.reruns;
+    }
+    run->summary.tests = run->tests.len;
+    run->summary.started_ns = atx_wallclock_ns();
+    int64_t t0 = atx_now_ns();
+    if (run->policy.deadline_ns > 0)
+        deadline = t0 + run->policy.deadline_ns;
+
+    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
+        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
+
+    start_provisioners(run);
+    pthread_mutex_lock(&run->mu);
+    reject_impossible(run);
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        if (p->failed)
+            continue;
+        if ((r = pthread_create(&p->thread, NULL, atx_provisioner_main, p)) != 0) {
+            p->failed = true;
+            atx_run_logf(run, ATX_LOG_ERROR, "cannot start a provisioner thread: %s",
+                         strerror(r));
+            continue;
+        }
+        p->thread_started = true;
+    }
+    pthread_mutex_unlock(&run->mu);
+
+    bool cancel_seen = false;
+    for (;;) {
+        pthread_mutex_lock(&run->mu);
+        bool finished = run->done == run->tests.len;
+        bool stopped = run->stopping && run->active_workers == 0;
+        if (!finished && !run->stopping && run->active_workers == 0 && run->queued > 0 &&
+            all_provisioners_failed(run)) {
+            exhausted = true;
+            run->stopping = true;
+            stopped = true;
+        }
+        pthread_mutex_unlock(&run->mu);
+        if (finished || stopped)
+            break;
+
+        struct pollfd pfd[2] = {
+            { .fd = run->wake_pipe[0], .events = POLLIN },
+            { .fd = run->cancel_pipe[0], .events = POLLIN },
+        };
+        int timeout = -1;
+        if (deadline && !cancel_seen) {
+            int64_t left = deadline - atx_now_ns();
+            timeout = left <= 0 ? 0 : (int)(left / ATX_NSEC_PER_MSEC + 1);
+        }
+        int n = poll(pfd, cancel_seen ? 1 : 2, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (pfd[0].revents & POLLIN)
+            drain_pipe(run->wake_pipe[0]);
+        bool by_deadline = deadline && !cancel_seen && atx_now_ns() >= deadline;
+        if (!cancel_seen && ((pfd[1].revents & POLLIN) || by_deadline)) {
+            /* The cancel pipe stays readable: executors poll it too. */
+            cancel_seen = true;
+            if (by_deadline && atomic_load(&run->cancel_level) == 0)
+                atx_run_cancel(run, 0);
+            pthread_mutex_lock(&run->mu);
+            run->stopping = true;
+            run->stop_reason = by_deadline ? "not run: the run deadline passed"
+                                           : "not run: the run was cancelled";
+            run->summary.cancelled = !by_deadline;
+            pthread_cond_broadcast(&run->work_cv);
+            pthread_cond_broadcast(&run->prov_cv);
+            pthread_mutex_unlock(&run->mu);
+            atx_run_logf(run, ATX_LOG_WARNING, "%s: stopping",
+                         by_deadline ? "run deadline passed" : "cancelled");
+        }
+    }
+
+    pthread_mutex_lock(&run->mu);
+    run->stopping = true;
+    pthread_cond_broadcast(&run->work_cv);
+    pthread_cond_broadcast(&run->prov_cv);
+    pthread_mutex_unlock(&run->mu);
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        if (p->thread_started)
+            pthread_join(p->thread, NULL);
+    }
+    atx_worker_join_all(run);
+
+    pthread_mutex_lock(&run->mu);
+    test_state *ts;
+    char note[1200];
+    if (exhausted) {
+        run->summary.infra_exhausted = 1;
+        const char *why = NULL;
+        for (size_t i = 0; i < run->provs.len && !why; i++)
+            why = ((prov_inst *)run->provs.items[i])->last_error;
+        snprintf(note, sizeof(note), "no system could be provisioned: %s",
+                 why ? why : "every provisioner failed");
+    }
+    while ((ts = atx_sched_pop_any(run)))
+        emit_direct(run, ts, exhausted ? ATX_STATUS_INFRA : ATX_STATUS_SKIP,
+                    exhausted ? "provisioning" : "not-run",
+                    exhausted ? note : run->stop_reason ? run->stop_reason : "not run");
+    pthread_mutex_unlock(&run->mu);
+
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        if (p->started && p->vt->stop)
+            p->vt->stop(p->state);
+    }
+    run->summary.duration_ns = atx_now_ns() - t0;
+
+    pthread_mutex_lock(&run->agg_mu);
+    run->agg_closing = true;
+    pthread_cond_signal(&run->agg_cv);
+    pthread_mutex_unlock(&run->agg_mu);
+    pthread_join(run->agg_thread, NULL);
+
+    if (summary)
+        *summary = run->summary;
+    return 0;
+}
+
+int atx_summary_exit_code(const atx_summary *s)
+{
+    if (!s)
+        return 2;
+    if (s->infra_exhausted)
+        return 3;
+    if (s->failed || s->errors || s->infra || s->not_run || s->cancelled)
+        return 1;
+    return 0;
+}

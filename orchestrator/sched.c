@@ -1,0 +1,202 @@
+/*
+ * Picking the next test. Tests with equal requirements form a class; each
+ * class keeps its queued tests in a binary heap ordered by priority, then
+ * expected duration (unknown first, then longest), then arrival. A worker
+ * looks only at the heads of the classes its system can serve (plus, for a
+ * rerun that would land where it last ran, the head's children), and the
+ * fitness callback decides between those candidates. Everything here runs
+ * under run->mu.
+ */
+#include "orch.h"
+
+#include <string.h>
+
+/* Whether a should run before b by the class order. */
+static bool before(const test_state *a, const test_state *b)
+{
+    int pa = atx_test_priority(a->t), pb = atx_test_priority(b->t);
+    if (pa != pb)
+        return pa > pb;
+    int64_t da = atx_test_duration(a->t), db = atx_test_duration(b->t);
+    if (da != db) {
+        if (da == 0 || db == 0)
+            return da == 0; /* no estimate: go early */
+        return da > db;
+    }
+    return a->seq < b->seq;
+}
+
+static void heap_set(klass *k, size_t i, test_state *ts)
+{
+    k->heap[i] = ts;
+    ts->heap_pos = i;
+}
+
+static void sift_up(klass *k, size_t i)
+{
+    test_state *ts = k->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(ts, k->heap[parent]))
+            break;
+        heap_set(k, i, k->heap[parent]);
+        i = parent;
+    }
+    heap_set(k, i, ts);
+}
+
+static void sift_down(klass *k, size_t i)
+{
+    test_state *ts = k->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, best = i;
+        test_state *b = ts;
+        if (l < k->len && before(k->heap[l], b)) {
+            best = l;
+            b = k->heap[l];
+        }
+        if (l + 1 < k->len && before(k->heap[l + 1], b)) {
+            best = l + 1;
+            b = k->heap[l + 1];
+        }
+        if (best == i)
+            break;
+        heap_set(k, i, b);
+        i = best;
+    }
+    heap_set(k, i, ts);
+}
+
+static void heap_remove(klass *k, size_t i)
+{
+    k->len--;
+    if (i == k->len)
+        return;
+    test_state *moved = k->heap[k->len];
+    heap_set(k, i, moved);
+    sift_down(k, i);
+    sift_up(k, moved->heap_pos);
+}
+
+int atx_sched_classify(atx_run *run, test_state *ts)
+{
+    const atx_labels *req = atx_test_requires(ts->t);
+    klass *k;
+
+    for (size_t i = 0; i < run->classes.len; i++) {
+        k = run->classes.items[i];
+        if (atx_labels_equal(k->requires, req)) {
+            ts->cls = k;
+            return 0;
+        }
+    }
+    k = calloc(1, sizeof(*k));
+    if (!k)
+        return atx_error_oom();
+    if (atx_labels_dup(req, &k->requires) < 0 || atx_vec_push(&run->classes, k) < 0) {
+        atx_labels_free(k->requires);
+        free(k);
+        return ATX_ENOMEM;
+    }
+    k->index = run->classes.len - 1;
+    ts->cls = k;
+    return 0;
+}
+
+void atx_sched_push(atx_run *run, test_state *ts)
+{
+    klass *k = ts->cls;
+
+    /* The heap holds each test of the class at most once and was sized for
+     * all of them before the run started (run.c), so it never grows here. */
+    assert(k->len < k->cap);
+    ts->phase = TS_QUEUED;
+    k->heap[k->len] = ts;
+    ts->heap_pos = k->len++;
+    sift_up(k, ts->heap_pos);
+    run->queued++;
+}
+
+int atx_sched_applicable(atx_run *run, const klass *k, const atx_labels *labels,
+                         const char **missing)
+{
+    atx_applicable_fn fn = run->policy.applicable ? run->policy.applicable
+                                                  : atx_policy_default_applicable;
+    return fn(run->policy.userdata, k->requires, labels, missing);
+}
+
+typedef struct cand {
+    test_state *ts;
+    int fitness;
+} cand;
+
+/* Whether candidate a beats b: fitness, then the class order. */
+static bool better(const cand *a, const cand *b)
+{
+    if (a->fitness != b->fitness)
+        return a->fitness > b->fitness;
+    return before(a->ts, b->ts);
+}
+
+test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable)
+{
+    atx_fitness_fn fit = run->policy.fitness ? run->policy.fitness : atx_policy_default_fitness;
+    const char *sid = atx_system_id(sys);
+    cand best = { NULL, 0 };
+
+    if (run->queued == 0)
+        return NULL;
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        if (!applicable[i] || k->len == 0)
+            continue;
+        /* The head, and when it would rerun where it last ran, its children. */
+        size_t n = 1;
+        if (k->heap[0]->last_system && strcmp(k->heap[0]->last_system, sid) == 0)
+            n = k->len < 3 ? k->len : 3;
+        for (size_t j = 0; j < n; j++) {
+            test_state *ts = k->heap[j];
+            cand c = { ts, fit(run->policy.userdata, ts->t, sys, ts->attempts + 1,
+                               ts->last_system) };
+            if (!best.ts || better(&c, &best))
+                best = c;
+        }
+    }
+    if (best.ts) {
+        heap_remove(best.ts->cls, best.ts->heap_pos);
+        run->queued--;
+    }
+    return best.ts;
+}
+
+test_state *atx_sched_pop_any(atx_run *run)
+{
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        if (k->len) {
+            test_state *ts = k->heap[0];
+            heap_remove(k, 0);
+            run->queued--;
+            return ts;
+        }
+    }
+    return NULL;
+}
+
+int atx_policy_default_applicable(void *ud, const atx_labels *requires, const atx_labels *labels,
+                                  const char **missing)
+{
+    (void)ud;
+    return atx_labels_satisfy(labels, requires, missing);
+}
+
+int atx_policy_default_fitness(void *ud, const atx_test *t, const atx_system *sys, int attempt,
+                               const char *last_system)
+{
+    (void)ud;
+    if (attempt > 1 && last_system && strcmp(last_system, atx_system_id(sys)) == 0)
+        return -1;
+    if (atx_test_destructive(t) && atx_system_fresh(sys))
+        return 1;
+    return 0;
+}

@@ -1,0 +1,388 @@
+/*
+ * Workers and provisioner threads. Each leased system gets a worker thread
+ * that pulls tests for it until nothing it can serve remains; each
+ * provisioner gets a thread that leases systems while tests wait for them,
+ * so a slow reserve never stalls the scheduler.
+ */
+#include "orch.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct run_worker {
+    atx_run *run;
+    prov_inst *prov;
+    atx_system *sys;
+    pthread_t thread;
+    bool *applicable;      /* per class */
+    atx_vec prepared;      /* exec_inst* prepared on this system */
+};
+
+/* Whether a worker could still get a test: a class it serves has queued or
+ * running tests (a running one may fail and come back for a rerun). */
+static bool could_get_work(atx_run *run, const run_worker *w)
+{
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        if (w->applicable[i] && (k->len || k->running))
+            return true;
+    }
+    return false;
+}
+
+/* Count a test's final own result in the summary. Under run->mu. */
+void atx_run_record_final(atx_run *run, test_state *ts, atx_result *own)
+{
+    atx_summary *s = &run->summary;
+    const char *type = atx_result_error_type(own);
+
+    ts->phase = TS_DONE;
+    run->done++;
+    switch (atx_result_status(own)) {
+    case ATX_STATUS_PASS:
+    case ATX_STATUS_WARN:
+    case ATX_STATUS_INFO:
+        s->passed++;
+        if (ts->had_failure)
+            s->flaky++;
+        break;
+    case ATX_STATUS_FAIL:
+        s->failed++;
+        break;
+    case ATX_STATUS_SKIP:
+        if (type && strcmp(type, "not-run") == 0)
+            s->not_run++;
+        else
+            s->skipped++;
+        break;
+    case ATX_STATUS_INFRA:
+        s->infra++;
+        break;
+    case ATX_STATUS_ERROR:
+    case ATX_STATUS_CUSTOM:
+        s->errors++;
+        break;
+    }
+}
+
+static atx_result *own_result(atx_attempt *a)
+{
+    atx_result *own = NULL;
+    for (size_t i = 0; i < a->results.len; i++)
+        if (!atx_result_subtest(a->results.items[i]))
+            own = a->results.items[i];
+    return own;
+}
+
+/* An attempt's own result made by the orchestrator (infra trouble, no result). */
+static void emit_own(atx_attempt *a, atx_status status, const char *type, const char *note)
+{
+    atx_result *r;
+
+    if (atx_result_new(atx_test_name(a->ts->t), NULL, &r) < 0)
+        return;
+    atx_result_set_status(r, status);
+    atx_result_set_error_type(r, type);
+    atx_result_set_note(r, note);
+    atx_attempt_emit(a, r);
+}
+
+/* After an attempt: final or rerun; hand results to the aggregators. */
+static void finish_attempt(atx_run *run, atx_attempt *a)
+{
+    test_state *ts = a->ts;
+    atx_result *own = own_result(a);
+    bool failed = atx_status_is_failure(atx_result_status(own));
+    bool rerun = failed && ts->reruns_left > 0 && !run->stopping &&
+                 atomic_load(&run->cancel_level) == 0;
+
+    if (failed)
+        ts->had_failure = true;
+    for (size_t i = 0; i < a->results.len; i++) {
+        atx_result *r = a->results.items[i];
+        atx_result_set_final(r, !rerun);
+        agg_item *it = calloc(1, sizeof(*it));
+        if (!it) {
+            atx_result_unref(r);
+            continue;
+        }
+        it->result = r; /* the item takes the attempt's reference */
+        atx_run_agg_push(run, it);
+    }
+    run->summary.results += a->results.len;
+    ts->cls->running--;
+    run->running--;
+    if (rerun) {
+        ts->reruns_left--;
+        free(ts->last_system);
+        ts->last_system = strdup(atx_system_id(a->sys));
+        atx_sched_push(run, ts);
+    } else {
+        atx_run_record_final(run, ts, own);
+        if (run->done == run->tests.len)
+            atx_run_wake(run);
+    }
+    /* Waiting workers re-check: a rerun is queued or a class may be empty. */
+    pthread_cond_broadcast(&run->work_cv);
+    pthread_cond_broadcast(&run->prov_cv);
+}
+
+static bool prepared(run_worker *w, exec_inst *x)
+{
+    for (size_t i = 0; i < w->prepared.len; i++)
+        if (w->prepared.items[i] == x)
+            return true;
+    return false;
+}
+
+/* Run one attempt without the lock. Returns release flags for the system. */
+static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
+{
+    atx_run *run = w->run;
+    exec_inst *x = ts->exec;
+    unsigned flags = 0;
+    int rc = 0;
+
+    agg_item *it = calloc(1, sizeof(*it));
+    if (it) {
+        it->test = ts->t;
+        it->system_id = strdup(atx_system_id(w->sys));
+        it->attempt = a->number;
+        atx_run_agg_push(run, it);
+    }
+    a->started_wall = atx_wallclock_ns();
+    int64_t t0 = atx_now_ns();
+
+    if (!prepared(w, x)) {
+        if (x->vt->prepare && (rc = x->vt->prepare(x->state, w->sys)) < 0) {
+            char note[1200];
+            snprintf(note, sizeof(note), "preparing system %s for %s failed: %s",
+                     atx_system_id(w->sys), x->kind, atx_error_last()->message);
+            emit_own(a, ATX_STATUS_INFRA, "prepare", note);
+            flags |= ATX_RELEASE_BROKEN;
+        } else {
+            atx_vec_push(&w->prepared, x);
+        }
+    }
+    if (rc == 0) {
+        atx_error_clear();
+        rc = x->vt->run(x->state, a);
+        if (rc < 0 && !a->own_emitted) {
+            char note[1200];
+            snprintf(note, sizeof(note), "executor %s failed on %s: %s", x->kind,
+                     atx_system_id(w->sys),
+                     *atx_error_last()->message ? atx_error_last()->message : atx_strerror(rc));
+            emit_own(a, ATX_STATUS_INFRA, "executor", note);
+            flags |= ATX_RELEASE_BROKEN;
+        }
+    }
+    if (!a->own_emitted)
+        emit_own(a, ATX_STATUS_ERROR, "no-result", "the executor reported no result for the test");
+    int64_t dur = atx_now_ns() - t0;
+    for (size_t i = 0; i < a->results.len; i++) {
+        atx_result *r = a->results.items[i];
+        if (atx_result_started(r) == 0)
+            atx_result_set_times(r, a->started_wall, dur);
+    }
+    atx_system_set_fresh(w->sys, 0);
+    if (atx_test_destructive(ts->t))
+        flags |= ATX_RELEASE_DIRTY;
+    return flags;
+}
+
+static void *worker_main(void *arg)
+{
+    run_worker *w = arg;
+    atx_run *run = w->run;
+    unsigned flags = 0;
+
+    pthread_mutex_lock(&run->mu);
+    for (size_t i = 0; i < run->classes.len; i++)
+        w->applicable[i] = atx_sched_applicable(run, run->classes.items[i],
+                                                atx_system_labels(w->sys), NULL);
+    while (!run->stopping && !flags) {
+        test_state *ts = atx_sched_pick(run, w->sys, w->applicable);
+        if (!ts) {
+            if (!could_get_work(run, w))
+                break;
+            pthread_cond_wait(&run->work_cv, &run->mu);
+            continue;
+        }
+        ts->phase = TS_RUNNING;
+        ts->attempts++;
+        ts->cls->running++;
+        run->running++;
+        run->summary.attempts++;
+        w->prov->idle--;
+        pthread_mutex_unlock(&run->mu);
+
+        atx_attempt a = { .run = run, .ts = ts, .sys = w->sys, .number = ts->attempts };
+        flags = run_attempt(w, ts, &a);
+
+        pthread_mutex_lock(&run->mu);
+        finish_attempt(run, &a);
+        w->prov->idle++;
+        atx_vec_release(&a.results);
+        free(a.dir);
+        free(a.rel);
+    }
+    pthread_mutex_unlock(&run->mu);
+
+    /* Give the system back before the provisioner may lease its slot again. */
+    w->prov->vt->release(w->prov->state, w->sys, flags);
+    w->sys = NULL;
+
+    pthread_mutex_lock(&run->mu);
+    w->prov->leased--;
+    w->prov->idle--;
+    run->active_workers--;
+    pthread_cond_broadcast(&run->prov_cv);
+    pthread_mutex_unlock(&run->mu);
+    atx_run_wake(run);
+    return NULL;
+}
+
+int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys)
+{
+    run_worker *w = calloc(1, sizeof(*w));
+    int e;
+
+    if (!w)
+        return atx_error_oom();
+    w->run = run;
+    w->prov = p;
+    w->sys = sys;
+    w->applicable = calloc(run->classes.len + 1, sizeof(bool));
+    if (!w->applicable || atx_vec_push(&run->workers, w) < 0) {
+        free(w->applicable);
+        free(w);
+        return atx_error_oom();
+    }
+    p->leased++;
+    p->idle++;
+    run->active_workers++;
+    if ((e = pthread_create(&w->thread, NULL, worker_main, w)) != 0) {
+        run->workers.len--;
+        p->leased--;
+        p->idle--;
+        run->active_workers--;
+        free(w->applicable);
+        free(w);
+        return atx_error_set(-e, "cannot start a worker thread: %s", strerror(e));
+    }
+    return 0;
+}
+
+void atx_worker_join_all(atx_run *run)
+{
+    for (size_t i = 0; i < run->workers.len; i++) {
+        run_worker *w = run->workers.items[i];
+        pthread_join(w->thread, NULL);
+        atx_vec_release(&w->prepared);
+        free(w->applicable);
+        free(w);
+    }
+    run->workers.len = 0;
+}
+
+/* Whether any queued test could run on a system with these labels. */
+static int want_labels(void *ud, const atx_labels *labels)
+{
+    prov_inst *p = ud;
+    atx_run *run = p->run;
+    int yes = 0;
+
+    pthread_mutex_lock(&run->mu);
+    for (size_t i = 0; i < run->classes.len && !yes; i++) {
+        klass *k = run->classes.items[i];
+        yes = k->len && atx_sched_applicable(run, k, labels, NULL);
+    }
+    pthread_mutex_unlock(&run->mu);
+    return yes;
+}
+
+/* Queued tests this provisioner could serve. Under run->mu. */
+static size_t demand(atx_run *run, prov_inst *p)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < run->classes.len; i++) {
+        klass *k = run->classes.items[i];
+        if (!k->len)
+            continue;
+        for (size_t o = 0; o < p->vt->offer_count(p->state); o++) {
+            if (atx_sched_applicable(run, k, p->vt->offer(p->state, o), NULL)) {
+                n += k->len;
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+#define RESERVE_FAILURES_MAX 3
+
+void *atx_provisioner_main(void *arg)
+{
+    prov_inst *p = arg;
+    atx_run *run = p->run;
+
+    pthread_mutex_lock(&run->mu);
+    while (!run->stopping && !p->failed) {
+        if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle) {
+            pthread_cond_wait(&run->prov_cv, &run->mu);
+            continue;
+        }
+        p->reserving = true;
+        pthread_mutex_unlock(&run->mu);
+
+        atx_reserve_req req = {
+            .version = ATX_RESERVE_REQ_VERSION,
+            .deadline_ns = atx_now_ns() + 600 * ATX_NSEC_PER_SEC,
+            .want = want_labels,
+            .userdata = p,
+            .cancel_fd = run->cancel_pipe[0],
+        };
+        atx_system *sys = NULL;
+        atx_error_clear();
+        int r = p->vt->reserve(p->state, &req, &sys);
+
+        pthread_mutex_lock(&run->mu);
+        p->reserving = false;
+        if (r == 0 && sys) {
+            p->failures = 0;
+            if (run->stopping || atx_worker_start(run, p, sys) < 0) {
+                pthread_mutex_unlock(&run->mu);
+                p->vt->release(p->state, sys, 0);
+                pthread_mutex_lock(&run->mu);
+            }
+            continue;
+        }
+        if (r == ATX_ENOTFOUND) {
+            /* Nothing of ours is wanted now; wait for the queue to change. */
+            pthread_cond_wait(&run->prov_cv, &run->mu);
+            continue;
+        }
+        p->failures++;
+        free(p->last_error);
+        p->last_error = strdup(*atx_error_last()->message ? atx_error_last()->message
+                                                           : atx_strerror(r));
+        atx_run_logf(run, ATX_LOG_WARNING, "provisioner %s: reserve failed (%d of %d): %s",
+                     atx_plugin_ctx_name(p->ctx), p->failures, RESERVE_FAILURES_MAX,
+                     p->last_error ? p->last_error : "");
+        if (p->failures >= RESERVE_FAILURES_MAX) {
+            p->failed = true;
+            atx_run_wake(run);
+            break;
+        }
+        /* Back off before trying again: 1 s, 2 s, ... */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += p->failures;
+        pthread_cond_timedwait(&run->prov_cv, &run->mu, &until);
+    }
+    pthread_mutex_unlock(&run->mu);
+    return NULL;
+}

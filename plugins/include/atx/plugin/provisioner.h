@@ -1,0 +1,136 @@
+/*
+ * atx provisioner plugins (plugin tier).
+ *
+ * A provisioner hands out systems. The orchestrator calls create, start,
+ * then reserve from a thread of the provisioner's own (so a slow reserve
+ * never stalls the scheduler), release for each system it is done with, and
+ * stop and destroy at the end. capacity and the offers (label sets it can
+ * provide) are read after start, to report at once a test that no system can
+ * ever satisfy.
+ *
+ * A provisioner makes its systems with atx_system_new(), giving the system
+ * operations below; processes on them are atx_proc handles made with
+ * atx_proc_new() (or atx_spawn_local() on this host).
+ */
+#ifndef ATX_PLUGIN_PROVISIONER_H
+#define ATX_PLUGIN_PROVISIONER_H
+
+#include "atx/labels.h"
+#include "atx/plugin/abi.h"
+#include "atx/system.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** atx_provisioner_vtable.release flags. */
+enum atx_release_flags {
+    ATX_RELEASE_DIRTY = 1u << 0,  /**< destructive test ran: do not reuse */
+    ATX_RELEASE_BROKEN = 1u << 1  /**< infrastructure trouble: quarantine */
+};
+
+#define ATX_RESERVE_REQ_VERSION 1
+/** What the orchestrator asks of a reserve. */
+typedef struct atx_reserve_req {
+    unsigned version;      /**< ATX_RESERVE_REQ_VERSION */
+    int64_t deadline_ns;   /**< monotonic; give up after it */
+    /**
+     * Whether a system with @p labels would serve a waiting test. A
+     * provisioner with several kinds of systems leases one that is wanted.
+     */
+    int (*want)(void *userdata, const atx_labels *labels);
+    void *userdata;
+    int cancel_fd;         /**< polls readable when the run stops: give up */
+} atx_reserve_req;
+
+#define ATX_PROVISIONER_VTABLE_VERSION 1
+typedef struct atx_provisioner_vtable {
+    unsigned version;  /**< ATX_PROVISIONER_VTABLE_VERSION when built */
+    /** Required. Validate the configuration and make an instance. */
+    int (*create)(atx_plugin_ctx *ctx, void **state);
+    /** Required. Free the instance (after stop). */
+    void (*destroy)(void *state);
+    /** Optional. Prepare to hand out systems. */
+    int (*start)(void *state);
+    /** Optional. Give back everything; always called after a start. */
+    int (*stop)(void *state);
+    /** Required. How many systems may be leased at once (>= 1). */
+    int (*capacity)(void *state);
+    /** Required. How many label sets the provisioner can offer. */
+    size_t (*offer_count)(void *state);
+    /** Required. The i-th label set it can offer (borrowed). */
+    const atx_labels *(*offer)(void *state, size_t i);
+    /**
+     * Required. Lease one system that @p req wants, waiting at most until
+     * req->deadline_ns. Called from the provisioner's own thread.
+     * @return 0 with *out set; ATX_ETIMEDOUT; ATX_ENOTFOUND when none of its
+     *         systems is wanted; ATX_EINFRA (detail says why).
+     */
+    int (*reserve)(void *state, const struct atx_reserve_req *req, atx_system **out);
+    /**
+     * Required. Take a system back and free its handle
+     * (atx_system_free()); @p flags: enum atx_release_flags. Called from the
+     * worker thread that held it.
+     */
+    void (*release)(void *state, atx_system *sys, unsigned flags);
+} atx_provisioner_vtable;
+
+/* ---- systems ---- */
+
+#define ATX_SYSTEM_OPS_VERSION 1
+/** What a provisioner implements for each of its systems. */
+typedef struct atx_system_ops {
+    unsigned version;  /**< ATX_SYSTEM_OPS_VERSION */
+    /** Required. Start a process (see atx_system_spawn()). */
+    int (*spawn)(void *impl, const atx_spawn_opts *opts, atx_proc **out);
+    /** Optional (NULL: ATX_EUNSUPPORTED). */
+    int (*copy_in)(void *impl, const char *local, const char *remote);
+    int (*copy_out)(void *impl, const char *remote, const char *local);
+    /** Optional (NULL: always alive). */
+    int (*alive)(void *impl, int64_t timeout_ns);
+} atx_system_ops;
+
+/**
+ * Make a system handle. @p ops and @p impl are borrowed and must outlive the
+ * handle; @p id, @p labels and @p workdir are copied.
+ */
+ATX_API int atx_system_new(const atx_system_ops *ops, void *impl, const char *id,
+                           const atx_labels *labels, const char *workdir,
+                           atx_system **out);
+/** Free a system handle (not its impl); NULL accepted. */
+ATX_API void atx_system_free(atx_system *sys);
+/** The impl given to atx_system_new(). */
+ATX_API void *atx_system_impl(const atx_system *sys);
+/** Mark whether the system has run anything (the orchestrator does this). */
+ATX_API void atx_system_set_fresh(atx_system *sys, int fresh);
+
+/* ---- processes ---- */
+
+#define ATX_PROC_OPS_VERSION 1
+typedef struct atx_proc_ops {
+    unsigned version;  /**< ATX_PROC_OPS_VERSION */
+    int (*wait)(void *impl, int64_t timeout_ns, atx_exit *ex);
+    int (*kill_tree)(void *impl, int sig, int64_t grace_ns);
+    /** Kill what remains, reap, free impl. */
+    void (*free)(void *impl);
+} atx_proc_ops;
+
+/**
+ * Make a process handle over an implementation. The fds (or -1) are owned
+ * by the handle and closed by atx_proc_free(); @p wait_fd is owned by impl.
+ */
+ATX_API int atx_proc_new(const atx_proc_ops *ops, void *impl, int stdin_fd,
+                         int stdout_fd, int stderr_fd, int wait_fd, atx_proc **out);
+
+/**
+ * Start a process on this host: argv and environment are built before the
+ * child is created, the child gets its own session and process group, every
+ * other fd is closed in it, and a failed exec is reported as ATX_ESPAWN with
+ * the program and errno in the detail. Safe to call from any thread.
+ */
+ATX_API int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
