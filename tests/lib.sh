@@ -1,0 +1,30 @@
+# Shared helpers for the end-to-end tests. Source it: . "$ATX_SRC/tests/lib.sh"
+# Each test works in its own temporary folder, removed on exit.
+set -euo pipefail
+: "${ATX:?run through ctest}"
+T=$(mktemp -d "${TMPDIR:-/tmp}/atx-test.XXXXXX")
+cleanup() { rm -rf "$T"; }
+trap cleanup EXIT
+cd "$T"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+# expect_eq WHAT GOT WANT
+expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; pass "$1 = $3"; }
+
+# mktest NAME 'shell body': an executable test script in $T/tests
+mktest() {
+  mkdir -p "$T/tests/$(dirname "$1")"
+  printf '#!/bin/sh\n%s\n' "$2" > "$T/tests/$1"
+  chmod +x "$T/tests/$1"
+}
+
+# wait_for FILE SECONDS: until FILE exists (a bounded poll, not a sleep as sync)
+wait_for() {
+  local f=$1 n=$(( $2 * 20 ))
+  while [ ! -e "$f" ] && [ $n -gt 0 ]; do sleep 0.05; n=$((n-1)); done
+  [ -e "$f" ] || fail "timed out waiting for $f"
+}
+
+# jq-free JSON reading with the system python (stdlib only)
+pyjson() { python3 -c "$1"; }
