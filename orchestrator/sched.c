@@ -2,10 +2,9 @@
  * Picking the next test. Tests with equal requirements form a class; each
  * class keeps its queued tests in a binary heap ordered by priority, then
  * expected duration (unknown first, then longest), then arrival. A worker
- * looks only at the heads of the classes its system can serve (plus, for a
- * rerun that would land where it last ran, the head's children), and the
- * fitness callback decides between those candidates. Everything here runs
- * under run->mu.
+ * looks only at the leading entries of the classes its system can serve, and
+ * the fitness callback decides between those candidates, so a pick costs
+ * O(classes) whatever the queue's length. Everything here runs under run->mu.
  */
 #include "orch.h"
 
@@ -125,6 +124,9 @@ int atx_sched_applicable(atx_run *run, const klass *k, const atx_labels *labels,
     return fn(run->policy.userdata, k->requires, labels, missing);
 }
 
+/* How many leading entries of each class the fitness callback sees. */
+#define PICK_CANDIDATES 8
+
 typedef struct cand {
     test_state *ts;
     int fitness;
@@ -141,7 +143,6 @@ static bool better(const cand *a, const cand *b)
 test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable)
 {
     atx_fitness_fn fit = run->policy.fitness ? run->policy.fitness : atx_policy_default_fitness;
-    const char *sid = atx_system_id(sys);
     cand best = { NULL, 0 };
 
     if (run->queued == 0)
@@ -150,10 +151,9 @@ test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable
         klass *k = run->classes.items[i];
         if (!applicable[i] || k->len == 0)
             continue;
-        /* The head, and when it would rerun where it last ran, its children. */
-        size_t n = 1;
-        if (k->heap[0]->last_system && strcmp(k->heap[0]->last_system, sid) == 0)
-            n = k->len < 3 ? k->len : 3;
+        /* The leading entries of the heap (its top three levels and one
+         * more): fitness may prefer one of them to the head. */
+        size_t n = k->len < PICK_CANDIDATES ? k->len : PICK_CANDIDATES;
         for (size_t j = 0; j < n; j++) {
             test_state *ts = k->heap[j];
             cand c = { ts, fit(run->policy.userdata, ts->t, sys, ts->attempts + 1,

@@ -44,9 +44,9 @@ typedef int (*atx_applicable_fn)(void *userdata, const atx_labels *requires,
 
 /**
  * Fitness of a test for a system; higher is better. Decides first, before
- * priority and expected duration. It is asked for the best candidate of each
- * applicable requirement class, so it chooses between classes and between a
- * class head and its rerun-avoiding alternatives.
+ * priority and expected duration. It is asked for the leading candidates (up
+ * to eight) of each applicable requirement class, so picking stays cheap on
+ * long queues.
  */
 typedef int (*atx_fitness_fn)(void *userdata, const atx_test *t, const atx_system *sys,
                               int attempt, const char *last_system);

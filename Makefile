@@ -1,0 +1,61 @@
+# The README's two commands. Everything else is CMake (CMakeLists.txt).
+#   make demo   install missing build packages, build, run the example tests
+#   make check  install what the tests need, build with -Werror, run ctest,
+#               then the same suite built with ASan+UBSan
+BUILD       ?= build
+ASAN_BUILD  ?= build-asan
+JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
+DEMO_DIR    ?= atx-results/demo
+
+BUILD_PKGS = cmake make gcc pkg-config libjson-c-dev libxml2-dev libcmocka-dev
+TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser
+
+.PHONY: all build demo check test test-asan deps-build deps-test clean
+
+all: build
+
+# Install the Debian packages that are missing (nothing if all are there).
+define install_missing
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "make: need root (or sudo) to install:$$missing" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps-build:
+	$(call install_missing,$(BUILD_PKGS))
+
+deps-test:
+	$(call install_missing,$(TEST_PKGS))
+
+build: deps-build
+	cmake -S . -B $(BUILD) -DATX_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@rm -rf $(DEMO_DIR)
+	$(BUILD)/bin/atx run --plan examples/demo/plan.json -o $(DEMO_DIR)
+	@echo "demo: reports in $(DEMO_DIR)/junit.xml and $(DEMO_DIR)/results.jsonl"
+
+test: deps-test
+	cmake -S . -B $(BUILD) -DATX_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS)
+	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
+
+test-asan: deps-test
+	cmake -S . -B $(ASAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=address,undefined \
+	      -DCMAKE_BUILD_TYPE=Debug
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) -j $(JOBS) --output-on-failure
+
+check: test test-asan
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
