@@ -56,6 +56,7 @@ typedef struct test_state {
     char *last_system;
     test_phase phase;
     bool had_failure;
+    bool deferred;          /* left once for a fresh system to take */
 } test_state;
 
 struct klass {
@@ -131,7 +132,10 @@ ATX_INTERNAL void atx_run_agg_push(atx_run *run, agg_item *item);
 /* sched.c: all under run->mu */
 ATX_INTERNAL int atx_sched_classify(atx_run *run, test_state *ts);
 ATX_INTERNAL void atx_sched_push(atx_run *run, test_state *ts);
-ATX_INTERNAL test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable);
+/* The best queued test for sys; with avoid_own_reruns, reruns whose last
+ * attempt ran on sys are passed over and *avoided is set to the first. */
+ATX_INTERNAL test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable,
+                                        bool avoid_own_reruns, test_state **avoided);
 ATX_INTERNAL test_state *atx_sched_pop_any(atx_run *run);
 ATX_INTERNAL int atx_sched_applicable(atx_run *run, const klass *k, const atx_labels *labels,
                                       const char **missing);

@@ -140,11 +140,14 @@ static bool better(const cand *a, const cand *b)
     return before(a->ts, b->ts);
 }
 
-test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable)
+test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable,
+                           bool avoid_own_reruns, test_state **avoided)
 {
+    const char *sid = atx_system_id(sys);
     atx_fitness_fn fit = run->policy.fitness ? run->policy.fitness : atx_policy_default_fitness;
     cand best = { NULL, 0 };
 
+    *avoided = NULL;
     if (run->queued == 0)
         return NULL;
     for (size_t i = 0; i < run->classes.len; i++) {
@@ -156,6 +159,12 @@ test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable
         size_t n = k->len < PICK_CANDIDATES ? k->len : PICK_CANDIDATES;
         for (size_t j = 0; j < n; j++) {
             test_state *ts = k->heap[j];
+            if (avoid_own_reruns && ts->last_system && strcmp(ts->last_system, sid) == 0) {
+                /* Another system is free to take this rerun. */
+                if (!*avoided)
+                    *avoided = ts;
+                continue;
+            }
             cand c = { ts, fit(run->policy.userdata, ts->t, sys, ts->attempts + 1,
                                ts->last_system) };
             if (!best.ts || better(&c, &best))
@@ -163,6 +172,7 @@ test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable
         }
     }
     if (best.ts) {
+        best.ts->deferred = false;
         heap_remove(best.ts->cls, best.ts->heap_pos);
         run->queued--;
     }

@@ -17,6 +17,8 @@ struct run_worker {
     atx_system *sys;
     pthread_t thread;
     bool *applicable;      /* per class */
+    bool waiting;          /* blocked for work (under run->mu) */
+    bool deferring;        /* waiting for a new system to take our rerun */
     atx_vec prepared;      /* exec_inst* prepared on this system */
 };
 
@@ -192,6 +194,32 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     return flags;
 }
 
+/* Whether another worker is idle, waiting for work (that can serve class k,
+ * if given). Under run->mu. */
+static bool other_waiting(atx_run *run, const run_worker *self, const klass *k)
+{
+    for (size_t i = 0; i < run->workers.len; i++) {
+        const run_worker *w = run->workers.items[i];
+        if (w != self && w->waiting && (!k || w->applicable[k->index]))
+            return true;
+    }
+    return false;
+}
+
+/* Whether a provisioner that can serve class k may lease one more system. */
+static bool spare_capacity(atx_run *run, const klass *k)
+{
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        if (p->failed || !p->started || p->leased >= p->capacity)
+            continue;
+        for (size_t o = 0; o < p->vt->offer_count(p->state); o++)
+            if (atx_sched_applicable(run, k, p->vt->offer(p->state, o), NULL))
+                return true;
+    }
+    return false;
+}
+
 static void *worker_main(void *arg)
 {
     run_worker *w = arg;
@@ -203,11 +231,33 @@ static void *worker_main(void *arg)
         w->applicable[i] = atx_sched_applicable(run, run->classes.items[i],
                                                 atx_system_labels(w->sys), NULL);
     while (!run->stopping && !flags) {
-        test_state *ts = atx_sched_pick(run, w->sys, w->applicable);
+        test_state *avoided;
+        test_state *ts = atx_sched_pick(run, w->sys, w->applicable, true, &avoided);
+        if (!ts && avoided) {
+            /* Only our own reruns are left for us. An idle worker that can
+             * serve them takes them; else, once, a provisioner with room
+             * leases a fresh system for them; else we take them. */
+            if (other_waiting(run, w, avoided->cls)) {
+                pthread_cond_broadcast(&run->work_cv);
+            } else if (!avoided->deferred && spare_capacity(run, avoided->cls)) {
+                avoided->deferred = true;
+                w->deferring = true;
+                w->prov->idle--; /* so the provisioner sees the demand */
+                pthread_cond_broadcast(&run->prov_cv);
+            } else {
+                ts = atx_sched_pick(run, w->sys, w->applicable, false, &avoided);
+            }
+        }
         if (!ts) {
-            if (!could_get_work(run, w))
+            if (!avoided && !could_get_work(run, w))
                 break;
+            w->waiting = true;
             pthread_cond_wait(&run->work_cv, &run->mu);
+            w->waiting = false;
+            if (w->deferring) {
+                w->deferring = false;
+                w->prov->idle++;
+            }
             continue;
         }
         ts->phase = TS_RUNNING;
@@ -360,6 +410,8 @@ void *atx_provisioner_main(void *arg)
             }
             continue;
         }
+        /* Workers waiting for a fresh system take their reruns themselves. */
+        pthread_cond_broadcast(&run->work_cv);
         if (r == ATX_ENOTFOUND) {
             /* Nothing of ours is wanted now; wait for the queue to change. */
             pthread_cond_wait(&run->prov_cv, &run->mu);

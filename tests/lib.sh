@@ -28,3 +28,10 @@ wait_for() {
 
 # jq-free JSON reading with the system python (stdlib only)
 pyjson() { python3 -c "$1"; }
+
+# wait_grep FILE PATTERN SECONDS: until FILE holds a line matching PATTERN
+wait_grep() {
+  local f=$1 p=$2 n=$(( $3 * 20 ))
+  while ! grep -q -- "$p" "$f" 2>/dev/null && [ $n -gt 0 ]; do sleep 0.05; n=$((n-1)); done
+  grep -q -- "$p" "$f" 2>/dev/null || fail "timed out waiting for '$p' in $f"
+}

@@ -241,6 +241,9 @@ static int exec_run(void *state, atx_attempt *a)
         int64_t now = atx_now_ns();
         int64_t until = exited ? drain_until : deadline;
         int ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
+        /* During a graceful cancel, look every 50 ms for a hurry. */
+        if (interrupted && !exited && ms > 50)
+            ms = 50;
         int k = poll(pfd, (nfds_t)n, ms);
         if (k < 0 && errno != EINTR) {
             r = atx_error_set(-errno, "poll: %s", strerror(errno));
@@ -262,6 +265,10 @@ static int exec_run(void *state, atx_attempt *a)
             deadline = atx_now_ns() + grace;
         }
         now = atx_now_ns();
+        if (interrupted && !exited && atx_attempt_cancelled(a) >= 2 && deadline > now) {
+            atx_proc_kill_tree(p, SIGKILL, 0);
+            deadline = now;
+        }
         if (!exited && wait_at >= 0 && (pfd[wait_at].revents & POLLIN)) {
             atx_proc_wait(p, 0, &ex); /* reaps and kills the rest of the group */
             exited = true;

@@ -46,11 +46,14 @@ void atx_error_clear(void)
 
 int atx_error_set(int code, const char *fmt, ...)
 {
+    char tmp[sizeof(last.buf)];
     va_list ap;
 
+    /* Format aside first: callers often wrap the previous message. */
     va_start(ap, fmt);
-    vsnprintf(last.buf, sizeof(last.buf), fmt, ap);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
+    memcpy(last.buf, tmp, sizeof(tmp));
     last.err.code = code;
     last.err.message = last.buf;
     return code;

@@ -1,0 +1,5 @@
+atx_unit_test(orchestrator)
+atx_script_test(timeout)
+atx_script_test(sigint)
+atx_script_test(cli)
+atx_script_test(examples)

@@ -1,0 +1,359 @@
+/*
+ * The orchestrator through the public API, with the real local provisioner
+ * and exec executor: requirement checks, reruns, ordering, destructive
+ * tests, spawn failures and broken executors.
+ */
+#define _GNU_SOURCE 1
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <atx.h>
+#include <atx/plugin/aggregator.h>
+#include <atx/plugin/executor.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a collecting aggregator ---- */
+
+typedef struct collected {
+    atx_result *r[256];
+    size_t n;
+    int began, ended;
+    atx_summary summary;
+} collected;
+
+static int col_create(atx_plugin_ctx *ctx, void **state)
+{
+    *state = atx_plugin_ctx_userdata(ctx);
+    return 0;
+}
+static void col_destroy(void *state) { (void)state; }
+static int col_begin(void *state, const atx_run_info *info)
+{
+    (void)info;
+    ((collected *)state)->began++;
+    return 0;
+}
+static int col_result(void *state, const atx_result *r)
+{
+    collected *c = state;
+    if (c->n < 256)
+        c->r[c->n++] = atx_result_ref((atx_result *)r);
+    return 0;
+}
+static int col_end(void *state, const atx_summary *s)
+{
+    collected *c = state;
+    c->ended++;
+    c->summary = *s;
+    return 0;
+}
+static const atx_aggregator_vtable col_vt = {
+    .version = ATX_AGGREGATOR_VTABLE_VERSION, .create = col_create, .destroy = col_destroy,
+    .begin = col_begin, .result = col_result, .end = col_end,
+};
+static const atx_plugin_descriptor col_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_AGGREGATOR,
+    "collect", "1", "collects results", &col_vt,
+};
+
+static void collected_free(collected *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        atx_result_unref(c->r[i]);
+    free(c);
+}
+
+/* The final own result of a test, or NULL. */
+static const atx_result *final_of(const collected *c, const char *test)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(atx_result_test(c->r[i]), test) && !atx_result_subtest(c->r[i]) &&
+            atx_result_final(c->r[i]))
+            return c->r[i];
+    return NULL;
+}
+
+/* ---- fixtures ---- */
+
+typedef struct fx {
+    char dir[64];
+    atx_plugins *reg;
+    atx_run *run;
+    collected *col;
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof(*f));
+    const char *paths[] = { ATX_TEST_PLUGIN_DIR, NULL };
+    atx_plugins_opts po = ATX_PLUGINS_OPTS_INIT;
+    atx_run_opts ro = ATX_RUN_OPTS_INIT;
+
+    snprintf(f->dir, sizeof(f->dir), "/tmp/atx-orch-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    po.paths = paths;
+    po.no_environment = 1;
+    po.no_default_dir = 1;
+    assert_int_equal(atx_plugins_new(&po, &f->reg), 0);
+    ro.results_dir = f->dir;
+    ro.plugins = f->reg;
+    assert_int_equal(atx_run_new(&ro, &f->run), 0);
+    f->col = calloc(1, sizeof(*f->col));
+    assert_int_equal(atx_run_add_builtin(f->run, &col_plugin, NULL, f->col), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    char cmd[128];
+    atx_run_free(f->run);
+    atx_plugins_free(f->reg);
+    collected_free(f->col);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static atx_test *sh_test(const char *name, const char *script)
+{
+    const char *argv[] = { "sh", "-c", script, NULL };
+    atx_test *t;
+    assert_int_equal(atx_test_new(name, "exec", &t), 0);
+    assert_int_equal(atx_test_set_command(t, argv), 0);
+    return t;
+}
+
+/* ---- tests ---- */
+
+/* A requirement no system offers fails at once, naming the label, and the
+ * rest of the run goes on. */
+static void unsatisfiable_fails_at_once(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t = sh_test("/needs-sparc", "true");
+
+    assert_int_equal(atx_test_require(t, "arch", "sparc64"), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/fine", "true")), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_true(atx_now_ns() - t0 < 5 * ATX_NSEC_PER_SEC);
+    const atx_result *r = final_of(f->col, "/needs-sparc");
+    assert_non_null(r);
+    assert_int_equal(atx_result_status(r), ATX_STATUS_ERROR);
+    assert_non_null(strstr(atx_result_note(r), "arch=sparc64"));
+    assert_string_equal(atx_result_error_type(r), "unsatisfiable");
+    assert_int_equal(atx_result_status(final_of(f->col, "/fine")), ATX_STATUS_PASS);
+    assert_int_equal(s.errors, 1);
+    assert_int_equal(s.passed, 1);
+    assert_int_equal(atx_summary_exit_code(&s), 1);
+    assert_int_equal(f->col->began, 1);
+    assert_int_equal(f->col->ended, 1);
+}
+
+/* A failed test is rerun within its budget on another free system; every
+ * attempt is reported, only the last as final. */
+static void rerun_prefers_another_system(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t = sh_test("/flaky", "test \"$ATX_TEST_ATTEMPT\" -gt 1");
+
+    assert_int_equal(atx_test_set_reruns(t, 2), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 2}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(f->col->n, 2);
+    const atx_result *a1 = f->col->r[0], *a2 = f->col->r[1];
+    assert_int_equal(atx_result_attempt(a1), 1);
+    assert_false(atx_result_final(a1));
+    assert_int_equal(atx_result_status(a1), ATX_STATUS_FAIL);
+    assert_int_equal(atx_result_attempt(a2), 2);
+    assert_true(atx_result_final(a2));
+    assert_int_equal(atx_result_status(a2), ATX_STATUS_PASS);
+    assert_string_not_equal(atx_result_system_id(a1), atx_result_system_id(a2));
+    assert_int_equal(s.flaky, 1);
+    assert_int_equal(s.passed, 1);
+    assert_int_equal(atx_summary_exit_code(&s), 0);
+}
+
+/* With one system, a test that keeps failing uses its whole budget there. */
+static void rerun_budget_is_kept(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t = sh_test("/broken", "exit 4");
+
+    assert_int_equal(atx_test_set_reruns(t, 2), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(f->col->n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(atx_result_attempt(f->col->r[i]), (int)i + 1);
+        assert_int_equal(atx_result_final(f->col->r[i]), i == 2);
+        assert_int_equal(atx_result_exit_code(f->col->r[i]), 4);
+    }
+    assert_int_equal(s.failed, 1);
+    assert_int_equal(s.attempts, 3);
+}
+
+/* One system runs tests by priority, then longest declared duration, with
+ * unknown durations early, then in the order given. */
+static void order_on_one_system(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    struct { const char *name; int prio; int64_t dur; } spec[] = {
+        { "/short", 0, 1 * ATX_NSEC_PER_SEC }, { "/long", 0, 9 * ATX_NSEC_PER_SEC },
+        { "/unknown", 0, 0 }, { "/urgent", 5, 1 * ATX_NSEC_PER_SEC },
+        { "/medium", 0, 5 * ATX_NSEC_PER_SEC },
+    };
+    const char *want[] = { "/urgent", "/unknown", "/long", "/medium", "/short" };
+
+    for (size_t i = 0; i < 5; i++) {
+        atx_test *t = sh_test(spec[i].name, "true");
+        atx_test_set_priority(t, spec[i].prio);
+        atx_test_set_duration(t, spec[i].dur);
+        assert_int_equal(atx_run_add_test(f->run, t), 0);
+    }
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(f->col->n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_string_equal(atx_result_test(f->col->r[i]), want[i]);
+}
+
+/* A destructive test retires its system: the next test gets a new one. */
+static void destructive_retires_system(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t = sh_test("/a-destroyer", "true");
+
+    atx_test_set_destructive(t, 1);
+    atx_test_set_priority(t, 1);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/b-after", "true")), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(f->col->n, 2);
+    assert_string_equal(atx_result_test(f->col->r[0]), "/a-destroyer");
+    assert_string_not_equal(atx_result_system_id(f->col->r[0]),
+                            atx_result_system_id(f->col->r[1]));
+    assert_int_equal(s.passed, 2);
+}
+
+/* A program that cannot be started is the test's error, named. */
+static void spawn_failure_is_an_error(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    const char *argv[] = { "/nonexistent/program", NULL };
+    atx_test *t;
+
+    assert_int_equal(atx_test_new("/missing", "exec", &t), 0);
+    assert_int_equal(atx_test_set_command(t, argv), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", NULL), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    const atx_result *r = final_of(f->col, "/missing");
+    assert_non_null(r);
+    assert_int_equal(atx_result_status(r), ATX_STATUS_ERROR);
+    assert_string_equal(atx_result_error_type(r), "spawn");
+    assert_non_null(strstr(atx_result_note(r), "/nonexistent/program"));
+}
+
+/* An executor that fails without a result yields infra, not a hang. */
+static int broken_create(atx_plugin_ctx *c, void **s) { (void)c; *s = NULL; return 0; }
+static void broken_destroy(void *s) { (void)s; }
+static int broken_run(void *s, atx_attempt *a)
+{
+    (void)s, (void)a;
+    return atx_error_set(ATX_EIO, "the lab network is down");
+}
+static const atx_executor_vtable broken_vt = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION, .create = broken_create,
+    .destroy = broken_destroy, .run = broken_run,
+};
+static const atx_plugin_descriptor broken_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "broken", "1", "fails", &broken_vt,
+};
+
+static void executor_failure_is_infra(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t;
+
+    assert_int_equal(atx_run_add_builtin(f->run, &broken_plugin, NULL, NULL), 0);
+    assert_int_equal(atx_test_new("/net", "broken", &t), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", NULL), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    const atx_result *r = final_of(f->col, "/net");
+    assert_non_null(r);
+    assert_int_equal(atx_result_status(r), ATX_STATUS_INFRA);
+    assert_non_null(strstr(atx_result_note(r), "the lab network is down"));
+    assert_int_equal(s.infra, 1);
+}
+
+/* Bad input to the API is refused with a sentence. */
+static void bad_input_refused(void **state)
+{
+    fx *f = *state;
+    atx_test *t;
+
+    assert_int_equal(atx_test_new("", "exec", &t), ATX_EINVAL);
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/dup", "true")), 0);
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/dup", "true")), ATX_EEXIST);
+    assert_non_null(strstr(atx_error_last()->message, "/dup"));
+    assert_int_equal(atx_test_new("/x", "no-such-executor", &t), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), ATX_ENOTFOUND);
+    assert_non_null(strstr(atx_error_last()->message, "no-such-executor"));
+    assert_int_equal(atx_test_new("/y", "exec", &t), 0);
+    assert_int_equal(atx_test_set_spec_json(t, "{\"command\": \"true\"}"), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), ATX_EINVAL);
+    assert_non_null(strstr(atx_error_last()->message, "command"));
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 0}"), ATX_EINVAL);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"bogus\": 1}"), ATX_EINVAL);
+    assert_non_null(strstr(atx_error_last()->message, "bogus"));
+}
+
+/* A run with no provisioner is refused before anything starts. */
+static void no_provisioner_refused(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/t", "true")), 0);
+    assert_int_equal(atx_run_execute(f->run, NULL), ATX_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(unsatisfiable_fails_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(rerun_prefers_another_system, setup, teardown),
+        cmocka_unit_test_setup_teardown(rerun_budget_is_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(order_on_one_system, setup, teardown),
+        cmocka_unit_test_setup_teardown(destructive_retires_system, setup, teardown),
+        cmocka_unit_test_setup_teardown(spawn_failure_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(executor_failure_is_infra, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_input_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_provisioner_refused, setup, teardown),
+    };
+    atx_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
