@@ -102,18 +102,6 @@ static void finish_attempt(atx_run *run, atx_attempt *a)
 
     if (failed)
         ts->had_failure = true;
-    for (size_t i = 0; i < a->results.len; i++) {
-        atx_result *r = a->results.items[i];
-        atx_result_set_final(r, !rerun);
-        agg_item *it = calloc(1, sizeof(*it));
-        if (!it) {
-            atx_result_unref(r);
-            continue;
-        }
-        it->result = r; /* the item takes the attempt's reference */
-        atx_run_agg_push(run, it);
-    }
-    run->summary.results += a->results.len;
     ts->cls->running--;
     run->running--;
     if (rerun) {
@@ -123,9 +111,23 @@ static void finish_attempt(atx_run *run, atx_attempt *a)
         atx_sched_push(run, ts);
     } else {
         atx_run_record_final(run, ts, own);
-        if (run->done == run->tests.len)
-            atx_run_wake(run);
     }
+    /* The queue takes the attempt's references: results are not touched
+     * here after this. */
+    run->summary.results += a->results.len;
+    for (size_t i = 0; i < a->results.len; i++) {
+        atx_result *r = a->results.items[i];
+        atx_result_set_final(r, !rerun);
+        agg_item *it = calloc(1, sizeof(*it));
+        if (!it) {
+            atx_result_unref(r);
+            continue;
+        }
+        it->result = r;
+        atx_run_agg_push(run, it);
+    }
+    if (!rerun && run->done == run->tests.len)
+        atx_run_wake(run);
     /* Waiting workers re-check: a rerun is queued or a class may be empty. */
     pthread_cond_broadcast(&run->work_cv);
     pthread_cond_broadcast(&run->prov_cv);
