@@ -44,7 +44,7 @@ typedef struct junit_state {
     char hostname[256];
     char run_id[128];
     int64_t started_ns;
-    size_t max_output;       /* per stream per testcase */
+    size_t max_output;       /* bytes per stream per testcase, all attempts */
     size_t tests, failures, errors, skipped;
     record *open;            /* tests not yet written, oldest first */
     record *last;            /* the record of the latest result */
@@ -123,7 +123,8 @@ static int junit_begin(void *state, const atx_run_info *info)
     snprintf(s->hostname, sizeof(s->hostname), "%s", info->hostname ? info->hostname : "");
     snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id ? info->run_id : "");
     s->started_ns = info->started_ns;
-    /* The report's share of output per testcase: ~20 MB in all. */
+    /* The report's share of output per testcase: ~20 MB in all, split
+     * between stdout and stderr. */
     size_t per = REPORT_OUTPUT_BUDGET / 2 / (info->tests ? info->tests : 1);
     if (per < MIN_OUTPUT)
         per = MIN_OUTPUT;
@@ -146,7 +147,8 @@ static int junit_begin(void *state, const atx_run_info *info)
 
 /* ---- writing one test ---- */
 
-/* Clean text for XML; cap to head and tail of max bytes each side. */
+/* Clean text for XML; past max bytes (0: no cap) keep a head and a tail of
+ * max bytes in all. */
 static char *xml_text(const char *data, size_t len, unsigned flags, size_t max)
 {
     char *clean, *out;
@@ -156,10 +158,10 @@ static char *xml_text(const char *data, size_t len, unsigned flags, size_t max)
         return NULL;
     if (atx_text_clean(data, len, flags, &clean, &n) < 0)
         return NULL;
-    if (max == 0 || n <= 2 * max)
+    if (max == 0 || n <= max)
         return clean;
-    size_t head = atx_text_utf8_floor(clean, n, max);
-    size_t tail = n - max;
+    size_t head = atx_text_utf8_floor(clean, n, max / 2);
+    size_t tail = n - (max - max / 2);
     while (tail < n && ((unsigned char)clean[tail] & 0xC0) == 0x80)
         tail++;
     if (asprintf(&out, "%.*s\n[... %zu bytes omitted in this report ...]\n%s", (int)head, clean,
@@ -173,7 +175,7 @@ static char *xml_text(const char *data, size_t len, unsigned flags, size_t max)
 static char *attr_text(const char *s)
 {
     char *t = xml_text(s ? s : "", s ? strlen(s) : 0, ATX_TEXT_STRIP_ANSI | ATX_TEXT_XML |
-                                                       ATX_TEXT_KEEP_NEWLINES, 1024);
+                                                       ATX_TEXT_KEEP_NEWLINES, 2048);
     for (char *p = t; p && *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t')
             *p = ' ';
@@ -248,8 +250,9 @@ static void write_detail(xmlTextWriterPtr w, const atx_result *r)
     free(t);
 }
 
-static void write_outputs(junit_state *s, xmlTextWriterPtr w, const atx_result *r,
-                          bool attachments)
+/* stdout (with attachment lines) and stderr, each capped to max bytes. */
+static void write_outputs(xmlTextWriterPtr w, const atx_result *r, bool attachments,
+                          size_t max)
 {
     size_t len;
     const char *out = atx_result_output(r, ATX_STREAM_STDOUT, &len, NULL);
@@ -273,12 +276,12 @@ static void write_outputs(junit_state *s, xmlTextWriterPtr w, const atx_result *
             fprintf(m, "[[ATTACHMENT|%s]]\n", f);
         }
         fclose(m);
-        write_text_element(w, "system-out", text, tlen, s->max_output);
+        write_text_element(w, "system-out", text, tlen, max);
         free(text);
     }
     const char *err = atx_result_output(r, ATX_STREAM_STDERR, &len, NULL);
     if (err)
-        write_text_element(w, "system-err", err, len, s->max_output);
+        write_text_element(w, "system-err", err, len, max);
 }
 
 static void split_name(const char *test, const char *subtest, const char *suite, char **cls,
@@ -342,6 +345,14 @@ static void unique_pair(junit_state *s, char **name, const char *cls)
     }
 }
 
+/* Whether an earlier attempt becomes a flaky* or rerun* element: a failed
+ * attempt of a test that did not end skipped. */
+static bool attempt_shown(kind final, const atx_result *e)
+{
+    kind ek = kind_of(e);
+    return final != K_SKIPPED && (ek == K_FAILURE || ek == K_ERROR);
+}
+
 /* One testcase: the final result r, and earlier attempts of the same test. */
 static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result *r,
                            const atx_result *const *earlier, size_t nearlier)
@@ -349,6 +360,7 @@ static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result 
     char *cls = NULL, *name = NULL;
     char secs[32];
     kind k = kind_of(r);
+    size_t shown = 1, max = s->max_output;
 
     split_name(atx_result_test(r), atx_result_subtest(r), s->suite, &cls, &name);
     if (!cls || !name) {
@@ -379,27 +391,33 @@ static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result 
         xmlTextWriterEndElement(w);
         s->skipped++;
     }
+    /* The attempts whose output is written share the testcase's budget. */
+    for (size_t i = 0; i < nearlier; i++)
+        shown += attempt_shown(k, earlier[i]);
+    if (max) {
+        max /= shown;
+        if (max == 0)
+            max = 1;
+    }
     /* Earlier failed attempts: flaky* when the test passed in the end,
      * rerun* when it failed every time. */
     for (size_t i = 0; i < nearlier; i++) {
         const atx_result *e = earlier[i];
-        kind ek = kind_of(e);
-        if (ek != K_FAILURE && ek != K_ERROR)
+        if (!attempt_shown(k, e))
             continue;
+        kind ek = kind_of(e);
         const char *el = k == K_PASS ? (ek == K_FAILURE ? "flakyFailure" : "flakyError")
                                      : (ek == K_FAILURE ? "rerunFailure" : "rerunError");
-        if (k == K_SKIPPED)
-            continue;
         xmlTextWriterStartElement(w, BAD_CAST el);
         write_attr(w, "message", message_of(e));
         write_attr(w, "type", type_of(e));
         xmlTextWriterStartElement(w, BAD_CAST "stackTrace");
         write_detail(w, e);
         xmlTextWriterEndElement(w);
-        write_outputs(s, w, e, false);
+        write_outputs(w, e, false, max);
         xmlTextWriterEndElement(w);
     }
-    write_outputs(s, w, r, true);
+    write_outputs(w, r, true, max);
     xmlTextWriterEndElement(w);
     free(cls);
     free(name);

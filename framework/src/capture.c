@@ -85,27 +85,26 @@ int atx_capture_collect(const atx_capture *c, char **out, size_t *len)
     char *buf;
 
     if (dropped > 0) {
-        /* Cut on UTF-8 boundaries so the kept text stays decodable. */
+        /* Cut on UTF-8 boundaries so the kept text stays decodable: drop a
+         * partial sequence at the end of the head and at the start of the
+         * tail, and count those bytes as omitted too. */
         head = atx_text_utf8_floor(c->head, c->head_len, c->head_len);
+        while (tail_skip < 3 && tail_skip < c->tail_len &&
+               ((unsigned char)c->tail[(c->tail_pos + tail_skip) % c->tail_cap] & 0xC0) == 0x80)
+            tail_skip++;
         mlen = snprintf(marker, sizeof(marker), "\n[... %llu bytes omitted ...]\n",
-                        (unsigned long long)(dropped + (c->head_len - head)));
+                        (unsigned long long)(dropped + (c->head_len - head) + tail_skip));
     }
     buf = malloc(head + (size_t)mlen + c->tail_len + 1);
     if (!buf)
         return atx_error_oom();
-    memcpy(buf, c->head, head);
+    if (head)
+        memcpy(buf, c->head, head);
     size_t o = head;
     memcpy(buf + o, marker, (size_t)mlen);
     o += (size_t)mlen;
-    for (size_t i = 0; i < c->tail_len; i++) {
-        char ch = c->tail[(c->tail_pos + i) % c->tail_cap];
-        /* Skip continuation bytes at the start of a cut tail. */
-        if (dropped > 0 && tail_skip == i && i < 3 && ((unsigned char)ch & 0xC0) == 0x80) {
-            tail_skip++;
-            continue;
-        }
-        buf[o++] = ch;
-    }
+    for (size_t i = tail_skip; i < c->tail_len; i++)
+        buf[o++] = c->tail[(c->tail_pos + i) % c->tail_cap];
     buf[o] = '\0';
     *out = buf;
     *len = o;

@@ -98,7 +98,10 @@ int atx_duration_parse(const char *text, int64_t *out)
         }
         if (whole > INT64_MAX / unit)
             goto bad;
-        total += whole * unit + frac * (unit / frac_div);
+        int64_t part = whole * unit + frac * (unit / frac_div);
+        if (part < 0 || total > INT64_MAX - part)
+            goto bad;
+        total += part;
         parts++;
     }
     if (parts == 0)

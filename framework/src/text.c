@@ -140,7 +140,7 @@ void atx_text_seconds(int64_t ns, char buf[32])
 {
     if (ns < 0)
         ns = 0;
-    int64_t ms = (ns + 500000) / 1000000;
+    int64_t ms = ns / 1000000 + (ns % 1000000 >= 500000);
     snprintf(buf, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
 
