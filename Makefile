@@ -1,16 +1,18 @@
 # The README's two commands. Everything else is CMake (CMakeLists.txt).
 #   make demo   install missing build packages, build, run the example tests
 #   make check  install what the tests need, build with -Werror, run ctest,
-#               then the same suite built with ASan+UBSan
+#               then the same suite built with ASan+UBSan, then the threaded
+#               parts built with TSan
 BUILD       ?= build
 ASAN_BUILD  ?= build-asan
+TSAN_BUILD  ?= build-tsan
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
 
 BUILD_PKGS = cmake make gcc pkg-config libjson-c-dev libxml2-dev libcmocka-dev
 TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser
 
-.PHONY: all build demo check test test-asan deps-build deps-test clean
+.PHONY: all build demo check test test-asan test-tsan deps-build deps-test clean
 
 all: build
 
@@ -55,7 +57,16 @@ test-asan: deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -j $(JOBS) --output-on-failure
 
-check: test test-asan
+# ThreadSanitizer over the threaded parts: the orchestrator's tests and the
+# end-to-end runs of the atx command.
+test-tsan: deps-test
+	cmake -S . -B $(TSAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=thread \
+	      -DCMAKE_BUILD_TYPE=Debug -DATX_TEST_AREAS=orchestrator -DATX_EXAMPLES=ON
+	cmake --build $(TSAN_BUILD) -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure
+
+check: test test-asan test-tsan
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

@@ -22,7 +22,7 @@
 /* ---- a collecting aggregator ---- */
 
 typedef struct collected {
-    atx_result *r[256];
+    atx_result *r[1024];
     size_t n;
     int began, ended;
     atx_summary summary;
@@ -43,7 +43,7 @@ static int col_begin(void *state, const atx_run_info *info)
 static int col_result(void *state, const atx_result *r)
 {
     collected *c = state;
-    if (c->n < 256)
+    if (c->n < 1024)
         c->r[c->n++] = atx_result_ref((atx_result *)r);
     return 0;
 }
@@ -333,6 +333,41 @@ static void bad_input_refused(void **state)
     assert_non_null(strstr(atx_error_last()->message, "bogus"));
 }
 
+/* Many tests on many systems with reruns: every test ends with exactly one
+ * final result, every attempt is reported once, the counts add up. */
+static void many_tests_one_final_each(void **state)
+{
+    fx *f = *state;
+    enum { N = 300 };
+    atx_summary s;
+    char name[32];
+    size_t finals[N] = { 0 }, attempts = 0;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "/t%03d", i);
+        /* Every third test fails its first attempt. */
+        atx_test *t = sh_test(name, i % 3 ? "true" : "test \"$ATX_TEST_ATTEMPT\" -gt 1");
+        atx_test_set_reruns(t, 1);
+        atx_test_set_priority(t, i % 5);
+        assert_int_equal(atx_run_add_test(f->run, t), 0);
+    }
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 8}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    for (size_t i = 0; i < f->col->n; i++) {
+        int k = atoi(atx_result_test(f->col->r[i]) + 2);
+        attempts++;
+        if (atx_result_final(f->col->r[i]))
+            finals[k]++;
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(finals[i], 1);
+    assert_int_equal(attempts, N + N / 3);
+    assert_int_equal(s.attempts, N + N / 3);
+    assert_int_equal(s.results, N + N / 3);
+    assert_int_equal(s.passed, N);
+    assert_int_equal(s.flaky, N / 3);
+}
+
 /* A run with no provisioner is refused before anything starts. */
 static void no_provisioner_refused(void **state)
 {
@@ -353,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(executor_failure_is_infra, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(no_provisioner_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(many_tests_one_final_each, setup, teardown),
     };
     atx_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
