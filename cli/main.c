@@ -184,43 +184,23 @@ static int parse_options(int argc, char **argv, options *o)
     return 0;
 }
 
-/* Plugin search: --plugin-path, ATX_PLUGIN_PATH, then the plugins next to
- * this binary (<bindir>/ATX_PLUGIN_RELDIR), then the installed directory. */
+/* Plugin search: --plugin-path first, then what the library searches
+ * (ATX_PLUGIN_PATH, next to libatx, the installed directory). */
 static int make_registry(options *o, atx_plugins **out)
 {
     atx_plugins_opts po = ATX_PLUGINS_OPTS_INIT;
-    const char **paths = calloc(o->npaths + 64, sizeof(char *));
-    size_t n = 0;
-    char *env = NULL, exe[PATH_MAX], *own = NULL;
+    const char **paths = calloc(o->npaths + 1, sizeof(char *));
     int r;
 
     if (!paths)
         return ATX_ENOMEM;
     for (size_t i = 0; i < o->npaths; i++)
-        paths[n++] = o->plugin_paths[i];
-    const char *e = getenv("ATX_PLUGIN_PATH");
-    if (e && *e && (env = strdup(e))) {
-        for (char *tok = strtok(env, ":"); tok && n < o->npaths + 60; tok = strtok(NULL, ":"))
-            paths[n++] = tok;
-    }
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            if (asprintf(&own, "%s/%s", exe, ATX_PLUGIN_RELDIR) >= 0)
-                paths[n++] = own;
-        }
-    }
+        paths[i] = o->plugin_paths[i];
     po.paths = paths;
-    po.no_environment = 1;
     po.log = cli_log;
     po.log_userdata = &o->out;
     r = atx_plugins_new(&po, out);
     free(paths);
-    free(env);
-    free(own);
     return r;
 }
 

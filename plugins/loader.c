@@ -86,8 +86,23 @@ int atx_plugins_new(const atx_plugins_opts *opts, atx_plugins **out)
         r = add_dir(reg, p, n);
         p = colon ? colon + 1 : NULL;
     }
-    if (!opts->no_default_dir && r == 0)
-        r = add_dir(reg, ATX_PLUGINDIR, strlen(ATX_PLUGINDIR));
+    if (!opts->no_default_dir && r == 0) {
+        /* Next to the loaded libatx (<libdir>/atx/plugins): right for a
+         * relocated install and for the build tree, which mirrors it. */
+        Dl_info info;
+        if (dladdr((void *)atx_plugins_new, &info) && info.dli_fname) {
+            const char *slash = strrchr(info.dli_fname, '/');
+            char *own;
+            if (slash && asprintf(&own, "%.*s/atx/plugins", (int)(slash - info.dli_fname),
+                                  info.dli_fname) >= 0) {
+                if (strcmp(own, ATX_PLUGINDIR) != 0)
+                    r = add_dir(reg, own, strlen(own));
+                free(own);
+            }
+        }
+        if (r == 0)
+            r = add_dir(reg, ATX_PLUGINDIR, strlen(ATX_PLUGINDIR));
+    }
     if (r < 0) {
         atx_plugins_free(reg);
         return r;

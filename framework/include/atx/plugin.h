@@ -2,8 +2,11 @@
  * atx — finding and loading plugins (driver tier).
  *
  * A registry searches, in order: the directories given in the options
- * (`--plugin-path`), those in ATX_PLUGIN_PATH (colon-separated), then the
- * installed plugin directory. Never the current directory implicitly. Only
+ * (`--plugin-path`), those in ATX_PLUGIN_PATH (colon-separated), then
+ * `atx/plugins` next to the loaded libatx (a relocated install, or the build
+ * tree), then the installed plugin directory. Never the current directory
+ * implicitly. Plugin names are letters, digits, '-', '_' and '.', not
+ * starting with '.'; others are refused with ATX_EINVAL. Only
  * regular files named `<name>.so` are loaded, with RTLD_NOW|RTLD_LOCAL; a file
  * with a wrong ABI major, a newer ABI minor, a name that does not match its
  * file, no entry symbol, a vtable lacking required methods, or that is not a
@@ -40,7 +43,8 @@ typedef struct atx_plugins_opts {
     unsigned version;          /**< ATX_PLUGINS_OPTS_VERSION */
     const char *const *paths;  /**< directories searched first; NULL-terminated or NULL */
     int no_environment;        /**< 1: ignore ATX_PLUGIN_PATH */
-    int no_default_dir;        /**< 1: do not search the installed directory */
+    int no_default_dir;        /**< 1: do not search next to libatx nor the
+                                    installed directory */
     atx_log_fn log;            /**< receives refusals as warnings; may be NULL */
     void *log_userdata;
 } atx_plugins_opts;
