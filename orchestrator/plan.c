@@ -112,6 +112,19 @@ static int add_test(const plan_ctx *pc, json_object *e, size_t i)
     snprintf(where, sizeof(where), "tests[%zu]", i);
     if (!json_object_is_type(e, json_type_object))
         return fail(pc, ATX_EINVAL, where, "must be an object");
+    if (!json_object_object_get_ex(e, "name", &v) && json_object_object_get_ex(e, "executor", &v)) {
+        /* No name: a source of tests for its executor (an fmf tree, ...). */
+        json_object *src = json_object_new_object();
+        json_object_object_foreach(e, key, val) {
+            if (strcmp(key, "executor") != 0)
+                json_object_object_add(src, key, json_object_get(val));
+        }
+        r = atx_run_discover(pc->run, json_object_get_string(v),
+                             json_object_to_json_string_ext(src, JSON_C_TO_STRING_PLAIN),
+                             pc->basedir);
+        json_object_put(src);
+        return r < 0 ? fail(pc, r, where, "%s", atx_error_last()->message) : 0;
+    }
     if (!json_object_object_get_ex(e, "name", &v) || !json_object_is_type(v, json_type_string) ||
         !*json_object_get_string(v))
         return fail(pc, ATX_EINVAL, where, "needs \"name\": a non-empty string");

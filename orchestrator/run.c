@@ -467,6 +467,38 @@ fail:
     return r;
 }
 
+static int discover_add(void *ud, atx_test *t)
+{
+    return atx_run_add_test(ud, t);
+}
+
+int atx_run_discover(atx_run *run, const char *executor, const char *source_json,
+                     const char *basedir)
+{
+    exec_inst *x;
+    json_object *src;
+    char cwd[PATH_MAX];
+    int r;
+
+    if (!run || !executor || !source_json)
+        return atx_error_set(ATX_EINVAL, "discover needs a run, an executor and a source");
+    if ((r = executor_for(run, executor, &x)) < 0)
+        return r;
+    if (!x->vt->discover)
+        return atx_error_set(ATX_EUNSUPPORTED, "executor %s cannot discover tests", executor);
+    src = json_tokener_parse(source_json);
+    if (!src || !json_object_is_type(src, json_type_object)) {
+        json_object_put(src);
+        return atx_error_set(ATX_EPARSE, "a discover source must be a JSON object");
+    }
+    if (!basedir)
+        basedir = getcwd(cwd, sizeof(cwd)) ? cwd : ".";
+    atx_error_clear();
+    r = x->vt->discover(x->state, src, basedir, discover_add, run);
+    json_object_put(src);
+    return r;
+}
+
 /* ---- the aggregator thread ---- */
 
 void atx_run_agg_push(atx_run *run, agg_item *it)

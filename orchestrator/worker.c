@@ -282,7 +282,13 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_unlock(&run->mu);
 
-    /* Give the system back before the provisioner may lease its slot again. */
+    /* Executors undo their preparation (agents, finish steps), then the
+     * system goes back before the provisioner may lease its slot again. */
+    for (size_t i = 0; i < w->prepared.len; i++) {
+        exec_inst *x = w->prepared.items[i];
+        if (x->vt->finish)
+            x->vt->finish(x->state, w->sys);
+    }
     w->prov->vt->release(w->prov->state, w->sys, flags);
     w->sys = NULL;
 

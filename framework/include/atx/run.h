@@ -127,6 +127,16 @@ ATX_API const atx_policy *atx_run_policy(const atx_run *run);
  *         or ATX_EINVAL from the executor.
  */
 ATX_API int atx_run_add_test(atx_run *run, atx_test *t);
+/**
+ * Let executor @p executor make tests from @p source_json (for the fmf
+ * executor: {"tree": PATH, "plan": NAME, "filter": EXPR, "context": {...}}),
+ * relative paths resolved against @p basedir (NULL: the current folder).
+ * The tests are added as by atx_run_add_test().
+ * @return 0, or ATX_EUNSUPPORTED when the executor cannot discover, or its
+ *         error (one sentence naming the file and place).
+ */
+ATX_API int atx_run_discover(atx_run *run, const char *executor, const char *source_json,
+                             const char *basedir);
 ATX_API size_t atx_run_test_count(const atx_run *run);
 ATX_API const atx_test *atx_run_test(const atx_run *run, size_t i);
 

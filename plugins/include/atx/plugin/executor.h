@@ -68,6 +68,21 @@ typedef struct atx_executor_vtable {
      *         infrastructure trouble (the orchestrator records infra).
      */
     int (*run)(void *state, atx_attempt *a);
+    /**
+     * Optional. Make tests from a source: a JSON object (a plan's test entry
+     * without a "name", or what the CLI makes of a path), relative paths in
+     * it relative to @p basedir. Calls @p add for each test (add takes it;
+     * stop on its error).
+     * @return 0, or a negative code with one sentence naming the file/key.
+     */
+    int (*discover)(void *state, const struct json_object *source, const char *basedir,
+                    int (*add)(void *ud, atx_test *t), void *ud);
+    /**
+     * Optional. The system is about to be released: undo what prepare did
+     * (stop agents, run finish steps). Called once per prepared system, on
+     * the worker thread, also after failures and on cancel.
+     */
+    void (*finish)(void *state, atx_system *sys);
 } atx_executor_vtable;
 
 #ifdef __cplusplus
