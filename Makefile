@@ -2,17 +2,19 @@
 #   make demo   install missing build packages, build, run the example tests
 #   make check  install what the tests need, build with -Werror, run ctest,
 #               then the same suite built with ASan+UBSan, then the threaded
-#               parts built with TSan
+#               parts built with TSan, then the parsers' fuzz targets
 BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 TSAN_BUILD  ?= build-tsan
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
 
-BUILD_PKGS = cmake make gcc pkg-config libjson-c-dev libxml2-dev libcmocka-dev
-TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser
+BUILD_PKGS = cmake make gcc libc6-dev pkg-config libjson-c-dev libxml2-dev libyaml-dev libcmocka-dev
+TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev
 
-.PHONY: all build demo check test test-asan test-tsan deps-build deps-test clean
+.PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test clean
 
 all: build
 
@@ -66,7 +68,16 @@ test-tsan: deps-test
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure
 
-check: test test-asan test-tsan
+# The parsers' fuzz targets (clang's libFuzzer with ASan+UBSan), each for a
+# bounded time from the seed corpus in tests/fuzz/corpus.
+test-fuzz: deps-test
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DATX_WERROR=ON -DATX_FUZZ=ON \
+	      -DATX_SANITIZE=address,undefined -DATX_TEST_AREAS=fuzz -DATX_EXAMPLES=OFF \
+	      -DATX_FUZZ_SECONDS=$(FUZZ_SECONDS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_fmf fuzz_control
+	ctest --test-dir $(FUZZ_BUILD) -j $(JOBS) --output-on-failure
+
+check: test test-asan test-tsan test-fuzz
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)

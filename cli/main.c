@@ -32,11 +32,15 @@ static const char usage_text[] =
     "       atx plugins [--plugin-path DIR]\n"
     "       atx --version\n"
     "\n"
-    "PATH is an executable file (one test) or a folder (every executable file\n"
-    "below it is a test, named by its path inside the folder).\n"
+    "PATH is an fmf tree (a folder with .fmf/version: its tests), an executable\n"
+    "file (one test) or a folder (every executable file below it is a test,\n"
+    "named by its path inside the folder).\n"
     "\n"
     "options:\n"
     "  --plan FILE          a JSON plan (tests, provisioners, aggregators, policy)\n"
+    "  --fmf-plan NAME      run an fmf tree through its tmt plan NAME\n"
+    "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
+    "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
     "  --provisioner SPEC   local[:N] (default local with -j slots)\n"
     "  -j, --jobs N         slots of the default local provisioner (default: cores)\n"
     "  -o, --results DIR    results directory (default atx-results/<UTC time>)\n"
@@ -87,6 +91,9 @@ typedef struct options {
     const char *junit;
     const char *jsonl;
     const char *format;
+    const char *fmf_plan;
+    const char *filter;
+    json_object *context;
     char **provisioners;
     size_t nprov;
     const char **plugin_paths;
@@ -104,7 +111,7 @@ typedef struct options {
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
-           O_PPATH, O_FORMAT };
+           O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -118,6 +125,9 @@ static int parse_options(int argc, char **argv, options *o)
         { "deadline", required_argument, NULL, O_DEADLINE },
         { "plugin-path", required_argument, NULL, O_PPATH },
         { "format", required_argument, NULL, O_FORMAT },
+        { "fmf-plan", required_argument, NULL, O_FMFPLAN },
+        { "filter", required_argument, NULL, O_FILTER },
+        { "context", required_argument, NULL, 'c' },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -127,7 +137,7 @@ static int parse_options(int argc, char **argv, options *o)
 
     o->reruns = -1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "j:o:qv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:j:o:qv", longopts, NULL)) != -1) {
         switch (c) {
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
@@ -174,6 +184,19 @@ static int parse_options(int argc, char **argv, options *o)
                 return usage_error("--format is text or json, not '%s'", optarg);
             o->format = optarg;
             break;
+        case O_FMFPLAN: o->fmf_plan = optarg; break;
+        case O_FILTER: o->filter = optarg; break;
+        case 'c': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg)
+                return usage_error("-c takes KEY=VALUE, not '%s'", optarg);
+            if (!o->context)
+                o->context = json_object_new_object();
+            *eq = '\0';
+            json_object_object_add(o->context, optarg, json_object_new_string(eq + 1));
+            *eq = '=';
+            break;
+        }
         case 'q': o->out.verbosity = -1; break;
         case 'v': o->out.verbosity = 1; break;
         default: return usage_error("bad option");
@@ -291,6 +314,27 @@ static int add_paths(atx_run *run, options *o)
         int r;
         if (stat(p, &st) < 0)
             return atx_error_set(-errno, "%s: %s", p, strerror(errno));
+        char version[PATH_MAX + 16];
+        snprintf(version, sizeof(version), "%s/.fmf/version", p);
+        if (S_ISDIR(st.st_mode) && access(version, F_OK) == 0) {
+            /* An fmf tree: its tests come from the fmf executor. */
+            json_object *src = json_object_new_object();
+            json_object_object_add(src, "tree", json_object_new_string(p));
+            if (o->fmf_plan)
+                json_object_object_add(src, "plan", json_object_new_string(o->fmf_plan));
+            if (o->filter)
+                json_object_object_add(src, "filter", json_object_new_string(o->filter));
+            if (o->context)
+                json_object_object_add(src, "context", json_object_get(o->context));
+            r = atx_run_discover(run, "fmf", json_object_to_json_string(src), NULL);
+            json_object_put(src);
+            if (r < 0)
+                return r;
+            continue;
+        }
+        if (o->fmf_plan || o->filter || o->context)
+            return atx_error_set(ATX_EINVAL, "%s is not an fmf tree (no .fmf/version): "
+                                 "--fmf-plan, --filter and -c are for fmf trees", p);
         if (S_ISDIR(st.st_mode)) {
             char **list = NULL;
             size_t n = 0;
@@ -621,5 +665,6 @@ int main(int argc, char **argv)
         rc = usage_error("unknown command '%s'", cmd);
     free(o.provisioners);
     free(o.plugin_paths);
+    json_object_put(o.context);
     return rc;
 }

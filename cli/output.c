@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -44,9 +45,13 @@ void cli_log(void *userdata, atx_log_level level, const char *origin, const char
 
 typedef struct progress {
     const cli_output *out;
-    size_t total, done, running, failed;
+    size_t total, done, running, failed;   /* under out_mu */
     int64_t t0;
     int64_t last_draw;
+    pthread_t ticker;
+    bool ticking;
+    bool stop;                              /* under out_mu */
+    pthread_cond_t cv;
 } progress;
 
 static int progress_create(atx_plugin_ctx *ctx, void **state)
@@ -61,37 +66,75 @@ static int progress_create(atx_plugin_ctx *ctx, void **state)
 
 static void progress_destroy(void *state)
 {
-    free(state);
+    progress *p = state;
+    if (p->ticking) {
+        pthread_mutex_lock(&out_mu);
+        p->stop = true;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&out_mu);
+        pthread_join(p->ticker, NULL);
+    }
+    free(p);
 }
+
+static void *tick(void *arg);
 
 static int progress_begin(void *state, const atx_run_info *info)
 {
     progress *p = state;
     p->total = info->tests;
     p->t0 = atx_now_ns();
+    pthread_cond_init(&p->cv, NULL);
+    if (p->out->tty && p->out->verbosity >= 0)
+        p->ticking = pthread_create(&p->ticker, NULL, tick, p) == 0;
     return 0;
 }
 
-static void draw(progress *p, bool force)
+/* Under out_mu. */
+static void draw_locked(progress *p, bool force)
 {
     int64_t now = atx_now_ns();
     /* At most ~20 redraws a second: a terminal is slower than atx. */
     if (!force && now - p->last_draw < 50 * ATX_NSEC_PER_MSEC)
         return;
     p->last_draw = now;
-    pthread_mutex_lock(&out_mu);
     fprintf(stderr, "\r\033[K[%zu/%zu] %zu running, %zu failed, %llds", p->done, p->total,
             p->running, p->failed, (long long)((now - p->t0) / ATX_NSEC_PER_SEC));
     line_shown = true;
     fflush(stderr);
+}
+
+static void draw(progress *p, bool force)
+{
+    pthread_mutex_lock(&out_mu);
+    draw_locked(p, force);
     pthread_mutex_unlock(&out_mu);
+}
+
+/* Redraws once a second, so the clock moves while long tests run. */
+static void *tick(void *arg)
+{
+    progress *p = arg;
+    pthread_mutex_lock(&out_mu);
+    while (!p->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&p->cv, &out_mu, &until);
+        if (!p->stop)
+            draw_locked(p, true);
+    }
+    pthread_mutex_unlock(&out_mu);
+    return NULL;
 }
 
 static void progress_started(void *state, const atx_test *t, const char *sys, int attempt)
 {
     progress *p = state;
     (void)t, (void)sys, (void)attempt;
+    pthread_mutex_lock(&out_mu);
     p->running++;
+    pthread_mutex_unlock(&out_mu);
     if (p->out->tty && p->out->verbosity >= 0)
         draw(p, false);
 }
@@ -117,6 +160,7 @@ static int progress_result(void *state, const atx_result *r)
     bool own = !atx_result_subtest(r);
     bool bad = atx_status_is_failure(atx_result_status(r));
 
+    pthread_mutex_lock(&out_mu);
     if (own && atx_result_attempt(r) > 0 && p->running > 0)
         p->running--;
     if (own && atx_result_final(r)) {
@@ -124,6 +168,7 @@ static int progress_result(void *state, const atx_result *r)
         if (bad)
             p->failed++;
     }
+    pthread_mutex_unlock(&out_mu);
     if (out->verbosity < 0)
         return 0;
     /* On a terminal only what needs attention gets a line; otherwise one
@@ -155,9 +200,15 @@ static int progress_end(void *state, const atx_summary *s)
     progress *p = state;
     (void)s;
     pthread_mutex_lock(&out_mu);
+    p->stop = true;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&out_mu);
+    if (p->ticking)
+        pthread_join(p->ticker, NULL);
+    p->ticking = false;
+    pthread_mutex_lock(&out_mu);
     clear_line_locked();
     pthread_mutex_unlock(&out_mu);
-    (void)p;
     return 0;
 }
 

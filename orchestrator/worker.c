@@ -173,13 +173,16 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     if (rc == 0) {
         atx_error_clear();
         rc = x->vt->run(x->state, a);
+        /* A failing run is infrastructure trouble: the system is retired
+         * even when the executor reported the test's result itself. */
+        if (rc < 0)
+            flags |= ATX_RELEASE_BROKEN;
         if (rc < 0 && !a->own_emitted) {
             char note[1200];
             snprintf(note, sizeof(note), "executor %s failed on %s: %s", x->kind,
                      atx_system_id(w->sys),
                      *atx_error_last()->message ? atx_error_last()->message : atx_strerror(rc));
             emit_own(a, ATX_STATUS_INFRA, "executor", note);
-            flags |= ATX_RELEASE_BROKEN;
         }
     }
     if (!a->own_emitted)

@@ -175,3 +175,15 @@ ATX_PLUGIN_PATH= timeout 120 "$P/bin/atx" run -q -o "$T/cli-results" "$T/tests" 
 expect_eq "installed atx run exit code" "$rc" 0
 [ -s "$T/cli-results/junit.xml" ] || fail "installed atx run wrote no junit.xml:"$'\n'"$(cat run.out)"
 pass "installed atx ran a test and wrote its reports"
+# The installed fmf plugin finds the installed agent and runs a tree.
+[ -x "$L/atx/atx-agent" ] || fail "atx-agent is not installed in $L/atx"
+mkdir -p "$T/fmftree/.fmf"
+echo 1 > "$T/fmftree/.fmf/version"
+printf 'test: echo from-fmf\n' > "$T/fmftree/main.fmf"
+rc=0
+ATX_PLUGIN_PATH= timeout 120 "$P/bin/atx" run -q -o "$T/fmf-results" "$T/fmftree" \
+    > fmf.out 2>&1 || rc=$?
+expect_eq "installed atx fmf run exit code" "$rc" 0
+grep -q from-fmf "$T/fmf-results/tests/attempt-1/files/output.txt" 2>/dev/null \
+    || grep -rq from-fmf "$T/fmf-results/tests" || fail "no fmf output:"$'\n'"$(cat fmf.out)"
+pass "installed atx ran an fmf tree through the installed agent"

@@ -34,7 +34,8 @@ listed local provisioner
 listed exec executor
 listed junit aggregator
 listed jsonl aggregator
-expect_eq "lines listed" "$(wc -l < out)" 4
+listed fmf executor
+expect_eq "lines listed" "$(wc -l < out)" 5
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -71,8 +72,9 @@ listed local provisioner
 listed exec executor
 listed junit aggregator
 listed jsonl aggregator
+listed fmf executor
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 5
+expect_eq "lines listed" "$(wc -l < out)" 6
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)

@@ -1,0 +1,1311 @@
+/*
+ * fmf: runs fmf/tmt test trees unchanged. Tests are discovered from a tree
+ * (all of it, or through a tmt plan's discover sections), run by bash with
+ * `set -eo pipefail` in the folder of their fmf node, through the system-side
+ * agent with the ATEX-compatible test-control channel, and report per-attempt
+ * results in `tests/<name>/attempt-<n>/` (TEST_CONTROL.md). Plans' prepare
+ * steps run once per system before its first test, finish steps before it is
+ * released.
+ */
+#define _GNU_SOURCE 1
+#include "control.h"
+#include "fmf.h"
+
+#include "client.h"
+
+#include <atx/plugin/capture.h>
+#include <atx/plugin/executor.h>
+#include <atx/plugin/text.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
+#define MAX_REBOOTS 16
+#define OUTPUT_CAP (64 * 1024)
+
+/* A tree, or a tmt plan in one, that tests were discovered from. */
+typedef struct plan_info {
+    char *tree;              /* absolute */
+    char *name;              /* the plan's node name, or NULL */
+    json_object *environment;/* the plan's environment, or NULL */
+    json_object *prepare;    /* array of steps */
+    json_object *finish;     /* array of steps */
+} plan_info;
+
+/* What the executor keeps per leased system. */
+typedef struct sysdata {
+    struct sysdata *next;
+    atx_system *sys;
+    agent_client *agent;
+    char pm[16];             /* "apt", "dnf", "yum", "" unknown, "-" none */
+    json_object *packages;   /* name -> true (installed) or an error message */
+    char **envfiles;         /* per plan: TMT_PLAN_ENVIRONMENT_FILE */
+} sysdata;
+
+typedef struct fmf_exec {
+    atx_plugin_ctx *ctx;
+    char agent[PATH_MAX];
+    int64_t grace_ns;
+    pthread_mutex_t mu;      /* systems */
+    plan_info **plans;       /* written during discovery only */
+    size_t nplans;
+    sysdata *systems;
+} fmf_exec;
+
+/* ---- small helpers ---- */
+
+static const char *jstr(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : NULL;
+}
+
+/* A string or a list of strings as a NULL-terminated array of borrowed strings. */
+static int strlist(json_object *v, const char ***out, size_t *n, const char *what, char *err,
+                   size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (!v || json_object_is_type(v, json_type_null))
+        return 0;
+    if (json_object_is_type(v, json_type_string)) {
+        *out = calloc(2, sizeof(char *));
+        if (!*out)
+            return ATX_ENOMEM;
+        (*out)[0] = json_object_get_string(v);
+        *n = 1;
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_array)) {
+        snprintf(err, errlen, "'%s' must be a string or a list of strings", what);
+        return ATX_EINVAL;
+    }
+    size_t len = json_object_array_length(v);
+    *out = calloc(len + 1, sizeof(char *));
+    if (!*out)
+        return ATX_ENOMEM;
+    for (size_t i = 0; i < len; i++) {
+        json_object *s = json_object_array_get_idx(v, i);
+        if (!json_object_is_type(s, json_type_string)) {
+            free(*out);
+            *out = NULL;
+            snprintf(err, errlen, "'%s' must be a string or a list of strings", what);
+            return ATX_EINVAL;
+        }
+        (*out)[i] = json_object_get_string(s);
+    }
+    *n = len;
+    return 0;
+}
+
+/* A value as environment text (fmf environment values may be numbers). */
+static const char *scalar_text(json_object *v)
+{
+    if (json_object_is_type(v, json_type_string))
+        return json_object_get_string(v);
+    if (json_object_is_type(v, json_type_null))
+        return "";
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+}
+
+/* Steps: one object or a list of objects. Always returns a new array. */
+static json_object *steps(json_object *v)
+{
+    json_object *a = json_object_new_array();
+    if (!v || !a)
+        return a;
+    if (json_object_is_type(v, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++)
+            json_object_array_add(a, json_object_get(json_object_array_get_idx(v, i)));
+    } else {
+        json_object_array_add(a, json_object_get(v));
+    }
+    return a;
+}
+
+/* ---- the plugin ---- */
+
+static int find_agent(fmf_exec *x, const char *configured)
+{
+    Dl_info info;
+    struct stat st;
+
+    if (configured) {
+        snprintf(x->agent, sizeof(x->agent), "%s", configured);
+    } else if (dladdr((void *)find_agent, &info) && info.dli_fname) {
+        /* <libdir>/atx/plugins/fmf.so -> <libdir>/atx/atx-agent */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", info.dli_fname);
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *slash = '\0';
+        snprintf(x->agent, sizeof(x->agent), "%s/../atx-agent", dir);
+    }
+    if (stat(x->agent, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+        return atx_error_set(ATX_EINVAL, "fmf: the agent program %s is missing or not executable",
+                             *x->agent ? x->agent : "(not found)");
+    char *real = realpath(x->agent, NULL);
+    if (real) {
+        snprintf(x->agent, sizeof(x->agent), "%s", real);
+        free(real);
+    }
+    return 0;
+}
+
+static void fmf_destroy(void *state);
+
+static int fmf_create(atx_plugin_ctx *ctx, void **out)
+{
+    static const char *const keys[] = { "agent", "kill_grace", NULL };
+    const char *agent = NULL;
+    fmf_exec *x;
+    int r;
+
+    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "agent", &agent)) < 0)
+        return r;
+    x = calloc(1, sizeof(*x));
+    if (!x)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    x->ctx = ctx;
+    pthread_mutex_init(&x->mu, NULL);
+    if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
+        (r = find_agent(x, agent)) < 0) {
+        fmf_destroy(x);
+        return r;
+    }
+    *out = x;
+    return 0;
+}
+
+static void plan_free(plan_info *p)
+{
+    if (!p)
+        return;
+    free(p->tree);
+    free(p->name);
+    json_object_put(p->environment);
+    json_object_put(p->prepare);
+    json_object_put(p->finish);
+    free(p);
+}
+
+static void fmf_destroy(void *state)
+{
+    fmf_exec *x = state;
+    for (size_t i = 0; i < x->nplans; i++)
+        plan_free(x->plans[i]);
+    free(x->plans);
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+}
+
+/* ---- discovery ---- */
+
+typedef struct discovery {
+    fmf_exec *x;
+    int (*add)(void *ud, atx_test *t);
+    void *ud;
+    size_t plan;             /* index in x->plans */
+    const char *source;      /* for messages: the tree */
+} discovery;
+
+static int priority_of(json_object *v, int *out)
+{
+    if (!v)
+        return 0;
+    if (json_object_is_type(v, json_type_int)) {
+        *out = json_object_get_int(v);
+        return 0;
+    }
+    const char *s = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+    static const struct { const char *w; int p; } words[] = {
+        { "low", -1 }, { "medium", 0 }, { "normal", 0 }, { "high", 1 }, { "critical", 2 },
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strcmp(s, words[i].w) == 0) {
+            *out = words[i].p;
+            return 0;
+        }
+    }
+    return ATX_EINVAL;
+}
+
+/* One fmf test node into an atx test named `name`. */
+static int add_node(discovery *d, const fmf_node *n, const char *name)
+{
+    json_object *data = n->data, *v, *spec;
+    plan_info *plan = d->x->plans[d->plan];
+    atx_test *t;
+    int64_t duration = DEFAULT_DURATION;
+    int prio = 0, r;
+
+    const char *script = jstr(data, "test");
+    if (!script)
+        return atx_error_set(ATX_EINVAL, "%s: %s: 'test' must be a string", n->file, n->name);
+    if ((r = atx_test_new(name, "fmf", &t)) < 0)
+        return r;
+    if (json_object_object_get_ex(data, "duration", &v)) {
+        const char *ds = scalar_text(v);
+        if (atx_duration_parse(ds, &duration) < 0 || duration <= 0) {
+            atx_test_free(t);
+            return atx_error_set(ATX_EINVAL, "%s: %s: 'duration': '%s' is not a duration",
+                                 n->file, n->name, ds);
+        }
+    }
+    atx_test_set_timeout(t, duration);
+    atx_test_set_duration(t, duration);
+    if (json_object_object_get_ex(data, "priority", &v) && priority_of(v, &prio) < 0) {
+        atx_test_free(t);
+        return atx_error_set(ATX_EINVAL, "%s: %s: 'priority' must be a number or "
+                             "low/medium/high", n->file, n->name);
+    }
+    atx_test_set_priority(t, prio);
+    const char **tags;
+    size_t ntags;
+    char err[256];
+    if (json_object_object_get_ex(data, "tag", &v) &&
+        strlist(v, &tags, &ntags, "tag", err, sizeof(err)) == 0) {
+        for (size_t i = 0; i < ntags; i++)
+            if (strcmp(tags[i], "destructive") == 0)
+                atx_test_set_destructive(t, 1);
+        free(tags);
+    }
+    /* Environment: the test's, then the plan's over it (tmt's precedence). */
+    json_object *envs[2] = { NULL, plan->environment };
+    json_object_object_get_ex(data, "environment", &envs[0]);
+    for (int k = 0; k < 2; k++) {
+        if (!envs[k] || !json_object_is_type(envs[k], json_type_object))
+            continue;
+        json_object_object_foreach(envs[k], key, val) {
+            if (atx_test_setenv(t, key, scalar_text(val)) < 0) {
+                atx_test_free(t);
+                return atx_error_set(ATX_EINVAL, "%s: %s: bad environment variable '%s'",
+                                     n->file, n->name, key);
+            }
+        }
+    }
+    spec = json_object_new_object();
+    json_object_object_add(spec, "node", json_object_new_string(n->name));
+    json_object_object_add(spec, "dir", json_object_new_string(n->dir));
+    json_object_object_add(spec, "plan", json_object_new_int((int)d->plan));
+    json_object_object_add(spec, "metadata", json_object_get(data));
+    r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
+    json_object_put(spec);
+    if (r < 0) {
+        atx_test_free(t);
+        return r;
+    }
+    return d->add(d->ud, t);
+}
+
+/* Whether name matches any of the regular expressions (tmt's `test`/`exclude`). */
+static int matches_any(const char *const *res, size_t n, const char *name, char *err,
+                       size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        regex_t re;
+        int rc = regcomp(&re, res[i], REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            snprintf(err, errlen, "'%s' is not a regular expression", res[i]);
+            return -1;
+        }
+        rc = regexec(&re, name, 0, NULL, 0);
+        regfree(&re);
+        if (rc == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Tests of the tree selected by test names/patterns, filters and excludes. */
+static int select_tests(discovery *d, const fmf_tree *t, json_object *sel, const char *prefix,
+                        const char *where)
+{
+    const char **names = NULL, **filters = NULL, **excludes = NULL;
+    size_t nnames = 0, nfilters = 0, nexcludes = 0;
+    char err[512] = "";
+    int r = 0;
+    json_object *v = NULL;
+
+    if ((json_object_object_get_ex(sel, "test", &v) &&
+         (r = strlist(v, &names, &nnames, "test", err, sizeof(err))) < 0) ||
+        (json_object_object_get_ex(sel, "filter", &v) &&
+         (r = strlist(v, &filters, &nfilters, "filter", err, sizeof(err))) < 0) ||
+        (json_object_object_get_ex(sel, "exclude", &v) &&
+         (r = strlist(v, &excludes, &nexcludes, "exclude", err, sizeof(err))) < 0))
+        goto out;
+    for (size_t i = 0; i < fmf_tree_count(t); i++) {
+        const fmf_node *n = fmf_tree_node(t, i);
+        if (!fmf_node_is_test(n))
+            continue;
+        if (nnames) {
+            int m = matches_any(names, nnames, n->name, err, sizeof(err));
+            if (m < 0) {
+                r = ATX_EINVAL;
+                goto out;
+            }
+            if (!m)
+                continue;
+        }
+        if (nexcludes) {
+            int m = matches_any(excludes, nexcludes, n->name, err, sizeof(err));
+            if (m < 0) {
+                r = ATX_EINVAL;
+                goto out;
+            }
+            if (m)
+                continue;
+        }
+        bool keep = true;
+        for (size_t k = 0; k < nfilters && keep; k++) {
+            int m = fmf_filter(filters[k], n->data, err, sizeof(err));
+            if (m < 0) {
+                r = ATX_EINVAL;
+                goto out;
+            }
+            keep = m == 1;
+        }
+        if (!keep)
+            continue;
+        char name[PATH_MAX];
+        snprintf(name, sizeof(name), "%s%s", prefix, n->name);
+        if ((r = add_node(d, n, name)) < 0)
+            goto out;
+    }
+out:
+    free(names);
+    free(filters);
+    free(excludes);
+    if (r < 0 && *err)
+        return atx_error_set(r, "%s: %s: %s", d->source, where, err);
+    return r;
+}
+
+static int check_step_keys(json_object *step, const char *const *known, const char *plan,
+                           const char *what, const char *tree)
+{
+    json_object_object_foreach(step, key, val) {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; known[i] && !ok; i++)
+            ok = strcmp(key, known[i]) == 0;
+        if (!ok)
+            return atx_error_set(ATX_EUNSUPPORTED, "%s: plan %s: %s: key '%s' is not supported",
+                                 tree, plan, what, key);
+    }
+    return 0;
+}
+
+/* Check prepare/finish steps: how install (package) or shell (script). */
+static int check_steps(json_object *arr, bool install_ok, const char *plan, const char *what,
+                       const char *tree)
+{
+    static const char *const install_keys[] = { "how", "name", "summary", "order", "package",
+                                                "missing", NULL };
+    static const char *const shell_keys[] = { "how", "name", "summary", "order", "script",
+                                              NULL };
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        json_object *s = json_object_array_get_idx(arr, i);
+        const char *how = json_object_is_type(s, json_type_object) ? jstr(s, "how") : NULL;
+        int r;
+        if (!how)
+            return atx_error_set(ATX_EINVAL, "%s: plan %s: each %s step needs 'how'", tree,
+                                 plan, what);
+        if (strcmp(how, "shell") == 0)
+            r = check_step_keys(s, shell_keys, plan, what, tree);
+        else if (strcmp(how, "install") == 0 && install_ok)
+            r = check_step_keys(s, install_keys, plan, what, tree);
+        else
+            return atx_error_set(ATX_EUNSUPPORTED, "%s: plan %s: %s 'how: %s' is not supported"
+                                 " (use %s)", tree, plan, what, how,
+                                 install_ok ? "install or shell" : "shell");
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int add_plan(fmf_exec *x, plan_info *p)
+{
+    plan_info **plans = realloc(x->plans, (x->nplans + 1) * sizeof(*plans));
+    if (!plans)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    x->plans = plans;
+    x->plans[x->nplans++] = p;
+    return 0;
+}
+
+static int discover_plan(discovery *d, const fmf_tree *t, const char *plan_name)
+{
+    const fmf_node *pn = fmf_tree_find(t, plan_name);
+    plan_info *p = d->x->plans[d->plan];
+    json_object *disc, *v;
+    int r;
+
+    if (!pn)
+        return atx_error_set(ATX_ENOTFOUND, "%s: no plan named %s in the tree", d->source,
+                             plan_name);
+    if (!json_object_object_get_ex(pn->data, "discover", &disc))
+        return atx_error_set(ATX_EINVAL, "%s: %s is not a plan (it has no 'discover')",
+                             pn->file, plan_name);
+    if (json_object_object_get_ex(pn->data, "environment", &v)) {
+        if (!json_object_is_type(v, json_type_object))
+            return atx_error_set(ATX_EINVAL, "%s: plan %s: 'environment' must be a mapping",
+                                 pn->file, plan_name);
+        p->environment = json_object_get(v);
+    }
+    json_object *prep = NULL, *fin = NULL;
+    json_object_object_get_ex(pn->data, "prepare", &prep);
+    json_object_object_get_ex(pn->data, "finish", &fin);
+    p->prepare = steps(prep);
+    p->finish = steps(fin);
+    if ((r = check_steps(p->prepare, true, plan_name, "prepare", pn->file)) < 0 ||
+        (r = check_steps(p->finish, false, plan_name, "finish", pn->file)) < 0)
+        return r;
+
+    json_object *sections = steps(disc);
+    size_t n = json_object_array_length(sections);
+    static const char *const keys[] = { "how", "name", "summary", "order", "test", "filter",
+                                        "exclude", NULL };
+    for (size_t i = 0; i < n && r == 0; i++) {
+        json_object *s = json_object_array_get_idx(sections, i);
+        char where[PATH_MAX + 64], prefix[256] = "";
+        const char *how = json_object_is_type(s, json_type_object) ? jstr(s, "how") : NULL;
+        if (!how || strcmp(how, "fmf") != 0) {
+            r = atx_error_set(ATX_EUNSUPPORTED, "%s: plan %s: discover 'how: %s' is not "
+                              "supported (use fmf)", pn->file, plan_name, how ? how : "?");
+            break;
+        }
+        if ((r = check_step_keys(s, keys, plan_name, "discover", pn->file)) < 0)
+            break;
+        const char *sname = jstr(s, "name");
+        if (n > 1) {
+            /* Several sections: tests are named /<section>/<test>. */
+            if (!sname || !*sname || strchr(sname, '/')) {
+                r = atx_error_set(ATX_EINVAL, "%s: plan %s: with several discover sections "
+                                  "each needs a 'name' without '/'", pn->file, plan_name);
+                break;
+            }
+            snprintf(prefix, sizeof(prefix), "/%s", sname);
+        }
+        snprintf(where, sizeof(where), "plan %s, discover %s", plan_name,
+                 sname ? sname : "section");
+        r = select_tests(d, t, s, prefix, where);
+    }
+    json_object_put(sections);
+    return r;
+}
+
+static int fmf_discover(void *state, const struct json_object *source_c, const char *basedir,
+                        int (*add)(void *ud, atx_test *t), void *ud)
+{
+    static const char *const keys[] = { "tree", "plan", "filter", "test", "exclude", "context",
+                                        NULL };
+    fmf_exec *x = state;
+    json_object *source = (json_object *)source_c, *ctx = NULL;
+    const char *tree_arg = jstr(source, "tree"), *plan_name = jstr(source, "plan");
+    char path[PATH_MAX], err[1024] = "";
+    fmf_tree *t = NULL;
+    plan_info *p;
+    int r;
+
+    json_object_object_foreach(source, key, val) {
+        (void)val;
+        bool ok = false;
+        for (size_t i = 0; keys[i] && !ok; i++)
+            ok = strcmp(keys[i], key) == 0;
+        if (!ok)
+            return atx_error_set(ATX_EINVAL, "fmf: unknown key '%s' (known: tree, plan, filter,"
+                                 " test, exclude, context)", key);
+    }
+    if (!tree_arg)
+        return atx_error_set(ATX_EINVAL, "fmf: needs \"tree\": the path of an fmf tree");
+    if (json_object_object_get_ex(source, "context", &ctx) &&
+        !json_object_is_type(ctx, json_type_object))
+        return atx_error_set(ATX_EINVAL, "fmf: 'context' must be an object of strings");
+    if (tree_arg[0] == '/')
+        snprintf(path, sizeof(path), "%s", tree_arg);
+    else
+        snprintf(path, sizeof(path), "%s/%s", basedir, tree_arg);
+    char *real = realpath(path, NULL);
+    if (!real)
+        return atx_error_set(-errno, "%s: %s", tree_arg, strerror(errno));
+    if (fmf_tree_load(real, ctx, &t, err, sizeof(err)) < 0) {
+        free(real);
+        return atx_error_set(ATX_EPARSE, "%s", err);
+    }
+    p = calloc(1, sizeof(*p));
+    if (!p || (r = add_plan(x, p)) < 0) {
+        free(p);
+        free(real);
+        fmf_tree_free(t);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    p->tree = real;
+    p->name = plan_name ? strdup(plan_name) : NULL;
+    p->prepare = json_object_new_array();
+    p->finish = json_object_new_array();
+    discovery d = { x, add, ud, x->nplans - 1, real };
+    if (plan_name)
+        r = discover_plan(&d, t, plan_name);
+    else
+        r = select_tests(&d, t, source, "", "selection");
+    fmf_tree_free(t);
+    return r;
+}
+
+static int fmf_check(void *state, const atx_test *t)
+{
+    fmf_exec *x = state;
+    json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *v;
+    int r = 0;
+
+    if (!spec || !jstr(spec, "dir") || !json_object_object_get_ex(spec, "metadata", &v) ||
+        !json_object_object_get_ex(spec, "plan", &v) ||
+        json_object_get_int(v) < 0 || (size_t)json_object_get_int(v) >= x->nplans)
+        r = atx_error_set(ATX_EINVAL, "test %s: fmf tests come from a tree (atx run TREE, or a "
+                          "plan entry {\"executor\": \"fmf\", \"tree\": ...})", atx_test_name(t));
+    json_object_put(spec);
+    return r;
+}
+
+/* ---- commands on a system, through its agent ---- */
+
+typedef struct collected_output {
+    atx_capture cap;
+} collected_output;
+
+static int collect_output(void *ud, int stream, const char *data, size_t len)
+{
+    (void)stream;
+    atx_capture_append(&((collected_output *)ud)->cap, data, len);
+    return 0;
+}
+
+/* Run a bash script on the system; *code gets its exit code (-1 if killed),
+ * *text (if not NULL) the tail of its output. */
+static int run_script(sysdata *sd, const char *script, const char *const *env, const char *cwd,
+                      int64_t timeout_ns, int *code, char **text)
+{
+    const char *argv[] = { "bash", "-c", script, NULL };
+    int64_t deadline = atx_now_ns() + timeout_ns;
+    agent_run_opts o = { argv, env, cwd, AGENT_MERGE_OUTPUT, &deadline, ATX_NSEC_PER_SEC, -1,
+                         NULL, NULL };
+    collected_output out;
+    agent_sink sink = { &out, collect_output, NULL };
+    agent_result res;
+    int r;
+
+    atx_capture_init(&out.cap, 0, 16 * 1024);
+    r = agent_client_run(sd->agent, &o, &sink, &res);
+    if (r == 0) {
+        *code = res.exited ? res.code : -1;
+        if (text) {
+            size_t len;
+            if (atx_capture_collect(&out.cap, text, &len) < 0)
+                *text = NULL;
+        }
+    }
+    atx_capture_release(&out.cap);
+    return r;
+}
+
+/* The last non-empty line of a command's output, for a one-line note. */
+static void last_line(const char *text, char *buf, size_t len)
+{
+    const char *end = text + strlen(text);
+    while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+        end--;
+    const char *start = end;
+    while (start > text && start[-1] != '\n')
+        start--;
+    snprintf(buf, len, "%.*s", (int)(end - start), start);
+}
+
+static const char *detect_pm(sysdata *sd)
+{
+    if (!*sd->pm) {
+        char *out = NULL;
+        int code = -1;
+        snprintf(sd->pm, sizeof(sd->pm), "-");
+        if (run_script(sd, "command -v apt-get || command -v dnf || command -v yum", NULL, NULL,
+                       30 * ATX_NSEC_PER_SEC, &code, &out) == 0 && code == 0 && out) {
+            const char *names[] = { "apt-get", "dnf", "yum" }, *pms[] = { "apt", "dnf", "yum" };
+            for (int i = 0; i < 3; i++)
+                if (strstr(out, names[i])) {
+                    snprintf(sd->pm, sizeof(sd->pm), "%s", pms[i]);
+                    break;
+                }
+        }
+        free(out);
+    }
+    return sd->pm;
+}
+
+/* Shell-quote a package name into buf (package names are plain words, but
+ * they come from metadata: never trust them unquoted). */
+static void quote(char *buf, size_t len, const char *s)
+{
+    size_t o = 0;
+    if (o < len - 1)
+        buf[o++] = '\'';
+    for (; *s && o + 5 < len; s++) {
+        if (*s == '\'') {
+            memcpy(buf + o, "'\\''", 4);
+            o += 4;
+        } else {
+            buf[o++] = *s;
+        }
+    }
+    if (o < len - 1)
+        buf[o++] = '\'';
+    buf[o] = '\0';
+}
+
+/*
+ * Make sure packages are installed: what is there is skipped, what atx
+ * installed or failed to install on this system is remembered, so a second
+ * test with the same require does not try again. Required packages that
+ * cannot be installed make the test infra (note: the package manager's
+ * message); recommended ones are tried one by one and may fail.
+ */
+static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required, char *note,
+                   size_t notelen)
+{
+    char script[8192], q[512];
+    size_t o = 0;
+    const char *pm;
+    int code;
+    char *out = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        json_object *known;
+        if (json_object_object_get_ex(sd->packages, pkgs[i], &known)) {
+            if (required && json_object_is_type(known, json_type_string)) {
+                snprintf(note, notelen, "%s (remembered from an earlier attempt on this system)",
+                         json_object_get_string(known));
+                return ATX_EINFRA;
+            }
+            continue;
+        }
+        pm = detect_pm(sd);
+        if (strcmp(pm, "-") == 0) {
+            snprintf(note, notelen, "cannot install %s: no apt-get, dnf or yum on %s", pkgs[i],
+                     atx_system_id(sd->sys));
+            if (required)
+                return ATX_EINFRA;
+            continue;
+        }
+        quote(q, sizeof(q), pkgs[i]);
+        bool apt = strcmp(pm, "apt") == 0;
+        snprintf(script, sizeof(script),
+                 apt ? "dpkg-query -W -f='${Status}' %s 2>/dev/null | grep -q 'ok installed'"
+                     : "rpm -q --whatprovides %s >/dev/null 2>&1",
+                 q);
+        if (run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL) < 0)
+            return ATX_EINFRA;
+        if (code == 0) {
+            json_object_object_add(sd->packages, pkgs[i], json_object_new_boolean(1));
+            continue;
+        }
+        snprintf(script, sizeof(script),
+                 apt ? "DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s 2>&1"
+                     : "%s install -y %s 2>&1",
+                 apt ? q : pm, q);
+        if (!apt)
+            snprintf(script, sizeof(script), "%s install -y %s 2>&1", pm, q);
+        free(out);
+        out = NULL;
+        if (run_script(sd, script, NULL, NULL, 30 * 60 * ATX_NSEC_PER_SEC, &code, &out) < 0) {
+            free(out);
+            return ATX_EINFRA;
+        }
+        if (code == 0) {
+            json_object_object_add(sd->packages, pkgs[i], json_object_new_boolean(1));
+            continue;
+        }
+        char line[400];
+        last_line(out ? out : "", line, sizeof(line));
+        snprintf(note, notelen, "installing %s failed: %s", pkgs[i], line);
+        json_object_object_add(sd->packages, pkgs[i], json_object_new_string(note));
+        if (required) {
+            free(out);
+            return ATX_EINFRA;
+        }
+    }
+    (void)o;
+    free(out);
+    return 0;
+}
+
+/* ---- per-system data ---- */
+
+static sysdata *sysdata_of(fmf_exec *x, atx_system *sys)
+{
+    pthread_mutex_lock(&x->mu);
+    sysdata *sd = x->systems;
+    while (sd && sd->sys != sys)
+        sd = sd->next;
+    pthread_mutex_unlock(&x->mu);
+    return sd;
+}
+
+static void sysdata_free(fmf_exec *x, sysdata *sd)
+{
+    if (!sd)
+        return;
+    pthread_mutex_lock(&x->mu);
+    for (sysdata **pp = &x->systems; *pp; pp = &(*pp)->next)
+        if (*pp == sd) {
+            *pp = sd->next;
+            break;
+        }
+    pthread_mutex_unlock(&x->mu);
+    agent_client_free(sd->agent);
+    json_object_put(sd->packages);
+    for (size_t i = 0; sd->envfiles && i < x->nplans; i++) {
+        if (sd->envfiles[i])
+            unlink(sd->envfiles[i]);
+        free(sd->envfiles[i]);
+    }
+    free(sd->envfiles);
+    free(sd);
+}
+
+/* KEY=VALUE lines a test or step appended to the plan's environment file. */
+static char **read_envfile(const char *path)
+{
+    FILE *f = path ? fopen(path, "re") : NULL;
+    char **env = NULL, *line = NULL;
+    size_t n = 0, cap = 0;
+    ssize_t len;
+
+    if (!f)
+        return NULL;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq || eq == line)
+            continue;
+        char **e = realloc(env, (n + 2) * sizeof(char *));
+        if (!e)
+            break;
+        env = e;
+        env[n++] = strdup(line);
+        env[n] = NULL;
+    }
+    free(line);
+    fclose(f);
+    return env;
+}
+
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The environment of a plan's steps: the plan's, then its env file. */
+static char **plan_env(const plan_info *p, const char *envfile)
+{
+    size_t n = 0;
+    char **env = calloc(1, sizeof(char *)), **file = read_envfile(envfile);
+    if (!env) {
+        strv_free(file);
+        return NULL;
+    }
+#define PUSH(s_)                                                 \
+    do {                                                         \
+        char **e_ = realloc(env, (n + 2) * sizeof(char *));      \
+        if (e_) {                                                \
+            env = e_;                                            \
+            env[n++] = (s_);                                     \
+            env[n] = NULL;                                       \
+        }                                                        \
+    } while (0)
+    if (p->environment) {
+        json_object_object_foreach(p->environment, key, val) {
+            char *kv;
+            if (asprintf(&kv, "%s=%s", key, scalar_text(val)) >= 0)
+                PUSH(kv);
+        }
+    }
+    for (size_t i = 0; file && file[i]; i++)
+        PUSH(strdup(file[i]));
+    char *kv;
+    if (envfile && asprintf(&kv, "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile) >= 0)
+        PUSH(kv);
+    if (asprintf(&kv, "TMT_TREE=%s", p->tree) >= 0)
+        PUSH(kv);
+#undef PUSH
+    strv_free(file);
+    return env;
+}
+
+static int run_steps(fmf_exec *x, sysdata *sd, size_t pi, json_object *arr, bool stop_on_error,
+                     const char *what)
+{
+    plan_info *p = x->plans[pi];
+    int first_error = 0;
+
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        json_object *s = json_object_array_get_idx(arr, i);
+        const char *how = jstr(s, "how");
+        char note[1024] = "";
+        int r = 0;
+        if (strcmp(how, "install") == 0) {
+            const char **pkgs;
+            size_t n;
+            json_object *v = NULL;
+            char err[256];
+            json_object_object_get_ex(s, "package", &v);
+            if (strlist(v, &pkgs, &n, "package", err, sizeof(err)) == 0) {
+                r = install(sd, pkgs, n, true, note, sizeof(note));
+                free(pkgs);
+            }
+        } else {
+            const char **scripts;
+            size_t n;
+            json_object *v = NULL;
+            char err[256];
+            json_object_object_get_ex(s, "script", &v);
+            if (strlist(v, &scripts, &n, "script", err, sizeof(err)) < 0)
+                continue;
+            char **env = plan_env(p, sd->envfiles[pi]);
+            for (size_t k = 0; k < n && r == 0; k++) {
+                char *script, *out = NULL;
+                int code = -1;
+                if (asprintf(&script, "set -eo pipefail\n%s", scripts[k]) < 0)
+                    break;
+                r = run_script(sd, script, (const char *const *)env, p->tree,
+                               60 * 60 * ATX_NSEC_PER_SEC, &code, &out);
+                if (r == 0 && code != 0) {
+                    char line[400];
+                    last_line(out ? out : "", line, sizeof(line));
+                    snprintf(note, sizeof(note), "%s script of plan %s failed (exit %d): %s",
+                             what, p->name ? p->name : "(tree)", code, line);
+                    r = ATX_EINFRA;
+                }
+                free(script);
+                free(out);
+            }
+            strv_free(env);
+            free(scripts);
+        }
+        if (r < 0) {
+            if (!*note)
+                snprintf(note, sizeof(note), "%s step of plan %s failed: %s", what,
+                         p->name ? p->name : "(tree)", atx_error_last()->message);
+            atx_plugin_log(x->ctx, ATX_LOG_WARNING, "%s: %s", atx_system_id(sd->sys), note);
+            if (!first_error)
+                first_error = atx_error_set(ATX_EINFRA, "%s", note);
+            if (stop_on_error)
+                return first_error;
+        }
+    }
+    return first_error;
+}
+
+static int fmf_prepare(void *state, atx_system *sys)
+{
+    fmf_exec *x = state;
+    sysdata *sd = calloc(1, sizeof(*sd));
+    const char *work = atx_system_workdir(sys);
+    int r;
+
+    if (!sd || !(sd->packages = json_object_new_object()) ||
+        !(sd->envfiles = calloc(x->nplans + 1, sizeof(char *)))) {
+        if (sd)
+            json_object_put(sd->packages);
+        free(sd);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    sd->sys = sys;
+    if ((r = agent_client_start(sys, x->agent, &sd->agent)) < 0) {
+        sysdata_free(x, sd);
+        return r;
+    }
+    pthread_mutex_lock(&x->mu);
+    sd->next = x->systems;
+    x->systems = sd;
+    pthread_mutex_unlock(&x->mu);
+    for (size_t i = 0; i < x->nplans; i++) {
+        if (asprintf(&sd->envfiles[i], "%s/tmt-plan-environment-%zu", work ? work : "/tmp",
+                     i) < 0) {
+            sysdata_free(x, sd);
+            return atx_error_set(ATX_ENOMEM, "out of memory");
+        }
+        int fd = open(sd->envfiles[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            close(fd);
+    }
+    for (size_t i = 0; i < x->nplans; i++) {
+        if ((r = run_steps(x, sd, i, x->plans[i]->prepare, true, "prepare")) < 0) {
+            /* Finish steps still run: they undo what prepare began. */
+            for (size_t k = 0; k < x->nplans; k++)
+                run_steps(x, sd, k, x->plans[k]->finish, false, "finish");
+            char msg[1200];
+            snprintf(msg, sizeof(msg), "%s", atx_error_last()->message);
+            sysdata_free(x, sd);
+            return atx_error_set(ATX_EINFRA, "%s", msg);
+        }
+    }
+    return 0;
+}
+
+static void fmf_finish(void *state, atx_system *sys)
+{
+    fmf_exec *x = state;
+    sysdata *sd = sysdata_of(x, sys);
+
+    if (!sd)
+        return;
+    for (size_t i = 0; i < x->nplans; i++)
+        run_steps(x, sd, i, x->plans[i]->finish, false, "finish");
+    sysdata_free(x, sd);
+}
+
+/* ---- one attempt ---- */
+
+typedef struct attempt_io {
+    fmf_control *control;
+    int out_fd;              /* the whole merged output */
+    atx_capture cap;         /* head and tail for the result */
+    int64_t deadline;
+    int64_t saved_at;        /* duration save/restore */
+    int save_depth;
+    int exitcode;            /* from `exitcode`, -1 if none */
+    bool disconnect;
+    bool protocol_error;
+} attempt_io;
+
+static int on_output(void *ud, int stream, const char *data, size_t len)
+{
+    attempt_io *io = ud;
+    (void)stream;
+    atx_capture_append(&io->cap, data, len);
+    while (len) {
+        ssize_t n = write(io->out_fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* a full disk loses output, not the result */
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int on_control(void *ud, const char *data, size_t len)
+{
+    attempt_io *io = ud;
+    if (fmf_control_feed(io->control, data, len) < 0) {
+        io->protocol_error = true;
+        return -1; /* no further bytes are trusted: stop the test */
+    }
+    return 0;
+}
+
+static void on_exitcode(void *ud, int code)
+{
+    ((attempt_io *)ud)->exitcode = code;
+}
+
+static void on_duration(void *ud, const char *spec)
+{
+    attempt_io *io = ud;
+    int64_t now = atx_now_ns(), ns = 0;
+    fmf_duration_op op;
+
+    if (fmf_duration_spec_parse(spec, &op, &ns) < 0)
+        return; /* the parser validated it already */
+    switch (op) {
+    case FMF_DURATION_SET: io->deadline = now + ns; break;
+    case FMF_DURATION_ADD: io->deadline += ns; break;
+    case FMF_DURATION_SUB: io->deadline -= ns; break;
+    case FMF_DURATION_SAVE:
+        if (io->save_depth++ == 0)
+            io->saved_at = now;
+        break;
+    case FMF_DURATION_RESTORE:
+        /* Only the outermost pair counts: time in between is not charged. */
+        if (io->save_depth > 0 && --io->save_depth == 0)
+            io->deadline += now - io->saved_at;
+        break;
+    }
+}
+
+static void on_disconnect(void *ud)
+{
+    ((attempt_io *)ud)->disconnect = true;
+}
+
+static int hurry(void *ud)
+{
+    return atx_attempt_cancelled(ud) >= 2;
+}
+
+/* The test's environment: its own (and the plan's), the plan file's, tmt's. */
+static char **test_env(const atx_test *t, const plan_info *p, const char *envfile,
+                       const char *meta, int attempt, int reboots)
+{
+    const char *const *base = atx_test_environ(t);
+    char **file = read_envfile(envfile), **env;
+    size_t nb = 0, nf = 0, n = 0;
+
+    while (base && base[nb])
+        nb++;
+    while (file && file[nf])
+        nf++;
+    env = calloc(nb + nf + 10, sizeof(char *));
+    if (!env) {
+        strv_free(file);
+        return NULL;
+    }
+    for (size_t i = 0; i < nb; i++)
+        env[n++] = strdup(base[i]);
+    for (size_t i = 0; i < nf; i++)
+        env[n++] = strdup(file[i]);
+    strv_free(file);
+    if (asprintf(&env[n++], "TMT_TREE=%s", p->tree) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_NAME=%s", atx_test_name(t)) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_METADATA=%s", meta) < 0 ||
+        asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
+        asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", attempt - 1) < 0 ||
+        asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
+        asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0)
+        env[n - 1] = NULL;
+    return env;
+}
+
+/* An atx result from a `results` line. */
+static int emit_line(atx_attempt *a, const char *rel, fmf_control *c, size_t i, bool own_extra,
+                     const attempt_io *io, int64_t started, int64_t duration, int exit_code,
+                     const char *error_type)
+{
+    const json_object *line = fmf_control_result(c, i);
+    const char *name = jstr((json_object *)line, "name");
+    const char *status = jstr((json_object *)line, "status");
+    const char *note = jstr((json_object *)line, "note");
+    const char *const *paths = fmf_control_result_paths(c, i);
+    atx_result *r;
+    int e;
+
+    if ((e = atx_result_new(atx_test_name(atx_attempt_test(a)), name, &r)) < 0)
+        return e;
+    atx_result_set_status_word(r, status && *status ? status : "pass");
+    if (note)
+        atx_result_set_note(r, note);
+    for (size_t k = 0; paths && paths[k]; k++) {
+        char *p;
+        if (asprintf(&p, "%s/%s", rel, paths[k]) >= 0) {
+            atx_result_add_file(r, p);
+            free(p);
+        }
+    }
+    atx_result_set_times(r, started, duration);
+    if (own_extra) {
+        if (exit_code >= 0)
+            atx_result_set_exit_code(r, exit_code);
+        if (error_type)
+            atx_result_set_error_type(r, error_type);
+        char *data;
+        size_t len;
+        if (io->cap.total && atx_capture_collect(&io->cap, &data, &len) == 0) {
+            atx_result_set_output(r, ATX_STREAM_STDOUT, data, len, io->cap.total);
+            free(data);
+        }
+    }
+    return atx_attempt_emit(a, r);
+}
+
+static int fmf_run(void *state, atx_attempt *a)
+{
+    fmf_exec *x = state;
+    const atx_test *t = atx_attempt_test(a);
+    atx_system *sys = atx_attempt_system(a);
+    sysdata *sd = sysdata_of(x, sys);
+    json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *meta = NULL, *v;
+    const char *rel, *dir = atx_attempt_dir(a, &rel);
+    char out_path[PATH_MAX + 16], meta_path[PATH_MAX + 16], note[1400] = "";
+    attempt_io io = { .out_fd = -1, .exitcode = -1 };
+    fmf_end_kind end = FMF_END_EXITED;
+    const char *error_type = NULL;
+    int r = 0, exit_code = -1;
+    char **env = NULL;
+    int64_t started = atx_wallclock_ns(), t0 = atx_now_ns();
+
+    if (!spec || !dir || !sd) {
+        json_object_put(spec);
+        return atx_error_set(ATX_EINFRA, "fmf: %s", !sd ? "the system was not prepared"
+                                                        : atx_error_last()->message);
+    }
+    size_t pi = (size_t)json_object_get_int(json_object_object_get_ex(spec, "plan", &v) ? v : NULL);
+    plan_info *plan = x->plans[pi];
+    json_object_object_get_ex(spec, "metadata", &meta);
+    atx_capture_init(&io.cap, OUTPUT_CAP, OUTPUT_CAP);
+    snprintf(out_path, sizeof(out_path), "%s.output", dir);
+    snprintf(meta_path, sizeof(meta_path), "%s.metadata.yaml", dir);
+
+    fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect };
+    if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
+        goto out;
+    io.out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* JSON is YAML: the resolved metadata for TMT_TEST_METADATA. */
+    FILE *mf = fopen(meta_path, "we");
+    if (io.out_fd < 0 || !mf) {
+        if (mf)
+            fclose(mf);
+        r = atx_error_set(ATX_EINFRA, "fmf: cannot write in %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    fputs(json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY), mf);
+    fputc('\n', mf);
+    fclose(mf);
+
+    /* Requirements first: a package that cannot be installed is infra. */
+    static const char *const kinds[2] = { "require", "recommend" };
+    for (int k = 0; k < 2 && r == 0; k++) {
+        const char **pkgs;
+        size_t n;
+        char err[256];
+        if (!json_object_object_get_ex(meta, kinds[k], &v))
+            continue;
+        if (strlist(v, &pkgs, &n, kinds[k], err, sizeof(err)) < 0) {
+            snprintf(note, sizeof(note), "%s", err);
+            r = ATX_EINFRA;
+            break;
+        }
+        /* Only package names: tmt's library/file requirements are not packages. */
+        const char **names = calloc(n + 1, sizeof(char *));
+        size_t nn = 0;
+        for (size_t i = 0; names && i < n; i++)
+            if (!strchr(pkgs[i], '/') && !strchr(pkgs[i], '('))
+                names[nn++] = pkgs[i];
+        if (names && install(sd, names, nn, k == 0, note, sizeof(note)) < 0)
+            r = ATX_EINFRA;
+        free(names);
+        free(pkgs);
+    }
+    if (r < 0) {
+        end = FMF_END_LOST;
+        error_type = "require";
+        r = 0;
+        goto finish;
+    }
+
+    const char *script_src = jstr(meta, "test");
+    char *script;
+    if (asprintf(&script, "set -eo pipefail\n%s", script_src ? script_src : "false") < 0) {
+        r = atx_error_set(ATX_ENOMEM, "out of memory");
+        goto out;
+    }
+    bool tty = json_object_object_get_ex(meta, "tty", &v) && json_object_get_boolean(v);
+    io.deadline = t0 + atx_attempt_timeout(a);
+    int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
+    agent_sink sink = { &io, on_output, on_control };
+    agent_result res = { 0 };
+    for (int reboots = 0;; reboots++) {
+        const char *argv[] = { "bash", "-c", script, NULL };
+        env = test_env(t, plan, sd->envfiles[pi], meta_path, atx_attempt_number(a), reboots);
+        agent_run_opts o = { argv, (const char *const *)env, jstr(spec, "dir"),
+                             AGENT_MERGE_OUTPUT | AGENT_CONTROL | (tty ? AGENT_PTY : 0u),
+                             &io.deadline, grace, atx_attempt_cancel_fd(a), hurry, a };
+        io.disconnect = false;
+        r = agent_client_run(sd->agent, &o, &sink, &res);
+        strv_free(env);
+        env = NULL;
+        if (r < 0 || !io.disconnect || res.timed_out || res.interrupted || res.aborted ||
+            reboots >= MAX_REBOOTS)
+            break;
+        /* `disconnect`: the test asked for a reboot; here the system stays
+         * up, so the test runs again with TMT_REBOOT_COUNT one higher. */
+    }
+    free(script);
+    if (r == ATX_ESPAWN) {
+        snprintf(note, sizeof(note), "cannot start the test: %s", atx_error_last()->message);
+        end = FMF_END_LOST;
+        error_type = "spawn";
+        r = 0;
+    } else if (r < 0) {
+        snprintf(note, sizeof(note), "lost the system %s during the test: %s",
+                 atx_system_id(sys), atx_error_last()->message);
+        end = FMF_END_LOST;
+        error_type = "lost";
+    } else if (res.timed_out) {
+        char secs[32];
+        atx_text_seconds(io.deadline - t0, secs);
+        snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
+        end = FMF_END_TIMEOUT;
+        error_type = "timeout";
+    } else if (res.interrupted) {
+        snprintf(note, sizeof(note), "interrupted: the run was cancelled and the test killed");
+        end = FMF_END_INTERRUPTED;
+        error_type = "interrupted";
+    } else if (io.protocol_error) {
+        error_type = "protocol";
+    }
+    exit_code = res.exited ? res.code : -1;
+    if (io.exitcode >= 0 && !res.timed_out && !res.interrupted)
+        exit_code = io.exitcode;
+
+finish:;
+    int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, out_path);
+    int64_t duration = atx_now_ns() - t0;
+    if (fr < 0 && r == 0)
+        r = fr;
+    /* Results as the `results` file has them; the test's own gets the exit
+     * code, the output and what ended it. */
+    size_t n = fmf_control_result_count(io.control);
+    bool own_seen = false;
+    for (size_t i = 0; i < n; i++) {
+        bool own = !jstr((json_object *)fmf_control_result(io.control, i), "name");
+        int e = emit_line(a, rel, io.control, i, own && !own_seen, &io, started, duration,
+                          exit_code, own ? error_type : NULL);
+        own_seen = own_seen || own;
+        if (e < 0 && r == 0)
+            r = e;
+    }
+out:
+    if (io.out_fd >= 0)
+        close(io.out_fd);
+    unlink(out_path); /* testout and fallback files are hard links to it */
+    unlink(meta_path);
+    fmf_control_free(io.control);
+    atx_capture_release(&io.cap);
+    strv_free(env);
+    json_object_put(spec);
+    return r;
+}
+
+static const atx_executor_vtable fmf_vtable = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION,
+    .create = fmf_create,
+    .destroy = fmf_destroy,
+    .check = fmf_check,
+    .prepare = fmf_prepare,
+    .run = fmf_run,
+    .discover = fmf_discover,
+    .finish = fmf_finish,
+};
+
+ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "fmf", ATX_VERSION_STRING,
+                  "Runs fmf/tmt test trees with ATEX-compatible test control", &fmf_vtable)

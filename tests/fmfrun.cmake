@@ -1,0 +1,6 @@
+# fmf trees end to end through the atx command.
+atx_script_test(fmf_example)
+atx_script_test(fmf_protocol)
+atx_script_test(fmf_plan)
+atx_script_test(fmf_require)
+atx_script_test(fmf_errors)
