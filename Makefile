@@ -48,13 +48,13 @@ demo: build
 	@echo "demo: reports in $(DEMO_DIR)/junit.xml and $(DEMO_DIR)/results.jsonl"
 
 test: deps-test
-	cmake -S . -B $(BUILD) -DATX_WERROR=ON
+	cmake -S . -B $(BUILD) -DATX_WERROR=ON -DATX_TEST_AREAS=
 	cmake --build $(BUILD) -j $(JOBS)
 	ctest --test-dir $(BUILD) -j $(JOBS) --output-on-failure
 
 test-asan: deps-test
 	cmake -S . -B $(ASAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=address,undefined \
-	      -DCMAKE_BUILD_TYPE=Debug
+	      -DCMAKE_BUILD_TYPE=Debug -DATX_TEST_AREAS=
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -j $(JOBS) --output-on-failure
@@ -63,7 +63,7 @@ test-asan: deps-test
 # end-to-end runs of the atx command.
 test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=thread \
-	      -DCMAKE_BUILD_TYPE=Debug -DATX_TEST_AREAS=orchestrator -DATX_EXAMPLES=ON
+	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;fmfrun" -DATX_EXAMPLES=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure

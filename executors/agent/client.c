@@ -115,6 +115,8 @@ static int next_frame(agent_client *c, size_t *off, frame *f)
 
 static void consume(agent_client *c, size_t off)
 {
+    if (off == 0)
+        return;
     memmove(c->buf, c->buf + off, c->have - off);
     c->have -= off;
 }

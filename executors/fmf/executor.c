@@ -472,6 +472,8 @@ static int discover_plan(discovery *d, const fmf_tree *t, const char *plan_name)
     json_object *prep = NULL, *fin = NULL;
     json_object_object_get_ex(pn->data, "prepare", &prep);
     json_object_object_get_ex(pn->data, "finish", &fin);
+    json_object_put(p->prepare);
+    json_object_put(p->finish);
     p->prepare = steps(prep);
     p->finish = steps(fin);
     if ((r = check_steps(p->prepare, true, plan_name, "prepare", pn->file)) < 0 ||
