@@ -547,7 +547,8 @@ static int fmf_discover(void *state, const struct json_object *source_c, const c
     char *real = realpath(path, NULL);
     if (!real)
         return atx_error_set(-errno, "%s: %s", tree_arg, strerror(errno));
-    if (fmf_tree_load(real, ctx, &t, err, sizeof(err)) < 0) {
+    /* Case-insensitive context comparisons, as tmt adjusts. */
+    if (fmf_tree_load_ex(real, ctx, FMF_CASE_INSENSITIVE, &t, err, sizeof(err)) < 0) {
         free(real);
         return atx_error_set(ATX_EPARSE, "%s", err);
     }
