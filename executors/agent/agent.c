@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -154,6 +155,64 @@ static char **merge_env(char **add, uint32_t nadd, bool clear)
     return env;
 }
 
+/* Close every fd from `from` up, except `keep`: close_range where the
+ * kernel has it (5.9), else one by one up to the fd limit. */
+static void close_from(int from, int keep)
+{
+#ifdef SYS_close_range
+    bool ok;
+    if (keep < from) {
+        ok = syscall(SYS_close_range, from, ~0u, 0) == 0;
+    } else {
+        ok = keep == from || syscall(SYS_close_range, from, keep - 1, 0) == 0;
+        ok = ok && syscall(SYS_close_range, keep + 1, ~0u, 0) == 0;
+    }
+    if (ok)
+        return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = from; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+        if (fd != keep)
+            close((int)fd);
+}
+
+/* The program's path, searched in the request's PATH once and remembered:
+ * a test costs one execve, not one per PATH entry before the right one. */
+static const char *resolve(const char *prog, char *const *env)
+{
+    static struct { char key[512]; char path[4096]; } cache[32];
+    static unsigned next;
+    const char *path_env = "/usr/local/bin:/usr/bin:/bin";
+
+    if (strchr(prog, '/'))
+        return prog;
+    for (char *const *e = env; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path_env = *e + 5;
+    char key[512];
+    snprintf(key, sizeof(key), "%s\n%s", prog, path_env);
+    for (unsigned i = 0; i < sizeof(cache) / sizeof(cache[0]); i++)
+        if (strcmp(cache[i].key, key) == 0 && access(cache[i].path, X_OK) == 0)
+            return cache[i].path;
+    for (const char *p = path_env; *p;) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        char cand[4096];
+        snprintf(cand, sizeof(cand), "%.*s%s%s", (int)n, p, n ? "/" : "", prog);
+        struct stat st;
+        if (access(cand, X_OK) == 0 && stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
+            unsigned slot = next++ % (sizeof(cache) / sizeof(cache[0]));
+            snprintf(cache[slot].key, sizeof(cache[slot].key), "%s", key);
+            snprintf(cache[slot].path, sizeof(cache[slot].path), "%s", cand);
+            return cache[slot].path;
+        }
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    return prog; /* execve fails with ENOENT: reported as such */
+}
+
 static void start(uint32_t id, agent_reader *r)
 {
     uint32_t flags = agent_read_u32(r);
@@ -209,6 +268,7 @@ static void start(uint32_t id, agent_reader *r)
         goto out;
     }
 
+    const char *path = resolve(argv[0], env);
     pid_t pid = fork();
     if (pid < 0) {
         send_fail(id, errno, "fork: %s", strerror(errno));
@@ -216,11 +276,11 @@ static void start(uint32_t id, agent_reader *r)
     }
     if (pid == 0) {
         /* The child: only async-signal-safe calls from here to exec. */
+        /* exec resets caught signals; only what we ignore or block stays. */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int s = 1; s < NSIG; s++)
-            signal(s, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
         setsid();
         if (master >= 0) {
             int fd = open(slave, O_RDWR);
@@ -239,13 +299,11 @@ static void start(uint32_t id, agent_reader *r)
         if (pctl[1] >= 0)
             dup2(pctl[1], 3);
         /* fds above 3 are CLOEXEC (ours) or inherited from whoever started
-         * the agent: close them all. */
-        for (int fd = pctl[1] >= 0 ? 4 : 3; fd < 1024; fd++)
-            if (fd != pexec[1])
-                close(fd);
+         * the agent: close them all but the exec-error pipe (CLOEXEC). */
+        close_from(pctl[1] >= 0 ? 4 : 3, pexec[1]);
         if (*cwd && chdir(cwd) < 0)
             goto child_fail;
-        execvpe(argv[0], argv, env);
+        execve(path, argv, env);
     child_fail:;
         int e = errno;
         ssize_t w = write(pexec[1], &e, sizeof(e));

@@ -155,6 +155,9 @@ int atx_mkdir_p(const char *path)
 
     if (n == 0 || n >= sizeof(buf))
         return atx_error_set(ATX_EINVAL, "bad directory path '%s'", path);
+    /* Usually only the last part is missing. */
+    if (mkdir(path, 0755) == 0)
+        return 0;
     memcpy(buf, path, n + 1);
     for (char *p = buf + 1; ; p++) {
         if (*p == '/' || *p == '\0') {
