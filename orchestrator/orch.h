@@ -52,6 +52,7 @@ typedef struct test_state {
     uint64_t seq;
     int attempts;
     int reruns_left;
+    int infra_left;         /* re-queues after infrastructure trouble */
     int64_t timeout_ns;
     char *last_system;
     test_phase phase;

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_NS (300 * ATX_NSEC_PER_SEC)
+/* How often a test runs again elsewhere after its system failed under it. */
+#define INFRA_REQUEUES 2
 
 /* ---- a set of test names (open addressing) for duplicate checks ---- */
 
@@ -732,6 +734,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
         int rr = atx_test_reruns(ts->t);
         ts->timeout_ns = to > 0 ? to : run->policy.timeout_ns;
         ts->reruns_left = rr >= 0 ? rr : run->policy.reruns;
+        ts->infra_left = INFRA_REQUEUES;
     }
     run->summary.tests = run->tests.len;
     run->summary.started_ns = atx_wallclock_ns();

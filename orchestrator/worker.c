@@ -91,21 +91,28 @@ static void emit_own(atx_attempt *a, atx_status status, const char *type, const 
     atx_attempt_emit(a, r);
 }
 
-/* After an attempt: final or rerun; hand results to the aggregators. */
-static void finish_attempt(atx_run *run, atx_attempt *a)
+/* After an attempt: final or rerun; hand results to the aggregators.
+ * An attempt that ended in infrastructure trouble (the system was lost or
+ * could not be prepared) runs again elsewhere without using the test's
+ * rerun budget; its results are kept, marked superseded. */
+static void finish_attempt(atx_run *run, atx_attempt *a, bool infra)
 {
     test_state *ts = a->ts;
     atx_result *own = own_result(a);
     bool failed = atx_status_is_failure(atx_result_status(own));
-    bool rerun = failed && ts->reruns_left > 0 && !run->stopping &&
-                 atomic_load(&run->cancel_level) == 0;
+    bool going = !run->stopping && atomic_load(&run->cancel_level) == 0;
+    bool requeue = infra && ts->infra_left > 0 && going;
+    bool rerun = requeue || (failed && ts->reruns_left > 0 && going);
 
-    if (failed)
+    if (failed && !requeue)
         ts->had_failure = true;
     ts->cls->running--;
     run->running--;
     if (rerun) {
-        ts->reruns_left--;
+        if (requeue)
+            ts->infra_left--;
+        else
+            ts->reruns_left--;
         free(ts->last_system);
         ts->last_system = strdup(atx_system_id(a->sys));
         atx_sched_push(run, ts);
@@ -277,7 +284,7 @@ static void *worker_main(void *arg)
         flags = run_attempt(w, ts, &a);
 
         pthread_mutex_lock(&run->mu);
-        finish_attempt(run, &a);
+        finish_attempt(run, &a, flags & ATX_RELEASE_BROKEN);
         w->prov->idle++;
         atx_vec_release(&a.results);
         free(a.dir);

@@ -2,9 +2,21 @@
 # are what TEST_CONTROL.md implies, compared as JSON objects line by line.
 . "$ATX_SRC/tests/lib.sh"
 
+# Twice: on slots that share this host's files, and on slots treated as
+# remote systems (the agent and the tree are uploaded into them).
+cat > "$T/remote.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 2, "share_host_files": false}],
+ "tests": [{"executor": "fmf", "tree": "$ATX_SRC/examples/fmf", "context": {"distro": "debian-12"}}]}
+JSON
+for mode in host remote; do
 rc=0
-"$ATX" run "$ATX_SRC/examples/fmf" -j 2 -o "$T/out" -q -c distro=debian-12 || rc=$?
-expect_eq "exit code (one failing, one timing out)" "$rc" 1
+if [ $mode = host ]; then
+    "$ATX" run "$ATX_SRC/examples/fmf" -j 2 -o "$T/out" -q -c distro=debian-12 || rc=$?
+else
+    rm -rf "$T/out"
+    "$ATX" run --plan "$T/remote.json" -o "$T/out" -q || rc=$?
+fi
+expect_eq "$mode: exit code (one failing, one timing out)" "$rc" 1
 
 python3 - "$T/out" <<'PY'
 import json, os, sys
@@ -78,3 +90,4 @@ print("ok: jsonl")
 PY
 left=$(pgrep -f '[s]leep 300' || true)
 [ -z "$left" ] || fail "the timed-out test left processes: $left"
+done

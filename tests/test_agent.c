@@ -29,7 +29,8 @@ static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
     (void)impl;
     return atx_spawn_local(o, out);
 }
-static const atx_system_ops host_ops = { ATX_SYSTEM_OPS_VERSION, host_spawn, NULL, NULL, NULL };
+static const atx_system_ops host_ops = { ATX_SYSTEM_OPS_VERSION, host_spawn, NULL, NULL, NULL,
+                                         ATX_SYSTEM_HOST_FS };
 
 typedef struct got {
     char out[8192], err[8192], ctl[8192];

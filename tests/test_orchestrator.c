@@ -309,6 +309,66 @@ static void executor_failure_is_infra(void **state)
     assert_int_equal(atx_result_status(r), ATX_STATUS_INFRA);
     assert_non_null(strstr(atx_result_note(r), "the lab network is down"));
     assert_int_equal(s.infra, 1);
+    /* Infrastructure trouble re-queues the test (twice) on fresh systems,
+     * without its rerun budget. */
+    assert_int_equal(s.attempts, 3);
+    assert_int_equal(f->col->n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(atx_result_attempt(f->col->r[i]), (int)i + 1);
+        assert_int_equal(atx_result_final(f->col->r[i]), i == 2);
+    }
+    assert_string_not_equal(atx_result_system_id(f->col->r[0]),
+                            atx_result_system_id(f->col->r[1]));
+}
+
+/* A system lost under a test: the test runs again elsewhere and passes;
+ * the lost attempt is reported as infra, superseded. */
+static int lossy_run(void *s, atx_attempt *a)
+{
+    (void)s;
+    atx_result *r;
+    if (atx_attempt_number(a) > 1) {
+        atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r);
+        atx_result_set_status(r, ATX_STATUS_PASS);
+        return atx_attempt_emit(a, r);
+    }
+    atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r);
+    atx_result_set_status(r, ATX_STATUS_INFRA);
+    atx_result_set_note(r, "lost the system");
+    atx_attempt_emit(a, r);
+    return atx_error_set(ATX_ELOST, "connection reset");
+}
+static const atx_executor_vtable lossy_vt = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION, .create = broken_create,
+    .destroy = broken_destroy, .run = lossy_run,
+};
+static const atx_plugin_descriptor lossy_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "lossy", "1", "loses its first system", &lossy_vt,
+};
+
+static void lost_system_requeues(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t;
+
+    assert_int_equal(atx_run_add_builtin(f->run, &lossy_plugin, NULL, NULL), 0);
+    assert_int_equal(atx_test_new("/t", "lossy", &t), 0);
+    assert_int_equal(atx_test_set_reruns(t, 0), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 2}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(f->col->n, 2);
+    assert_int_equal(atx_result_status(f->col->r[0]), ATX_STATUS_INFRA);
+    assert_false(atx_result_final(f->col->r[0]));
+    assert_int_equal(atx_result_status(f->col->r[1]), ATX_STATUS_PASS);
+    assert_true(atx_result_final(f->col->r[1]));
+    assert_string_not_equal(atx_result_system_id(f->col->r[0]),
+                            atx_result_system_id(f->col->r[1]));
+    assert_int_equal(s.passed, 1);
+    assert_int_equal(s.flaky, 0);
+    assert_int_equal(atx_summary_exit_code(&s), 0);
 }
 
 /* Bad input to the API is refused with a sentence. */
@@ -386,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(destructive_retires_system, setup, teardown),
         cmocka_unit_test_setup_teardown(spawn_failure_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(executor_failure_is_infra, setup, teardown),
+        cmocka_unit_test_setup_teardown(lost_system_requeues, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(no_provisioner_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(many_tests_one_final_each, setup, teardown),

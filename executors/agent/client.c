@@ -4,8 +4,11 @@
 
 #include <atx/error.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -195,6 +198,47 @@ int agent_client_start(atx_system *sys, const char *agent_path, agent_client **o
     }
     *out = c;
     return 0;
+}
+
+int agent_default_path(char *buf, size_t len)
+{
+    Dl_info info;
+    struct stat st;
+
+    buf[0] = '\0';
+    if (dladdr((void *)agent_default_path, &info) && info.dli_fname) {
+        const char *slash = strrchr(info.dli_fname, '/');
+        int n = slash ? (int)(slash - info.dli_fname) : 0;
+        snprintf(buf, len, "%.*s/../atx-agent", n, info.dli_fname);
+        char *real = realpath(buf, NULL);
+        if (real) {
+            snprintf(buf, len, "%s", real);
+            free(real);
+        }
+    }
+    if (!*buf || stat(buf, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+        return atx_error_set(ATX_ENOTFOUND, "the agent program %s is missing or not executable",
+                             *buf ? buf : "atx-agent");
+    return 0;
+}
+
+int agent_client_start_on(atx_system *sys, const char *local_agent, const char *tag,
+                          agent_client **out)
+{
+    char remote[PATH_MAX];
+    const char *work = atx_system_workdir(sys);
+    int r;
+
+    if (atx_system_shares_host(sys))
+        return agent_client_start(sys, local_agent, out);
+    if (!work)
+        return atx_error_set(ATX_EINFRA, "system %s has no work directory for the agent",
+                             atx_system_id(sys));
+    snprintf(remote, sizeof(remote), "%s/atx-agent-%s", work, tag);
+    if ((r = atx_system_copy_in(sys, local_agent, remote)) < 0)
+        return atx_error_set(ATX_EINFRA, "cannot upload the agent to %s: %s", atx_system_id(sys),
+                             atx_error_last()->message);
+    return agent_client_start(sys, remote, out);
 }
 
 void agent_client_free(agent_client *c)

@@ -15,6 +15,21 @@ typedef struct agent_client agent_client;
 
 /** Start the agent (@p agent_path as seen on the system) and wait for its hello. */
 int agent_client_start(atx_system *sys, const char *agent_path, agent_client **out);
+
+/**
+ * Start the agent on any system: on one that shares this host's files, the
+ * local program @p local_agent itself; elsewhere it is uploaded first into
+ * the system's work directory as atx-agent-<tag> (one per user of it).
+ */
+int agent_client_start_on(atx_system *sys, const char *local_agent, const char *tag,
+                          agent_client **out);
+
+/**
+ * The agent program installed next to the plugin that links this code:
+ * <libdir>/atx/plugins/NAME.so -> <libdir>/atx/atx-agent.
+ * @return 0, or ATX_ENOTFOUND (detail names the path tried).
+ */
+int agent_default_path(char *buf, size_t len);
 /** Tell the agent to quit (it kills what it started), reap it, free. NULL accepted. */
 void agent_client_free(agent_client *c);
 

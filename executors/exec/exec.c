@@ -5,6 +5,8 @@
  * run is cancelled, the whole process tree is killed (TERM, grace, KILL).
  */
 #define _GNU_SOURCE 1
+#include "client.h"
+
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
 #include <atx/plugin/text.h>
@@ -12,7 +14,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +24,19 @@
 
 #define DEFAULT_CAP (64 * 1024)
 
+/* The agent on a leased system that does not share this host. */
+typedef struct remote {
+    struct remote *next;
+    atx_system *sys;
+    agent_client *agent;
+} remote;
+
 typedef struct exec_state {
     atx_plugin_ctx *ctx;
     int64_t grace_ns;        /* 0: the run's policy */
     size_t head_cap, tail_cap;
+    pthread_mutex_t mu;      /* remotes */
+    remote *remotes;
 } exec_state;
 
 /* A parsed spec. */
@@ -116,13 +129,66 @@ static int exec_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->head_cap = (size_t)head;
     s->tail_cap = (size_t)tail;
+    pthread_mutex_init(&s->mu, NULL);
     *out = s;
     return 0;
 }
 
 static void exec_destroy(void *state)
 {
-    free(state);
+    exec_state *s = state;
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* On a system that does not share this host, tests run through the agent,
+ * uploaded and started once per lease. */
+static int exec_prepare(void *state, atx_system *sys)
+{
+    exec_state *s = state;
+    char agent[PATH_MAX];
+    remote *rm;
+    int r;
+
+    if (atx_system_shares_host(sys))
+        return 0;
+    if ((r = agent_default_path(agent, sizeof(agent))) < 0)
+        return r;
+    rm = calloc(1, sizeof(*rm));
+    if (!rm)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    if ((r = agent_client_start_on(sys, agent, "exec", &rm->agent)) < 0) {
+        free(rm);
+        return r;
+    }
+    rm->sys = sys;
+    pthread_mutex_lock(&s->mu);
+    rm->next = s->remotes;
+    s->remotes = rm;
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static remote *remote_of(exec_state *s, atx_system *sys, bool unlink_it)
+{
+    pthread_mutex_lock(&s->mu);
+    remote **pp = &s->remotes;
+    while (*pp && (*pp)->sys != sys)
+        pp = &(*pp)->next;
+    remote *rm = *pp;
+    if (rm && unlink_it)
+        *pp = rm->next;
+    pthread_mutex_unlock(&s->mu);
+    return rm;
+}
+
+static void exec_finish(void *state, atx_system *sys)
+{
+    remote *rm = remote_of(state, sys, true);
+    if (rm) {
+        agent_client_free(rm->agent);
+        free(rm);
+    }
 }
 
 static int exec_check(void *state, const atx_test *t)
@@ -173,6 +239,86 @@ static void set_capture(atx_result *r, atx_stream stream, const atx_capture *c)
     }
 }
 
+/* The test's own result from how its process ended. */
+static void set_outcome(atx_result *res, bool timed_out, bool interrupted, int64_t timeout,
+                        bool exited, int code, int sig, int skip_code)
+{
+    char note[256];
+
+    if (timed_out) {
+        char secs[32];
+        atx_text_seconds(timeout, secs);
+        snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "timeout");
+        atx_result_set_note(res, note);
+    } else if (interrupted) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "interrupted");
+        atx_result_set_note(res, "interrupted: the run was cancelled and the test was killed");
+    } else if (exited && code == 0) {
+        atx_result_set_status(res, ATX_STATUS_PASS);
+    } else if (exited && code == skip_code) {
+        atx_result_set_status(res, ATX_STATUS_SKIP);
+        snprintf(note, sizeof(note), "skipped (exit code %d)", code);
+        atx_result_set_note(res, note);
+    } else if (exited) {
+        atx_result_set_status(res, ATX_STATUS_FAIL);
+        atx_result_set_error_type(res, "exit-code");
+        snprintf(note, sizeof(note), "exit code %d", code);
+        atx_result_set_note(res, note);
+    } else {
+        atx_result_set_status(res, ATX_STATUS_FAIL);
+        atx_result_set_error_type(res, "signal");
+        snprintf(note, sizeof(note), "killed by signal %d (%s)", sig, strsignal(sig));
+        atx_result_set_note(res, note);
+    }
+    if (exited)
+        atx_result_set_exit_code(res, code);
+}
+
+static int capture_sink(void *ud, int stream, const char *data, size_t len)
+{
+    atx_capture *cap = ud;
+    atx_capture_append(&cap[stream ? 1 : 0], data, len);
+    return 0;
+}
+
+static int hurry(void *ud)
+{
+    return atx_attempt_cancelled(ud) >= 2;
+}
+
+/* A test on a system that does not share this host: through its agent. */
+static int run_remote(exec_state *s, atx_attempt *a, remote *rm, const spec *sp,
+                      char **env, atx_result *res, atx_capture cap[2])
+{
+    int64_t timeout = atx_attempt_timeout(a);
+    int64_t started_wall = atx_wallclock_ns(), start = atx_now_ns();
+    int64_t deadline = start + timeout;
+    agent_run_opts o = { sp->argv, (const char *const *)env, sp->cwd, 0, &deadline,
+                         s->grace_ns > 0 ? s->grace_ns : atx_attempt_kill_grace(a),
+                         atx_attempt_cancel_fd(a), hurry, a };
+    agent_sink sink = { cap, capture_sink, NULL };
+    agent_result ar;
+    int r = agent_client_run(rm->agent, &o, &sink, &ar);
+
+    if (r == ATX_ESPAWN) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "spawn");
+        atx_result_set_note(res, atx_error_last()->message);
+    } else if (r < 0) {
+        return r; /* the system is lost: infra, and the test runs elsewhere */
+    } else {
+        set_outcome(res, ar.timed_out, ar.interrupted, timeout, ar.exited, ar.code, ar.signal,
+                    sp->skip_code);
+    }
+    atx_result_set_times(res, started_wall, atx_now_ns() - start);
+    set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
+    set_capture(res, ATX_STREAM_STDERR, &cap[1]);
+    return 0;
+}
+
 static int exec_run(void *state, atx_attempt *a)
 {
     exec_state *s = state;
@@ -192,6 +338,20 @@ static int exec_run(void *state, atx_attempt *a)
     if ((r = spec_parse(t, &sp)) < 0 || (r = build_env(a, &env)) < 0 ||
         (r = atx_result_new(atx_test_name(t), NULL, &res)) < 0)
         goto out;
+
+    if (!atx_system_shares_host(atx_attempt_system(a))) {
+        remote *rm = remote_of(s, atx_attempt_system(a), false);
+        if (!rm) {
+            r = atx_error_set(ATX_EINFRA, "exec: system %s was not prepared",
+                              atx_system_id(atx_attempt_system(a)));
+            goto out;
+        }
+        if ((r = run_remote(s, a, rm, &sp, env, res, cap)) == 0) {
+            r = atx_attempt_emit(a, res);
+            res = NULL;
+        }
+        goto out;
+    }
 
     int64_t started_wall = atx_wallclock_ns();
     int64_t start = atx_now_ns();
@@ -289,37 +449,7 @@ static int exec_run(void *state, atx_attempt *a)
     if (r < 0)
         goto out;
 
-    char note[256];
-    if (timed_out) {
-        char secs[32];
-        atx_text_seconds(timeout, secs);
-        snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
-        atx_result_set_status(res, ATX_STATUS_ERROR);
-        atx_result_set_error_type(res, "timeout");
-        atx_result_set_note(res, note);
-    } else if (interrupted) {
-        atx_result_set_status(res, ATX_STATUS_ERROR);
-        atx_result_set_error_type(res, "interrupted");
-        atx_result_set_note(res, "interrupted: the run was cancelled and the test was killed");
-    } else if (ex.exited && ex.code == 0) {
-        atx_result_set_status(res, ATX_STATUS_PASS);
-    } else if (ex.exited && ex.code == sp.skip_code) {
-        atx_result_set_status(res, ATX_STATUS_SKIP);
-        snprintf(note, sizeof(note), "skipped (exit code %d)", ex.code);
-        atx_result_set_note(res, note);
-    } else if (ex.exited) {
-        atx_result_set_status(res, ATX_STATUS_FAIL);
-        atx_result_set_error_type(res, "exit-code");
-        snprintf(note, sizeof(note), "exit code %d", ex.code);
-        atx_result_set_note(res, note);
-    } else {
-        atx_result_set_status(res, ATX_STATUS_FAIL);
-        atx_result_set_error_type(res, "signal");
-        snprintf(note, sizeof(note), "killed by signal %d (%s)", ex.signal, strsignal(ex.signal));
-        atx_result_set_note(res, note);
-    }
-    if (ex.exited)
-        atx_result_set_exit_code(res, ex.code);
+    set_outcome(res, timed_out, interrupted, timeout, ex.exited, ex.code, ex.signal, sp.skip_code);
     atx_result_set_times(res, started_wall, duration);
     set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
     set_capture(res, ATX_STREAM_STDERR, &cap[1]);
@@ -344,8 +474,10 @@ static const atx_executor_vtable exec_vtable = {
     .create = exec_create,
     .destroy = exec_destroy,
     .check = exec_check,
-    .prepare = NULL,
+    .prepare = exec_prepare,
     .run = exec_run,
+    .discover = NULL,
+    .finish = exec_finish,
 };
 
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "exec", ATX_VERSION_STRING,

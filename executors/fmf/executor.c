@@ -51,7 +51,10 @@ typedef struct sysdata {
     agent_client *agent;
     char pm[16];             /* "apt", "dnf", "yum", "" unknown, "-" none */
     json_object *packages;   /* name -> true (installed) or an error message */
-    char **envfiles;         /* per plan: TMT_PLAN_ENVIRONMENT_FILE */
+    char **envfiles;         /* per plan: TMT_PLAN_ENVIRONMENT_FILE, on the system */
+    char **trees;            /* per plan: where its tree is on the system (NULL:
+                                the system shares this host's files) */
+    char *metadata;          /* on a remote system: where TMT_TEST_METADATA goes */
 } sysdata;
 
 typedef struct fmf_exec {
@@ -141,28 +144,14 @@ static json_object *steps(json_object *v)
 
 static int find_agent(fmf_exec *x, const char *configured)
 {
-    Dl_info info;
     struct stat st;
 
-    if (configured) {
-        snprintf(x->agent, sizeof(x->agent), "%s", configured);
-    } else if (dladdr((void *)find_agent, &info) && info.dli_fname) {
-        /* <libdir>/atx/plugins/fmf.so -> <libdir>/atx/atx-agent */
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s", info.dli_fname);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *slash = '\0';
-        snprintf(x->agent, sizeof(x->agent), "%s/../atx-agent", dir);
-    }
+    if (!configured)
+        return agent_default_path(x->agent, sizeof(x->agent));
+    snprintf(x->agent, sizeof(x->agent), "%s", configured);
     if (stat(x->agent, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
         return atx_error_set(ATX_EINVAL, "fmf: the agent program %s is missing or not executable",
-                             *x->agent ? x->agent : "(not found)");
-    char *real = realpath(x->agent, NULL);
-    if (real) {
-        snprintf(x->agent, sizeof(x->agent), "%s", real);
-        free(real);
-    }
+                             x->agent);
     return 0;
 }
 
@@ -782,40 +771,32 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
     agent_client_free(sd->agent);
     json_object_put(sd->packages);
     for (size_t i = 0; sd->envfiles && i < x->nplans; i++) {
-        if (sd->envfiles[i])
+        if (sd->envfiles[i] && !sd->trees)
             unlink(sd->envfiles[i]);
         free(sd->envfiles[i]);
+        if (sd->trees)
+            free(sd->trees[i]);
     }
     free(sd->envfiles);
+    free(sd->trees);
+    free(sd->metadata);
     free(sd);
 }
 
-/* KEY=VALUE lines a test or step appended to the plan's environment file. */
-static char **read_envfile(const char *path)
-{
-    FILE *f = path ? fopen(path, "re") : NULL;
-    char **env = NULL, *line = NULL;
-    size_t n = 0, cap = 0;
-    ssize_t len;
+/* Bash run before every test and step: the KEY=VALUE lines that earlier
+ * tests and steps appended to the plan's environment file become exported
+ * variables (a value may hold spaces), whatever system the file is on. */
+static const char env_prelude[] =
+    "if [ -n \"${TMT_PLAN_ENVIRONMENT_FILE:-}\" ] && [ -r \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; "
+    "then while IFS= read -r __atx_line || [ -n \"$__atx_line\" ]; do "
+    "case $__atx_line in [A-Za-z_]*=*) export \"$__atx_line\";; esac; "
+    "done < \"$TMT_PLAN_ENVIRONMENT_FILE\"; unset __atx_line; fi\n"
+    "set -eo pipefail\n";
 
-    if (!f)
-        return NULL;
-    while ((len = getline(&line, &cap, f)) > 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        char *eq = strchr(line, '=');
-        if (!eq || eq == line)
-            continue;
-        char **e = realloc(env, (n + 2) * sizeof(char *));
-        if (!e)
-            break;
-        env = e;
-        env[n++] = strdup(line);
-        env[n] = NULL;
-    }
-    free(line);
-    fclose(f);
-    return env;
+/* Where plan pi's tree is on the system. */
+static const char *tree_on(const sysdata *sd, const fmf_exec *x, size_t pi)
+{
+    return sd->trees ? sd->trees[pi] : x->plans[pi]->tree;
 }
 
 static void strv_free(char **v)
@@ -825,40 +806,36 @@ static void strv_free(char **v)
     free(v);
 }
 
-/* The environment of a plan's steps: the plan's, then its env file. */
-static char **plan_env(const plan_info *p, const char *envfile)
+/* The environment of a plan's steps: the plan's, its env file, its tree. */
+static char **plan_env(const plan_info *p, const char *envfile, const char *tree)
 {
-    size_t n = 0;
-    char **env = calloc(1, sizeof(char *)), **file = read_envfile(envfile);
-    if (!env) {
-        strv_free(file);
+    size_t n = 0, cap = 4;
+    char **env = calloc(cap + 1, sizeof(char *));
+    if (!env)
         return NULL;
-    }
-#define PUSH(s_)                                                 \
-    do {                                                         \
-        char **e_ = realloc(env, (n + 2) * sizeof(char *));      \
-        if (e_) {                                                \
-            env = e_;                                            \
-            env[n++] = (s_);                                     \
-            env[n] = NULL;                                       \
-        }                                                        \
-    } while (0)
     if (p->environment) {
         json_object_object_foreach(p->environment, key, val) {
             char *kv;
+            if (n == cap) {
+                char **e = realloc(env, (cap * 2 + 1) * sizeof(char *));
+                if (!e)
+                    break;
+                env = e;
+                cap *= 2;
+            }
             if (asprintf(&kv, "%s=%s", key, scalar_text(val)) >= 0)
-                PUSH(kv);
+                env[n++] = kv;
         }
     }
-    for (size_t i = 0; file && file[i]; i++)
-        PUSH(strdup(file[i]));
-    char *kv;
-    if (envfile && asprintf(&kv, "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile) >= 0)
-        PUSH(kv);
-    if (asprintf(&kv, "TMT_TREE=%s", p->tree) >= 0)
-        PUSH(kv);
-#undef PUSH
-    strv_free(file);
+    char **e = realloc(env, (n + 3) * sizeof(char *));
+    if (!e)
+        return env;
+    env = e;
+    if (envfile && asprintf(&env[n], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile) >= 0)
+        n++;
+    if (asprintf(&env[n], "TMT_TREE=%s", tree) >= 0)
+        n++;
+    env[n] = NULL;
     return env;
 }
 
@@ -891,13 +868,13 @@ static int run_steps(fmf_exec *x, sysdata *sd, size_t pi, json_object *arr, bool
             json_object_object_get_ex(s, "script", &v);
             if (strlist(v, &scripts, &n, "script", err, sizeof(err)) < 0)
                 continue;
-            char **env = plan_env(p, sd->envfiles[pi]);
+            char **env = plan_env(p, sd->envfiles[pi], tree_on(sd, x, pi));
             for (size_t k = 0; k < n && r == 0; k++) {
                 char *script, *out = NULL;
                 int code = -1;
-                if (asprintf(&script, "set -eo pipefail\n%s", scripts[k]) < 0)
+                if (asprintf(&script, "%s%s", env_prelude, scripts[k]) < 0)
                     break;
-                r = run_script(sd, script, (const char *const *)env, p->tree,
+                r = run_script(sd, script, (const char *const *)env, tree_on(sd, x, pi),
                                60 * 60 * ATX_NSEC_PER_SEC, &code, &out);
                 if (r == 0 && code != 0) {
                     char line[400];
@@ -941,7 +918,7 @@ static int fmf_prepare(void *state, atx_system *sys)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     }
     sd->sys = sys;
-    if ((r = agent_client_start(sys, x->agent, &sd->agent)) < 0) {
+    if ((r = agent_client_start_on(sys, x->agent, "fmf", &sd->agent)) < 0) {
         sysdata_free(x, sd);
         return r;
     }
@@ -949,15 +926,38 @@ static int fmf_prepare(void *state, atx_system *sys)
     sd->next = x->systems;
     x->systems = sd;
     pthread_mutex_unlock(&x->mu);
+    bool remote = !atx_system_shares_host(sys);
+    if (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
+                   asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0)) {
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < x->nplans; i++) {
         if (asprintf(&sd->envfiles[i], "%s/tmt-plan-environment-%zu", work ? work : "/tmp",
-                     i) < 0) {
+                     i) < 0 ||
+            (remote && asprintf(&sd->trees[i], "%s/tree-%zu", work ? work : "/tmp", i) < 0)) {
             sysdata_free(x, sd);
             return atx_error_set(ATX_ENOMEM, "out of memory");
         }
-        int fd = open(sd->envfiles[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (fd >= 0)
-            close(fd);
+        if (remote) {
+            /* The tree goes onto the system once per lease. */
+            int code = -1;
+            char script[PATH_MAX + 32], q[PATH_MAX + 8];
+            if ((r = atx_system_copy_in(sys, x->plans[i]->tree, sd->trees[i])) < 0) {
+                char msg[1200];
+                snprintf(msg, sizeof(msg), "cannot upload %s to %s: %s", x->plans[i]->tree,
+                         atx_system_id(sys), atx_error_last()->message);
+                sysdata_free(x, sd);
+                return atx_error_set(ATX_EINFRA, "%s", msg);
+            }
+            quote(q, sizeof(q), sd->envfiles[i]);
+            snprintf(script, sizeof(script), ": > %s", q);
+            run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL);
+        } else {
+            int fd = open(sd->envfiles[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            if (fd >= 0)
+                close(fd);
+        }
     }
     for (size_t i = 0; i < x->nplans; i++) {
         if ((r = run_steps(x, sd, i, x->plans[i]->prepare, true, "prepare")) < 0) {
@@ -1065,36 +1065,31 @@ static int hurry(void *ud)
     return atx_attempt_cancelled(ud) >= 2;
 }
 
-/* The test's environment: its own (and the plan's), the plan file's, tmt's. */
-static char **test_env(const atx_test *t, const plan_info *p, const char *envfile,
+/* The test's environment: its own (and the plan's), then tmt's and atx's.
+ * The plan file's lines are exported by the script itself (env_prelude). */
+static char **test_env(const atx_test *t, const char *tree, const char *envfile,
                        const char *meta, int attempt, int reboots)
 {
     const char *const *base = atx_test_environ(t);
-    char **file = read_envfile(envfile), **env;
-    size_t nb = 0, nf = 0, n = 0;
+    size_t nb = 0, n = 0;
+    char **env;
 
     while (base && base[nb])
         nb++;
-    while (file && file[nf])
-        nf++;
-    env = calloc(nb + nf + 10, sizeof(char *));
-    if (!env) {
-        strv_free(file);
+    env = calloc(nb + 10, sizeof(char *));
+    if (!env)
         return NULL;
-    }
     for (size_t i = 0; i < nb; i++)
         env[n++] = strdup(base[i]);
-    for (size_t i = 0; i < nf; i++)
-        env[n++] = strdup(file[i]);
-    strv_free(file);
-    if (asprintf(&env[n++], "TMT_TREE=%s", p->tree) < 0 ||
+    if (asprintf(&env[n++], "TMT_TREE=%s", tree) < 0 ||
         asprintf(&env[n++], "TMT_TEST_NAME=%s", atx_test_name(t)) < 0 ||
         asprintf(&env[n++], "TMT_TEST_METADATA=%s", meta) < 0 ||
         asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
         asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
         asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", attempt - 1) < 0 ||
         asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
-        asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0)
+        asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0 ||
+        asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0)
         env[n - 1] = NULL;
     return env;
 }
@@ -1217,19 +1212,34 @@ static int fmf_run(void *state, atx_attempt *a)
 
     const char *script_src = jstr(meta, "test");
     char *script;
-    if (asprintf(&script, "set -eo pipefail\n%s", script_src ? script_src : "false") < 0) {
+    if (asprintf(&script, "%s%s", env_prelude, script_src ? script_src : "false") < 0) {
         r = atx_error_set(ATX_ENOMEM, "out of memory");
         goto out;
     }
     bool tty = json_object_object_get_ex(meta, "tty", &v) && json_object_get_boolean(v);
+    /* The node's folder, where the tree is on the system. */
+    char cwd[PATH_MAX * 2];
+    const char *dir_host = jstr(spec, "dir");
+    size_t tlen = strlen(plan->tree);
+    if (sd->trees && strncmp(dir_host, plan->tree, tlen) == 0)
+        snprintf(cwd, sizeof(cwd), "%s%s", sd->trees[pi], dir_host + tlen);
+    else
+        snprintf(cwd, sizeof(cwd), "%s", dir_host);
+    if (sd->metadata && agent_client_put(sd->agent, meta_path, sd->metadata, 0644) < 0) {
+        free(script);
+        r = atx_error_set(ATX_ELOST, "cannot put the test's metadata on %s: %s",
+                          atx_system_id(sys), atx_error_last()->message);
+        goto out;
+    }
     io.deadline = t0 + atx_attempt_timeout(a);
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
     agent_sink sink = { &io, on_output, on_control };
     agent_result res = { 0 };
     for (int reboots = 0;; reboots++) {
         const char *argv[] = { "bash", "-c", script, NULL };
-        env = test_env(t, plan, sd->envfiles[pi], meta_path, atx_attempt_number(a), reboots);
-        agent_run_opts o = { argv, (const char *const *)env, jstr(spec, "dir"),
+        env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
+                       sd->metadata ? sd->metadata : meta_path, atx_attempt_number(a), reboots);
+        agent_run_opts o = { argv, (const char *const *)env, cwd,
                              AGENT_MERGE_OUTPUT | AGENT_CONTROL | (tty ? AGENT_PTY : 0u),
                              &io.deadline, grace, atx_attempt_cancel_fd(a), hurry, a };
         io.disconnect = false;

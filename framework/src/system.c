@@ -57,6 +57,11 @@ const atx_labels *atx_system_labels(const atx_system *s) { return s ? s->labels 
 const char *atx_system_workdir(const atx_system *s) { return s ? s->workdir : NULL; }
 int atx_system_fresh(const atx_system *s) { return s ? s->fresh : 0; }
 
+int atx_system_shares_host(const atx_system *s)
+{
+    return s && s->ops->version >= 2 && (s->ops->flags & ATX_SYSTEM_HOST_FS);
+}
+
 void atx_system_set_fresh(atx_system *s, int fresh)
 {
     if (s)

@@ -35,6 +35,7 @@ struct local_state {
     char base[PATH_MAX];
     unsigned leases;        /* ids: local-1, local-2, ... across the run */
     bool keep_workdirs;
+    bool host_fs;           /* false: act as a remote system (uploads) */
 };
 
 /* Read ID and VERSION_ID from os-release. */
@@ -112,16 +113,18 @@ static void local_destroy(void *state);
 
 static int local_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "slots", "labels", "workdir", "keep_workdirs", NULL };
+    static const char *const keys[] = { "slots", "labels", "workdir", "keep_workdirs",
+                                        "share_host_files", NULL };
     local_state *s;
     int64_t slots = 1;
     const char *workdir = NULL;
-    int keep = 0, r;
+    int keep = 0, share = 1, r;
 
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
         (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0 ||
         (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
-        (r = atx_plugin_config_bool(ctx, "keep_workdirs", &keep)) < 0)
+        (r = atx_plugin_config_bool(ctx, "keep_workdirs", &keep)) < 0 ||
+        (r = atx_plugin_config_bool(ctx, "share_host_files", &share)) < 0)
         return r;
     if (slots < 1 || slots > 4096)
         return atx_error_set(ATX_EINVAL, "local: 'slots' must be 1 to 4096, not %lld",
@@ -132,6 +135,7 @@ static int local_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->nslots = (int)slots;
     s->keep_workdirs = keep;
+    s->host_fs = share;
     pthread_mutex_init(&s->mu, NULL);
     s->slots = calloc((size_t)s->nslots, sizeof(*s->slots));
     if (!s->slots) {
@@ -242,6 +246,18 @@ static const atx_system_ops local_system_ops = {
     .copy_in = local_copy_in,
     .copy_out = local_copy_out,
     .alive = NULL,
+    .flags = ATX_SYSTEM_HOST_FS,
+};
+
+/* The same, for systems that must be treated as remote: executors upload
+ * what they need (share_host_files: false; tests the upload paths). */
+static const atx_system_ops local_remote_ops = {
+    .version = ATX_SYSTEM_OPS_VERSION,
+    .spawn = local_spawn,
+    .copy_in = local_copy_in,
+    .copy_out = local_copy_out,
+    .alive = NULL,
+    .flags = 0,
 };
 
 static int remove_tree(const char *path)
@@ -303,7 +319,8 @@ static int local_reserve(void *state, const atx_reserve_req *req, atx_system **o
         r = atx_error_set(ATX_EINFRA, "local: cannot create %s: %s", sl->workdir, strerror(-r));
         goto fail;
     }
-    if ((r = atx_system_new(&local_system_ops, sl, id, s->labels, sl->workdir, out)) < 0)
+    if ((r = atx_system_new(s->host_fs ? &local_system_ops : &local_remote_ops, sl, id,
+                            s->labels, sl->workdir, out)) < 0)
         goto fail;
     return 0;
 fail:

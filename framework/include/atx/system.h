@@ -62,6 +62,11 @@ ATX_API const char *atx_system_id(const atx_system *sys);
 ATX_API const atx_labels *atx_system_labels(const atx_system *sys);
 /** A directory on the system where tests may write, or NULL. */
 ATX_API const char *atx_system_workdir(const atx_system *sys);
+/**
+ * Whether the system sees this host's files at the same paths (a slot on
+ * this host). Otherwise executors upload what tests need (atx_system_copy_in).
+ */
+ATX_API int atx_system_shares_host(const atx_system *sys);
 /** Whether the system has run nothing yet in this lease. */
 ATX_API int atx_system_fresh(const atx_system *sys);
 
@@ -71,7 +76,10 @@ ATX_API int atx_system_fresh(const atx_system *sys);
  *         (detail names the program and errno), or another negative code.
  */
 ATX_API int atx_system_spawn(atx_system *sys, const atx_spawn_opts *opts, atx_proc **out);
-/** Copy a local file or tree onto the system. */
+/**
+ * Copy a local file or tree onto the system (modes kept). Relative remote
+ * paths are relative to the system's work directory.
+ */
 ATX_API int atx_system_copy_in(atx_system *sys, const char *local, const char *remote);
 /** Copy a file or tree from the system to a local path. */
 ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char *local);

@@ -77,7 +77,14 @@ typedef struct atx_provisioner_vtable {
 
 /* ---- systems ---- */
 
-#define ATX_SYSTEM_OPS_VERSION 1
+/** atx_system_ops.flags (version 2). */
+enum atx_system_flags {
+    /** The system sees this host's files at the same paths (the local
+     *  provisioner): nothing needs uploading, host paths work there. */
+    ATX_SYSTEM_HOST_FS = 1u << 0
+};
+
+#define ATX_SYSTEM_OPS_VERSION 2
 /** What a provisioner implements for each of its systems. */
 typedef struct atx_system_ops {
     unsigned version;  /**< ATX_SYSTEM_OPS_VERSION */
@@ -88,6 +95,8 @@ typedef struct atx_system_ops {
     int (*copy_out)(void *impl, const char *remote, const char *local);
     /** Optional (NULL: always alive). */
     int (*alive)(void *impl, int64_t timeout_ns);
+    /** Version 2: enum atx_system_flags. */
+    unsigned flags;
 } atx_system_ops;
 
 /**
