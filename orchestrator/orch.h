@@ -33,6 +33,13 @@ typedef struct prov_inst {
     bool reserving;
     char *last_error;
     size_t index;
+    /* System lifecycle from the provisioner's configuration (run.c strips
+     * these keys before the plugin sees it). */
+    char **setup;           /* commands run on each new system */
+    char *ready;            /* a probe retried until it succeeds */
+    int64_t ready_timeout_ns;
+    char **cleanup;         /* commands run before each release, always */
+    int not_ready;          /* systems that failed setup/ready in a row */
 } prov_inst;
 
 typedef struct agg_inst {

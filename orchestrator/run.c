@@ -200,6 +200,9 @@ static void destroy_plugins(atx_run *run)
         p->vt->destroy(p->state);
         atx_plugin_ctx_free(p->ctx);
         free(p->last_error);
+        atx_strv_free(p->setup);
+        atx_strv_free(p->cleanup);
+        free(p->ready);
         free(p);
     }
     for (size_t i = 0; i < run->aggs.len; i++) {
@@ -304,17 +307,99 @@ static int instantiate(atx_run *run, const atx_plugin_descriptor *d, const char 
     return r;
 }
 
+/* A provisioner's lifecycle keys (setup, ready, ready_timeout, cleanup),
+ * taken out of its configuration: every provisioner has them. */
+typedef struct lifecycle {
+    char **setup, **cleanup, *ready;
+    int64_t ready_timeout_ns;
+    char *rest;             /* the configuration without them */
+} lifecycle;
+
+static void lifecycle_release(lifecycle *lc)
+{
+    atx_strv_free(lc->setup);
+    atx_strv_free(lc->cleanup);
+    free(lc->ready);
+    free(lc->rest);
+}
+
+static int commands(json_object *v, const char *plugin, const char *key, char ***out)
+{
+    if (json_object_is_type(v, json_type_string)) {
+        char **list = calloc(2, sizeof(char *));
+        if (!list || !(list[0] = strdup(json_object_get_string(v)))) {
+            free(list);
+            return atx_error_oom();
+        }
+        *out = list;
+        return 0;
+    }
+    if (atx_json_strv(v, out) < 0)
+        return atx_error_set(ATX_EINVAL, "%s: '%s' must be a command or a list of commands",
+                             plugin, key);
+    return 0;
+}
+
+static int split_lifecycle(const char *plugin, const char *config, lifecycle *lc)
+{
+    json_object *o = config && *config ? json_tokener_parse(config) : json_object_new_object();
+    json_object *v;
+    int r = 0;
+
+    memset(lc, 0, sizeof(*lc));
+    lc->ready_timeout_ns = 120 * ATX_NSEC_PER_SEC;
+    if (!o || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return atx_error_set(ATX_EPARSE, "%s: configuration must be a JSON object", plugin);
+    }
+    if (json_object_object_get_ex(o, "setup", &v))
+        r = commands(v, plugin, "setup", &lc->setup);
+    if (r == 0 && json_object_object_get_ex(o, "cleanup", &v))
+        r = commands(v, plugin, "cleanup", &lc->cleanup);
+    if (r == 0 && json_object_object_get_ex(o, "ready", &v)) {
+        if (!json_object_is_type(v, json_type_string))
+            r = atx_error_set(ATX_EINVAL, "%s: 'ready' must be a command", plugin);
+        else if (!(lc->ready = strdup(json_object_get_string(v))))
+            r = atx_error_oom();
+    }
+    if (r == 0 && json_object_object_get_ex(o, "ready_timeout", &v)) {
+        const char *t = json_object_get_string(v);
+        if (json_object_is_type(v, json_type_int))
+            lc->ready_timeout_ns = json_object_get_int64(v) * ATX_NSEC_PER_SEC;
+        else if (!json_object_is_type(v, json_type_string) ||
+                 atx_duration_parse(t, &lc->ready_timeout_ns) < 0)
+            r = atx_error_set(ATX_EINVAL, "%s: 'ready_timeout' must be a duration", plugin);
+    }
+    static const char *const keys[] = { "setup", "cleanup", "ready", "ready_timeout" };
+    for (size_t i = 0; i < ATX_ARRAY_SIZE(keys); i++)
+        json_object_object_del(o, keys[i]);
+    if (r == 0 && !(lc->rest = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN))))
+        r = atx_error_oom();
+    json_object_put(o);
+    if (r < 0)
+        lifecycle_release(lc);
+    return r;
+}
+
 static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char *config,
                         void *userdata)
 {
     atx_plugin_ctx *ctx;
     void *state;
+    lifecycle lc = { 0 };
     int r;
 
     if (run->executed)
         return atx_error_set(ATX_ESTATE, "the run has already been executed");
-    if ((r = instantiate(run, d, config, userdata, &ctx, &state)) < 0)
+    if (d->kind == ATX_PLUGIN_PROVISIONER) {
+        if ((r = split_lifecycle(d->name, config, &lc)) < 0)
+            return r;
+        config = lc.rest;
+    }
+    if ((r = instantiate(run, d, config, userdata, &ctx, &state)) < 0) {
+        lifecycle_release(&lc);
         return r;
+    }
     switch (d->kind) {
     case ATX_PLUGIN_PROVISIONER: {
         prov_inst *p = calloc(1, sizeof(*p));
@@ -325,9 +410,15 @@ static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char
         p->ctx = ctx;
         p->run = run;
         p->index = run->provs.len - 1;
+        p->setup = lc.setup;
+        p->cleanup = lc.cleanup;
+        p->ready = lc.ready;
+        p->ready_timeout_ns = lc.ready_timeout_ns;
+        free(lc.rest);
         return 0;
     oom_free:
         free(p);
+        lifecycle_release(&lc);
         break;
     }
     case ATX_PLUGIN_EXECUTOR: {

@@ -218,6 +218,125 @@ static bool other_waiting(atx_run *run, const run_worker *self, const klass *k)
     return false;
 }
 
+/* ---- the system lifecycle: setup, ready, cleanup ---- */
+
+/* Run `sh -c cmd` on the system within timeout_ns; 0 when it exits 0, else
+ * a negative code with the last line of its output in why. */
+static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_t timeout_ns,
+                          char *why, size_t whylen)
+{
+    const char *argv[] = { "sh", "-c", cmd, NULL };
+    const char *env[] = { "ATX_TEST_SYSTEM=1", NULL };
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_capture cap;
+    atx_proc *p;
+    atx_exit ex = { 0 };
+    int r;
+
+    o.argv = argv;
+    o.env = env;
+    o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
+    o.deadline_ns = atx_now_ns() + timeout_ns;
+    o.kill_grace_ns = run->policy.kill_grace_ns;
+    if ((r = atx_system_spawn(sys, &o, &p)) < 0) {
+        snprintf(why, whylen, "%s", atx_error_last()->message);
+        return r;
+    }
+    atx_capture_init(&cap, 0, 2048);
+    int fd = atx_proc_stdout_fd(p);
+    bool exited = false;
+    while (!exited || fd >= 0) {
+        struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+                                 { .fd = atx_proc_wait_fd(p), .events = POLLIN } };
+        int64_t left = o.deadline_ns - atx_now_ns();
+        if (poll(pfd, 2, left > 0 ? (int)(left / ATX_NSEC_PER_MSEC + 1) : 0) < 0 &&
+            errno != EINTR)
+            break;
+        if (fd >= 0 && pfd[0].revents) {
+            int64_t n = atx_capture_read_fd(&cap, fd);
+            if (n == 0 || (n < 0 && n != -EAGAIN))
+                fd = -1;
+        }
+        if (!exited && (pfd[1].revents || atx_now_ns() >= o.deadline_ns)) {
+            /* Past the deadline, wait kills the tree and reports it. */
+            if (atx_proc_wait(p, pfd[1].revents ? 0 : -1, &ex) == 0)
+                exited = true;
+        }
+        if (exited && fd >= 0 && !(pfd[0].revents & POLLIN))
+            break;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    atx_capture_collect(&cap, &text, &len);
+    atx_capture_release(&cap);
+    atx_proc_free(p);
+    if (ex.exited && ex.code == 0) {
+        free(text);
+        return 0;
+    }
+    /* The last line of what it said. */
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    const char *line = text ? strrchr(text, '\n') : NULL;
+    line = line ? line + 1 : text ? text : "";
+    if (ex.timed_out)
+        snprintf(why, whylen, "'%s' timed out", cmd);
+    else if (ex.exited)
+        snprintf(why, whylen, "'%s' exited %d: %s", cmd, ex.code, line);
+    else
+        snprintf(why, whylen, "'%s' was killed by signal %d", cmd, ex.signal);
+    free(text);
+    return ATX_EINFRA;
+}
+
+/* Setup commands, then the ready probe retried until it passes or its
+ * timeout: false means the system is not usable. */
+static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
+{
+    char why[1200] = "";
+    bool ok = true;
+
+    for (size_t i = 0; p->setup && p->setup[i] && ok; i++)
+        ok = system_command(run, sys, p->setup[i], 30 * 60 * ATX_NSEC_PER_SEC, why,
+                            sizeof(why)) == 0;
+    if (ok && p->ready) {
+        int64_t until = atx_now_ns() + p->ready_timeout_ns;
+        for (;;) {
+            ok = system_command(run, sys, p->ready, 30 * ATX_NSEC_PER_SEC, why, sizeof(why)) == 0;
+            if (ok || atx_now_ns() >= until || atomic_load(&run->cancel_level))
+                break;
+            /* Try again in a second, or at once when the run is cancelled. */
+            struct pollfd c = { .fd = run->cancel_pipe[0], .events = POLLIN };
+            poll(&c, 1, 1000);
+        }
+    }
+    pthread_mutex_lock(&run->mu);
+    if (ok) {
+        p->not_ready = 0;
+    } else {
+        atx_run_logf(run, ATX_LOG_WARNING, "system %s is not usable, releasing it: %s",
+                     atx_system_id(sys), why);
+        /* Replaced within a budget: then the provisioner has failed. */
+        if (++p->not_ready >= 3) {
+            p->failed = true;
+            free(p->last_error);
+            p->last_error = strdup(why);
+            atx_run_wake(run);
+        }
+    }
+    pthread_mutex_unlock(&run->mu);
+    return ok;
+}
+
+static void clean_up(atx_run *run, prov_inst *p, atx_system *sys)
+{
+    char why[1200];
+    for (size_t i = 0; p->cleanup && p->cleanup[i]; i++)
+        if (system_command(run, sys, p->cleanup[i], 10 * 60 * ATX_NSEC_PER_SEC, why,
+                           sizeof(why)) < 0)
+            atx_run_logf(run, ATX_LOG_WARNING, "cleanup on %s: %s", atx_system_id(sys), why);
+}
+
 /* Whether a provisioner that can serve class k may lease one more system. */
 static bool spare_capacity(atx_run *run, const klass *k)
 {
@@ -238,8 +357,10 @@ static void *worker_main(void *arg)
     atx_run *run = w->run;
     unsigned flags = 0;
 
+    if (!bring_up(run, w->prov, w->sys))
+        flags = ATX_RELEASE_BROKEN;
     pthread_mutex_lock(&run->mu);
-    for (size_t i = 0; i < run->classes.len; i++)
+    for (size_t i = 0; i < run->classes.len && !flags; i++)
         w->applicable[i] = atx_sched_applicable(run, run->classes.items[i],
                                                 atx_system_labels(w->sys), NULL);
     while (!run->stopping && !flags) {
@@ -299,6 +420,7 @@ static void *worker_main(void *arg)
         if (x->vt->finish)
             x->vt->finish(x->state, w->sys);
     }
+    clean_up(run, w->prov, w->sys);
     w->prov->vt->release(w->prov->state, w->sys, flags);
     w->sys = NULL;
 

@@ -211,7 +211,7 @@ static int build_env(atx_attempt *a, char ***out)
 
     while (tenv && tenv[n])
         n++;
-    env = calloc(n + 3, sizeof(*env));
+    env = calloc(n + 4, sizeof(*env));
     if (!env)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     if (asprintf(&env[0], "ATX_TEST_NAME=%s", atx_test_name(atx_attempt_test(a))) < 0 ||
@@ -220,8 +220,9 @@ static int build_env(atx_attempt *a, char ***out)
         free(env);
         return atx_error_set(ATX_ENOMEM, "out of memory");
     }
+    env[2] = "ATX_TEST_SYSTEM=1";
     for (size_t i = 0; i < n; i++)
-        env[2 + i] = (char *)tenv[i];
+        env[3 + i] = (char *)tenv[i];
     *out = env;
     return 0;
 }

@@ -1,0 +1,50 @@
+# The system lifecycle every provisioner has: setup commands, a ready probe
+# retried until it passes (or the system is replaced, within a budget), and
+# cleanup commands that always run, also after SIGINT.
+. "$ATX_SRC/tests/lib.sh"
+
+mktest sees-setup.sh "test \"\$ATX_TEST_SYSTEM\" = 1 && test -e '$T/setup-done'"
+mktest second.sh "exit 0"
+cat > "$T/plan.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1,
+   "setup": ["echo \$ATX_TEST_SYSTEM > $T/setup-done"],
+   "ready": "n=\$(cat $T/probes 2>/dev/null || echo 0); echo \$((n+1)) > $T/probes; [ \$n -ge 2 ]",
+   "ready_timeout": "30s",
+   "cleanup": "echo cleaned >> $T/cleanups"}],
+ "tests": [{"name": "/sees-setup", "command": ["$T/tests/sees-setup.sh"]},
+           {"name": "/second", "command": ["$T/tests/second.sh"]}]}
+JSON
+rc=0
+"$ATX" run --plan "$T/plan.json" -o "$T/out" -q || rc=$?
+expect_eq "exit code" "$rc" 0
+expect_eq "setup saw ATX_TEST_SYSTEM" "$(cat "$T/setup-done")" 1
+expect_eq "ready probes until it passed" "$(cat "$T/probes")" 3
+expect_eq "cleanup ran once" "$(cat "$T/cleanups")" cleaned
+
+# A system that never becomes ready is replaced; after three, the
+# provisioner has failed and the tests are infra (exit 3).
+cat > "$T/never.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1, "ready": "echo not yet; exit 1",
+                   "ready_timeout": "1s", "cleanup": "echo c >> $T/never-cleanups"}],
+ "tests": [{"name": "/t", "command": ["true"]}]}
+JSON
+rc=0
+"$ATX" run --plan "$T/never.json" -o "$T/out2" -q 2>"$T/err" || rc=$?
+expect_eq "exit code when no system becomes ready" "$rc" 3
+grep -q "not yet" "$T/out2/results.jsonl" || fail "the probe's message is not in the result"
+expect_eq "cleanup after each failed system" "$(wc -l < "$T/never-cleanups")" 3
+
+# Cleanup also runs when the run is cancelled.
+mktest long.sh "touch '$T/long-started'; exec sleep 100"
+cat > "$T/cancel.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1, "cleanup": "echo c >> $T/cancel-cleanups"}],
+ "tests": [{"name": "/long", "command": ["$T/tests/long.sh"]}]}
+JSON
+"$ATX" run --plan "$T/cancel.json" -o "$T/out3" -q &
+pid=$!
+wait_for "$T/long-started" 20
+kill -INT $pid
+rc=0
+wait $pid || rc=$?
+expect_eq "exit code after SIGINT" "$rc" 1
+expect_eq "cleanup ran after SIGINT" "$(cat "$T/cancel-cleanups")" c
