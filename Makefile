@@ -11,8 +11,10 @@ FUZZ_SECONDS ?= 30
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
 
-BUILD_PKGS = cmake make gcc libc6-dev pkg-config libjson-c-dev libxml2-dev libyaml-dev libcmocka-dev
-TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev
+BUILD_PKGS = cmake make gcc libc6-dev pkg-config libjson-c-dev libxml2-dev libyaml-dev \
+             libssh-dev libcmocka-dev
+TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev \
+             openssh-server openssh-client podman runc busybox-static
 
 .PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test clean
 

@@ -85,6 +85,12 @@ typedef struct agg_item {
     int attempt;
 } agg_item;
 
+/* Test names seen, for duplicate checks (open addressing; names borrowed). */
+typedef struct name_set {
+    const char **slots;
+    size_t cap, len;
+} name_set;
+
 struct atx_run {
     /* configuration */
     char *results_dir;
@@ -102,6 +108,7 @@ struct atx_run {
     atx_vec provs;          /* prov_inst* */
     atx_vec aggs;           /* agg_inst* */
     atx_vec workers;        /* run_worker* */
+    name_set names;
 
     /* scheduler state, under mu */
     pthread_mutex_t mu;

@@ -22,11 +22,6 @@
 
 /* ---- a set of test names (open addressing) for duplicate checks ---- */
 
-typedef struct name_set {
-    const char **slots;
-    size_t cap, len;
-} name_set;
-
 static uint64_t hash_str(const char *s)
 {
     uint64_t h = 1469598103934665603ULL;
@@ -65,10 +60,6 @@ static int name_set_add(name_set *set, const char *name)
     set->len++;
     return 1;
 }
-
-struct run_extra {
-    name_set names;
-};
 
 /* ---- logging and wake-ups ---- */
 
@@ -111,8 +102,6 @@ void atx_run_cancel(atx_run *run, int hurry)
 
 /* ---- building ---- */
 
-static name_set *names_of(atx_run *run);
-
 int atx_run_new(const atx_run_opts *opts, atx_run **out)
 {
     atx_run *run;
@@ -121,7 +110,7 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
 
     if (!opts || !out || !opts->results_dir || !*opts->results_dir)
         return atx_error_set(ATX_EINVAL, "a run needs a results directory");
-    run = calloc(1, sizeof(*run) + sizeof(struct run_extra));
+    run = calloc(1, sizeof(*run));
     if (!run)
         return atx_error_oom();
     run->cancel_pipe[0] = run->cancel_pipe[1] = -1;
@@ -181,11 +170,6 @@ fail:
     return r;
 }
 
-static name_set *names_of(atx_run *run)
-{
-    return &((struct run_extra *)(run + 1))->names;
-}
-
 static void destroy_plugins(atx_run *run)
 {
     for (size_t i = 0; i < run->execs.len; i++) {
@@ -236,7 +220,7 @@ void atx_run_free(atx_run *run)
     }
     atx_vec_release(&run->classes);
     atx_vec_release(&run->workers);
-    free(names_of(run)->slots);
+    free(run->names.slots);
     if (run->own_plugins)
         atx_plugins_free(run->plugins);
     for (int i = 0; i < 2; i++) {
@@ -543,7 +527,7 @@ int atx_run_add_test(atx_run *run, atx_test *t)
         r = atx_error_oom();
         goto fail;
     }
-    r = name_set_add(names_of(run), atx_test_name(t));
+    r = name_set_add(&run->names, atx_test_name(t));
     if (r == 0) {
         r = atx_error_set(ATX_EEXIST, "two tests are named %s", atx_test_name(t));
         goto fail;
