@@ -41,7 +41,8 @@ static const char usage_text[] =
     "  --fmf-plan NAME      run an fmf tree through its tmt plan NAME\n"
     "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
     "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
-    "  --provisioner SPEC   local[:N] (default local with -j slots)\n"
+    "  --provisioner SPEC   local[:N], podman:IMAGE[:N], ssh:POOLFILE; repeatable\n"
+    "                       (default local with -j slots)\n"
     "  -j, --jobs N         slots of the default local provisioner (default: cores)\n"
     "  -o, --results DIR    results directory (default atx-results/<UTC time>)\n"
     "  --junit FILE         JUnit XML report (default DIR/junit.xml)\n"
@@ -294,7 +295,7 @@ static int add_path_test(atx_run *run, const char *name, const char *file, optio
     cmd = json_object_new_array();
     json_object_array_add(cmd, json_object_new_string(abs));
     json_object_object_add(spec, "command", cmd);
-    json_object_object_add(spec, "cwd", json_object_new_string(*dir ? dir : "/"));
+    json_object_object_add(spec, "basedir", json_object_new_string(*dir ? dir : "/"));
     r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
     json_object_put(spec);
     if (r < 0) {
@@ -368,6 +369,8 @@ static int add_paths(atx_run *run, options *o)
     return 0;
 }
 
+static char *absolute(const char *p);
+
 static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
 {
     char name[64], config[128];
@@ -390,10 +393,40 @@ static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
         snprintf(config, sizeof(config), "{\"slots\": %ld}", slots);
         return atx_run_add_provisioner(run, "local", config);
     }
-    if (colon)
+    json_object *c = json_object_new_object();
+    int r;
+    if (strcmp(name, "podman") == 0 && colon) {
+        /* podman:IMAGE[:N] (the image may hold ':' for its tag: N is the
+         * last part when it is a number) */
+        char *img = strdup(colon + 1), *last = strrchr(img, ':'), *end = NULL;
+        long slots = jobs;
+        if (last) {
+            long count = strtol(last + 1, &end, 10);
+            if (*end == '\0' && last[1]) {
+                if (count < 1 || count > 1024) {
+                    free(img);
+                    json_object_put(c);
+                    return atx_error_set(ATX_EINVAL, "podman:IMAGE:N takes N from 1 to 1024");
+                }
+                slots = count;
+                *last = '\0';
+            }
+        }
+        json_object_object_add(c, "image", json_object_new_string(img));
+        json_object_object_add(c, "slots", json_object_new_int((int)slots));
+        free(img);
+    } else if (strcmp(name, "ssh") == 0 && colon) {
+        char *pool = absolute(colon + 1);
+        json_object_object_add(c, "pool", json_object_new_string(pool ? pool : colon + 1));
+        free(pool);
+    } else if (colon) {
+        json_object_put(c);
         return atx_error_set(ATX_EINVAL, "provisioner '%s' takes no argument here; use a plan",
                              name);
-    return atx_run_add_provisioner(run, name, NULL);
+    }
+    r = atx_run_add_provisioner(run, name, json_object_to_json_string(c));
+    json_object_put(c);
+    return r;
 }
 
 static char *absolute(const char *p)

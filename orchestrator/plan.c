@@ -190,21 +190,9 @@ static int add_test(const plan_ctx *pc, json_object *e, size_t i)
             }
         }
     }
-    /* Relative working directories are relative to the plan's folder. */
-    if (json_object_object_get_ex(spec, "cwd", &v) && json_object_is_type(v, json_type_string)) {
-        const char *cwd = json_object_get_string(v);
-        if (cwd[0] != '/') {
-            char *abs;
-            if (asprintf(&abs, "%s/%s", pc->basedir, cwd) < 0) {
-                r = atx_error_oom();
-                goto out;
-            }
-            json_object_object_add(spec, "cwd", json_object_new_string(abs));
-            free(abs);
-        }
-    } else {
-        json_object_object_add(spec, "cwd", json_object_new_string(pc->basedir));
-    }
+    /* Where the plan is: executors resolve the test's relative paths against
+     * it on systems that share this host's files. */
+    json_object_object_add(spec, "basedir", json_object_new_string(pc->basedir));
     if ((r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN))) < 0)
         goto out;
     r = atx_run_add_test(pc->run, t);

@@ -10,7 +10,9 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,29 @@ static int lost(agent_client *c, const char *what)
     return atx_error_set(ATX_ELOST, "the agent on %s is gone (%s)", c->system_id, what);
 }
 
+/* write() that turns a broken pipe into EPIPE without SIGPIPE, whatever
+ * the program does with the signal: block it in this thread for the call
+ * and take a pending one back. */
+static ssize_t write_nosig(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, buf, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE) {
+        struct timespec zero = { 0, 0 };
+        sigset_t pending;
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE))
+            sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
+}
+
 static int send_frame(agent_client *c, uint8_t type, uint32_t id, const void *payload, size_t len)
 {
     unsigned char h[AGENT_HEADER_SIZE];
@@ -51,7 +76,7 @@ static int send_frame(agent_client *c, uint8_t type, uint32_t id, const void *pa
         const unsigned char *p = parts[i];
         size_t n = lens[i];
         while (n) {
-            ssize_t w = write(c->in, p, n);
+            ssize_t w = write_nosig(c->in, p, n);
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0 && errno == EAGAIN) {

@@ -43,14 +43,17 @@ typedef struct exec_state {
 typedef struct spec {
     json_object *root;
     const char **argv;
-    const char *cwd;
+    const char *cwd;         /* as given (relative or absolute), or NULL */
+    const char *basedir;     /* the plan's folder, or NULL */
+    char *host_cwd;          /* on a system sharing this host: cwd resolved */
     int skip_code;           /* -1: none */
 } spec;
 
-static const char *const spec_keys[] = { "command", "cwd", "skip_exit_code", NULL };
+static const char *const spec_keys[] = { "command", "cwd", "skip_exit_code", "basedir", NULL };
 
 static void spec_release(spec *sp)
 {
+    free(sp->host_cwd);
     free(sp->argv);
     json_object_put(sp->root);
 }
@@ -95,6 +98,15 @@ static int spec_parse(const atx_test *t, spec *sp)
             return atx_error_set(ATX_EINVAL, "test %s: 'cwd' must be a string", atx_test_name(t));
         sp->cwd = json_object_get_string(v);
     }
+    if (json_object_object_get_ex(sp->root, "basedir", &v) &&
+        json_object_is_type(v, json_type_string))
+        sp->basedir = json_object_get_string(v);
+    /* Here: relative to the plan's folder, which is also the default. */
+    if (sp->cwd && sp->cwd[0] == '/')
+        sp->host_cwd = strdup(sp->cwd);
+    else if (sp->basedir && asprintf(&sp->host_cwd, "%s%s%s", sp->basedir, sp->cwd ? "/" : "",
+                                     sp->cwd ? sp->cwd : "") < 0)
+        sp->host_cwd = NULL;
     if (json_object_object_get_ex(sp->root, "skip_exit_code", &v)) {
         if (!json_object_is_type(v, json_type_int) || json_object_get_int(v) < 0 ||
             json_object_get_int(v) > 255)
@@ -359,7 +371,7 @@ static int exec_run(void *state, atx_attempt *a)
     int64_t deadline = start + timeout;
     o.argv = sp.argv;
     o.env = (const char *const *)env;
-    o.cwd = sp.cwd;
+    o.cwd = sp.host_cwd ? sp.host_cwd : sp.cwd;
     o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
     o.kill_grace_ns = grace;
     r = atx_system_spawn(atx_attempt_system(a), &o, &p);
