@@ -35,7 +35,9 @@ listed exec executor
 listed junit aggregator
 listed jsonl aggregator
 listed fmf executor
-expect_eq "lines listed" "$(wc -l < out)" 5
+listed podman provisioner
+listed ssh provisioner
+expect_eq "lines listed" "$(wc -l < out)" 7
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -73,8 +75,10 @@ listed exec executor
 listed junit aggregator
 listed jsonl aggregator
 listed fmf executor
+listed podman provisioner
+listed ssh provisioner
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 6
+expect_eq "lines listed" "$(wc -l < out)" 8
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)
