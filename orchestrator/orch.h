@@ -114,6 +114,7 @@ struct atx_run {
     pthread_mutex_t mu;
     pthread_cond_t work_cv;
     pthread_cond_t prov_cv;
+    uint64_t prov_gen;         /* bumped with every prov_cv broadcast */
     size_t queued;
     size_t running;
     size_t done;
@@ -142,6 +143,8 @@ struct atx_run {
 ATX_INTERNAL void atx_run_logf(atx_run *run, atx_log_level level, const char *fmt, ...)
     ATX_PRINTF(3, 4);
 ATX_INTERNAL void atx_run_wake(atx_run *run);
+/* Something provisioners wait for changed (the queue, a release). Under mu. */
+ATX_INTERNAL void atx_run_prov_signal(atx_run *run);
 ATX_INTERNAL void atx_run_agg_push(atx_run *run, agg_item *item);
 
 /* sched.c: all under run->mu */

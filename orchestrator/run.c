@@ -84,6 +84,12 @@ void atx_run_wake(atx_run *run)
     (void)n;
 }
 
+void atx_run_prov_signal(atx_run *run)
+{
+    run->prov_gen++;
+    pthread_cond_broadcast(&run->prov_cv);
+}
+
 void atx_run_cancel(atx_run *run, int hurry)
 {
     int level;
@@ -878,7 +884,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
                                            : "not run: the run was cancelled";
             run->summary.cancelled = !by_deadline;
             pthread_cond_broadcast(&run->work_cv);
-            pthread_cond_broadcast(&run->prov_cv);
+            atx_run_prov_signal(run);
             pthread_mutex_unlock(&run->mu);
             atx_run_logf(run, ATX_LOG_WARNING, "%s: stopping",
                          by_deadline ? "run deadline passed" : "cancelled");
@@ -888,7 +894,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     pthread_mutex_lock(&run->mu);
     run->stopping = true;
     pthread_cond_broadcast(&run->work_cv);
-    pthread_cond_broadcast(&run->prov_cv);
+    atx_run_prov_signal(run);
     pthread_mutex_unlock(&run->mu);
     for (size_t i = 0; i < run->provs.len; i++) {
         prov_inst *p = run->provs.items[i];

@@ -137,7 +137,7 @@ static void finish_attempt(atx_run *run, atx_attempt *a, bool infra)
         atx_run_wake(run);
     /* Waiting workers re-check: a rerun is queued or a class may be empty. */
     pthread_cond_broadcast(&run->work_cv);
-    pthread_cond_broadcast(&run->prov_cv);
+    atx_run_prov_signal(run);
 }
 
 static bool prepared(run_worker *w, exec_inst *x)
@@ -259,8 +259,16 @@ static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_
         }
         if (!exited && (pfd[1].revents || atx_now_ns() >= o.deadline_ns)) {
             /* Past the deadline, wait kills the tree and reports it. */
-            if (atx_proc_wait(p, pfd[1].revents ? 0 : -1, &ex) == 0)
+            int wr = atx_proc_wait(p, pfd[1].revents ? 0 : -1, &ex);
+            if (wr == 0)
                 exited = true;
+            else if (wr != ATX_ETIMEDOUT) {
+                snprintf(why, whylen, "'%s': the system was lost (%s)", cmd,
+                         atx_error_last()->message);
+                atx_capture_release(&cap);
+                atx_proc_free(p);
+                return wr;
+            }
         }
         if (exited && fd >= 0 && !(pfd[0].revents & POLLIN))
             break;
@@ -376,7 +384,7 @@ static void *worker_main(void *arg)
                 avoided->deferred = true;
                 w->deferring = true;
                 w->prov->idle--; /* so the provisioner sees the demand */
-                pthread_cond_broadcast(&run->prov_cv);
+                atx_run_prov_signal(run);
             } else {
                 ts = atx_sched_pick(run, w->sys, w->applicable, false, &avoided);
             }
@@ -428,7 +436,7 @@ static void *worker_main(void *arg)
     w->prov->leased--;
     w->prov->idle--;
     run->active_workers--;
-    pthread_cond_broadcast(&run->prov_cv);
+    atx_run_prov_signal(run);
     pthread_mutex_unlock(&run->mu);
     atx_run_wake(run);
     return NULL;
@@ -526,6 +534,7 @@ void *atx_provisioner_main(void *arg)
             continue;
         }
         p->reserving = true;
+        uint64_t gen = run->prov_gen;
         pthread_mutex_unlock(&run->mu);
 
         atx_reserve_req req = {
@@ -553,8 +562,10 @@ void *atx_provisioner_main(void *arg)
         /* Workers waiting for a fresh system take their reruns themselves. */
         pthread_cond_broadcast(&run->work_cv);
         if (r == ATX_ENOTFOUND) {
-            /* Nothing of ours is wanted now; wait for the queue to change. */
-            pthread_cond_wait(&run->prov_cv, &run->mu);
+            /* Nothing of ours is wanted now; wait for the queue to change,
+             * unless it changed while we were asking. */
+            if (gen == run->prov_gen)
+                pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
         p->failures++;
