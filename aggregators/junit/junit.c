@@ -48,9 +48,10 @@ typedef struct junit_state {
     size_t tests, failures, errors, skipped;
     record *open;            /* tests not yet written, oldest first */
     record *last;            /* the record of the latest result */
-    /* classname/name pairs written, to keep them unique */
+    /* classname/name pairs written, to keep them unique: a hash set (open
+     * addressing), so 100,000 testcases cost no more than 100 per test */
     char **pairs;
-    size_t npairs, pairs_cap;
+    size_t npairs, pairs_cap;   /* pairs_cap: a power of two, or 0 */
 } junit_state;
 
 static void record_free(record *r)
@@ -109,7 +110,7 @@ static void junit_destroy(void *state)
         record_free(s->open);
         s->open = next;
     }
-    for (size_t i = 0; i < s->npairs; i++)
+    for (size_t i = 0; i < s->pairs_cap; i++)
         free(s->pairs[i]);
     free(s->pairs);
     free(s);
@@ -312,6 +313,45 @@ static void split_name(const char *test, const char *subtest, const char *suite,
     *cls = c;
 }
 
+static uint64_t hash_str(const char *k)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *k; k++)
+        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
+    return h;
+}
+
+/* Add key to the set (taking it) unless present: 1 added, 0 present, -1 OOM. */
+static int pair_add(junit_state *s, char *key)
+{
+    if (2 * (s->npairs + 1) > s->pairs_cap) {
+        size_t cap = s->pairs_cap ? s->pairs_cap * 2 : 256;
+        char **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < s->pairs_cap; i++) {
+            if (!s->pairs[i])
+                continue;
+            size_t j = hash_str(s->pairs[i]) & (cap - 1);
+            while (slots[j])
+                j = (j + 1) & (cap - 1);
+            slots[j] = s->pairs[i];
+        }
+        free(s->pairs);
+        s->pairs = slots;
+        s->pairs_cap = cap;
+    }
+    size_t j = hash_str(key) & (s->pairs_cap - 1);
+    while (s->pairs[j]) {
+        if (strcmp(s->pairs[j], key) == 0)
+            return 0;
+        j = (j + 1) & (s->pairs_cap - 1);
+    }
+    s->pairs[j] = key;
+    s->npairs++;
+    return 1;
+}
+
 /* Make the classname/name pair unique in the file. */
 static void unique_pair(junit_state *s, char **name, const char *cls)
 {
@@ -319,21 +359,10 @@ static void unique_pair(junit_state *s, char **name, const char *cls)
         char *key;
         if (asprintf(&key, "%s\x1f%s", cls, *name) < 0)
             return;
-        bool seen = false;
-        for (size_t i = 0; i < s->npairs && !seen; i++)
-            seen = strcmp(s->pairs[i], key) == 0;
-        if (!seen) {
-            if (s->npairs == s->pairs_cap) {
-                size_t cap = s->pairs_cap ? s->pairs_cap * 2 : 64;
-                char **p = realloc(s->pairs, cap * sizeof(*p));
-                if (!p) {
-                    free(key);
-                    return;
-                }
-                s->pairs = p;
-                s->pairs_cap = cap;
-            }
-            s->pairs[s->npairs++] = key;
+        int added = pair_add(s, key);
+        if (added != 0) {
+            if (added < 0)
+                free(key);
             return;
         }
         free(key);
