@@ -163,6 +163,9 @@ ATX_INTERNAL int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys);
 ATX_INTERNAL void atx_worker_join_all(atx_run *run);
 ATX_INTERNAL void *atx_provisioner_main(void *arg);
 ATX_INTERNAL void atx_run_record_final(atx_run *run, test_state *ts, atx_result *own);
+/* A test's own result made by the orchestrator (infra, not run, ...). */
+ATX_INTERNAL atx_result *atx_run_own_result(const test_state *ts, atx_status status,
+                                            const char *type, const char *note);
 
 /* attempt.c */
 struct atx_attempt {

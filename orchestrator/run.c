@@ -669,13 +669,10 @@ static void *agg_main(void *arg)
 static void emit_direct(atx_run *run, test_state *ts, atx_status status, const char *type,
                         const char *note)
 {
-    atx_result *r;
+    atx_result *r = atx_run_own_result(ts, status, type, note);
 
-    if (atx_result_new(atx_test_name(ts->t), NULL, &r) < 0)
+    if (!r)
         return;
-    atx_result_set_status(r, status);
-    atx_result_set_error_type(r, type);
-    atx_result_set_note(r, note);
     atx_result_set_times(r, atx_wallclock_ns(), 0);
     atx_result_set_attempt(r, ts->attempts > 0 ? ts->attempts : 1);
     atx_run_record_final(run, ts, r);

@@ -79,16 +79,24 @@ static atx_result *own_result(atx_attempt *a)
 }
 
 /* An attempt's own result made by the orchestrator (infra trouble, no result). */
-static void emit_own(atx_attempt *a, atx_status status, const char *type, const char *note)
+atx_result *atx_run_own_result(const test_state *ts, atx_status status, const char *type,
+                               const char *note)
 {
     atx_result *r;
 
-    if (atx_result_new(atx_test_name(a->ts->t), NULL, &r) < 0)
-        return;
+    if (atx_result_new(atx_test_name(ts->t), NULL, &r) < 0)
+        return NULL;
     atx_result_set_status(r, status);
     atx_result_set_error_type(r, type);
     atx_result_set_note(r, note);
-    atx_attempt_emit(a, r);
+    return r;
+}
+
+static void emit_own(atx_attempt *a, atx_status status, const char *type, const char *note)
+{
+    atx_result *r = atx_run_own_result(a->ts, status, type, note);
+    if (r)
+        atx_attempt_emit(a, r);
 }
 
 /* After an attempt: final or rerun; hand results to the aggregators.
@@ -371,7 +379,9 @@ static void *worker_main(void *arg)
     for (size_t i = 0; i < run->classes.len && !flags; i++)
         w->applicable[i] = atx_sched_applicable(run, run->classes.items[i],
                                                 atx_system_labels(w->sys), NULL);
-    while (!run->stopping && !flags) {
+    /* The cancel level is set at once, even from a signal handler; the main
+     * thread sets stopping a moment later: nothing new starts after either. */
+    while (!run->stopping && !atomic_load(&run->cancel_level) && !flags) {
         test_state *avoided;
         test_state *ts = atx_sched_pick(run, w->sys, w->applicable, true, &avoided);
         if (!ts && avoided) {
@@ -528,7 +538,7 @@ void *atx_provisioner_main(void *arg)
     atx_run *run = p->run;
 
     pthread_mutex_lock(&run->mu);
-    while (!run->stopping && !p->failed) {
+    while (!run->stopping && !atomic_load(&run->cancel_level) && !p->failed) {
         if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle) {
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;

@@ -680,7 +680,6 @@ static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required
                    size_t notelen)
 {
     char script[8192], q[512];
-    size_t o = 0;
     const char *pm;
     int code;
     char *out = NULL;
@@ -715,11 +714,10 @@ static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required
             json_object_object_add(sd->packages, pkgs[i], json_object_new_boolean(1));
             continue;
         }
-        snprintf(script, sizeof(script),
-                 apt ? "DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s 2>&1"
-                     : "%s install -y %s 2>&1",
-                 apt ? q : pm, q);
-        if (!apt)
+        if (apt)
+            snprintf(script, sizeof(script),
+                     "DEBIAN_FRONTEND=noninteractive apt-get install -y -q %s 2>&1", q);
+        else
             snprintf(script, sizeof(script), "%s install -y %s 2>&1", pm, q);
         free(out);
         out = NULL;
@@ -740,7 +738,6 @@ static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required
             return ATX_EINFRA;
         }
     }
-    (void)o;
     free(out);
     return 0;
 }
