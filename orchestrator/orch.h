@@ -3,6 +3,8 @@
 #define ATX_ORCH_H
 
 #include "../framework/src/internal.h"
+#include "history.h"
+#include "journal.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -46,6 +48,8 @@ typedef struct agg_inst {
     const atx_aggregator_vtable *vt;
     void *state;
     atx_plugin_ctx *ctx;
+    char *plugin;           /* a loaded plugin's name and configuration, */
+    char *config;           /* kept in the journal for `atx report` */
     bool failed;
 } agg_inst;
 
@@ -65,6 +69,12 @@ typedef struct test_state {
     test_phase phase;
     bool had_failure;
     bool deferred;          /* left once for a fresh system to take */
+    bool hist_match;        /* hist_ns is for a system class of this run */
+    int64_t jid;            /* the test's id in the journal */
+    int64_t expected_ns;    /* history, else declared duration; 0 unknown */
+    int64_t hist_ns;        /* from the history, 0 none */
+    int64_t took_ns;        /* final attempt's duration, for the history */
+    const char *took_class; /* ... and its system class (interned), or NULL */
 } test_state;
 
 struct klass {
@@ -76,18 +86,23 @@ struct klass {
     bool possible;          /* some provisioner offer satisfies it */
 };
 
-/* An item for the aggregator thread. */
+/* An item for the aggregator thread: journaled, then handed on. */
+enum { AGG_STARTED, AGG_RESULT, AGG_FINISHED };
 typedef struct agg_item {
     struct agg_item *next;
-    atx_result *result;     /* a result, or NULL for a "started" event */
-    const atx_test *test;
-    char *system_id;
-    int attempt;
+    int kind;
+    atx_result *result;     /* AGG_RESULT */
+    const atx_test *test;   /* AGG_STARTED */
+    char *system_id;        /* AGG_STARTED */
+    int attempt;            /* AGG_STARTED, AGG_FINISHED */
+    int64_t jid;
+    int64_t when;           /* AGG_STARTED: wall clock */
+    const char *outcome;    /* AGG_FINISHED: static text */
 } agg_item;
 
-/* Test names seen, for duplicate checks (open addressing; names borrowed). */
+/* The run's tests by name (open addressing; entries borrowed). */
 typedef struct name_set {
-    const char **slots;
+    test_state **slots;
     size_t cap, len;
 } name_set;
 
@@ -119,6 +134,9 @@ struct atx_run {
     size_t running;
     size_t done;
     size_t active_workers;
+    size_t leased;             /* systems leased from all provisioners */
+    int64_t queued_known_ns;   /* expected durations of queued tests */
+    size_t queued_unknown;     /* queued tests without an estimate */
     bool stopping;
     bool executed;
     uint64_t seq;
@@ -137,6 +155,21 @@ struct atx_run {
     agg_item *agg_head, *agg_tail;
     bool agg_closing;
     pthread_t agg_thread;
+
+    /* journal (used by the main thread, then only the aggregator thread) */
+    atx_journal_mode jr_mode;
+    journal *jr;
+    bool jr_failed;
+    bool reporting;            /* atx_run_report(): replay only */
+    int64_t replay_seq;        /* results up to here are replayed first */
+    int64_t prev_duration_ns;  /* of the run's earlier segments */
+    char *hostname;
+    atx_vec meta;              /* key, value, key, value ... (owned) */
+
+    /* duration history */
+    char *history_path;
+    history *hist;
+    atx_vec sys_classes;       /* char*: interned system class names */
 };
 
 /* run.c */
@@ -146,6 +179,10 @@ ATX_INTERNAL void atx_run_wake(atx_run *run);
 /* Something provisioners wait for changed (the queue, a release). Under mu. */
 ATX_INTERNAL void atx_run_prov_signal(atx_run *run);
 ATX_INTERNAL void atx_run_agg_push(atx_run *run, agg_item *item);
+/* A chain of items (linked by next, ending at tail) at once: one batch. */
+ATX_INTERNAL void atx_run_agg_push_chain(atx_run *run, agg_item *head, agg_item *tail);
+/* The interned system class of a label set. Under mu. */
+ATX_INTERNAL const char *atx_run_sys_class(atx_run *run, const atx_labels *labels);
 
 /* sched.c: all under run->mu */
 ATX_INTERNAL int atx_sched_classify(atx_run *run, test_state *ts);
@@ -161,8 +198,12 @@ ATX_INTERNAL int atx_sched_applicable(atx_run *run, const klass *k, const atx_la
 /* worker.c */
 ATX_INTERNAL int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys);
 ATX_INTERNAL void atx_worker_join_all(atx_run *run);
+/* Expected time left of the running tests: summed, and the longest. Under mu. */
+ATX_INTERNAL int64_t atx_run_running_remaining(atx_run *run);
+ATX_INTERNAL int64_t atx_run_running_longest(atx_run *run);
 ATX_INTERNAL void *atx_provisioner_main(void *arg);
-ATX_INTERNAL void atx_run_record_final(atx_run *run, test_state *ts, atx_result *own);
+ATX_INTERNAL void atx_run_record_final(atx_run *run, test_state *ts, atx_status status,
+                                       const char *type);
 /* A test's own result made by the orchestrator (infra, not run, ...). */
 ATX_INTERNAL atx_result *atx_run_own_result(const test_state *ts, atx_status status,
                                             const char *type, const char *note);

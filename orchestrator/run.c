@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,9 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_NS (300 * ATX_NSEC_PER_SEC)
+#define DEFAULT_RESERVE_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
+#define DEFAULT_PREPARE_TIMEOUT_NS (1800 * ATX_NSEC_PER_SEC)
+#define DEFAULT_RELEASE_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
 /* How often a test runs again elsewhere after its system failed under it. */
 #define INFRA_REQUEUES 2
 
@@ -30,18 +34,18 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-/* Insert; returns 1 if added, 0 if present, negative on OOM. */
-static int name_set_add(name_set *set, const char *name)
+/* Insert; returns 1 if added, 0 if the name is taken, negative on OOM. */
+static int name_set_add(name_set *set, test_state *ts)
 {
     if (set->len * 2 >= set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 64;
-        const char **slots = calloc(cap, sizeof(*slots));
+        test_state **slots = calloc(cap, sizeof(*slots));
         if (!slots)
             return atx_error_oom();
         for (size_t i = 0; i < set->cap; i++) {
             if (!set->slots[i])
                 continue;
-            size_t j = hash_str(set->slots[i]) & (cap - 1);
+            size_t j = hash_str(atx_test_name(set->slots[i]->t)) & (cap - 1);
             while (slots[j])
                 j = (j + 1) & (cap - 1);
             slots[j] = set->slots[i];
@@ -50,15 +54,26 @@ static int name_set_add(name_set *set, const char *name)
         set->slots = slots;
         set->cap = cap;
     }
+    const char *name = atx_test_name(ts->t);
     size_t j = hash_str(name) & (set->cap - 1);
     while (set->slots[j]) {
-        if (strcmp(set->slots[j], name) == 0)
+        if (strcmp(atx_test_name(set->slots[j]->t), name) == 0)
             return 0;
         j = (j + 1) & (set->cap - 1);
     }
-    set->slots[j] = name;
+    set->slots[j] = ts;
     set->len++;
     return 1;
+}
+
+static test_state *name_set_find(const name_set *set, const char *name)
+{
+    if (!set->cap)
+        return NULL;
+    for (size_t j = hash_str(name) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
+        if (strcmp(atx_test_name(set->slots[j]->t), name) == 0)
+            return set->slots[j];
+    return NULL;
 }
 
 /* ---- logging and wake-ups ---- */
@@ -133,6 +148,10 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     run->policy = (atx_policy)ATX_POLICY_INIT;
     run->policy.timeout_ns = DEFAULT_TIMEOUT_NS;
     run->policy.kill_grace_ns = ATX_NSEC_PER_SEC;
+    run->policy.reserve_timeout_ns = DEFAULT_RESERVE_TIMEOUT_NS;
+    run->policy.prepare_timeout_ns = DEFAULT_PREPARE_TIMEOUT_NS;
+    run->policy.release_timeout_ns = DEFAULT_RELEASE_TIMEOUT_NS;
+    run->jr_mode = ATX_JOURNAL_NEW;
 
     if (opts->results_dir[0] == '/') {
         r = atx_strdup_into(&run->results_dir, opts->results_dir);
@@ -199,6 +218,8 @@ static void destroy_plugins(atx_run *run)
         agg_inst *g = run->aggs.items[i];
         g->vt->destroy(g->state);
         atx_plugin_ctx_free(g->ctx);
+        free(g->plugin);
+        free(g->config);
         free(g);
     }
     atx_vec_release(&run->execs);
@@ -240,6 +261,16 @@ void atx_run_free(atx_run *run)
     pthread_cond_destroy(&run->prov_cv);
     pthread_mutex_destroy(&run->agg_mu);
     pthread_cond_destroy(&run->agg_cv);
+    jr_close(run->jr);
+    hist_close(run->hist);
+    for (size_t i = 0; i < run->meta.len; i++)
+        free(run->meta.items[i]);
+    atx_vec_release(&run->meta);
+    for (size_t i = 0; i < run->sys_classes.len; i++)
+        free(run->sys_classes.items[i]);
+    atx_vec_release(&run->sys_classes);
+    free(run->history_path);
+    free(run->hostname);
     free(run->results_dir);
     free(run->run_id);
     free(run);
@@ -249,14 +280,25 @@ int atx_run_set_policy(atx_run *run, const atx_policy *policy)
 {
     if (!run || !policy || policy->version < 1)
         return atx_error_set(ATX_EINVAL, "a policy needs a version");
-    if (policy->reruns < 0 || policy->timeout_ns < 0 || policy->deadline_ns < 0 ||
-        policy->kill_grace_ns < 0)
+    /* A version-1 caller's structure ends before max_running. */
+    atx_policy p = ATX_POLICY_INIT;
+    memcpy(&p, policy, policy->version >= 2 ? sizeof(p) : offsetof(atx_policy, max_running));
+    p.version = ATX_POLICY_VERSION;
+    if (p.reruns < 0 || p.timeout_ns < 0 || p.deadline_ns < 0 || p.kill_grace_ns < 0 ||
+        p.max_running < 0 || p.reserve_timeout_ns < 0 || p.prepare_timeout_ns < 0 ||
+        p.release_timeout_ns < 0)
         return atx_error_set(ATX_EINVAL, "policy values must not be negative");
-    run->policy = *policy;
-    if (!run->policy.timeout_ns)
-        run->policy.timeout_ns = DEFAULT_TIMEOUT_NS;
-    if (!run->policy.kill_grace_ns)
-        run->policy.kill_grace_ns = ATX_NSEC_PER_SEC;
+    if (!p.timeout_ns)
+        p.timeout_ns = DEFAULT_TIMEOUT_NS;
+    if (!p.kill_grace_ns)
+        p.kill_grace_ns = ATX_NSEC_PER_SEC;
+    if (!p.reserve_timeout_ns)
+        p.reserve_timeout_ns = DEFAULT_RESERVE_TIMEOUT_NS;
+    if (!p.prepare_timeout_ns)
+        p.prepare_timeout_ns = DEFAULT_PREPARE_TIMEOUT_NS;
+    if (!p.release_timeout_ns)
+        p.release_timeout_ns = DEFAULT_RELEASE_TIMEOUT_NS;
+    run->policy = p;
     return 0;
 }
 
@@ -372,7 +414,7 @@ static int split_lifecycle(const char *plugin, const char *config, lifecycle *lc
 }
 
 static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char *config,
-                        void *userdata)
+                        void *userdata, bool builtin)
 {
     atx_plugin_ctx *ctx;
     void *state;
@@ -433,6 +475,9 @@ static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char
         g->vt = d->vtable;
         g->state = state;
         g->ctx = ctx;
+        if (!builtin && (atx_strdup_into(&g->plugin, d->name) < 0 ||
+                         atx_strdup_into(&g->config, config ? config : "{}") < 0))
+            return ATX_ENOMEM;
         return 0;
     }
     }
@@ -456,7 +501,7 @@ static int add_by_name(atx_run *run, atx_plugin_kind kind, const char *plugin, c
         return atx_error_set(ATX_EINVAL, "no run or plugin name");
     if ((r = atx_plugins_find(run->plugins, kind, plugin, &d)) < 0)
         return r;
-    return add_instance(run, d, config, NULL);
+    return add_instance(run, d, config, NULL, false);
 }
 
 int atx_run_add_provisioner(atx_run *run, const char *plugin, const char *config_json)
@@ -485,7 +530,7 @@ int atx_run_add_builtin(atx_run *run, const atx_plugin_descriptor *d, const char
                 return atx_error_set(ATX_EEXIST, "an executor '%s' is already in the run",
                                      d->name);
     }
-    return add_instance(run, d, config_json, userdata);
+    return add_instance(run, d, config_json, userdata, true);
 }
 
 static int executor_for(atx_run *run, const char *kind, exec_inst **out)
@@ -502,7 +547,7 @@ static int executor_for(atx_run *run, const char *kind, exec_inst **out)
     }
     if ((r = atx_plugins_find(run->plugins, ATX_PLUGIN_EXECUTOR, kind, &d)) < 0)
         return r;
-    if ((r = add_instance(run, d, NULL, NULL)) < 0)
+    if ((r = add_instance(run, d, NULL, NULL, false)) < 0)
         return r;
     *out = run->execs.items[run->execs.len - 1];
     return 0;
@@ -533,16 +578,19 @@ int atx_run_add_test(atx_run *run, atx_test *t)
         r = atx_error_oom();
         goto fail;
     }
-    r = name_set_add(&run->names, atx_test_name(t));
-    if (r == 0) {
-        r = atx_error_set(ATX_EEXIST, "two tests are named %s", atx_test_name(t));
-        goto fail;
-    }
-    if (r < 0 || (r = atx_vec_push(&run->tests, ts)) < 0)
-        goto fail;
     ts->t = t;
     ts->exec = x;
+    if ((r = atx_vec_push(&run->tests, ts)) < 0)
+        goto fail;
+    r = name_set_add(&run->names, ts);
+    if (r <= 0) {
+        run->tests.len--;
+        if (r == 0)
+            r = atx_error_set(ATX_EEXIST, "two tests are named %s", atx_test_name(t));
+        goto fail;
+    }
     ts->seq = run->seq++;
+    ts->jid = (int64_t)run->tests.len;
     return 0;
 fail:
     free(ts);
@@ -584,17 +632,22 @@ int atx_run_discover(atx_run *run, const char *executor, const char *source_json
 
 /* ---- the aggregator thread ---- */
 
-void atx_run_agg_push(atx_run *run, agg_item *it)
+void atx_run_agg_push_chain(atx_run *run, agg_item *head, agg_item *tail)
 {
     pthread_mutex_lock(&run->agg_mu);
-    it->next = NULL;
+    tail->next = NULL;
     if (run->agg_tail)
-        run->agg_tail->next = it;
+        run->agg_tail->next = head;
     else
-        run->agg_head = it;
-    run->agg_tail = it;
+        run->agg_head = head;
+    run->agg_tail = tail;
     pthread_cond_signal(&run->agg_cv);
     pthread_mutex_unlock(&run->agg_mu);
+}
+
+void atx_run_agg_push(atx_run *run, agg_item *it)
+{
+    atx_run_agg_push_chain(run, it, it);
 }
 
 static void agg_failed(atx_run *run, agg_inst *g, const char *what, int r)
@@ -605,17 +658,78 @@ static void agg_failed(atx_run *run, agg_inst *g, const char *what, int r)
     g->failed = true;
 }
 
+static void journal_failed(atx_run *run)
+{
+    run->jr_failed = true;
+    atx_run_logf(run, ATX_LOG_ERROR, "%s; the run goes on, but can no longer be resumed",
+                 atx_error_last()->message);
+}
+
+/* Commit a batch of events to the journal, before anyone sees them. */
+static void journal_batch(atx_run *run, agg_item *list)
+{
+    journal *j = run->jr;
+    int r = jr_begin(j);
+
+    for (agg_item *it = list; it && r == 0; it = it->next) {
+        switch (it->kind) {
+        case AGG_STARTED:
+            r = jr_started(j, it->jid, it->attempt, it->system_id, it->when);
+            break;
+        case AGG_RESULT:
+            r = jr_result(j, it->jid, it->result);
+            break;
+        case AGG_FINISHED:
+            r = jr_finished(j, it->jid, it->attempt, it->outcome);
+            break;
+        }
+    }
+    if (r == 0)
+        r = jr_commit(j);
+    else
+        jr_rollback(j);
+    if (r < 0)
+        journal_failed(run);
+}
+
+static void deliver(atx_run *run, const agg_item *it)
+{
+    for (size_t i = 0; i < run->aggs.len; i++) {
+        agg_inst *g = run->aggs.items[i];
+        int r;
+        if (g->failed)
+            continue;
+        atx_error_clear();
+        if (it->kind == AGG_RESULT) {
+            if ((r = g->vt->result(g->state, it->result)) < 0)
+                agg_failed(run, g, "result", r);
+        } else if (it->kind == AGG_STARTED && g->vt->started) {
+            g->vt->started(g->state, it->test, it->system_id, it->attempt);
+        }
+    }
+}
+
+static int replay_one(void *ud, atx_result *r)
+{
+    atx_run *run = ud;
+    agg_item it = { .kind = AGG_RESULT, .result = r };
+    deliver(run, &it);
+    atx_result_unref(r);
+    pthread_mutex_lock(&run->mu);
+    run->summary.results++;
+    pthread_mutex_unlock(&run->mu);
+    return 0;
+}
+
 static void *agg_main(void *arg)
 {
     atx_run *run = arg;
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
     atx_run_info info = {
         .run_id = run->run_id,
         .results_dir = run->results_dir,
-        .hostname = host,
+        .hostname = run->hostname,
         .started_ns = run->summary.started_ns,
-        .tests = run->tests.len,
+        .tests = run->tests.len ? run->tests.len : run->summary.tests,
     };
     int r;
 
@@ -625,34 +739,38 @@ static void *agg_main(void *arg)
         if (g->vt->begin && (r = g->vt->begin(g->state, &info)) < 0)
             agg_failed(run, g, "begin", r);
     }
+    /* A resumed run's reports start with what the journal holds. */
+    if (run->replay_seq > 0 && jr_each_result(run->jr, run->replay_seq, replay_one, run) < 0)
+        atx_run_logf(run, ATX_LOG_ERROR, "%s", atx_error_last()->message);
     for (;;) {
         pthread_mutex_lock(&run->agg_mu);
         while (!run->agg_head && !run->agg_closing)
             pthread_cond_wait(&run->agg_cv, &run->agg_mu);
-        agg_item *it = run->agg_head;
-        if (it) {
-            run->agg_head = it->next;
-            if (!run->agg_head)
-                run->agg_tail = NULL;
-        }
+        /* Take everything queued: one transaction for the lot. */
+        agg_item *list = run->agg_head;
+        run->agg_head = run->agg_tail = NULL;
         pthread_mutex_unlock(&run->agg_mu);
-        if (!it)
+        if (!list)
             break;
-        for (size_t i = 0; i < run->aggs.len; i++) {
-            agg_inst *g = run->aggs.items[i];
-            if (g->failed)
-                continue;
-            atx_error_clear();
-            if (it->result) {
-                if ((r = g->vt->result(g->state, it->result)) < 0)
-                    agg_failed(run, g, "result", r);
-            } else if (g->vt->started) {
-                g->vt->started(g->state, it->test, it->system_id, it->attempt);
-            }
+        if (run->jr && !run->jr_failed && !run->reporting)
+            journal_batch(run, list);
+        while (list) {
+            agg_item *it = list;
+            list = it->next;
+            deliver(run, it);
+            atx_result_unref(it->result);
+            free(it->system_id);
+            free(it);
         }
-        atx_result_unref(it->result);
-        free(it->system_id);
-        free(it);
+    }
+    if (run->jr && !run->jr_failed && !run->reporting) {
+        char v[32];
+        snprintf(v, sizeof(v), "%lld",
+                 (long long)(run->prev_duration_ns + run->summary.duration_ns));
+        bool complete = run->summary.tests == run->done && !run->summary.cancelled;
+        if (jr_begin(run->jr) < 0 || jr_meta_set(run->jr, "duration_ns", v) < 0 ||
+            jr_meta_set(run->jr, "finished", complete ? "1" : "0") < 0 || jr_commit(run->jr) < 0)
+            journal_failed(run);
     }
     for (size_t i = 0; i < run->aggs.len; i++) {
         agg_inst *g = run->aggs.items[i];
@@ -675,15 +793,429 @@ static void emit_direct(atx_run *run, test_state *ts, atx_status status, const c
         return;
     atx_result_set_times(r, atx_wallclock_ns(), 0);
     atx_result_set_attempt(r, ts->attempts > 0 ? ts->attempts : 1);
-    atx_run_record_final(run, ts, r);
+    atx_run_record_final(run, ts, status, type);
     run->summary.results++;
     agg_item *it = calloc(1, sizeof(*it));
     if (!it) {
         atx_result_unref(r);
         return;
     }
+    it->kind = AGG_RESULT;
+    it->jid = ts->jid;
     it->result = r;
     atx_run_agg_push(run, it);
+}
+
+/* ---- the journal: starting, resuming ---- */
+
+typedef struct resume_ctx {
+    atx_run *run;
+    test_state **by_id;     /* journal id -> test */
+    size_t nids;
+    size_t matched;
+    atx_vec lost;           /* jr_lost* */
+    int64_t attempts;
+} resume_ctx;
+
+typedef struct jr_lost {
+    test_state *ts;
+    int number;
+    char *system;
+    int64_t started_ns;
+} jr_lost;
+
+static int resume_test(void *ud, int64_t id, const char *name)
+{
+    resume_ctx *c = ud;
+    test_state *ts = name_set_find(&c->run->names, name);
+
+    if (!ts)
+        return atx_error_set(ATX_EINVAL, "cannot resume the run in %s: its test %s is not in "
+                             "this run (resume with the run's own tests)",
+                             c->run->results_dir, name);
+    if (id < 1 || (size_t)id > c->nids)
+        return atx_error_set(ATX_EPARSE, "cannot resume the run in %s: the journal is damaged "
+                             "(test id %lld)", c->run->results_dir, (long long)id);
+    ts->jid = id;
+    c->by_id[id - 1] = ts;
+    c->matched++;
+    return 0;
+}
+
+static test_state *by_id(resume_ctx *c, int64_t id)
+{
+    return id >= 1 && (size_t)id <= c->nids ? c->by_id[id - 1] : NULL;
+}
+
+static int resume_attempt(void *ud, const jr_attempt *a)
+{
+    resume_ctx *c = ud;
+    test_state *ts = by_id(c, a->test);
+
+    if (!ts)
+        return 0;
+    c->attempts++;
+    if (a->number >= ts->attempts) {
+        ts->attempts = a->number;
+        free(ts->last_system);
+        ts->last_system = a->system ? strdup(a->system) : NULL;
+    }
+    if (!a->outcome) {
+        /* Started, never finished: atx died under it. */
+        jr_lost *l = calloc(1, sizeof(*l));
+        if (!l || atx_vec_push(&c->lost, l) < 0) {
+            free(l);
+            return atx_error_oom();
+        }
+        l->ts = ts;
+        l->number = a->number;
+        l->system = a->system ? strdup(a->system) : NULL;
+        l->started_ns = a->started_ns;
+    } else if (strcmp(a->outcome, "rerun") == 0) {
+        ts->reruns_left--;
+        ts->had_failure = true;
+    } else if (strcmp(a->outcome, "requeue") == 0) {
+        ts->infra_left--;
+    }
+    return 0;
+}
+
+/* Final results the orchestrator gave for want of running the test: a resume
+ * runs those tests. */
+static bool absent_result(const char *type)
+{
+    return type && (strcmp(type, "not-run") == 0 || strcmp(type, "interrupted") == 0 ||
+                    strcmp(type, "provisioning") == 0);
+}
+
+static int resume_final(void *ud, const jr_final *f)
+{
+    resume_ctx *c = ud;
+    test_state *ts = by_id(c, f->test);
+    int r;
+
+    if (!ts || ts->phase == TS_DONE)
+        return 0;
+    if (absent_result(f->error_type)) {
+        bool attempted = strcmp(f->error_type, "interrupted") == 0;
+        if ((r = jr_supersede(c->run->jr, f->test, f->attempt, !attempted)) < 0)
+            return r;
+        if (attempted && (r = jr_finished(c->run->jr, f->test, f->attempt, "interrupted")) < 0)
+            return r;
+        return 0;
+    }
+    atx_run_record_final(c->run, ts, atx_status_from_word(f->status), f->error_type);
+    return 0;
+}
+
+/* An attempt atx died under gets a superseded infra result of its own. */
+static int resume_lost(atx_run *run, jr_lost *l)
+{
+    atx_result *r = atx_run_own_result(l->ts, ATX_STATUS_INFRA, "lost",
+                                       "atx stopped during this attempt (killed, or its host went "
+                                       "down); the test ran again when the run was resumed");
+    int e;
+
+    if (!r)
+        return ATX_ENOMEM;
+    atx_result_set_attempt(r, l->number);
+    atx_result_set_final(r, 0);
+    atx_result_set_times(r, l->started_ns, 0);
+    atx_result_set_system(r, l->system, NULL);
+    e = jr_result(run->jr, l->ts->jid, r);
+    if (e == 0)
+        e = jr_finished(run->jr, l->ts->jid, l->number, "lost");
+    atx_result_unref(r);
+    return e;
+}
+
+static int resume_load(atx_run *run)
+{
+    resume_ctx c = { .run = run, .nids = run->tests.len };
+    char *v;
+    int r = 0;
+
+    if (!(v = jr_meta_get(run->jr, "run_id")))
+        return atx_error_set(ATX_EPARSE, "cannot resume: %s holds no run", jr_path(run->jr));
+    free(run->run_id);
+    run->run_id = v;
+    if ((v = jr_meta_get(run->jr, "hostname"))) {
+        free(run->hostname);
+        run->hostname = v;
+    }
+    if ((v = jr_meta_get(run->jr, "started_ns"))) {
+        run->summary.started_ns = strtoll(v, NULL, 10);
+        free(v);
+    }
+    if ((v = jr_meta_get(run->jr, "duration_ns"))) {
+        run->prev_duration_ns = strtoll(v, NULL, 10);
+        free(v);
+    }
+    c.by_id = calloc(c.nids + 1, sizeof(*c.by_id));
+    if (!c.by_id)
+        return atx_error_oom();
+    for (size_t i = 0; i < run->tests.len; i++)
+        ((test_state *)run->tests.items[i])->jid = 0;
+    r = jr_each_test(run->jr, resume_test, &c);
+    if (r == 0 && c.matched != run->tests.len) {
+        for (size_t i = 0; i < run->tests.len; i++) {
+            test_state *ts = run->tests.items[i];
+            if (!ts->jid) {
+                r = atx_error_set(ATX_EINVAL, "cannot resume the run in %s: test %s was not "
+                                  "in it (resume with the run's own tests)",
+                                  run->results_dir, atx_test_name(ts->t));
+                break;
+            }
+        }
+    }
+    if (r == 0)
+        r = jr_each_attempt(run->jr, resume_attempt, &c);
+    if (r == 0)
+        r = jr_each_final(run->jr, resume_final, &c);
+    for (size_t i = 0; i < c.lost.len; i++) {
+        jr_lost *l = c.lost.items[i];
+        if (r == 0)
+            r = resume_lost(run, l);
+        free(l->system);
+        free(l);
+    }
+    atx_vec_release(&c.lost);
+    free(c.by_id);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < run->tests.len; i++) {
+        test_state *ts = run->tests.items[i];
+        if (ts->reruns_left < 0)
+            ts->reruns_left = 0;
+        if (ts->infra_left < 0)
+            ts->infra_left = 0;
+    }
+    run->summary.attempts = (size_t)c.attempts;
+    run->replay_seq = jr_last_seq(run->jr);
+    atx_run_logf(run, ATX_LOG_INFO, "resuming %s: %zu of %zu tests are done", run->run_id,
+                 run->done, run->tests.len);
+    return 0;
+}
+
+static char *aggregators_json(atx_run *run)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < run->aggs.len; i++) {
+        agg_inst *g = run->aggs.items[i];
+        if (!g->plugin)
+            continue;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "plugin", json_object_new_string(g->plugin));
+        json_object_object_add(o, "config", json_tokener_parse(g->config));
+        json_object_array_add(arr, o);
+    }
+    char *s = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+    json_object_put(arr);
+    return s;
+}
+
+static int journal_start(atx_run *run)
+{
+    int r;
+
+    if (run->jr_mode == ATX_JOURNAL_OFF)
+        return 0;
+    if ((r = jr_open(run->results_dir, run->jr_mode == ATX_JOURNAL_RESUME ? JR_RESUME : JR_NEW,
+                     &run->jr)) < 0)
+        return r;
+    if ((r = jr_begin(run->jr)) < 0)
+        return r;
+    if (run->jr_mode == ATX_JOURNAL_RESUME) {
+        r = resume_load(run);
+    } else {
+        char v[32], *aggs = aggregators_json(run);
+        snprintf(v, sizeof(v), "%lld", (long long)run->summary.started_ns);
+        r = !aggs ? atx_error_oom() : 0;
+        if (r == 0)
+            r = jr_meta_set(run->jr, "run_id", run->run_id);
+        if (r == 0)
+            r = jr_meta_set(run->jr, "hostname", run->hostname);
+        if (r == 0)
+            r = jr_meta_set(run->jr, "started_ns", v);
+        if (r == 0)
+            r = jr_meta_set(run->jr, "aggregators", aggs);
+        free(aggs);
+        for (size_t i = 0; i < run->tests.len && r == 0; i++) {
+            test_state *ts = run->tests.items[i];
+            r = jr_add_test(run->jr, ts->jid, atx_test_name(ts->t));
+        }
+    }
+    for (size_t i = 0; i + 1 < run->meta.len && r == 0; i += 2)
+        r = jr_meta_set(run->jr, run->meta.items[i], run->meta.items[i + 1]);
+    if (r == 0)
+        r = jr_commit(run->jr);
+    else
+        jr_rollback(run->jr);
+    return r;
+}
+
+int atx_run_set_journal(atx_run *run, atx_journal_mode mode)
+{
+    if (!run || mode < ATX_JOURNAL_OFF || mode > ATX_JOURNAL_RESUME)
+        return atx_error_set(ATX_EINVAL, "no run, or an unknown journal mode");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the run has already been executed");
+    run->jr_mode = mode;
+    return 0;
+}
+
+int atx_run_set_meta(atx_run *run, const char *key, const char *value)
+{
+    char *k, *v;
+
+    if (!run || !key || !value)
+        return atx_error_set(ATX_EINVAL, "meta needs a run, a key and a value");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the run has already been executed");
+    if (!(k = strdup(key)) || !(v = strdup(value))) {
+        free(k);
+        return atx_error_oom();
+    }
+    if (atx_vec_push(&run->meta, k) < 0 || atx_vec_push(&run->meta, v) < 0) {
+        free(v);
+        return ATX_ENOMEM; /* k is in the vector */
+    }
+    return 0;
+}
+
+int atx_journal_meta(const char *results_dir, const char *key, char **value)
+{
+    journal *j;
+    int r;
+
+    if (!results_dir || !key || !value)
+        return atx_error_set(ATX_EINVAL, "journal meta needs a folder and a key");
+    *value = NULL;
+    if ((r = jr_open(results_dir, JR_RESUME, &j)) < 0)
+        return r;
+    *value = jr_meta_get(j, key);
+    jr_close(j);
+    return 0;
+}
+
+int atx_run_set_history(atx_run *run, const char *path)
+{
+    if (!run)
+        return atx_error_set(ATX_EINVAL, "no run");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the run has already been executed");
+    free(run->history_path);
+    run->history_path = NULL;
+    return atx_strdup_into(&run->history_path, path);
+}
+
+/* ---- duration history ---- */
+
+const char *atx_run_sys_class(atx_run *run, const atx_labels *labels)
+{
+    char buf[256];
+    hist_class(labels, buf, sizeof(buf));
+    for (size_t i = 0; i < run->sys_classes.len; i++)
+        if (strcmp(run->sys_classes.items[i], buf) == 0)
+            return run->sys_classes.items[i];
+    char *c = strdup(buf);
+    if (!c || atx_vec_push(&run->sys_classes, c) < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int hist_row(void *ud, const char *name, const char *cls, int64_t ns)
+{
+    atx_run *run = ud;
+    test_state *ts = name_set_find(&run->names, name);
+    bool match = false;
+
+    if (!ts || ns <= 0)
+        return 0;
+    for (size_t i = 0; i < run->sys_classes.len && !match; i++)
+        match = strcmp(run->sys_classes.items[i], cls) == 0;
+    /* A class of this run's systems wins over others; among equals, the
+     * longest (a slot must not be promised too early). */
+    if ((match && !ts->hist_match) || (match == ts->hist_match && ns > ts->hist_ns)) {
+        ts->hist_ns = ns;
+        ts->hist_match = match;
+    }
+    return 0;
+}
+
+/* Expected durations: history, else what the test declares. */
+static void estimate(atx_run *run)
+{
+    if (run->history_path) {
+        int r = hist_open(run->history_path, &run->hist);
+        for (size_t i = 0; r == 0 && i < run->provs.len; i++) {
+            prov_inst *p = run->provs.items[i];
+            for (size_t o = 0; !p->failed && o < p->vt->offer_count(p->state); o++)
+                atx_run_sys_class(run, p->vt->offer(p->state, o));
+        }
+        if (r == 0)
+            r = hist_each(run->hist, hist_row, run);
+        if (r < 0) {
+            atx_run_logf(run, ATX_LOG_WARNING, "%s; running without it",
+                         atx_error_last()->message);
+            hist_close(run->hist);
+            run->hist = NULL;
+        }
+    }
+    for (size_t i = 0; i < run->tests.len; i++) {
+        test_state *ts = run->tests.items[i];
+        ts->expected_ns = ts->hist_ns ? ts->hist_ns : atx_test_duration(ts->t);
+    }
+}
+
+static void history_write(atx_run *run)
+{
+    int r;
+
+    if (!run->hist)
+        return;
+    r = hist_begin(run->hist);
+    for (size_t i = 0; i < run->tests.len && r == 0; i++) {
+        test_state *ts = run->tests.items[i];
+        if (ts->took_class)
+            r = hist_record(run->hist, atx_test_name(ts->t), ts->took_class, ts->took_ns);
+    }
+    if (r == 0)
+        r = hist_commit(run->hist);
+    if (r < 0)
+        atx_run_logf(run, ATX_LOG_WARNING, "%s; durations of this run are not kept",
+                     atx_error_last()->message);
+}
+
+int atx_run_progress(atx_run *run, atx_progress *p)
+{
+    if (!run || !p)
+        return atx_error_set(ATX_EINVAL, "no run or progress");
+    pthread_mutex_lock(&run->mu);
+    p->tests = run->tests.len;
+    p->done = run->done;
+    p->running = run->running;
+    p->queued = run->queued;
+    p->eta_ns = -1;
+    size_t known = run->queued - run->queued_unknown;
+    int64_t work = run->queued_known_ns;
+    if (known > 0 && run->queued_unknown > 0)
+        work += (int64_t)((double)run->queued_known_ns / (double)known *
+                          (double)run->queued_unknown);
+    int64_t remaining = atx_run_running_remaining(run);
+    size_t slots = run->leased;
+    if (slots == 0)
+        slots = 1;
+    if ((run->queued == 0 || known > 0) && remaining >= 0) {
+        /* The queue spread over the systems, or the longest running test. */
+        int64_t spread = (work + remaining) / (int64_t)slots;
+        int64_t longest = atx_run_running_longest(run);
+        p->eta_ns = spread > longest ? spread : longest;
+    }
+    pthread_mutex_unlock(&run->mu);
+    return 0;
 }
 
 static int prepare_classes(atx_run *run)
@@ -753,6 +1285,8 @@ static void reject_impossible(atx_run *run)
     }
     for (size_t i = 0; i < run->tests.len; i++) {
         test_state *ts = run->tests.items[i];
+        if (ts->phase == TS_DONE)
+            continue; /* a resumed run's finished test */
         if (ts->cls->possible) {
             atx_sched_push(run, ts);
             continue;
@@ -819,11 +1353,20 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     int64_t t0 = atx_now_ns();
     if (run->policy.deadline_ns > 0)
         deadline = t0 + run->policy.deadline_ns;
+    if (!run->hostname) {
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        if ((r = atx_strdup_into(&run->hostname, host)) < 0)
+            return r;
+    }
+    if ((r = journal_start(run)) < 0)
+        return r;
 
     if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
         return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
 
     start_provisioners(run);
+    estimate(run);
     pthread_mutex_lock(&run->mu);
     reject_impossible(run);
     for (size_t i = 0; i < run->provs.len; i++) {
@@ -929,7 +1472,86 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     pthread_cond_signal(&run->agg_cv);
     pthread_mutex_unlock(&run->agg_mu);
     pthread_join(run->agg_thread, NULL);
+    history_write(run);
+    jr_close(run->jr);
+    run->jr = NULL;
 
+    if (summary)
+        *summary = run->summary;
+    return 0;
+}
+
+/* ---- rebuilding reports from a journal ---- */
+
+typedef struct report_ctx {
+    atx_run *run;
+    bool *failed_once;      /* by journal test id */
+    size_t n;
+} report_ctx;
+
+static int report_attempt(void *ud, const jr_attempt *a)
+{
+    report_ctx *c = ud;
+    c->run->summary.attempts++;
+    if (a->outcome && strcmp(a->outcome, "rerun") == 0 && a->test >= 1 && (size_t)a->test <= c->n)
+        c->failed_once[a->test - 1] = true;
+    return 0;
+}
+
+static int report_final(void *ud, const jr_final *f)
+{
+    report_ctx *c = ud;
+    test_state ts = { .had_failure = f->test >= 1 && (size_t)f->test <= c->n &&
+                                     c->failed_once[f->test - 1] };
+    atx_run_record_final(c->run, &ts, atx_status_from_word(f->status), f->error_type);
+    return 0;
+}
+
+int atx_run_report(atx_run *run, atx_summary *summary)
+{
+    report_ctx c = { .run = run };
+    char *v;
+    int r;
+
+    if (!run)
+        return atx_error_set(ATX_EINVAL, "no run");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "a run executes once");
+    run->executed = true;
+    run->reporting = true;
+    if ((r = jr_open(run->results_dir, JR_RESUME, &run->jr)) < 0)
+        return r;
+    if (!(v = jr_meta_get(run->jr, "run_id")))
+        return atx_error_set(ATX_EPARSE, "%s holds no run", jr_path(run->jr));
+    free(run->run_id);
+    run->run_id = v;
+    run->hostname = jr_meta_get(run->jr, "hostname");
+    if ((v = jr_meta_get(run->jr, "started_ns")))
+        run->summary.started_ns = strtoll(v, NULL, 10);
+    free(v);
+    if ((v = jr_meta_get(run->jr, "duration_ns")))
+        run->summary.duration_ns = strtoll(v, NULL, 10);
+    free(v);
+    if ((r = jr_count_tests(run->jr, &c.n)) < 0)
+        return r;
+    run->summary.tests = c.n;
+    if (!(c.failed_once = calloc(c.n + 1, sizeof(bool))))
+        return atx_error_oom();
+    r = jr_each_attempt(run->jr, report_attempt, &c);
+    if (r == 0)
+        r = jr_each_final(run->jr, report_final, &c);
+    free(c.failed_once);
+    if (r < 0)
+        return r;
+    /* Tests the journal has no final result for: the run is unfinished. */
+    run->summary.not_run += c.n - run->done;
+    run->replay_seq = jr_last_seq(run->jr);
+    run->agg_closing = true;
+    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
+        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
+    pthread_join(run->agg_thread, NULL);
+    jr_close(run->jr);
+    run->jr = NULL;
     if (summary)
         *summary = run->summary;
     return 0;

@@ -1,7 +1,8 @@
 /*
  * Picking the next test. Tests with equal requirements form a class; each
  * class keeps its queued tests in a binary heap ordered by priority, then
- * expected duration (unknown first, then longest), then arrival. A worker
+ * expected duration (from the history, else declared; unknown first, then
+ * longest), then arrival. A worker
  * looks only at the leading entries of the classes its system can serve, and
  * the fitness callback decides between those candidates, so a pick costs
  * O(classes) whatever the queue's length. Everything here runs under run->mu.
@@ -16,7 +17,7 @@ static bool before(const test_state *a, const test_state *b)
     int pa = atx_test_priority(a->t), pb = atx_test_priority(b->t);
     if (pa != pb)
         return pa > pb;
-    int64_t da = atx_test_duration(a->t), db = atx_test_duration(b->t);
+    int64_t da = a->expected_ns, db = b->expected_ns;
     if (da != db) {
         if (da == 0 || db == 0)
             return da == 0; /* no estimate: go early */
@@ -77,6 +78,17 @@ static void heap_remove(klass *k, size_t i)
     sift_up(k, moved->heap_pos);
 }
 
+/* Keep the queue's expected work for the ETA. */
+static void queued_account(atx_run *run, const test_state *ts, int sign)
+{
+    if (ts->expected_ns > 0)
+        run->queued_known_ns += sign * ts->expected_ns;
+    else if (sign > 0)
+        run->queued_unknown++;
+    else
+        run->queued_unknown--;
+}
+
 int atx_sched_classify(atx_run *run, test_state *ts)
 {
     const atx_labels *req = atx_test_requires(ts->t);
@@ -114,6 +126,7 @@ void atx_sched_push(atx_run *run, test_state *ts)
     ts->heap_pos = k->len++;
     sift_up(k, ts->heap_pos);
     run->queued++;
+    queued_account(run, ts, 1);
 }
 
 int atx_sched_applicable(atx_run *run, const klass *k, const atx_labels *labels,
@@ -175,6 +188,7 @@ test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable
         best.ts->deferred = false;
         heap_remove(best.ts->cls, best.ts->heap_pos);
         run->queued--;
+        queued_account(run, best.ts, -1);
     }
     return best.ts;
 }
@@ -187,6 +201,7 @@ test_state *atx_sched_pop_any(atx_run *run)
             test_state *ts = k->heap[0];
             heap_remove(k, 0);
             run->queued--;
+            queued_account(run, ts, -1);
             return ts;
         }
     }

@@ -20,6 +20,9 @@ struct run_worker {
     bool waiting;          /* blocked for work (under run->mu) */
     bool deferring;        /* waiting for a new system to take our rerun */
     atx_vec prepared;      /* exec_inst* prepared on this system */
+    const char *cls;       /* the system's class (interned), for the history */
+    test_state *cur;       /* the test running now (under run->mu) */
+    int64_t cur_t0;
 };
 
 /* Whether a worker could still get a test: a class it serves has queued or
@@ -35,14 +38,13 @@ static bool could_get_work(atx_run *run, const run_worker *w)
 }
 
 /* Count a test's final own result in the summary. Under run->mu. */
-void atx_run_record_final(atx_run *run, test_state *ts, atx_result *own)
+void atx_run_record_final(atx_run *run, test_state *ts, atx_status status, const char *type)
 {
     atx_summary *s = &run->summary;
-    const char *type = atx_result_error_type(own);
 
     ts->phase = TS_DONE;
     run->done++;
-    switch (atx_result_status(own)) {
+    switch (status) {
     case ATX_STATUS_PASS:
     case ATX_STATUS_WARN:
     case ATX_STATUS_INFO:
@@ -103,10 +105,11 @@ static void emit_own(atx_attempt *a, atx_status status, const char *type, const 
  * An attempt that ended in infrastructure trouble (the system was lost or
  * could not be prepared) runs again elsewhere without using the test's
  * rerun budget; its results are kept, marked superseded. */
-static void finish_attempt(atx_run *run, atx_attempt *a, bool infra)
+static void finish_attempt(atx_run *run, run_worker *w, atx_attempt *a, bool infra)
 {
     test_state *ts = a->ts;
     atx_result *own = own_result(a);
+    atx_status st = atx_result_status(own);
     bool failed = atx_status_is_failure(atx_result_status(own));
     bool going = !run->stopping && atomic_load(&run->cancel_level) == 0;
     bool requeue = infra && ts->infra_left > 0 && going;
@@ -125,22 +128,47 @@ static void finish_attempt(atx_run *run, atx_attempt *a, bool infra)
         ts->last_system = strdup(atx_system_id(a->sys));
         atx_sched_push(run, ts);
     } else {
-        atx_run_record_final(run, ts, own);
+        const char *type = atx_result_error_type(own);
+        atx_run_record_final(run, ts, st, type);
+        /* How long the test takes, for the history: not when it never
+         * really ran (infrastructure, skipped, interrupted). */
+        if (st == ATX_STATUS_PASS || st == ATX_STATUS_FAIL || st == ATX_STATUS_WARN ||
+            st == ATX_STATUS_INFO || (type && strcmp(type, "timeout") == 0)) {
+            ts->took_ns = atx_result_duration(own);
+            ts->took_class = w->cls;
+        }
     }
     /* The queue takes the attempt's references: results are not touched
-     * here after this. */
+     * here after this. The attempt's results and its end go as one batch,
+     * so the journal never holds half an attempt. */
     run->summary.results += a->results.len;
-    for (size_t i = 0; i < a->results.len; i++) {
-        atx_result *r = a->results.items[i];
-        atx_result_set_final(r, !rerun);
+    agg_item *head = NULL, *tail = NULL;
+    for (size_t i = 0; i <= a->results.len; i++) {
+        atx_result *r = i < a->results.len ? a->results.items[i] : NULL;
         agg_item *it = calloc(1, sizeof(*it));
+        if (r)
+            atx_result_set_final(r, !rerun);
         if (!it) {
             atx_result_unref(r);
             continue;
         }
-        it->result = r;
-        atx_run_agg_push(run, it);
+        it->jid = ts->jid;
+        if (r) {
+            it->kind = AGG_RESULT;
+            it->result = r;
+        } else {
+            it->kind = AGG_FINISHED;
+            it->attempt = a->number;
+            it->outcome = !rerun ? "final" : requeue ? "requeue" : "rerun";
+        }
+        if (tail)
+            tail->next = it;
+        else
+            head = it;
+        tail = it;
     }
+    if (head)
+        atx_run_agg_push_chain(run, head, tail);
     if (!rerun && run->done == run->tests.len)
         atx_run_wake(run);
     /* Waiting workers re-check: a rerun is queued or a class may be empty. */
@@ -164,18 +192,28 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     unsigned flags = 0;
     int rc = 0;
 
+    a->started_wall = atx_wallclock_ns();
     agg_item *it = calloc(1, sizeof(*it));
     if (it) {
+        it->kind = AGG_STARTED;
+        it->jid = ts->jid;
+        it->when = a->started_wall;
         it->test = ts->t;
         it->system_id = strdup(atx_system_id(w->sys));
         it->attempt = a->number;
         atx_run_agg_push(run, it);
     }
-    a->started_wall = atx_wallclock_ns();
     int64_t t0 = atx_now_ns();
 
     if (!prepared(w, x)) {
-        if (x->vt->prepare && (rc = x->vt->prepare(x->state, w->sys)) < 0) {
+        int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
+        atx_system_set_phase_deadline(w->sys, until);
+        if (x->vt->prepare)
+            rc = x->vt->prepare(x->state, w->sys);
+        atx_system_set_phase_deadline(w->sys, 0);
+        if (rc == 0 && atx_now_ns() > until)
+            rc = atx_error_set(ATX_ETIMEDOUT, "it took longer than the prepare timeout");
+        if (rc < 0) {
             char note[1200];
             snprintf(note, sizeof(note), "preparing system %s for %s failed: %s",
                      atx_system_id(w->sys), x->kind, atx_error_last()->message);
@@ -312,11 +350,11 @@ static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
     char why[1200] = "";
     bool ok = true;
 
+    int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
     for (size_t i = 0; p->setup && p->setup[i] && ok; i++)
-        ok = system_command(run, sys, p->setup[i], 30 * 60 * ATX_NSEC_PER_SEC, why,
-                            sizeof(why)) == 0;
+        ok = system_command(run, sys, p->setup[i], until - atx_now_ns(), why, sizeof(why)) == 0;
     if (ok && p->ready) {
-        int64_t until = atx_now_ns() + p->ready_timeout_ns;
+        until = atx_now_ns() + p->ready_timeout_ns;
         for (;;) {
             ok = system_command(run, sys, p->ready, 30 * ATX_NSEC_PER_SEC, why, sizeof(why)) == 0;
             if (ok || atx_now_ns() >= until || atomic_load(&run->cancel_level))
@@ -344,13 +382,15 @@ static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
     return ok;
 }
 
+/* Cleanup commands and the release, within the release timeout. */
 static void clean_up(atx_run *run, prov_inst *p, atx_system *sys)
 {
     char why[1200];
+    int64_t until = atx_now_ns() + run->policy.release_timeout_ns;
     for (size_t i = 0; p->cleanup && p->cleanup[i]; i++)
-        if (system_command(run, sys, p->cleanup[i], 10 * 60 * ATX_NSEC_PER_SEC, why,
-                           sizeof(why)) < 0)
+        if (system_command(run, sys, p->cleanup[i], until - atx_now_ns(), why, sizeof(why)) < 0)
             atx_run_logf(run, ATX_LOG_WARNING, "cleanup on %s: %s", atx_system_id(sys), why);
+    atx_system_set_phase_deadline(sys, until);
 }
 
 /* Whether a provisioner that can serve class k may lease one more system. */
@@ -376,6 +416,7 @@ static void *worker_main(void *arg)
     if (!bring_up(run, w->prov, w->sys))
         flags = ATX_RELEASE_BROKEN;
     pthread_mutex_lock(&run->mu);
+    w->cls = atx_run_sys_class(run, atx_system_labels(w->sys));
     for (size_t i = 0; i < run->classes.len && !flags; i++)
         w->applicable[i] = atx_sched_applicable(run, run->classes.items[i],
                                                 atx_system_labels(w->sys), NULL);
@@ -412,6 +453,8 @@ static void *worker_main(void *arg)
             continue;
         }
         ts->phase = TS_RUNNING;
+        w->cur = ts;
+        w->cur_t0 = atx_now_ns();
         ts->attempts++;
         ts->cls->running++;
         run->running++;
@@ -423,7 +466,8 @@ static void *worker_main(void *arg)
         flags = run_attempt(w, ts, &a);
 
         pthread_mutex_lock(&run->mu);
-        finish_attempt(run, &a, flags & ATX_RELEASE_BROKEN);
+        w->cur = NULL;
+        finish_attempt(run, w, &a, flags & ATX_RELEASE_BROKEN);
         w->prov->idle++;
         atx_vec_release(&a.results);
         free(a.dir);
@@ -445,6 +489,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&run->mu);
     w->prov->leased--;
     w->prov->idle--;
+    run->leased--;
     run->active_workers--;
     atx_run_prov_signal(run);
     pthread_mutex_unlock(&run->mu);
@@ -485,14 +530,42 @@ int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys)
 
 void atx_worker_join_all(atx_run *run)
 {
+    /* Provisioner threads are gone: nothing adds workers any more. */
+    for (size_t i = 0; i < run->workers.len; i++)
+        pthread_join(((run_worker *)run->workers.items[i])->thread, NULL);
+    pthread_mutex_lock(&run->mu);
     for (size_t i = 0; i < run->workers.len; i++) {
         run_worker *w = run->workers.items[i];
-        pthread_join(w->thread, NULL);
         atx_vec_release(&w->prepared);
         free(w->applicable);
         free(w);
     }
     run->workers.len = 0;
+    pthread_mutex_unlock(&run->mu);
+}
+
+/* Expected time left of the tests running now, in all and the longest.
+ * Under run->mu. */
+int64_t atx_run_running_remaining(atx_run *run)
+{
+    int64_t now = atx_now_ns(), sum = 0;
+    for (size_t i = 0; i < run->workers.len; i++) {
+        const run_worker *w = run->workers.items[i];
+        if (w->cur && w->cur->expected_ns > now - w->cur_t0)
+            sum += w->cur->expected_ns - (now - w->cur_t0);
+    }
+    return sum;
+}
+
+int64_t atx_run_running_longest(atx_run *run)
+{
+    int64_t now = atx_now_ns(), most = 0;
+    for (size_t i = 0; i < run->workers.len; i++) {
+        const run_worker *w = run->workers.items[i];
+        if (w->cur && w->cur->expected_ns - (now - w->cur_t0) > most)
+            most = w->cur->expected_ns - (now - w->cur_t0);
+    }
+    return most;
 }
 
 /* Whether any queued test could run on a system with these labels. */
@@ -539,17 +612,19 @@ void *atx_provisioner_main(void *arg)
 
     pthread_mutex_lock(&run->mu);
     while (!run->stopping && !atomic_load(&run->cancel_level) && !p->failed) {
-        if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle) {
+        if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle ||
+            (run->policy.max_running && run->leased >= (size_t)run->policy.max_running)) {
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
         p->reserving = true;
+        run->leased++; /* held for this reservation: the cap counts it */
         uint64_t gen = run->prov_gen;
         pthread_mutex_unlock(&run->mu);
 
         atx_reserve_req req = {
             .version = ATX_RESERVE_REQ_VERSION,
-            .deadline_ns = atx_now_ns() + 600 * ATX_NSEC_PER_SEC,
+            .deadline_ns = atx_now_ns() + run->policy.reserve_timeout_ns,
             .want = want_labels,
             .userdata = p,
             .cancel_fd = run->cancel_pipe[0],
@@ -563,12 +638,15 @@ void *atx_provisioner_main(void *arg)
         if (r == 0 && sys) {
             p->failures = 0;
             if (run->stopping || atx_worker_start(run, p, sys) < 0) {
+                run->leased--;
                 pthread_mutex_unlock(&run->mu);
                 p->vt->release(p->state, sys, 0);
                 pthread_mutex_lock(&run->mu);
+                atx_run_prov_signal(run);
             }
             continue;
         }
+        run->leased--;
         /* Workers waiting for a fresh system take their reruns themselves. */
         pthread_cond_broadcast(&run->work_cv);
         if (r == ATX_ENOTFOUND) {

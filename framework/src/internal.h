@@ -54,5 +54,7 @@ ATX_INTERNAL int atx_plugin_descriptor_check(const atx_plugin_descriptor *d);
 
 /* Attempts (orchestrator/attempt.c). */
 ATX_INTERNAL void atx_system_mark_used(atx_system *sys);
+/* Bound every spawn on the system by a monotonic instant (0: no bound). */
+ATX_INTERNAL void atx_system_set_phase_deadline(atx_system *sys, int64_t deadline_ns);
 
 #endif

@@ -11,6 +11,7 @@ struct atx_system {
     atx_labels *labels;
     char *workdir;
     int fresh;
+    int64_t phase_deadline_ns;  /* bounds every spawn while set (0: none) */
 };
 
 struct atx_proc {
@@ -74,7 +75,21 @@ int atx_system_spawn(atx_system *s, const atx_spawn_opts *opts, atx_proc **out)
         return atx_error_set(ATX_EINVAL, "spawn needs a system, options and argv");
     if (opts->version < 1)
         return atx_error_set(ATX_EINVAL, "spawn options have no version");
+    if (s->phase_deadline_ns &&
+        (!opts->deadline_ns || opts->deadline_ns > s->phase_deadline_ns)) {
+        /* The orchestrator bounds this phase (prepare, release). */
+        atx_spawn_opts o = *opts;
+        if (atx_now_ns() >= s->phase_deadline_ns)
+            return atx_error_set(ATX_ETIMEDOUT, "system %s: the phase's time is up", s->id);
+        o.deadline_ns = s->phase_deadline_ns;
+        return s->ops->spawn(s->impl, &o, out);
+    }
     return s->ops->spawn(s->impl, opts, out);
+}
+
+void atx_system_set_phase_deadline(atx_system *s, int64_t deadline_ns)
+{
+    s->phase_deadline_ns = deadline_ns;
 }
 
 int atx_system_copy_in(atx_system *s, const char *local, const char *remote)

@@ -62,7 +62,7 @@ ATX_API int atx_policy_default_fitness(void *userdata, const atx_test *t,
                                        const atx_system *sys, int attempt,
                                        const char *last_system);
 
-#define ATX_POLICY_VERSION 1
+#define ATX_POLICY_VERSION 2
 typedef struct atx_policy {
     unsigned version;             /**< ATX_POLICY_VERSION */
     atx_applicable_fn applicable; /**< NULL: the default */
@@ -72,8 +72,15 @@ typedef struct atx_policy {
     int64_t timeout_ns;           /**< timeout for tests that inherit (default 5 min) */
     int64_t deadline_ns;          /**< run deadline from start; 0 = none */
     int64_t kill_grace_ns;        /**< TERM-to-KILL grace (default 1 s) */
+    /* version 2 */
+    int max_running;              /**< systems leased (so tests running) at once,
+                                       over all provisioners; 0 = no cap */
+    int64_t reserve_timeout_ns;   /**< leasing one system (default 10 min) */
+    int64_t prepare_timeout_ns;   /**< setup, ready and an executor's preparation
+                                       of a system (default 30 min) */
+    int64_t release_timeout_ns;   /**< cleanup and release of a system (default 10 min) */
 } atx_policy;
-#define ATX_POLICY_INIT { ATX_POLICY_VERSION, NULL, NULL, NULL, 0, 0, 0, 0 }
+#define ATX_POLICY_INIT { ATX_POLICY_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 #define ATX_RUN_OPTS_VERSION 1
 typedef struct atx_run_opts {
@@ -160,6 +167,59 @@ ATX_API const char *atx_run_results_dir(const atx_run *run);
  */
 ATX_API int atx_run_add_builtin(atx_run *run, const struct atx_plugin_descriptor *desc,
                                 const char *config_json, void *userdata);
+
+/**
+ * The journal: a SQLite database, DIR/journal.db, where every test queued,
+ * attempt started, result and attempt finished is committed before any
+ * aggregator sees it.
+ */
+typedef enum atx_journal_mode {
+    ATX_JOURNAL_OFF = 0,    /**< no journal */
+    ATX_JOURNAL_NEW = 1,    /**< the default: a new journal, replacing an older one */
+    ATX_JOURNAL_RESUME = 2  /**< continue the run journaled in the results directory:
+                                 tests with a final result are not run again (their
+                                 results are handed to the aggregators first, so the
+                                 reports are whole); the rest run. The run's tests
+                                 must be the journal's. */
+} atx_journal_mode;
+
+/** Choose the journal mode before executing. */
+ATX_API int atx_run_set_journal(atx_run *run, atx_journal_mode mode);
+/**
+ * Keep @p key = @p value in the journal (a program's own facts, such as how
+ * it was invoked); read back with atx_journal_meta().
+ */
+ATX_API int atx_run_set_meta(atx_run *run, const char *key, const char *value);
+/**
+ * Read a value from the journal in @p results_dir. Keys the run keeps itself:
+ * run_id, hostname, started_ns, duration_ns, finished ("1" once a run
+ * completed), aggregators (a JSON array of {"plugin", "config"}).
+ * @param value  set to a malloc'd string, or NULL when the key is absent.
+ * @return 0; ATX_ENOTFOUND (no journal there); ATX_ESTATE (a run holds it).
+ */
+ATX_API int atx_journal_meta(const char *results_dir, const char *key, char **value);
+/**
+ * Rebuild reports: hand every result in the journal of the run's results
+ * directory, in their first order, to the run's aggregators, with the run's
+ * recorded start, host and duration. Runs nothing; needs no provisioner.
+ */
+ATX_API int atx_run_report(atx_run *run, atx_summary *summary);
+
+/**
+ * Duration history: a SQLite file (created if missing) that durations of
+ * finished tests go to, per test name and system class (provider/arch/distro
+ * labels), and that orders the next run's tests longest expected first.
+ * NULL (the default): none.
+ */
+ATX_API int atx_run_set_history(atx_run *run, const char *path);
+
+/** Where a run stands; see atx_run_progress(). */
+typedef struct atx_progress {
+    size_t tests, done, running, queued;
+    int64_t eta_ns; /**< expected time to finish, from durations known; -1 unknown */
+} atx_progress;
+/** A snapshot of an executing run; callable from any thread but a signal handler. */
+ATX_API int atx_run_progress(atx_run *run, atx_progress *p);
 
 /**
  * Execute: blocks until every test has a final result, the run is
