@@ -10,6 +10,7 @@ typedef struct cli_output {
     int verbosity;     /* -1 quiet, 0 normal, 1 verbose */
     bool tty;          /* stderr is a terminal: redraw a progress line */
     bool color;
+    atx_run *run;      /* for the ETA; NULL when there is none */
 } cli_output;
 
 /* Log callback printing "atx: level: message" to stderr. */

@@ -28,6 +28,8 @@
 
 static const char usage_text[] =
     "usage: atx run [PATH...] [--plan FILE] [options]\n"
+    "       atx run --resume DIR\n"
+    "       atx report DIR [--junit FILE] [--jsonl FILE]\n"
     "       atx list [PATH...] [--plan FILE] [--format text|json]\n"
     "       atx plugins [--plugin-path DIR]\n"
     "       atx --version\n"
@@ -51,6 +53,11 @@ static const char usage_text[] =
     "  --reruns N           reruns of a failed test (default 0)\n"
     "  --timeout DURATION   per-test timeout (default 5m)\n"
     "  --deadline DURATION  stop starting tests after this long\n"
+    "  --max-running N      systems leased at once, over all provisioners\n"
+    "  --resume DIR         run the rest of the run in DIR (killed, cancelled) with\n"
+    "                       its own options; its reports are rebuilt whole\n"
+    "  --history FILE       duration history (default\n"
+    "                       $XDG_STATE_HOME/atx/history.db); --no-history: none\n"
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
     "  -q, --quiet          only the summary and errors\n"
     "  -v, --verbose        a line per result and debug logs\n";
@@ -103,6 +110,13 @@ typedef struct options {
     int reruns;
     int64_t timeout_ns;
     int64_t deadline_ns;
+    int max_running;
+    const char *resume;
+    const char *history;
+    bool no_history;
+    int other_opts;     /* options besides -q, -v, --plugin-path, --history */
+    int argc;           /* the command's own arguments, kept in the journal */
+    char **argv;
     bool no_reports;
     char **paths;
     int npaths_args;
@@ -112,7 +126,7 @@ typedef struct options {
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
-           O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER };
+           O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -128,6 +142,10 @@ static int parse_options(int argc, char **argv, options *o)
         { "format", required_argument, NULL, O_FORMAT },
         { "fmf-plan", required_argument, NULL, O_FMFPLAN },
         { "filter", required_argument, NULL, O_FILTER },
+        { "resume", required_argument, NULL, O_RESUME },
+        { "history", required_argument, NULL, O_HISTORY },
+        { "no-history", no_argument, NULL, O_NOHIST },
+        { "max-running", required_argument, NULL, O_MAXRUN },
         { "context", required_argument, NULL, 'c' },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
@@ -137,9 +155,25 @@ static int parse_options(int argc, char **argv, options *o)
     char *end;
 
     o->reruns = -1;
-    optind = 1;
+    o->argc = argc - 1;
+    o->argv = argv + 1;
+    optind = 0; /* a full reset: the options may be parsed twice (--resume) */
     while ((c = getopt_long(argc, argv, "c:j:o:qv", longopts, NULL)) != -1) {
+        if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
+            c != O_RESUME)
+            o->other_opts++;
         switch (c) {
+        case O_RESUME: o->resume = optarg; break;
+        case O_HISTORY: o->history = optarg; break;
+        case O_NOHIST: o->no_history = true; break;
+        case O_MAXRUN: {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 100000)
+                return usage_error("--max-running takes a number from 1 to 100000, not '%s'",
+                                   optarg);
+            o->max_running = (int)n;
+            break;
+        }
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -466,6 +500,8 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
         pol.timeout_ns = o->timeout_ns;
     if (o->deadline_ns)
         pol.deadline_ns = o->deadline_ns;
+    if (o->max_running)
+        pol.max_running = o->max_running;
     if ((r = atx_run_set_policy(run, &pol)) < 0)
         return r;
     int jobs = o->jobs ? o->jobs : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -528,28 +564,148 @@ static void default_results(char *buf, size_t len)
     snprintf(buf, len, "atx-results/%s", ts);
 }
 
+/* The history file: --history, else $XDG_STATE_HOME/atx/history.db (or
+ * ~/.local/state/...); NULL with --no-history or without a home. */
+static char *history_path(const options *o)
+{
+    const char *state = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    char *p = NULL;
+
+    if (o->no_history)
+        return NULL;
+    if (o->history)
+        return absolute(o->history);
+    if (state && state[0] == '/')
+        return asprintf(&p, "%s/atx/history.db", state) < 0 ? NULL : p;
+    if (home && home[0] == '/')
+        return asprintf(&p, "%s/.local/state/atx/history.db", home) < 0 ? NULL : p;
+    return NULL;
+}
+
+/* The stored command line of the run in o->resume, parsed into o (which
+ * keeps -q, -v, --plugin-path and --history given now). The strings live
+ * in *keep until the command ends. */
+static int load_resumed(options *o, char *results, size_t len, char ***keep)
+{
+    char *args = NULL, *cwd = NULL;
+    int rc = EXIT_USAGE;
+
+    if (o->other_opts || o->npaths_args)
+        return usage_error("--resume DIR runs the rest of that run with its own tests and "
+                           "options; only -q, -v, --plugin-path and --history go with it");
+    char *dir = absolute(o->resume);
+    if (!dir)
+        return usage_error("out of memory");
+    snprintf(results, len, "%s", dir);
+    free(dir);
+    if (atx_journal_meta(results, "argv", &args) < 0 ||
+        atx_journal_meta(results, "cwd", &cwd) < 0)
+        return fail_last();
+    json_object *arr = args ? json_tokener_parse(args) : NULL;
+    if (!arr || !json_object_is_type(arr, json_type_array)) {
+        fprintf(stderr, "atx: error: %s was not started by atx run: its journal keeps no "
+                        "command line to resume with\n", results);
+        goto out;
+    }
+    size_t n = json_object_array_length(arr);
+    char **av = calloc(n + 2, sizeof(char *));
+    if (!av)
+        goto out;
+    *keep = av;
+    av[0] = strdup("run");
+    for (size_t i = 0; i < n; i++)
+        av[i + 1] = strdup(json_object_get_string(json_object_array_get_idx(arr, i)));
+    options now = *o;
+    options was = { 0 };
+    was.out = o->out;
+    if ((rc = parse_options((int)n + 1, av, &was)) != 0)
+        goto out;
+    if (now.out.verbosity)
+        was.out.verbosity = now.out.verbosity;
+    if (now.npaths) {
+        free(was.plugin_paths);
+        was.plugin_paths = now.plugin_paths;
+        was.npaths = now.npaths;
+        now.plugin_paths = NULL;
+    }
+    if (now.history || now.no_history) {
+        was.history = now.history;
+        was.no_history = now.no_history;
+    }
+    was.resume = now.resume;
+    free(now.provisioners);
+    free(now.plugin_paths);
+    json_object_put(now.context);
+    *o = was;
+    /* Relative paths in the command line are the run's folder's. */
+    if (cwd && chdir(cwd) < 0) {
+        fprintf(stderr, "atx: error: cannot go back to the run's folder %s: %s\n", cwd,
+                strerror(errno));
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    rc = 0;
+out:
+    json_object_put(arr);
+    free(args);
+    free(cwd);
+    return rc;
+}
+
+static void free_strv(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Keep how atx was invoked in the journal, for --resume. */
+static int keep_invocation(const options *o, atx_run *run)
+{
+    char cwd[PATH_MAX];
+    json_object *arr = json_object_new_array();
+    int r;
+
+    for (int i = 0; i < o->argc; i++)
+        json_object_array_add(arr, json_object_new_string(o->argv[i]));
+    r = atx_run_set_meta(run, "argv", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+    json_object_put(arr);
+    if (r == 0 && getcwd(cwd, sizeof(cwd)))
+        r = atx_run_set_meta(run, "cwd", cwd);
+    return r;
+}
+
 static int cmd_run(options *o)
 {
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
-    char results[PATH_MAX], **reports = NULL;
+    char results[PATH_MAX], **reports = NULL, **keep = NULL, *hist = NULL;
     atx_summary sum;
     int rc;
 
     if (o->format)
         return usage_error("--format is for atx list");
-    if (o->results)
+    if (o->resume) {
+        if ((rc = load_resumed(o, results, sizeof(results), &keep)) != 0)
+            goto out;
+    } else if (o->results) {
         snprintf(results, sizeof(results), "%s", o->results);
-    else
+    } else {
         default_results(results, sizeof(results));
+    }
     if (make_registry(o, &reg) < 0) {
         rc = fail_last();
         goto out;
     }
-    if (build_run(o, reg, results, &run, &reports) < 0) {
+    hist = history_path(o);
+    if (build_run(o, reg, results, &run, &reports) < 0 ||
+        atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
+        (!o->resume && keep_invocation(o, run) < 0) ||
+        (hist && atx_run_set_history(run, hist) < 0)) {
         rc = fail_last();
         goto out;
     }
+    o->out.run = run;
     struct sigaction sa = { 0 };
     sa.sa_handler = on_signal;
     sa.sa_flags = SA_RESTART;
@@ -568,11 +724,85 @@ static int cmd_run(options *o)
     rc = atx_summary_exit_code(&sum);
 out:
     g_run = NULL;
+    o->out.run = NULL;
     atx_run_free(run);
     atx_plugins_free(reg);
-    for (size_t i = 0; reports && reports[i]; i++)
-        free(reports[i]);
-    free(reports);
+    free_strv(reports);
+    free_strv(keep);
+    free(hist);
+    return rc;
+}
+
+/* atx report DIR: the reports again, from the journal alone. */
+static int cmd_report(options *o)
+{
+    atx_plugins *reg = NULL;
+    atx_run *run = NULL;
+    atx_run_opts ro = ATX_RUN_OPTS_INIT;
+    char **reports = calloc(64, sizeof(char *)), *aggs = NULL;
+    size_t nrep = 0;
+    json_object *arr = NULL;
+    atx_summary sum;
+    int rc = EXIT_USAGE;
+
+    if (o->npaths_args != 1 || o->plan || o->nprov || o->resume)
+        return free(reports), usage_error("atx report takes one results folder (and --junit, "
+                                          "--jsonl)");
+    const char *dir = o->paths[0];
+    ro.results_dir = dir;
+    ro.log = cli_log;
+    ro.log_userdata = &o->out;
+    if (!reports || make_registry(o, &reg) < 0 || (ro.plugins = reg, atx_run_new(&ro, &run)) < 0)
+        goto fail;
+    if (o->junit || o->jsonl) {
+        const char *names[2] = { "junit", "jsonl" }, *files[2] = { o->junit, o->jsonl };
+        for (int i = 0; i < 2; i++) {
+            if (!files[i])
+                continue;
+            char *path = absolute(files[i]);
+            json_object *c = json_object_new_object();
+            json_object_object_add(c, "path", json_object_new_string(path ? path : files[i]));
+            int r = atx_run_add_aggregator(run, names[i], json_object_to_json_string(c));
+            json_object_put(c);
+            reports[nrep++] = path;
+            if (r < 0)
+                goto fail;
+        }
+    } else {
+        /* The run's own reports, as its journal recorded them. */
+        if (atx_journal_meta(dir, "aggregators", &aggs) < 0)
+            goto fail;
+        arr = aggs ? json_tokener_parse(aggs) : json_object_new_array();
+        for (size_t i = 0; arr && i < json_object_array_length(arr) && nrep < 63; i++) {
+            json_object *g = json_object_array_get_idx(arr, i), *name, *cfg, *path;
+            if (!json_object_object_get_ex(g, "plugin", &name) ||
+                !json_object_object_get_ex(g, "config", &cfg))
+                continue;
+            if (atx_run_add_aggregator(run, json_object_get_string(name),
+                                       json_object_to_json_string(cfg)) < 0)
+                goto fail;
+            if (json_object_object_get_ex(cfg, "path", &path)) {
+                const char *p = json_object_get_string(path);
+                char *full = NULL;
+                if (p[0] == '/' ? !!(full = strdup(p))
+                                : asprintf(&full, "%s/%s", atx_run_results_dir(run), p) >= 0)
+                    reports[nrep++] = full;
+            }
+        }
+    }
+    if (atx_run_report(run, &sum) < 0)
+        goto fail;
+    cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
+    rc = atx_summary_exit_code(&sum);
+    goto out;
+fail:
+    rc = fail_last();
+out:
+    json_object_put(arr);
+    free(aggs);
+    atx_run_free(run);
+    atx_plugins_free(reg);
+    free_strv(reports);
     return rc;
 }
 
@@ -690,6 +920,8 @@ int main(int argc, char **argv)
         return rc;
     if (strcmp(cmd, "run") == 0)
         rc = cmd_run(&o);
+    else if (strcmp(cmd, "report") == 0)
+        rc = cmd_report(&o);
     else if (strcmp(cmd, "list") == 0)
         rc = cmd_list(&o);
     else if (strcmp(cmd, "plugins") == 0)

@@ -90,24 +90,49 @@ static int progress_begin(void *state, const atx_run_info *info)
     return 0;
 }
 
+/* ", ETA 4m10s" from the run's expected durations, or "". Called without
+ * out_mu: the library logs (taking out_mu) while holding its own lock. */
+static void eta_text(const progress *p, char *buf, size_t len)
+{
+    atx_progress pg;
+
+    buf[0] = '\0';
+    if (!p->out->run || atx_run_progress(p->out->run, &pg) < 0 || pg.eta_ns < 0)
+        return;
+    long long s = (long long)((pg.eta_ns + ATX_NSEC_PER_SEC - 1) / ATX_NSEC_PER_SEC);
+    if (s >= 3600)
+        snprintf(buf, len, ", ETA %lldh%02lldm", s / 3600, s / 60 % 60);
+    else if (s >= 60)
+        snprintf(buf, len, ", ETA %lldm%02llds", s / 60, s % 60);
+    else
+        snprintf(buf, len, ", ETA %llds", s);
+}
+
 /* Under out_mu. */
-static void draw_locked(progress *p, bool force)
+static void draw_locked(progress *p, const char *eta)
 {
     int64_t now = atx_now_ns();
-    /* At most ~20 redraws a second: a terminal is slower than atx. */
-    if (!force && now - p->last_draw < 50 * ATX_NSEC_PER_MSEC)
-        return;
     p->last_draw = now;
-    fprintf(stderr, "\r\033[K[%zu/%zu] %zu running, %zu failed, %llds", p->done, p->total,
-            p->running, p->failed, (long long)((now - p->t0) / ATX_NSEC_PER_SEC));
+    fprintf(stderr, "\r\033[K[%zu/%zu] %zu running, %zu failed, %llds%s", p->done, p->total,
+            p->running, p->failed, (long long)((now - p->t0) / ATX_NSEC_PER_SEC), eta);
     line_shown = true;
     fflush(stderr);
 }
 
 static void draw(progress *p, bool force)
 {
+    char eta[48];
+
+    /* At most ~20 redraws a second: a terminal is slower than atx. */
     pthread_mutex_lock(&out_mu);
-    draw_locked(p, force);
+    bool due = force || atx_now_ns() - p->last_draw >= 50 * ATX_NSEC_PER_MSEC;
+    pthread_mutex_unlock(&out_mu);
+    if (!due)
+        return;
+    eta_text(p, eta, sizeof(eta));
+    pthread_mutex_lock(&out_mu);
+    if (!p->stop)
+        draw_locked(p, eta);
     pthread_mutex_unlock(&out_mu);
 }
 
@@ -121,8 +146,11 @@ static void *tick(void *arg)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_cond_timedwait(&p->cv, &out_mu, &until);
-        if (!p->stop)
-            draw_locked(p, true);
+        if (p->stop)
+            break;
+        pthread_mutex_unlock(&out_mu);
+        draw(p, true);
+        pthread_mutex_lock(&out_mu);
     }
     pthread_mutex_unlock(&out_mu);
     return NULL;

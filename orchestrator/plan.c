@@ -214,19 +214,30 @@ static int load_policy(const plan_ctx *pc, json_object *o)
     if (!json_object_is_type(o, json_type_object))
         return fail(pc, ATX_EINVAL, "policy", "must be an object");
     json_object_object_foreach(o, key, val) {
+        const struct {
+            const char *key;
+            int64_t *ns;
+        } durations[] = {
+            { "timeout", &p.timeout_ns },
+            { "deadline", &p.deadline_ns },
+            { "kill_grace", &p.kill_grace_ns },
+            { "reserve_timeout", &p.reserve_timeout_ns },
+            { "prepare_timeout", &p.prepare_timeout_ns },
+            { "release_timeout", &p.release_timeout_ns },
+        };
+        size_t d = 0;
+        while (d < ATX_ARRAY_SIZE(durations) && strcmp(key, durations[d].key) != 0)
+            d++;
         if (strcmp(key, "reruns") == 0) {
             if ((r = get_int(pc, "policy", key, val, 0, &p.reruns)) < 0)
                 return r;
-        } else if (strcmp(key, "timeout") == 0 || strcmp(key, "deadline") == 0 ||
-                   strcmp(key, "kill_grace") == 0) {
+        } else if (strcmp(key, "max_running") == 0) {
+            if ((r = get_int(pc, "policy", key, val, 0, &p.max_running)) < 0)
+                return r;
+        } else if (d < ATX_ARRAY_SIZE(durations)) {
             if ((r = get_duration(pc, "policy", key, val, &ns)) < 0)
                 return r;
-            if (key[0] == 't')
-                p.timeout_ns = ns;
-            else if (key[0] == 'd')
-                p.deadline_ns = ns;
-            else
-                p.kill_grace_ns = ns;
+            *durations[d].ns = ns;
         } else {
             return fail(pc, ATX_EINVAL, "policy", "unknown key '%s'", key);
         }

@@ -765,8 +765,7 @@ static void *agg_main(void *arg)
     }
     if (run->jr && !run->jr_failed && !run->reporting) {
         char v[32];
-        snprintf(v, sizeof(v), "%lld",
-                 (long long)(run->prev_duration_ns + run->summary.duration_ns));
+        snprintf(v, sizeof(v), "%lld", (long long)run->summary.duration_ns);
         bool complete = run->summary.tests == run->done && !run->summary.cancelled;
         if (jr_begin(run->jr) < 0 || jr_meta_set(run->jr, "duration_ns", v) < 0 ||
             jr_meta_set(run->jr, "finished", complete ? "1" : "0") < 0 || jr_commit(run->jr) < 0)
@@ -1465,7 +1464,8 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
         if (p->started && p->vt->stop)
             p->vt->stop(p->state);
     }
-    run->summary.duration_ns = atx_now_ns() - t0;
+    /* A resumed run's duration counts its earlier segments too. */
+    run->summary.duration_ns = run->prev_duration_ns + (atx_now_ns() - t0);
 
     pthread_mutex_lock(&run->agg_mu);
     run->agg_closing = true;

@@ -6,6 +6,8 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/atx-test.XXXXXX")
 cleanup() { rm -rf "$T"; }
 trap cleanup EXIT
 cd "$T"
+# Each test keeps its own duration history, not the user's.
+export XDG_STATE_HOME="$T/state"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
