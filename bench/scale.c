@@ -5,7 +5,11 @@
  * time (all of it is scheduling, result handling and the report: the tests
  * themselves cost nothing) and peak RSS.
  *
- *   atx-bench-scale [N] [S]        (defaults: 100000, 100)
+ * MODE says what the run keeps besides the JUnit report: "none", "journal"
+ * (the SQLite journal `atx run` always writes) or "all" (the journal and the
+ * duration history, as `atx run` does by default).
+ *
+ *   atx-bench-scale [N] [S] [MODE]        (defaults: 100000, 100, journal)
  */
 #define _GNU_SOURCE 1
 #include <atx.h>
@@ -108,6 +112,8 @@ static double cpu_seconds(void)
 int main(int argc, char **argv)
 {
     int n = argc > 1 ? atoi(argv[1]) : 100000, slots = argc > 2 ? atoi(argv[2]) : 100;
+    const char *mode = argc > 3 ? argv[3] : "journal";
+    char hist[64];
     atx_run_opts o = ATX_RUN_OPTS_INIT;
     char dir[] = "/tmp/atx-bench-scale-XXXXXX", name[32];
     atx_summary s;
@@ -119,7 +125,12 @@ int main(int argc, char **argv)
     o.results_dir = dir;
     if (atx_run_new(&o, &run) < 0 || atx_run_add_builtin(run, &nx_plugin, NULL, NULL) < 0 ||
         atx_run_add_builtin(run, &np_plugin, NULL, &slots) < 0 ||
-        atx_run_add_aggregator(run, "junit", NULL) < 0) {
+        atx_run_add_aggregator(run, "junit", NULL) < 0 ||
+        atx_run_set_journal(run, strcmp(mode, "none") == 0 ? ATX_JOURNAL_OFF
+                                                           : ATX_JOURNAL_NEW) < 0 ||
+        (strcmp(mode, "all") == 0 &&
+         (snprintf(hist, sizeof(hist), "%s/history.db", dir),
+          atx_run_set_history(run, hist) < 0))) {
         fprintf(stderr, "bench: %s\n", atx_error_last()->message);
         return 2;
     }
@@ -141,8 +152,10 @@ int main(int argc, char **argv)
     int64_t t2 = atx_now_ns();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("| %d tests, %d systems | %.3f | %.3f | %.3f | %ld |\n", n, slots, c1 - c0, c2 - c1,
-           (double)(t2 - t1) / 1e9, ru.ru_maxrss / 1024);
+    printf("| %d tests, %d systems | %s | %.3f | %.3f | %.3f | %ld |\n", n, slots,
+           strcmp(mode, "none") == 0 ? "JUnit" : strcmp(mode, "all") == 0
+                                                  ? "JUnit, journal, history" : "JUnit, journal",
+           c1 - c0, c2 - c1, (double)(t2 - t1) / 1e9, ru.ru_maxrss / 1024);
     atx_run_free(run);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);

@@ -21,8 +21,8 @@ enum {
     ST_META_GET,
     ST_TEST,
     ST_STARTED,
-    ST_FINISHED,
     ST_RESULT,
+    ST_SYSTEM,
     ST_COUNT
 };
 
@@ -30,32 +30,75 @@ static const char *const statements[ST_COUNT] = {
     [ST_META_SET] = "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
     [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
     [ST_TEST] = "INSERT INTO tests(id, name) VALUES (?1, ?2)",
-    [ST_STARTED] = "INSERT OR REPLACE INTO attempts(test, number, system, started_ns, outcome) "
-                   "VALUES (?1, ?2, ?3, ?4, NULL)",
-    [ST_FINISHED] = "UPDATE attempts SET outcome = ?3 WHERE test = ?1 AND number = ?2",
+    [ST_STARTED] = "INSERT INTO attempts(test, number, system, started_ns) "
+                   "VALUES (?1, ?2, ?3, ?4)",
     [ST_RESULT] = "INSERT INTO results(test, subtest, status, note, error_type, attempt, final, "
-                  "started_ns, duration_ns, system, labels, exit_code, files, out, out_total, "
-                  "err, err_total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, "
-                  "?13, ?14, ?15, ?16, ?17)",
+                  "started_ns, duration_ns, system, exit_code, files, out, out_total, "
+                  "err, err_total, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                  "?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+    [ST_SYSTEM] = "INSERT OR IGNORE INTO systems(id, labels) VALUES (?1, ?2)",
 };
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS tests(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    /* Append-only. An attempt's start is a row here; its end is its own
+     * result, whose outcome says what became of the test. */
     "CREATE TABLE IF NOT EXISTS attempts(test INTEGER NOT NULL, number INTEGER NOT NULL,"
-    " system TEXT, started_ns INTEGER, outcome TEXT, PRIMARY KEY(test, number)) WITHOUT ROWID;"
+    " system TEXT, started_ns INTEGER);"
+    "CREATE TABLE IF NOT EXISTS systems(id TEXT PRIMARY KEY, labels BLOB) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS results(seq INTEGER PRIMARY KEY, test INTEGER NOT NULL,"
     " subtest TEXT, status TEXT NOT NULL, note TEXT, error_type TEXT, attempt INTEGER NOT NULL,"
     " final INTEGER NOT NULL, started_ns INTEGER, duration_ns INTEGER, system TEXT,"
-    " labels BLOB, exit_code INTEGER, files BLOB, out BLOB, out_total INTEGER,"
-    " err BLOB, err_total INTEGER);";
+    " exit_code INTEGER, files BLOB, out BLOB, out_total INTEGER, err BLOB, err_total INTEGER,"
+    " outcome TEXT);";
 
 struct journal {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *st[ST_COUNT];
-    bool failed;
+    /* Systems whose labels are in the journal (open addressing). */
+    char **systems;
+    size_t sys_cap, sys_len;
 };
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* 1 if id was not seen before (and is now), 0 if it was, <0 on OOM. */
+static int system_seen_add(journal *j, const char *id)
+{
+    if (j->sys_len * 2 >= j->sys_cap) {
+        size_t cap = j->sys_cap ? j->sys_cap * 2 : 32;
+        char **slots = calloc(cap, sizeof(*slots));
+        if (!slots)
+            return atx_error_oom();
+        for (size_t i = 0; i < j->sys_cap; i++) {
+            if (!j->systems[i])
+                continue;
+            size_t k = hash_str(j->systems[i]) & (cap - 1);
+            while (slots[k])
+                k = (k + 1) & (cap - 1);
+            slots[k] = j->systems[i];
+        }
+        free(j->systems);
+        j->systems = slots;
+        j->sys_cap = cap;
+    }
+    size_t k = hash_str(id) & (j->sys_cap - 1);
+    for (; j->systems[k]; k = (k + 1) & (j->sys_cap - 1))
+        if (strcmp(j->systems[k], id) == 0)
+            return 0;
+    if (!(j->systems[k] = strdup(id)))
+        return atx_error_oom();
+    j->sys_len++;
+    return 1;
+}
 
 const char *jr_path(const journal *j) { return j->path; }
 
@@ -142,6 +185,9 @@ void jr_close(journal *j)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(j->st[i]);
+    for (size_t i = 0; i < j->sys_cap; i++)
+        free(j->systems[i]);
+    free(j->systems);
     sqlite3_close(j->db);
     free(j->path);
     free(j);
@@ -210,15 +256,6 @@ int jr_started(journal *j, int64_t test, int attempt, const char *system, int64_
     return step_done(j, st);
 }
 
-int jr_finished(journal *j, int64_t test, int attempt, const char *outcome)
-{
-    sqlite3_stmt *st = j->st[ST_FINISHED];
-    sqlite3_bind_int64(st, 1, test);
-    sqlite3_bind_int(st, 2, attempt);
-    sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
-    return step_done(j, st);
-}
-
 /* Strings packed one after another, each ending in NUL. */
 static char *pack(size_t n, const char *(*at)(const void *, size_t, int), const void *obj,
                   int per, size_t *len)
@@ -255,19 +292,41 @@ static const char *label_at(const void *l, size_t i, int k)
     return k == 0 ? key : val;
 }
 
-int jr_result(journal *j, int64_t test, const atx_result *r)
+/* A system's labels, once per system. */
+static int journal_system(journal *j, const char *id, const atx_labels *labels)
+{
+    sqlite3_stmt *st = j->st[ST_SYSTEM];
+    size_t len = 0;
+    int r;
+
+    if (!id || (r = system_seen_add(j, id)) == 0)
+        return 0;
+    if (r < 0)
+        return r;
+    char *lab = labels ? pack(atx_labels_count(labels), label_at, labels, 2, &len) : NULL;
+    if (labels && !lab)
+        return atx_error_oom();
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (lab)
+        sqlite3_bind_blob(st, 2, lab, (int)len, SQLITE_STATIC);
+    r = step_done(j, st);
+    free(lab);
+    return r;
+}
+
+int jr_result(journal *j, int64_t test, const atx_result *r, const char *outcome)
 {
     sqlite3_stmt *st = j->st[ST_RESULT];
-    const atx_labels *labels = atx_result_system_labels(r);
-    size_t flen = 0, llen = 0;
+    size_t flen = 0;
     char *files = pack(atx_result_file_count(r), file_at, r, 1, &flen);
-    char *lab = labels ? pack(atx_labels_count(labels), label_at, labels, 2, &llen) : NULL;
     int code = atx_result_exit_code(r);
+    int e;
 
-    if (!files || (labels && !lab)) {
-        free(files);
-        free(lab);
+    if (!files)
         return atx_error_oom();
+    if ((e = journal_system(j, atx_result_system_id(r), atx_result_system_labels(r))) < 0) {
+        free(files);
+        return e;
     }
     sqlite3_bind_int64(st, 1, test);
     sqlite3_bind_text(st, 2, atx_result_subtest(r), -1, SQLITE_STATIC);
@@ -279,22 +338,20 @@ int jr_result(journal *j, int64_t test, const atx_result *r)
     sqlite3_bind_int64(st, 8, atx_result_started(r));
     sqlite3_bind_int64(st, 9, atx_result_duration(r));
     sqlite3_bind_text(st, 10, atx_result_system_id(r), -1, SQLITE_STATIC);
-    if (lab)
-        sqlite3_bind_blob(st, 11, lab, (int)llen, SQLITE_STATIC);
     if (code != ATX_NO_EXIT_CODE)
-        sqlite3_bind_int(st, 12, code);
-    sqlite3_bind_blob(st, 13, files, (int)flen, SQLITE_STATIC);
+        sqlite3_bind_int(st, 11, code);
+    sqlite3_bind_blob(st, 12, files, (int)flen, SQLITE_STATIC);
     for (int s = 0; s < 2; s++) {
         size_t len = 0;
         uint64_t total = 0;
         const char *d = atx_result_output(r, s == 0 ? ATX_STREAM_STDOUT : ATX_STREAM_STDERR, &len, &total);
         if (d)
-            sqlite3_bind_blob64(st, 14 + 2 * s, d, len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 15 + 2 * s, (sqlite3_int64)total);
+            sqlite3_bind_blob64(st, 13 + 2 * s, d, len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 14 + 2 * s, (sqlite3_int64)total);
     }
-    int e = step_done(j, st);
+    sqlite3_bind_text(st, 17, outcome, -1, SQLITE_STATIC);
+    e = step_done(j, st);
     free(files);
-    free(lab);
     return e;
 }
 
@@ -333,8 +390,11 @@ int jr_each_attempt(journal *j, int (*fn)(void *, const jr_attempt *), void *ud)
     sqlite3_stmt *st;
     int r, rc;
 
-    if ((r = prepare(j, "SELECT test, number, system, outcome, started_ns FROM attempts "
-                        "ORDER BY test, number", &st)) < 0)
+    if ((r = prepare(j, "SELECT test, number, max(system), max(outcome), max(started_ns) FROM "
+                        "(SELECT test, number, system, NULL AS outcome, started_ns FROM attempts "
+                        "UNION ALL SELECT test, attempt, NULL, outcome, NULL FROM results "
+                        "WHERE outcome IS NOT NULL) GROUP BY test, number ORDER BY test, number",
+                     &st)) < 0)
         return r;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         jr_attempt a = {
@@ -375,6 +435,22 @@ int jr_each_final(journal *j, int (*fn)(void *, const jr_final *), void *ud)
     }
     if (r == 0 && rc != SQLITE_DONE)
         r = db_error(j, rc, "cannot read");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int jr_set_outcome(journal *j, int64_t test, int attempt, const char *outcome)
+{
+    sqlite3_stmt *st;
+    int r;
+
+    if ((r = prepare(j, "UPDATE results SET outcome = ?3 WHERE test = ?1 AND attempt = ?2 "
+                        "AND outcome IS NOT NULL", &st)) < 0)
+        return r;
+    sqlite3_bind_int64(st, 1, test);
+    sqlite3_bind_int(st, 2, attempt);
+    sqlite3_bind_text(st, 3, outcome, -1, SQLITE_STATIC);
+    r = step_done(j, st);
     sqlite3_finalize(st);
     return r;
 }
@@ -441,9 +517,10 @@ int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, atx_result *),
 
     if ((r = prepare(j,
                      "SELECT t.name, r.subtest, r.status, r.note, r.error_type, r.attempt, "
-                     "r.final, r.started_ns, r.duration_ns, r.system, r.labels, r.exit_code, "
+                     "r.final, r.started_ns, r.duration_ns, r.system, s.labels, r.exit_code, "
                      "r.files, r.out, r.out_total, r.err, r.err_total "
-                     "FROM results r JOIN tests t ON t.id = r.test WHERE r.seq <= ?1 "
+                     "FROM results r JOIN tests t ON t.id = r.test "
+                     "LEFT JOIN systems s ON s.id = r.system WHERE r.seq <= ?1 "
                      "ORDER BY r.seq",
                      &st)) < 0)
         return r;

@@ -25,9 +25,11 @@ ATX_INTERNAL char *jr_meta_get(journal *j, const char *key);
 ATX_INTERNAL int jr_add_test(journal *j, int64_t id, const char *name);
 ATX_INTERNAL int jr_started(journal *j, int64_t test, int attempt, const char *system,
                             int64_t when);
-/* outcome: "final", "rerun", "requeue", "lost" or "interrupted". */
-ATX_INTERNAL int jr_finished(journal *j, int64_t test, int attempt, const char *outcome);
-ATX_INTERNAL int jr_result(journal *j, int64_t test, const atx_result *r);
+/* A result; an attempt's own result ends it and carries its outcome:
+ * "final", "rerun", "requeue", "lost" or "interrupted" (NULL otherwise). */
+ATX_INTERNAL int jr_result(journal *j, int64_t test, const atx_result *r, const char *outcome);
+/* Change a finished attempt's outcome. */
+ATX_INTERNAL int jr_set_outcome(journal *j, int64_t test, int attempt, const char *outcome);
 /* An attempt's final results become superseded ones, or with drop are
  * deleted (an orchestrator's "not run" that is no attempt at all). */
 ATX_INTERNAL int jr_supersede(journal *j, int64_t test, int attempt, bool drop);

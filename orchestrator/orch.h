@@ -71,15 +71,26 @@ typedef struct test_state {
     bool deferred;          /* left once for a fresh system to take */
     bool hist_match;        /* hist_ns is for a system class of this run */
     int64_t jid;            /* the test's id in the journal */
+    int priority;           /* the test's, kept here for the heap */
     int64_t expected_ns;    /* history, else declared duration; 0 unknown */
     int64_t hist_ns;        /* from the history, 0 none */
     int64_t took_ns;        /* final attempt's duration, for the history */
     const char *took_class; /* ... and its system class (interned), or NULL */
 } test_state;
 
+/* A heap entry: the test's order keys, copied, and the test. */
+typedef struct heap_ent {
+    int priority;
+    int64_t expected_ns;
+    uint64_t seq;
+    test_state *ts;
+} heap_ent;
+
 struct klass {
     atx_labels *requires;
-    test_state **heap;
+    heap_ent *heap;
+    size_t destructive;     /* queued destructive tests */
+    size_t reruns;          /* queued tests with an attempt behind them */
     size_t len, cap;
     size_t running;         /* tests of the class being attempted now */
     size_t index;
@@ -87,17 +98,17 @@ struct klass {
 };
 
 /* An item for the aggregator thread: journaled, then handed on. */
-enum { AGG_STARTED, AGG_RESULT, AGG_FINISHED };
+enum { AGG_STARTED, AGG_RESULT };
 typedef struct agg_item {
     struct agg_item *next;
     int kind;
     atx_result *result;     /* AGG_RESULT */
     const atx_test *test;   /* AGG_STARTED */
     char *system_id;        /* AGG_STARTED */
-    int attempt;            /* AGG_STARTED, AGG_FINISHED */
+    int attempt;            /* AGG_STARTED */
     int64_t jid;
     int64_t when;           /* AGG_STARTED: wall clock */
-    const char *outcome;    /* AGG_FINISHED: static text */
+    const char *outcome;    /* an attempt's own result: what became of it */
 } agg_item;
 
 /* The run's tests by name (open addressing; entries borrowed). */
@@ -134,6 +145,7 @@ struct atx_run {
     size_t running;
     size_t done;
     size_t active_workers;
+    size_t waiting_workers;    /* blocked on work_cv */
     size_t leased;             /* systems leased from all provisioners */
     int64_t queued_known_ns;   /* expected durations of queued tests */
     size_t queued_unknown;     /* queued tests without an estimate */

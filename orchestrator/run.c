@@ -636,12 +636,15 @@ void atx_run_agg_push_chain(atx_run *run, agg_item *head, agg_item *tail)
 {
     pthread_mutex_lock(&run->agg_mu);
     tail->next = NULL;
+    /* The aggregator thread sleeps only on an empty queue: wake it then. */
+    bool was_empty = !run->agg_head;
     if (run->agg_tail)
         run->agg_tail->next = head;
     else
         run->agg_head = head;
     run->agg_tail = tail;
-    pthread_cond_signal(&run->agg_cv);
+    if (was_empty)
+        pthread_cond_signal(&run->agg_cv);
     pthread_mutex_unlock(&run->agg_mu);
 }
 
@@ -677,10 +680,7 @@ static void journal_batch(atx_run *run, agg_item *list)
             r = jr_started(j, it->jid, it->attempt, it->system_id, it->when);
             break;
         case AGG_RESULT:
-            r = jr_result(j, it->jid, it->result);
-            break;
-        case AGG_FINISHED:
-            r = jr_finished(j, it->jid, it->attempt, it->outcome);
+            r = jr_result(j, it->jid, it->result, it->outcome);
             break;
         }
     }
@@ -899,7 +899,7 @@ static int resume_final(void *ud, const jr_final *f)
         bool attempted = strcmp(f->error_type, "interrupted") == 0;
         if ((r = jr_supersede(c->run->jr, f->test, f->attempt, !attempted)) < 0)
             return r;
-        if (attempted && (r = jr_finished(c->run->jr, f->test, f->attempt, "interrupted")) < 0)
+        if (attempted && (r = jr_set_outcome(c->run->jr, f->test, f->attempt, "interrupted")) < 0)
             return r;
         return 0;
     }
@@ -921,9 +921,7 @@ static int resume_lost(atx_run *run, jr_lost *l)
     atx_result_set_final(r, 0);
     atx_result_set_times(r, l->started_ns, 0);
     atx_result_set_system(r, l->system, NULL);
-    e = jr_result(run->jr, l->ts->jid, r);
-    if (e == 0)
-        e = jr_finished(run->jr, l->ts->jid, l->number, "lost");
+    e = jr_result(run->jr, l->ts->jid, r, "lost");
     atx_result_unref(r);
     return e;
 }
@@ -1166,6 +1164,7 @@ static void estimate(atx_run *run)
     for (size_t i = 0; i < run->tests.len; i++) {
         test_state *ts = run->tests.items[i];
         ts->expected_ns = ts->hist_ns ? ts->hist_ns : atx_test_duration(ts->t);
+        ts->priority = atx_test_priority(ts->t);
     }
 }
 

@@ -11,71 +11,82 @@
 
 #include <string.h>
 
-/* Whether a should run before b by the class order. */
-static bool before(const test_state *a, const test_state *b)
+/* Whether a should run before b by the class order. The keys live in the
+ * heap's entries, so sifting reads one array and chases no pointers. */
+static bool before(const heap_ent *a, const heap_ent *b)
 {
-    int pa = atx_test_priority(a->t), pb = atx_test_priority(b->t);
-    if (pa != pb)
-        return pa > pb;
-    int64_t da = a->expected_ns, db = b->expected_ns;
-    if (da != db) {
-        if (da == 0 || db == 0)
-            return da == 0; /* no estimate: go early */
-        return da > db;
+    if (a->priority != b->priority)
+        return a->priority > b->priority;
+    if (a->expected_ns != b->expected_ns) {
+        if (a->expected_ns == 0 || b->expected_ns == 0)
+            return a->expected_ns == 0; /* no estimate: go early */
+        return a->expected_ns > b->expected_ns;
     }
     return a->seq < b->seq;
 }
 
-static void heap_set(klass *k, size_t i, test_state *ts)
+static bool ts_before(const test_state *a, const test_state *b)
 {
-    k->heap[i] = ts;
-    ts->heap_pos = i;
+    heap_ent x = { a->priority, a->expected_ns, a->seq, NULL };
+    heap_ent y = { b->priority, b->expected_ns, b->seq, NULL };
+    return before(&x, &y);
+}
+
+static void heap_set(klass *k, size_t i, heap_ent e)
+{
+    k->heap[i] = e;
+    e.ts->heap_pos = i;
 }
 
 static void sift_up(klass *k, size_t i)
 {
-    test_state *ts = k->heap[i];
+    heap_ent e = k->heap[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (!before(ts, k->heap[parent]))
+        if (!before(&e, &k->heap[parent]))
             break;
         heap_set(k, i, k->heap[parent]);
         i = parent;
     }
-    heap_set(k, i, ts);
+    heap_set(k, i, e);
 }
 
 static void sift_down(klass *k, size_t i)
 {
-    test_state *ts = k->heap[i];
+    heap_ent e = k->heap[i];
     for (;;) {
         size_t l = 2 * i + 1, best = i;
-        test_state *b = ts;
-        if (l < k->len && before(k->heap[l], b)) {
+        const heap_ent *b = &e;
+        if (l < k->len && before(&k->heap[l], b)) {
             best = l;
-            b = k->heap[l];
+            b = &k->heap[l];
         }
-        if (l + 1 < k->len && before(k->heap[l + 1], b)) {
+        if (l + 1 < k->len && before(&k->heap[l + 1], b)) {
             best = l + 1;
-            b = k->heap[l + 1];
+            b = &k->heap[l + 1];
         }
         if (best == i)
             break;
-        heap_set(k, i, b);
+        heap_set(k, i, *b);
         i = best;
     }
-    heap_set(k, i, ts);
+    heap_set(k, i, e);
 }
 
 static void heap_remove(klass *k, size_t i)
 {
+    test_state *ts = k->heap[i].ts;
+    if (atx_test_destructive(ts->t))
+        k->destructive--;
+    if (ts->attempts > 0)
+        k->reruns--;
     k->len--;
     if (i == k->len)
         return;
-    test_state *moved = k->heap[k->len];
+    heap_ent moved = k->heap[k->len];
     heap_set(k, i, moved);
     sift_down(k, i);
-    sift_up(k, moved->heap_pos);
+    sift_up(k, moved.ts->heap_pos);
 }
 
 /* Keep the queue's expected work for the ETA. */
@@ -122,9 +133,13 @@ void atx_sched_push(atx_run *run, test_state *ts)
      * all of them before the run started (run.c), so it never grows here. */
     assert(k->len < k->cap);
     ts->phase = TS_QUEUED;
-    k->heap[k->len] = ts;
+    k->heap[k->len] = (heap_ent){ ts->priority, ts->expected_ns, ts->seq, ts };
     ts->heap_pos = k->len++;
     sift_up(k, ts->heap_pos);
+    if (atx_test_destructive(ts->t))
+        k->destructive++;
+    if (ts->attempts > 0)
+        k->reruns++;
     run->queued++;
     queued_account(run, ts, 1);
 }
@@ -150,7 +165,7 @@ static bool better(const cand *a, const cand *b)
 {
     if (a->fitness != b->fitness)
         return a->fitness > b->fitness;
-    return before(a->ts, b->ts);
+    return ts_before(a->ts, b->ts);
 }
 
 test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable,
@@ -168,10 +183,14 @@ test_state *atx_sched_pick(atx_run *run, atx_system *sys, const bool *applicable
         if (!applicable[i] || k->len == 0)
             continue;
         /* The leading entries of the heap (its top three levels and one
-         * more): fitness may prefer one of them to the head. */
+         * more): fitness may prefer one of them to the head. The default
+         * fitness is 0 for all of a class without reruns or destructive
+         * tests queued: then the head is the class's best. */
         size_t n = k->len < PICK_CANDIDATES ? k->len : PICK_CANDIDATES;
+        if (!run->policy.fitness && !k->destructive && !k->reruns)
+            n = 1;
         for (size_t j = 0; j < n; j++) {
-            test_state *ts = k->heap[j];
+            test_state *ts = k->heap[j].ts;
             if (avoid_own_reruns && ts->last_system && strcmp(ts->last_system, sid) == 0) {
                 /* Another system is free to take this rerun. */
                 if (!*avoided)
@@ -198,7 +217,7 @@ test_state *atx_sched_pop_any(atx_run *run)
     for (size_t i = 0; i < run->classes.len; i++) {
         klass *k = run->classes.items[i];
         if (k->len) {
-            test_state *ts = k->heap[0];
+            test_state *ts = k->heap[0].ts;
             heap_remove(k, 0);
             run->queued--;
             queued_account(run, ts, -1);

@@ -139,28 +139,23 @@ static void finish_attempt(atx_run *run, run_worker *w, atx_attempt *a, bool inf
         }
     }
     /* The queue takes the attempt's references: results are not touched
-     * here after this. The attempt's results and its end go as one batch,
-     * so the journal never holds half an attempt. */
+     * here after this. The attempt's results go as one batch, so the
+     * journal never holds half an attempt; its own result ends it. */
     run->summary.results += a->results.len;
     agg_item *head = NULL, *tail = NULL;
-    for (size_t i = 0; i <= a->results.len; i++) {
-        atx_result *r = i < a->results.len ? a->results.items[i] : NULL;
+    for (size_t i = 0; i < a->results.len; i++) {
+        atx_result *r = a->results.items[i];
         agg_item *it = calloc(1, sizeof(*it));
-        if (r)
-            atx_result_set_final(r, !rerun);
+        atx_result_set_final(r, !rerun);
         if (!it) {
             atx_result_unref(r);
             continue;
         }
+        it->kind = AGG_RESULT;
         it->jid = ts->jid;
-        if (r) {
-            it->kind = AGG_RESULT;
-            it->result = r;
-        } else {
-            it->kind = AGG_FINISHED;
-            it->attempt = a->number;
+        it->result = r;
+        if (r == own)
             it->outcome = !rerun ? "final" : requeue ? "requeue" : "rerun";
-        }
         if (tail)
             tail->next = it;
         else
@@ -171,9 +166,14 @@ static void finish_attempt(atx_run *run, run_worker *w, atx_attempt *a, bool inf
         atx_run_agg_push_chain(run, head, tail);
     if (!rerun && run->done == run->tests.len)
         atx_run_wake(run);
-    /* Waiting workers re-check: a rerun is queued or a class may be empty. */
-    pthread_cond_broadcast(&run->work_cv);
-    atx_run_prov_signal(run);
+    /* Waiting workers re-check: a rerun is queued or a class may be empty.
+     * Provisioners care only about new demand: a rerun (a test taken or
+     * finished leaves demand against idle systems as it was). At fleet
+     * scale this saves a wake-up per test. */
+    if (run->waiting_workers)
+        pthread_cond_broadcast(&run->work_cv);
+    if (rerun)
+        atx_run_prov_signal(run);
 }
 
 static bool prepared(run_worker *w, exec_inst *x)
@@ -444,7 +444,9 @@ static void *worker_main(void *arg)
             if (!avoided && !could_get_work(run, w))
                 break;
             w->waiting = true;
+            run->waiting_workers++;
             pthread_cond_wait(&run->work_cv, &run->mu);
+            run->waiting_workers--;
             w->waiting = false;
             if (w->deferring) {
                 w->deferring = false;
