@@ -16,6 +16,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -436,6 +437,190 @@ static void no_provisioner_refused(void **state)
     assert_int_equal(atx_run_execute(f->run, NULL), ATX_EINVAL);
 }
 
+/* The history orders the next run: tests that took longest go first, with
+ * no declared durations. */
+static void history_orders_next_run(void **state)
+{
+    fx *f = *state;
+    const char *names[] = { "/a-quick", "/b-slow", "/c-medium" };
+    const char *sleeps[] = { "sleep 0.02", "sleep 0.3", "sleep 0.15" };
+    char hist[128];
+    atx_summary s;
+
+    snprintf(hist, sizeof(hist), "%s/state/history.db", f->dir);
+    for (int round = 0; round < 2; round++) {
+        atx_run *run = f->run;
+        collected *col = f->col;
+        if (round == 1) {
+            atx_run_opts ro = ATX_RUN_OPTS_INIT;
+            char dir[128];
+            snprintf(dir, sizeof(dir), "%s/second", f->dir);
+            ro.results_dir = dir;
+            ro.plugins = f->reg;
+            assert_int_equal(atx_run_new(&ro, &run), 0);
+            col = calloc(1, sizeof(*col));
+            assert_int_equal(atx_run_add_builtin(run, &col_plugin, NULL, col), 0);
+        }
+        for (size_t i = 0; i < 3; i++)
+            assert_int_equal(atx_run_add_test(run, sh_test(names[i], sleeps[i])), 0);
+        assert_int_equal(atx_run_set_history(run, hist), 0);
+        assert_int_equal(atx_run_add_provisioner(run, "local", "{\"slots\": 1}"), 0);
+        assert_int_equal(atx_run_execute(run, &s), 0);
+        assert_int_equal(col->n, 3);
+        /* First run: no estimates, so the order they were added; then the
+         * longest first. */
+        const char *want[2][3] = { { "/a-quick", "/b-slow", "/c-medium" },
+                                   { "/b-slow", "/c-medium", "/a-quick" } };
+        for (size_t i = 0; i < 3; i++)
+            assert_string_equal(atx_result_test(col->r[i]), want[round][i]);
+        if (round == 1) {
+            atx_run_free(run);
+            collected_free(col);
+        }
+    }
+}
+
+/* An executor that looks at the run's progress as each test starts. */
+typedef struct peek {
+    atx_run *run;
+    atx_progress seen[8];
+    int n;
+    atomic_int now, most;
+} peek;
+
+static int peek_create(atx_plugin_ctx *c, void **s)
+{
+    *s = atx_plugin_ctx_userdata(c);
+    return 0;
+}
+static int peek_run(void *s, atx_attempt *a)
+{
+    peek *p = s;
+    atx_result *r;
+    if (p->n < 8)
+        atx_run_progress(p->run, &p->seen[p->n++]);
+    int now = atomic_fetch_add(&p->now, 1) + 1;
+    for (int m = atomic_load(&p->most); now > m && !atomic_compare_exchange_weak(&p->most, &m, now);)
+        ;
+    usleep(20000);
+    atomic_fetch_sub(&p->now, 1);
+    atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r);
+    return atx_attempt_emit(a, r);
+}
+static const atx_executor_vtable peek_vt = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION, .create = peek_create, .destroy = broken_destroy,
+    .run = peek_run,
+};
+static const atx_plugin_descriptor peek_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "peek", "1", "looks at the progress", &peek_vt,
+};
+
+/* The ETA: the expected work left spread over the leased systems. */
+static void progress_has_eta(void **state)
+{
+    fx *f = *state;
+    peek p = { .run = f->run };
+    atx_summary s;
+
+    assert_int_equal(atx_run_add_builtin(f->run, &peek_plugin, NULL, &p), 0);
+    for (int i = 0; i < 4; i++) {
+        char name[16];
+        atx_test *t;
+        snprintf(name, sizeof(name), "/t%d", i);
+        assert_int_equal(atx_test_new(name, "peek", &t), 0);
+        atx_test_set_duration(t, 10 * ATX_NSEC_PER_SEC);
+        assert_int_equal(atx_run_add_test(f->run, t), 0);
+    }
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(p.n, 4);
+    for (int i = 0; i < 4; i++) {
+        /* (4 - i) tests of 10 s left, one of them just started, one system. */
+        int64_t want = (4 - i) * 10 * ATX_NSEC_PER_SEC;
+        assert_int_equal(p.seen[i].tests, 4);
+        assert_int_equal(p.seen[i].done, (size_t)i);
+        assert_int_equal(p.seen[i].running, 1);
+        assert_true(p.seen[i].eta_ns <= want && p.seen[i].eta_ns > want - ATX_NSEC_PER_SEC);
+    }
+}
+
+/* A cap on systems leased at once, whatever the provisioners offer. */
+static void max_running_caps_systems(void **state)
+{
+    fx *f = *state;
+    peek p = { .run = f->run };
+    atx_policy pol = *atx_run_policy(f->run);
+    atx_summary s;
+
+    pol.max_running = 2;
+    assert_int_equal(atx_run_set_policy(f->run, &pol), 0);
+    assert_int_equal(atx_run_add_builtin(f->run, &peek_plugin, NULL, &p), 0);
+    for (int i = 0; i < 12; i++) {
+        char name[16];
+        atx_test *t;
+        snprintf(name, sizeof(name), "/t%d", i);
+        assert_int_equal(atx_test_new(name, "peek", &t), 0);
+        assert_int_equal(atx_run_add_test(f->run, t), 0);
+    }
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 4}"), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 4}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(s.passed, 12);
+    assert_true(atomic_load(&p.most) >= 1 && atomic_load(&p.most) <= 2);
+}
+
+/* A preparation that hangs is stopped at the prepare timeout: infra. */
+static int hang_prepare(void *s, atx_system *sys)
+{
+    const char *argv[] = { "sleep", "30", NULL };
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
+    int r;
+    (void)s;
+    o.argv = argv;
+    if ((r = atx_system_spawn(sys, &o, &p)) < 0)
+        return r;
+    r = atx_proc_wait(p, -1, &ex);
+    atx_proc_free(p);
+    if (r == 0 && ex.timed_out)
+        r = atx_error_set(ATX_ETIMEDOUT, "installing the tools timed out");
+    return r;
+}
+static const atx_executor_vtable hang_vt = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION, .create = broken_create, .destroy = broken_destroy,
+    .prepare = hang_prepare, .run = lossy_run,
+};
+static const atx_plugin_descriptor hang_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "hang", "1", "hangs in prepare", &hang_vt,
+};
+
+static void prepare_timeout_is_infra(void **state)
+{
+    fx *f = *state;
+    atx_policy pol = *atx_run_policy(f->run);
+    atx_summary s;
+    atx_test *t;
+
+    pol.prepare_timeout_ns = 300 * ATX_NSEC_PER_MSEC;
+    assert_int_equal(atx_run_set_policy(f->run, &pol), 0);
+    assert_int_equal(atx_run_add_builtin(f->run, &hang_plugin, NULL, NULL), 0);
+    assert_int_equal(atx_test_new("/t", "hang", &t), 0);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", NULL), 0);
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    /* Three attempts (two infra re-queues), each stopped after 0.3 s. */
+    assert_true(atx_now_ns() - t0 < 5 * ATX_NSEC_PER_SEC);
+    const atx_result *r = final_of(f->col, "/t");
+    assert_non_null(r);
+    assert_int_equal(atx_result_status(r), ATX_STATUS_INFRA);
+    assert_string_equal(atx_result_error_type(r), "prepare");
+    assert_non_null(strstr(atx_result_note(r), "timed out"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -450,6 +635,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_input_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(no_provisioner_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(many_tests_one_final_each, setup, teardown),
+        cmocka_unit_test_setup_teardown(history_orders_next_run, setup, teardown),
+        cmocka_unit_test_setup_teardown(progress_has_eta, setup, teardown),
+        cmocka_unit_test_setup_teardown(max_running_caps_systems, setup, teardown),
+        cmocka_unit_test_setup_teardown(prepare_timeout_is_infra, setup, teardown),
     };
     atx_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
