@@ -42,8 +42,9 @@ static const char *const statements[ST_COUNT] = {
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS tests(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
-    /* Append-only. An attempt's start is a row here; its end is its own
-     * result, whose outcome says what became of the test. */
+    /* Append-only. An attempt's start is a row here (unless its end was
+     * committed with it); its end is its own result, whose outcome says
+     * what became of the test. */
     "CREATE TABLE IF NOT EXISTS attempts(test INTEGER NOT NULL, number INTEGER NOT NULL,"
     " system TEXT, started_ns INTEGER);"
     "CREATE TABLE IF NOT EXISTS systems(id TEXT PRIMARY KEY, labels BLOB) WITHOUT ROWID;"
@@ -390,9 +391,11 @@ int jr_each_attempt(journal *j, int (*fn)(void *, const jr_attempt *), void *ud)
     sqlite3_stmt *st;
     int r, rc;
 
+    /* An attempt that started and ended in one batch has no start row: its
+     * own result has the start and the system. */
     if ((r = prepare(j, "SELECT test, number, max(system), max(outcome), max(started_ns) FROM "
                         "(SELECT test, number, system, NULL AS outcome, started_ns FROM attempts "
-                        "UNION ALL SELECT test, attempt, NULL, outcome, NULL FROM results "
+                        "UNION ALL SELECT test, attempt, system, outcome, started_ns FROM results "
                         "WHERE outcome IS NOT NULL) GROUP BY test, number ORDER BY test, number",
                      &st)) < 0)
         return r;

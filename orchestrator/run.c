@@ -668,22 +668,73 @@ static void journal_failed(atx_run *run)
                  atx_error_last()->message);
 }
 
+/* Attempts that end in this batch: their start needs no row of its own, as
+ * their own result carries the start and the system (open addressing on
+ * test id and attempt number). */
+typedef struct ended_set {
+    uint64_t *keys;         /* (jid << 16 | attempt) + 1; 0 is empty */
+    size_t mask;
+} ended_set;
+
+static uint64_t ended_key(const agg_item *it, int attempt)
+{
+    return (((uint64_t)it->jid << 16) | (uint64_t)(attempt & 0xffff)) + 1;
+}
+
+static size_t ended_slot(const ended_set *e, uint64_t key)
+{
+    /* Multiplicative hashing: the product's high bits mix all of the key. */
+    size_t i = (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 32) & e->mask;
+    while (e->keys[i] && e->keys[i] != key)
+        i = (i + 1) & e->mask;
+    return i;
+}
+
+static void ended_collect(ended_set *e, agg_item *list)
+{
+    size_t n = 0, cap = 16;
+    for (agg_item *it = list; it; it = it->next)
+        n += it->outcome != NULL;
+    while (cap < 2 * n)
+        cap *= 2;
+    e->keys = n ? calloc(cap, sizeof(*e->keys)) : NULL;
+    e->mask = cap - 1;
+    for (agg_item *it = list; e->keys && it; it = it->next) {
+        if (!it->outcome)
+            continue;
+        uint64_t k = ended_key(it, atx_result_attempt(it->result));
+        e->keys[ended_slot(e, k)] = k;
+    }
+}
+
+static bool ended_has(const ended_set *e, const agg_item *it)
+{
+    if (!e->keys)
+        return false;
+    uint64_t k = ended_key(it, it->attempt);
+    return e->keys[ended_slot(e, k)] == k;
+}
+
 /* Commit a batch of events to the journal, before anyone sees them. */
 static void journal_batch(atx_run *run, agg_item *list)
 {
     journal *j = run->jr;
+    ended_set ended;
     int r = jr_begin(j);
 
+    ended_collect(&ended, list);
     for (agg_item *it = list; it && r == 0; it = it->next) {
         switch (it->kind) {
         case AGG_STARTED:
-            r = jr_started(j, it->jid, it->attempt, it->system_id, it->when);
+            if (!ended_has(&ended, it))
+                r = jr_started(j, it->jid, it->attempt, it->system_id, it->when);
             break;
         case AGG_RESULT:
             r = jr_result(j, it->jid, it->result, it->outcome);
             break;
         }
     }
+    free(ended.keys);
     if (r == 0)
         r = jr_commit(j);
     else
