@@ -805,6 +805,9 @@ static void *agg_main(void *arg)
             break;
         if (run->jr && !run->jr_failed && !run->reporting)
             journal_batch(run, list);
+        size_t batch = 0;
+        for (agg_item *it = list; it; it = it->next)
+            batch++;
         while (list) {
             agg_item *it = list;
             list = it->next;
@@ -813,6 +816,14 @@ static void *agg_main(void *arg)
             free(it->system_id);
             free(it);
         }
+        /* Events come faster than one by one: let them gather for a
+         * millisecond, so the next batch is one transaction and one wake-up
+         * for many of them instead of a context switch for each (at 100,000
+         * tests on 100 systems this halves the CPU spent, see bench/scale).
+         * Results reach aggregators a millisecond later; nothing waits on
+         * them. */
+        if (batch >= 64)
+            usleep(1000);
     }
     if (run->jr && !run->jr_failed && !run->reporting) {
         char v[32];
