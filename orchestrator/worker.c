@@ -368,9 +368,16 @@ static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
     if (ok) {
         p->not_ready = 0;
     } else {
-        atx_run_logf(run, ATX_LOG_WARNING, "system %s is not usable, releasing it: %s",
-                     atx_system_id(sys), why);
-        /* Replaced within a budget: then the provisioner has failed. */
+        /* Replaced within a budget, waiting longer each time (1 s, 2 s):
+         * then the provisioner has failed. */
+        int wait_s = 1 << p->not_ready;
+        p->retry_at = atx_now_ns() + wait_s * ATX_NSEC_PER_SEC;
+        if (p->not_ready + 1 < 3)
+            atx_run_logf(run, ATX_LOG_WARNING, "system %s is not usable, releasing it "
+                         "(the next one in %d s): %s", atx_system_id(sys), wait_s, why);
+        else
+            atx_run_logf(run, ATX_LOG_ERROR, "system %s is not usable, releasing it; the "
+                         "provisioner gives up after 3: %s", atx_system_id(sys), why);
         if (++p->not_ready >= 3) {
             p->failed = true;
             free(p->last_error);
@@ -607,6 +614,23 @@ static size_t demand(atx_run *run, prov_inst *p)
 
 #define RESERVE_FAILURES_MAX 3
 
+/* Wait on prov_cv until a monotonic instant (or a wake-up). Under run->mu. */
+static void wait_until(atx_run *run, int64_t until_ns)
+{
+    struct timespec ts;
+    int64_t left = until_ns - atx_now_ns();
+    if (left <= 0)
+        return;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / ATX_NSEC_PER_SEC);
+    ts.tv_nsec += (long)(left % ATX_NSEC_PER_SEC);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&run->prov_cv, &run->mu, &ts);
+}
+
 void *atx_provisioner_main(void *arg)
 {
     prov_inst *p = arg;
@@ -617,6 +641,11 @@ void *atx_provisioner_main(void *arg)
         if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle ||
             (run->policy.max_running && run->leased >= (size_t)run->policy.max_running)) {
             pthread_cond_wait(&run->prov_cv, &run->mu);
+            continue;
+        }
+        if (p->not_ready && atx_now_ns() < p->retry_at) {
+            /* Its last system never became usable: back off first. */
+            wait_until(run, p->retry_at);
             continue;
         }
         p->reserving = true;
@@ -671,10 +700,7 @@ void *atx_provisioner_main(void *arg)
             break;
         }
         /* Back off before trying again: 1 s, 2 s, ... */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += p->failures;
-        pthread_cond_timedwait(&run->prov_cv, &run->mu, &until);
+        wait_until(run, atx_now_ns() + p->failures * ATX_NSEC_PER_SEC);
     }
     pthread_mutex_unlock(&run->mu);
     return NULL;

@@ -29,10 +29,17 @@ cat > "$T/never.json" <<JSON
  "tests": [{"name": "/t", "command": ["true"]}]}
 JSON
 rc=0
-"$ATX" run --plan "$T/never.json" -o "$T/out2" -q 2>"$T/err" || rc=$?
+t0=$(date +%s%N)
+"$ATX" run --plan "$T/never.json" -o "$T/out2" 2>"$T/err" >/dev/null || rc=$?
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+[ "$took" -ge 3000 ] || fail "three unusable systems in ${took} ms: no backoff between them"
 expect_eq "exit code when no system becomes ready" "$rc" 3
 grep -q "not yet" "$T/out2/results.jsonl" || fail "the probe's message is not in the result"
 expect_eq "cleanup after each failed system" "$(wc -l < "$T/never-cleanups")" 3
+# Each replacement waits longer: 1 s, then 2 s.
+grep -q "(the next one in 1 s)" "$T/err" || fail "no backoff of 1 s: $(cat "$T/err")"
+grep -q "(the next one in 2 s)" "$T/err" || fail "no backoff of 2 s: $(cat "$T/err")"
+grep -q "gives up after 3" "$T/err" || fail "no final line: $(cat "$T/err")"
 
 # Cleanup also runs when the run is cancelled.
 mktest long.sh "touch '$T/long-started'; exec sleep 100"
