@@ -55,3 +55,42 @@ rc=0
 wait $pid || rc=$?
 expect_eq "exit code after SIGINT" "$rc" 1
 expect_eq "cleanup ran after SIGINT" "$(cat "$T/cancel-cleanups")" c
+
+# The run deadline: nothing starts after it, the running test is cancelled.
+mktest waits.sh "while :; do sleep 0.05; done"
+cat > "$T/deadline.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1}],
+ "tests": [{"name": "/w1", "command": ["$T/tests/waits.sh"]},
+           {"name": "/w2", "command": ["$T/tests/waits.sh"]},
+           {"name": "/w3", "command": ["$T/tests/waits.sh"]}],
+ "policy": {"deadline": "1s", "timeout": "1m"}}
+JSON
+t0=$(date +%s%N)
+rc=0
+"$ATX" run --plan "$T/deadline.json" -o "$T/out4" -q 2>/dev/null || rc=$?
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect_eq "exit code past the deadline" "$rc" 1
+[ "$took" -lt 5000 ] || fail "a 1 s deadline took ${took} ms"
+python3 - "$T/out4/results.jsonl" <<'PY' || fail "deadline results are wrong"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+kinds = sorted(r.get("error_type") for r in rows if r["final"])
+assert kinds == ["interrupted", "not-run", "not-run"], kinds
+assert all("deadline" in r["note"] for r in rows if r.get("error_type") == "not-run")
+PY
+pass "past the deadline: the running test interrupted, the rest not run, in ${took} ms"
+
+# The release timeout bounds cleanup commands.
+cat > "$T/release.json" <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1, "cleanup": "exec sleep 30"}],
+ "tests": [{"name": "/t", "command": ["true"]}],
+ "policy": {"release_timeout": "1s"}}
+JSON
+t0=$(date +%s%N)
+rc=0
+"$ATX" run --plan "$T/release.json" -o "$T/out5" >/dev/null 2>"$T/err5" || rc=$?
+took=$(( ($(date +%s%N) - t0) / 1000000 ))
+expect_eq "exit code with a hanging cleanup" "$rc" 0
+[ "$took" -lt 6000 ] || fail "a 1 s release timeout took ${took} ms"
+grep -q "cleanup on local-1: 'exec sleep 30' timed out" "$T/err5" || fail "no timeout line: $(cat "$T/err5")"
+pass "a hanging cleanup is stopped at the release timeout (${took} ms)"
