@@ -35,6 +35,9 @@ typedef struct prov_inst {
     bool reserving;
     char *last_error;
     size_t index;
+    /* The second and later provisioners of one plugin append ".N" to their
+     * systems' ids, so ids stay unique in the run (reruns, reports). */
+    char id_suffix[16];
     /* System lifecycle from the provisioner's configuration (run.c strips
      * these keys before the plugin sees it). */
     char **setup;           /* commands run on each new system */

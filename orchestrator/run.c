@@ -442,6 +442,12 @@ static int add_instance(atx_run *run, const atx_plugin_descriptor *d, const char
         p->ctx = ctx;
         p->run = run;
         p->index = run->provs.len - 1;
+        int same = 1;
+        for (size_t i = 0; i + 1 < run->provs.len; i++)
+            same += strcmp(atx_plugin_ctx_name(((prov_inst *)run->provs.items[i])->ctx),
+                           d->name) == 0;
+        if (same > 1)
+            snprintf(p->id_suffix, sizeof(p->id_suffix), ".%d", same);
         p->setup = lc.setup;
         p->cleanup = lc.cleanup;
         p->ready = lc.ready;

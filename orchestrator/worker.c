@@ -252,13 +252,16 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     return flags;
 }
 
-/* Whether another worker is idle, waiting for work (that can serve class k,
- * if given). Under run->mu. */
-static bool other_waiting(atx_run *run, const run_worker *self, const klass *k)
+/* Whether another worker is idle, waiting for work that can serve class k
+ * (if given) on a system other than the one named avoid (if given). Under
+ * run->mu. */
+static bool other_waiting(atx_run *run, const run_worker *self, const klass *k,
+                          const char *avoid)
 {
     for (size_t i = 0; i < run->workers.len; i++) {
         const run_worker *w = run->workers.items[i];
-        if (w != self && w->waiting && (!k || w->applicable[k->index]))
+        if (w != self && w->waiting && (!k || w->applicable[k->index]) &&
+            !(avoid && w->sys && strcmp(atx_system_id(w->sys), avoid) == 0))
             return true;
     }
     return false;
@@ -436,7 +439,7 @@ static void *worker_main(void *arg)
             /* Only our own reruns are left for us. An idle worker that can
              * serve them takes them; else, once, a provisioner with room
              * leases a fresh system for them; else we take them. */
-            if (other_waiting(run, w, avoided->cls)) {
+            if (other_waiting(run, w, avoided->cls, avoided->last_system)) {
                 pthread_cond_broadcast(&run->work_cv);
             } else if (!avoided->deferred && spare_capacity(run, avoided->cls)) {
                 avoided->deferred = true;
@@ -663,6 +666,11 @@ void *atx_provisioner_main(void *arg)
         atx_system *sys = NULL;
         atx_error_clear();
         int r = p->vt->reserve(p->state, &req, &sys);
+        if (r == 0 && sys && p->id_suffix[0] && atx_system_add_id_suffix(sys, p->id_suffix) < 0) {
+            p->vt->release(p->state, sys, 0);
+            sys = NULL;
+            r = ATX_ENOMEM;
+        }
 
         pthread_mutex_lock(&run->mu);
         p->reserving = false;

@@ -621,6 +621,34 @@ static void prepare_timeout_is_infra(void **state)
     assert_non_null(strstr(atx_result_note(r), "timed out"));
 }
 
+/* Two provisioners of one plugin: their systems' ids stay unique (equal ids
+ * once made two idle workers hand a rerun to each other for ever). */
+static void same_plugin_twice_unique_ids(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    atx_test *t = sh_test("/flaky", "[ \"$ATX_TEST_ATTEMPT\" -gt 1 ]");
+
+    atx_test_set_reruns(t, 1);
+    assert_int_equal(atx_run_add_test(f->run, t), 0);
+    assert_int_equal(atx_run_add_test(f->run, sh_test("/other", "true")), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(s.passed, 2);
+    assert_int_equal(s.flaky, 1);
+    const char *first = NULL, *second = NULL;
+    for (size_t i = 0; i < f->col->n; i++) {
+        const atx_result *r = f->col->r[i];
+        if (strcmp(atx_result_test(r), "/flaky") == 0)
+            *(atx_result_attempt(r) == 1 ? &first : &second) = atx_result_system_id(r);
+        assert_true(strcmp(atx_result_system_id(r), "local-1") == 0 ||
+                    strcmp(atx_result_system_id(r), "local-1.2") == 0);
+    }
+    assert_non_null(first);
+    assert_non_null(second);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(progress_has_eta, setup, teardown),
         cmocka_unit_test_setup_teardown(max_running_caps_systems, setup, teardown),
         cmocka_unit_test_setup_teardown(prepare_timeout_is_infra, setup, teardown),
+        cmocka_unit_test_setup_teardown(same_plugin_twice_unique_ids, setup, teardown),
     };
     atx_init();
     return cmocka_run_group_tests(tests, NULL, NULL);

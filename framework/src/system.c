@@ -1,6 +1,7 @@
 /* System and process handles: dispatch to the provisioner's implementation. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,6 +86,16 @@ int atx_system_spawn(atx_system *s, const atx_spawn_opts *opts, atx_proc **out)
         return s->ops->spawn(s->impl, &o, out);
     }
     return s->ops->spawn(s->impl, opts, out);
+}
+
+int atx_system_add_id_suffix(atx_system *s, const char *suffix)
+{
+    char *id;
+    if (asprintf(&id, "%s%s", s->id, suffix) < 0)
+        return atx_error_oom();
+    free(s->id);
+    s->id = id;
+    return 0;
 }
 
 void atx_system_set_phase_deadline(atx_system *s, int64_t deadline_ns)
