@@ -19,6 +19,19 @@ void cli_log(void *userdata, atx_log_level level, const char *origin, const char
 /* The progress display: an in-process aggregator. */
 extern const atx_plugin_descriptor cli_progress_plugin;
 
+/* atx bud ... (cli/bud.c): argv[0] is "bud". */
+int cli_bud(int argc, char **argv, cli_output *out);
+
+/* atx run --bud: what the flags say. */
+typedef struct cli_bud_opts {
+    const char *backend, *runner_account, *username, *password, *test_suite_name;
+    const char *url_test_software, *ref_test_software, *url_software_under_test,
+        *ref_software_under_test;
+    long test_run_id;
+} cli_bud_opts;
+/* Add the bud aggregator (a built-in: secrets stay out of the journal). */
+int cli_bud_add(atx_run *run, const cli_bud_opts *o);
+
 /* The closing summary. */
 void cli_print_summary(const cli_output *out, const atx_summary *s, const char *results_dir,
                        const char *const *reports);

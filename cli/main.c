@@ -31,6 +31,7 @@ static const char usage_text[] =
     "       atx run --resume DIR\n"
     "       atx report DIR [--junit FILE] [--jsonl FILE]\n"
     "       atx list [PATH...] [--plan FILE] [--format text|json]\n"
+    "       atx bud register|status|add-test-run|daemon ... (atx bud --help)\n"
     "       atx plugins [--plugin-path DIR]\n"
     "       atx --version\n"
     "\n"
@@ -58,6 +59,13 @@ static const char usage_text[] =
     "                       its own options; its reports are rebuilt whole\n"
     "  --history FILE       duration history (default\n"
     "                       $XDG_STATE_HOME/atx/history.db); --no-history: none\n"
+    "  --bud                upload results to Bud TMP as they come (see atx bud --help);\n"
+    "                       with --backend-url URL, --runner-account NAME,\n"
+    "                       --test-run-id N (else a run is made), --username EMAIL\n"
+    "                       and --password P (to log in again on 401),\n"
+    "                       --test-suite-name, --url-test-software,\n"
+    "                       --ref-test-software, --url-software-under-test,\n"
+    "                       --ref-software-under-test\n"
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
     "  -q, --quiet          only the summary and errors\n"
     "  -v, --verbose        a line per result and debug logs\n";
@@ -115,6 +123,8 @@ typedef struct options {
     const char *history;
     bool no_history;
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
+    bool bud;
+    cli_bud_opts budo;
     int argc;           /* the command's own arguments, kept in the journal */
     char **argv;
     bool no_reports;
@@ -126,7 +136,9 @@ typedef struct options {
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
-           O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN };
+           O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
+           O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_SUITE, O_UTS, O_RTS, O_USUT,
+           O_RSUT };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -146,6 +158,17 @@ static int parse_options(int argc, char **argv, options *o)
         { "history", required_argument, NULL, O_HISTORY },
         { "no-history", no_argument, NULL, O_NOHIST },
         { "max-running", required_argument, NULL, O_MAXRUN },
+        { "bud", no_argument, NULL, O_BUD },
+        { "backend-url", required_argument, NULL, O_BACKEND },
+        { "runner-account", required_argument, NULL, O_ACCOUNT },
+        { "test-run-id", required_argument, NULL, O_TRID },
+        { "username", required_argument, NULL, O_USER },
+        { "password", required_argument, NULL, O_PASS },
+        { "test-suite-name", required_argument, NULL, O_SUITE },
+        { "url-test-software", required_argument, NULL, O_UTS },
+        { "ref-test-software", required_argument, NULL, O_RTS },
+        { "url-software-under-test", required_argument, NULL, O_USUT },
+        { "ref-software-under-test", required_argument, NULL, O_RSUT },
         { "context", required_argument, NULL, 'c' },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
@@ -164,6 +187,23 @@ static int parse_options(int argc, char **argv, options *o)
             o->other_opts++;
         switch (c) {
         case O_RESUME: o->resume = optarg; break;
+        case O_BUD: o->bud = true; break;
+        case O_BACKEND: o->budo.backend = optarg; break;
+        case O_ACCOUNT: o->budo.runner_account = optarg; break;
+        case O_USER: o->budo.username = optarg; break;
+        case O_PASS: o->budo.password = optarg; break;
+        case O_SUITE: o->budo.test_suite_name = optarg; break;
+        case O_UTS: o->budo.url_test_software = optarg; break;
+        case O_RTS: o->budo.ref_test_software = optarg; break;
+        case O_USUT: o->budo.url_software_under_test = optarg; break;
+        case O_RSUT: o->budo.ref_software_under_test = optarg; break;
+        case O_TRID: {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1)
+                return usage_error("--test-run-id takes a run number, not '%s'", optarg);
+            o->budo.test_run_id = n;
+            break;
+        }
         case O_HISTORY: o->history = optarg; break;
         case O_NOHIST: o->no_history = true; break;
         case O_MAXRUN: {
@@ -666,8 +706,17 @@ static int keep_invocation(const options *o, atx_run *run)
     json_object *arr = json_object_new_array();
     int r;
 
-    for (int i = 0; i < o->argc; i++)
+    for (int i = 0; i < o->argc; i++) {
+        /* Secrets stay out of the journal: a resume asks the vault, or the
+         * environment, for them. */
+        if (strcmp(o->argv[i], "--password") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(o->argv[i], "--password=", 11) == 0)
+            continue;
         json_object_array_add(arr, json_object_new_string(o->argv[i]));
+    }
     r = atx_run_set_meta(run, "argv", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
     json_object_put(arr);
     if (r == 0 && getcwd(cwd, sizeof(cwd)))
@@ -701,7 +750,8 @@ static int cmd_run(options *o)
     if (build_run(o, reg, results, &run, &reports) < 0 ||
         atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
         (!o->resume && keep_invocation(o, run) < 0) ||
-        (hist && atx_run_set_history(run, hist) < 0)) {
+        (hist && atx_run_set_history(run, hist) < 0) ||
+        (o->bud && cli_bud_add(run, &o->budo) < 0)) {
         rc = fail_last();
         goto out;
     }
@@ -722,6 +772,8 @@ static int cmd_run(options *o)
     }
     cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
     rc = atx_summary_exit_code(&sum);
+    if (atx_run_failed_aggregators(run))
+        rc = 3; /* a report is missing, or results were not delivered */
 out:
     g_run = NULL;
     o->out.run = NULL;
@@ -794,6 +846,8 @@ static int cmd_report(options *o)
         goto fail;
     cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
     rc = atx_summary_exit_code(&sum);
+    if (atx_run_failed_aggregators(run))
+        rc = 3; /* a report is missing, or results were not delivered */
     goto out;
 fail:
     rc = fail_last();
@@ -916,6 +970,8 @@ int main(int argc, char **argv)
     }
     atx_init();
     const char *cmd = argv[1];
+    if (strcmp(cmd, "bud") == 0)
+        return cli_bud(argc - 1, argv + 1, &o.out);
     if ((rc = parse_options(argc - 1, argv + 1, &o)) != 0)
         return rc;
     if (strcmp(cmd, "run") == 0)

@@ -582,3 +582,15 @@ int jr_count_tests(journal *j, size_t *n)
     sqlite3_finalize(st);
     return 0;
 }
+
+size_t jr_count_results(journal *j)
+{
+    sqlite3_stmt *st;
+    size_t n = 0;
+    if (prepare(j, "SELECT count(*) FROM results", &st) < 0)
+        return 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}

@@ -60,5 +60,6 @@ ATX_INTERNAL int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, a
                                 void *ud);
 ATX_INTERNAL int64_t jr_last_seq(journal *j);
 ATX_INTERNAL int jr_count_tests(journal *j, size_t *n);
+ATX_INTERNAL size_t jr_count_results(journal *j);
 
 #endif

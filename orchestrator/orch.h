@@ -178,6 +178,7 @@ struct atx_run {
     bool jr_failed;
     bool reporting;            /* atx_run_report(): replay only */
     int64_t replay_seq;        /* results up to here are replayed first */
+    size_t replay_count;       /* ... this many */
     int64_t prev_duration_ns;  /* of the run's earlier segments */
     char *hostname;
     atx_vec meta;              /* key, value, key, value ... (owned) */

@@ -787,6 +787,7 @@ static void *agg_main(void *arg)
         .hostname = run->hostname,
         .started_ns = run->summary.started_ns,
         .tests = run->tests.len ? run->tests.len : run->summary.tests,
+        .replayed = run->replay_count,
     };
     int r;
 
@@ -846,6 +847,14 @@ static void *agg_main(void *arg)
             agg_failed(run, g, "end", r);
     }
     return NULL;
+}
+
+size_t atx_run_failed_aggregators(const atx_run *run)
+{
+    size_t n = 0;
+    for (size_t i = 0; run && i < run->aggs.len; i++)
+        n += ((agg_inst *)run->aggs.items[i])->failed;
+    return n;
 }
 
 /* ---- executing ---- */
@@ -1057,6 +1066,7 @@ static int resume_load(atx_run *run)
     }
     run->summary.attempts = (size_t)c.attempts;
     run->replay_seq = jr_last_seq(run->jr);
+    run->replay_count = jr_count_results(run->jr);
     atx_run_logf(run, ATX_LOG_INFO, "resuming %s: %zu of %zu tests are done", run->run_id,
                  run->done, run->tests.len);
     return 0;
@@ -1613,6 +1623,7 @@ int atx_run_report(atx_run *run, atx_summary *summary)
     /* Tests the journal has no final result for: the run is unfinished. */
     run->summary.not_run += c.n - run->done;
     run->replay_seq = jr_last_seq(run->jr);
+    run->replay_count = jr_count_results(run->jr);
     run->agg_closing = true;
     if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
         return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));

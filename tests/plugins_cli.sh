@@ -37,7 +37,8 @@ listed jsonl aggregator
 listed fmf executor
 listed podman provisioner
 listed ssh provisioner
-expect_eq "lines listed" "$(wc -l < out)" 7
+listed bud aggregator
+expect_eq "lines listed" "$(wc -l < out)" 8
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -77,8 +78,9 @@ listed jsonl aggregator
 listed fmf executor
 listed podman provisioner
 listed ssh provisioner
+listed bud aggregator
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 8
+expect_eq "lines listed" "$(wc -l < out)" 9
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)

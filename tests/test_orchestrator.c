@@ -484,7 +484,7 @@ static void history_orders_next_run(void **state)
 typedef struct peek {
     atx_run *run;
     atx_progress seen[8];
-    int n;
+    atomic_int n;
     atomic_int now, most;
 } peek;
 
@@ -497,8 +497,9 @@ static int peek_run(void *s, atx_attempt *a)
 {
     peek *p = s;
     atx_result *r;
-    if (p->n < 8)
-        atx_run_progress(p->run, &p->seen[p->n++]);
+    int i = atomic_fetch_add(&p->n, 1);
+    if (i < 8)
+        atx_run_progress(p->run, &p->seen[i]);
     int now = atomic_fetch_add(&p->now, 1) + 1;
     for (int m = atomic_load(&p->most); now > m && !atomic_compare_exchange_weak(&p->most, &m, now);)
         ;
@@ -534,7 +535,7 @@ static void progress_has_eta(void **state)
     }
     assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
     assert_int_equal(atx_run_execute(f->run, &s), 0);
-    assert_int_equal(p.n, 4);
+    assert_int_equal(atomic_load(&p.n), 4);
     for (int i = 0; i < 4; i++) {
         /* (4 - i) tests of 10 s left, one of them just started, one system. */
         int64_t want = (4 - i) * 10 * ATX_NSEC_PER_SEC;

@@ -213,6 +213,13 @@ ATX_API int atx_run_report(atx_run *run, atx_summary *summary);
  */
 ATX_API int atx_run_set_history(atx_run *run, const char *path);
 
+/**
+ * How many aggregators failed (an error was logged for each): a report is
+ * missing or incomplete, or results could not be delivered. The atx command
+ * exits 3 then.
+ */
+ATX_API size_t atx_run_failed_aggregators(const atx_run *run);
+
 /** Where a run stands; see atx_run_progress(). */
 typedef struct atx_progress {
     size_t tests, done, running, queued;

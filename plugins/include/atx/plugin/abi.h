@@ -26,7 +26,7 @@ extern "C" {
 
 /** The ABI this header describes. The soname major equals ATX_ABI_MAJOR. */
 #define ATX_ABI_MAJOR 1
-#define ATX_ABI_MINOR 0
+#define ATX_ABI_MINOR 1
 
 #define ATX_PLUGIN_ENTRY_SYMBOL "atx_plugin_entry"
 

@@ -24,6 +24,11 @@ typedef struct atx_run_info {
     const char *hostname;      /**< where the orchestrator runs */
     int64_t started_ns;        /**< wall clock */
     size_t tests;              /**< tests in the run */
+    /* ABI 1.1 */
+    size_t replayed;           /**< the first this many results are replayed from
+                                    the journal (a resumed run, atx report): an
+                                    aggregator that sends results elsewhere
+                                    skips them, they were sent before */
 } atx_run_info;
 
 #define ATX_AGGREGATOR_VTABLE_VERSION 1

@@ -1,0 +1,524 @@
+/*
+ * bud: results to Bud TMP while the run goes (../shared/BUD_API.md).
+ *
+ * The aggregator thread only turns each final result into a row and queues
+ * it; an uploader thread of our own sends rows in batches (by count and by
+ * time), so a slow or dead server never slows the run. Before its own
+ * results it replays what earlier runs spooled. A batch that cannot be
+ * delivered is spooled byte for byte; at the end the run fails (exit 3)
+ * when anything stayed spooled.
+ *
+ * Configuration (all optional): backend, runner_account, email,
+ * test_run_id (join a run; else one is created), test_suite_name,
+ * url_test_software, ref_test_software, url_software_under_test,
+ * ref_software_under_test, batch_size (500), batch_interval (5s),
+ * spool (folder), artifacts (files to upload at the end; default the run's
+ * junit.xml), max_retries (5), backoff (200ms). Secrets (token, password)
+ * never come through the configuration, which is kept in the journal: they
+ * come from the environment or the vault, or from the program that adds
+ * this aggregator as a built-in (userdata: a bud_secrets).
+ */
+#define _GNU_SOURCE 1
+#include "bud.h"
+
+#include <atx/plugin/aggregator.h>
+#include <atx/plugin/text.h>
+
+#include <json-c/json.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct bud_state {
+    atx_plugin_ctx *ctx;
+    bud_identity id;
+    bud_client *client;
+    char *spool;
+    long test_run_id;
+    int64_t batch_size;
+    int64_t interval_ns;
+    json_object *run_fields;    /* test_suite_name, url_..., ref_... */
+    json_object *artifacts;     /* array of paths, or NULL: the default */
+    char results_dir[PATH_MAX];
+    char run_id[128];
+    size_t tests;
+    size_t skip;                /* replayed results: sent by an earlier segment */
+
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    json_object **rows;         /* queued rows (under mu) */
+    size_t nrows, cap;
+    int64_t first_queued;       /* monotonic, of the oldest queued row */
+    bool closing;
+    const atx_summary *summary; /* at closing */
+
+    /* the uploader's tally */
+    size_t requests, sent_rows, spooled, dead, replayed;
+    char last_error[512];
+} bud_state;
+
+static void client_log(void *ud, atx_log_level lvl, const char *msg)
+{
+    atx_plugin_log(ud, lvl, "%s", msg);
+}
+
+static const char *cfg_str(atx_plugin_ctx *ctx, const char *key)
+{
+    const char *v = NULL;
+    atx_plugin_config_string(ctx, key, &v);
+    return v;
+}
+
+static int bud_create(atx_plugin_ctx *ctx, void **out)
+{
+    static const char *const keys[] = {
+        "backend", "runner_account", "email", "test_run_id", "test_suite_name",
+        "url_test_software", "ref_test_software", "url_software_under_test",
+        "ref_software_under_test", "batch_size", "batch_interval", "spool", "artifacts",
+        "max_retries", "backoff", NULL };
+    const bud_secrets *sec = atx_plugin_ctx_userdata(ctx);
+    bud_state *s;
+    char why[1024];
+    int64_t n;
+    int r;
+
+    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0)
+        return r;
+    if (!(s = calloc(1, sizeof(*s))))
+        return ATX_ENOMEM;
+    s->ctx = ctx;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    bud_flags fl = {
+        .backend = cfg_str(ctx, "backend"),
+        .runner_account = cfg_str(ctx, "runner_account"),
+        .email = cfg_str(ctx, "email"),
+        .token = sec ? sec->token : NULL,
+        .password = sec ? sec->password : NULL,
+    };
+    if ((r = bud_identity_resolve(&fl, &s->id, why, sizeof(why))) < 0) {
+        free(s);
+        return atx_error_set(r, "bud: %s", why);
+    }
+    if (!s->id.token && !(s->id.email && s->id.password)) {
+        atx_plugin_log(ctx, ATX_LOG_WARNING, "bud: no token (BUD_TOKEN, the vault) and no "
+                       "login: uploads will be refused and spooled");
+    }
+    s->batch_size = 500;
+    s->interval_ns = 5 * ATX_NSEC_PER_SEC;
+    s->test_run_id = 0;
+    if (atx_plugin_config_int(ctx, "test_run_id", &n) == 0)
+        s->test_run_id = (long)n;
+    if (atx_plugin_config_int(ctx, "batch_size", &n) == 0 && n > 0)
+        s->batch_size = n;
+    atx_plugin_config_duration(ctx, "batch_interval", &s->interval_ns);
+    int64_t retries = 5, backoff = 200 * ATX_NSEC_PER_MSEC;
+    atx_plugin_config_int(ctx, "max_retries", &retries);
+    atx_plugin_config_duration(ctx, "backoff", &backoff);
+    const char *spool = cfg_str(ctx, "spool");
+    s->spool = spool ? strdup(spool) : bud_spool_dir();
+    s->run_fields = json_object_new_object();
+    static const char *const fields[] = { "test_suite_name", "url_test_software",
+                                          "ref_test_software", "url_software_under_test",
+                                          "ref_software_under_test" };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        const char *v = cfg_str(ctx, fields[i]);
+        if (v)
+            json_object_object_add(s->run_fields, fields[i], json_object_new_string(v));
+    }
+    const json_object *cfg = atx_plugin_ctx_config(ctx);
+    json_object *a;
+    if (cfg && json_object_object_get_ex(cfg, "artifacts", &a))
+        s->artifacts = json_object_get(a);
+    bud_client_opts co = { .id = &s->id, .log = client_log, .log_ud = ctx,
+                           .max_retries = (int)retries,
+                           .backoff_ms = (long)(backoff / ATX_NSEC_PER_MSEC) };
+    if (!s->spool || (r = bud_client_new(&co, &s->client, why, sizeof(why))) < 0) {
+        bud_identity_release(&s->id);
+        json_object_put(s->run_fields);
+        json_object_put(s->artifacts);
+        free(s->spool);
+        free(s);
+        return atx_error_set(ATX_ENOMEM, "bud: %s", why);
+    }
+    *out = s;
+    return 0;
+}
+
+static void bud_destroy(void *state)
+{
+    bud_state *s = state;
+    if (s->started) {
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    for (size_t i = 0; i < s->nrows; i++)
+        json_object_put(s->rows[i]);
+    free(s->rows);
+    bud_client_free(s->client);
+    bud_identity_release(&s->id);
+    json_object_put(s->run_fields);
+    json_object_put(s->artifacts);
+    free(s->spool);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* ---- the uploader thread ---- */
+
+static void add_run_fields(bud_state *s, json_object *o)
+{
+    json_object_object_foreach(s->run_fields, k, v)
+        json_object_object_add(o, k, json_object_get(v));
+}
+
+/* Create the test run results go to, unless one was given. */
+static void create_run(bud_state *s)
+{
+    char why[1024], list[256];
+    bud_resp r;
+    json_object *o = json_object_new_object(), *v;
+
+    snprintf(list, sizeof(list), "%zu tests of atx run %s", s->tests, s->run_id);
+    json_object_object_add(o, "test_case_list", json_object_new_string(list));
+    json_object_object_add(o, "test_suite_name", json_object_new_string("atx"));
+    json_object_object_add(o, "ref_test_software", json_object_new_string("main"));
+    json_object_object_add(o, "product_composition_id", json_object_new_int(1));
+    json_object_object_add(o, "status", json_object_new_string("Running"));
+    if (s->id.runner_account)
+        json_object_object_add(o, "runner_account", json_object_new_string(s->id.runner_account));
+    add_run_fields(s, o);
+    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    if (bud_call(s->client, "POST", "/test-runs", body, strlen(body), NULL,
+                 BUD_AUTH | BUD_RELOGIN, &r, why, sizeof(why)) < 0) {
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot create a test run (%s); results "
+                       "go without one and the server makes its own", why);
+    } else if (r.status != 201 && r.status != 200) {
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: creating a test run: HTTP %ld; results "
+                       "go without one", r.status);
+    } else {
+        json_object *ans = json_tokener_parse(r.body ? r.body : "");
+        if (ans && json_object_object_get_ex(ans, "id", &v))
+            s->test_run_id = (long)json_object_get_int64(v);
+        json_object_put(ans);
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: test run %ld", s->test_run_id);
+    }
+    bud_resp_release(&r);
+    json_object_put(o);
+}
+
+/* Send rows[0..n) as one results request. */
+static void send_batch(bud_state *s, json_object **rows, size_t n)
+{
+    json_object *o = json_object_new_object(), *arr = json_object_new_array_ext((int)n);
+    char key[33], why[1024];
+
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, rows[i]);
+    json_object_object_add(o, "results", arr);
+    json_object_object_add(o, "test_run_id",
+                           s->test_run_id > 0 ? json_object_new_int64(s->test_run_id) : NULL);
+    json_object_object_add(o, "product_id", NULL);
+    json_object_object_add(o, "runner_account", s->id.runner_account
+                                                    ? json_object_new_string(s->id.runner_account)
+                                                    : NULL);
+    add_run_fields(s, o);
+    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    bud_new_key(key);
+    int out = bud_post_results(s->client, s->spool, body, strlen(body), key, why, sizeof(why));
+    s->requests++;
+    if (out == BUD_SENT) {
+        s->sent_rows += n;
+    } else {
+        snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+        if (out == BUD_SPOOLED) {
+            s->spooled++;
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: %zu results spooled to %s: %s", n,
+                           s->spool, why);
+        } else {
+            s->dead++;
+            atx_plugin_log(s->ctx, ATX_LOG_ERROR, "bud: %zu results refused by the server, "
+                           "kept in %s/dead: %s", n, s->spool, why);
+        }
+    }
+    json_object_put(o);
+}
+
+static void finish_run(bud_state *s, const atx_summary *sum)
+{
+    char why[1024];
+    bud_resp r;
+
+    /* Artifacts: warnings only. */
+    json_object *list = s->artifacts ? json_object_get(s->artifacts) : json_object_new_array();
+    if (!s->artifacts) {
+        char junit[PATH_MAX + 16];
+        snprintf(junit, sizeof(junit), "%s/junit.xml", s->results_dir);
+        if (access(junit, R_OK) == 0)
+            json_object_array_add(list, json_object_new_string(junit));
+    }
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        const char *f = json_object_get_string(json_object_array_get_idx(list, i));
+        char path[PATH_MAX + 16];
+        if (!f)
+            continue;
+        snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : s->results_dir,
+                 f[0] == '/' ? "" : "/", f);
+        if (bud_upload_file(s->client, path, s->test_run_id, NULL, &r, why, sizeof(why)) < 0)
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: artifact %s not uploaded: %s", path,
+                           why);
+        else if (r.status != 201 && r.status != 200)
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: artifact %s not uploaded: HTTP %ld",
+                           path, r.status);
+        bud_resp_release(&r);
+    }
+    json_object_put(list);
+    if (s->test_run_id <= 0)
+        return;
+    /* Only status and duration: the server counts results itself. */
+    json_object *o = json_object_new_object();
+    char path[64];
+    json_object_object_add(o, "status", json_object_new_string(sum && sum->cancelled
+                                                                   ? "Cancelled" : "Completed"));
+    json_object_object_add(o, "duration_seconds",
+                           json_object_new_double(sum ? (double)sum->duration_ns / 1e9 : 0));
+    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    snprintf(path, sizeof(path), "/test-runs/%ld", s->test_run_id);
+    if (bud_call(s->client, "PATCH", path, body, strlen(body), NULL, BUD_AUTH | BUD_RELOGIN,
+                 &r, why, sizeof(why)) < 0)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot close test run %ld: %s",
+                       s->test_run_id, why);
+    else if (r.status != 200)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: closing test run %ld: HTTP %ld",
+                       s->test_run_id, r.status);
+    bud_resp_release(&r);
+    json_object_put(o);
+}
+
+static void *uploader(void *arg)
+{
+    bud_state *s = arg;
+    char why[1024];
+    size_t sent = 0, left = 0;
+
+    /* What earlier runs could not deliver goes first, oldest first. */
+    if (bud_replay(s->client, s->spool, &sent, &left, why, sizeof(why)) < 0)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot read the spool %s", s->spool);
+    s->replayed = sent;
+    if (sent)
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: replayed %zu spooled results requests", sent);
+    if (left)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: %zu spooled results requests still "
+                       "waiting in %s: %s", left, s->spool, why);
+    if (s->test_run_id <= 0)
+        create_run(s);
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        bool full = s->nrows >= (size_t)s->batch_size;
+        bool due = s->nrows && atx_now_ns() - s->first_queued >= s->interval_ns;
+        if (!full && !due && !s->closing) {
+            if (s->nrows) {
+                int64_t until = s->first_queued + s->interval_ns, left_ns = until - atx_now_ns();
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += left_ns / ATX_NSEC_PER_SEC;
+                ts.tv_nsec += left_ns % ATX_NSEC_PER_SEC;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->cv, &s->mu);
+            }
+            continue;
+        }
+        if (!s->nrows && s->closing)
+            break;
+        size_t n = s->nrows < (size_t)s->batch_size ? s->nrows : (size_t)s->batch_size;
+        json_object **batch = malloc(n * sizeof(*batch));
+        if (!batch)
+            break;
+        memcpy(batch, s->rows, n * sizeof(*batch));
+        memmove(s->rows, s->rows + n, (s->nrows - n) * sizeof(*batch));
+        s->nrows -= n;
+        s->first_queued = atx_now_ns();
+        pthread_mutex_unlock(&s->mu);
+        send_batch(s, batch, n);
+        free(batch);
+        pthread_mutex_lock(&s->mu);
+    }
+    const atx_summary *sum = s->summary;
+    pthread_mutex_unlock(&s->mu);
+    finish_run(s, sum);
+    return NULL;
+}
+
+/* ---- the aggregator ---- */
+
+static int bud_begin(void *state, const atx_run_info *info)
+{
+    bud_state *s = state;
+    int e;
+
+    snprintf(s->results_dir, sizeof(s->results_dir), "%s", info->results_dir);
+    snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id);
+    s->tests = info->tests;
+    s->skip = info->replayed;
+    if ((e = pthread_create(&s->thread, NULL, uploader, s)) != 0)
+        return atx_error_set(-e, "bud: cannot start the uploader: %s", strerror(e));
+    s->started = true;
+    return 0;
+}
+
+static bool passed(atx_status st)
+{
+    return st == ATX_STATUS_PASS || st == ATX_STATUS_INFO || st == ATX_STATUS_WARN ||
+           st == ATX_STATUS_SKIP;
+}
+
+/* The last max bytes of a result's output (stderr after stdout), or NULL. */
+static json_object *output_tail(const atx_result *r, size_t max)
+{
+    size_t lo = 0, le = 0;
+    const char *o = atx_result_output(r, ATX_STREAM_STDOUT, &lo, NULL);
+    const char *e = atx_result_output(r, ATX_STREAM_STDERR, &le, NULL);
+    if (!lo && !le)
+        return NULL;
+    char *buf = malloc(lo + le + 1), *text = NULL;
+    if (!buf)
+        return NULL;
+    if (lo)
+        memcpy(buf, o, lo);
+    if (le)
+        memcpy(buf + lo, e, le);
+    size_t len = lo + le, from = len > max ? len - max : 0;
+    json_object *j = NULL;
+    if (atx_text_clean(buf + from, len - from, ATX_TEXT_STRIP_ANSI | ATX_TEXT_KEEP_NEWLINES,
+                       &text, NULL) == 0)
+        j = json_object_new_string(text);
+    free(text);
+    free(buf);
+    return j;
+}
+
+static json_object *row_of(const atx_result *r)
+{
+    json_object *row = json_object_new_object(), *meta = json_object_new_object();
+    const atx_labels *l = atx_result_system_labels(r);
+    const char *prov = l ? atx_labels_get(l, "provider") : NULL;
+    const char *arch = l ? atx_labels_get(l, "arch") : NULL;
+    const char *distro = l ? atx_labels_get(l, "distro") : NULL;
+    char cls[1024];
+    atx_status st = atx_result_status(r);
+    const char *note = atx_result_note(r);
+
+    snprintf(cls, sizeof(cls), "%s/%s/%s:%s", prov ? prov : "-", arch ? arch : "-",
+             distro ? distro : "-", atx_result_test(r));
+    json_object_object_add(row, "test_class", json_object_new_string(cls));
+    json_object_object_add(row, "test_method",
+                           json_object_new_string(atx_result_subtest(r) ? atx_result_subtest(r)
+                                                                        : atx_result_test(r)));
+    json_object_object_add(row, "passed", json_object_new_boolean(passed(st)));
+    json_object_object_add(row, "duration_seconds",
+                           json_object_new_double((double)atx_result_duration(r) / 1e9));
+    json_object_object_add(row, "error_message",
+                           !passed(st) && note ? json_object_new_string(note) : NULL);
+    json_object_object_add(row, "traceback", !passed(st) ? output_tail(r, 4096) : NULL);
+    json_object_object_add(row, "assertions", json_object_new_array());
+    json_object_object_add(meta, "outcome", json_object_new_string(atx_result_status_word(r)));
+    if (passed(st) && note)
+        json_object_object_add(meta, "note", json_object_new_string(note));
+    if (atx_result_error_type(r))
+        json_object_object_add(meta, "error_type",
+                               json_object_new_string(atx_result_error_type(r)));
+    json_object_object_add(meta, "attempt", json_object_new_int(atx_result_attempt(r)));
+    if (atx_result_system_id(r))
+        json_object_object_add(meta, "host", json_object_new_string(atx_result_system_id(r)));
+    json_object_object_add(meta, "runner", json_object_new_string("atx " ATX_VERSION_STRING));
+    json_object_object_add(row, "metadata", meta);
+    return row;
+}
+
+static int bud_result(void *state, const atx_result *r)
+{
+    bud_state *s = state;
+
+    if (s->skip) {
+        s->skip--; /* replayed from the journal: an earlier segment sent it */
+        return 0;
+    }
+    /* Bud has no reruns: a test class passes only when all its rows pass,
+     * so only final results go (the attempts are in their metadata). */
+    if (!atx_result_final(r))
+        return 0;
+    json_object *row = row_of(r);
+    pthread_mutex_lock(&s->mu);
+    if (s->nrows == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        json_object **rows = realloc(s->rows, cap * sizeof(*rows));
+        if (!rows) {
+            pthread_mutex_unlock(&s->mu);
+            json_object_put(row);
+            return atx_error_set(ATX_ENOMEM, "bud: out of memory");
+        }
+        s->rows = rows;
+        s->cap = cap;
+    }
+    if (!s->nrows)
+        s->first_queued = atx_now_ns();
+    s->rows[s->nrows++] = row;
+    if (s->nrows >= (size_t)s->batch_size)
+        pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+static int bud_end(void *state, const atx_summary *sum)
+{
+    bud_state *s = state;
+
+    if (!s->started)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    s->summary = sum;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    s->started = false;
+    atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: %zu results in %zu requests to %s", s->sent_rows,
+                   s->requests, s->id.backend);
+    if (s->spooled || s->dead)
+        return atx_error_set(ATX_EINFRA, "%zu results requests were not delivered to %s: %zu "
+                             "spooled in %s (the next run sends them first), %zu refused "
+                             "(kept in %s/dead); last: %s", s->spooled + s->dead, s->id.backend,
+                             s->spooled, s->spool, s->dead, s->spool, s->last_error);
+    return 0;
+}
+
+static const atx_aggregator_vtable bud_vtable = {
+    .version = ATX_AGGREGATOR_VTABLE_VERSION,
+    .create = bud_create,
+    .destroy = bud_destroy,
+    .begin = bud_begin,
+    .result = bud_result,
+    .end = bud_end,
+};
+
+const atx_plugin_descriptor bud_descriptor = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_AGGREGATOR,
+    "bud", ATX_VERSION_STRING, "Results to Bud TMP in batches, spooled when it is away",
+    &bud_vtable,
+};
