@@ -85,7 +85,6 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
     const bud_secrets *sec = atx_plugin_ctx_userdata(ctx);
     bud_state *s;
     char why[1024];
-    int64_t n;
     int r;
 
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0)
@@ -107,20 +106,29 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
         return atx_error_set(r, "bud: %s", why);
     }
     if (!s->id.token && !(s->id.email && s->id.password)) {
-        atx_plugin_log(ctx, ATX_LOG_WARNING, "bud: no token (BUD_TOKEN, the vault) and no "
+        atx_plugin_log(ctx, ATX_LOG_WARNING, "no token (BUD_TOKEN, the vault) and no "
                        "login: uploads will be refused and spooled");
     }
+    /* A missing key leaves the default in place. */
+    int64_t run_id = 0, retries = 5, backoff = 200 * ATX_NSEC_PER_MSEC;
     s->batch_size = 500;
     s->interval_ns = 5 * ATX_NSEC_PER_SEC;
-    s->test_run_id = 0;
-    if (atx_plugin_config_int(ctx, "test_run_id", &n) == 0)
-        s->test_run_id = (long)n;
-    if (atx_plugin_config_int(ctx, "batch_size", &n) == 0 && n > 0)
-        s->batch_size = n;
-    atx_plugin_config_duration(ctx, "batch_interval", &s->interval_ns);
-    int64_t retries = 5, backoff = 200 * ATX_NSEC_PER_MSEC;
-    atx_plugin_config_int(ctx, "max_retries", &retries);
-    atx_plugin_config_duration(ctx, "backoff", &backoff);
+    if ((r = atx_plugin_config_int(ctx, "test_run_id", &run_id)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "batch_size", &s->batch_size)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "batch_interval", &s->interval_ns)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "max_retries", &retries)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "backoff", &backoff)) < 0) {
+        bud_identity_release(&s->id);
+        free(s);
+        return r;
+    }
+    if (s->batch_size < 1 || s->batch_size > 100000 || run_id < 0 || retries < 0) {
+        bud_identity_release(&s->id);
+        free(s);
+        return atx_error_set(ATX_EINVAL, "bud: batch_size must be 1 to 100000, test_run_id "
+                             "and max_retries not negative");
+    }
+    s->test_run_id = (long)run_id;
     const char *spool = cfg_str(ctx, "spool");
     s->spool = spool ? strdup(spool) : bud_spool_dir();
     s->run_fields = json_object_new_object();
@@ -137,7 +145,7 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
     if (cfg && json_object_object_get_ex(cfg, "artifacts", &a))
         s->artifacts = json_object_get(a);
     bud_client_opts co = { .id = &s->id, .log = client_log, .log_ud = ctx,
-                           .max_retries = (int)retries,
+                           .max_retries = retries ? (int)retries : -1,
                            .backoff_ms = (long)(backoff / ATX_NSEC_PER_MSEC) };
     if (!s->spool || (r = bud_client_new(&co, &s->client, why, sizeof(why))) < 0) {
         bud_identity_release(&s->id);
@@ -201,17 +209,17 @@ static void create_run(bud_state *s)
     const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     if (bud_call(s->client, "POST", "/test-runs", body, strlen(body), NULL,
                  BUD_AUTH | BUD_RELOGIN, &r, why, sizeof(why)) < 0) {
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot create a test run (%s); results "
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot create a test run (%s); results "
                        "go without one and the server makes its own", why);
     } else if (r.status != 201 && r.status != 200) {
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: creating a test run: HTTP %ld; results "
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "creating a test run: HTTP %ld; results "
                        "go without one", r.status);
     } else {
         json_object *ans = json_tokener_parse(r.body ? r.body : "");
         if (ans && json_object_object_get_ex(ans, "id", &v))
             s->test_run_id = (long)json_object_get_int64(v);
         json_object_put(ans);
-        atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: test run %ld", s->test_run_id);
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "test run %ld", s->test_run_id);
     }
     bud_resp_release(&r);
     json_object_put(o);
@@ -243,11 +251,11 @@ static void send_batch(bud_state *s, json_object **rows, size_t n)
         snprintf(s->last_error, sizeof(s->last_error), "%s", why);
         if (out == BUD_SPOOLED) {
             s->spooled++;
-            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: %zu results spooled to %s: %s", n,
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "%zu results spooled to %s: %s", n,
                            s->spool, why);
         } else {
             s->dead++;
-            atx_plugin_log(s->ctx, ATX_LOG_ERROR, "bud: %zu results refused by the server, "
+            atx_plugin_log(s->ctx, ATX_LOG_ERROR, "%zu results refused by the server, "
                            "kept in %s/dead: %s", n, s->spool, why);
         }
     }
@@ -275,10 +283,10 @@ static void finish_run(bud_state *s, const atx_summary *sum)
         snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : s->results_dir,
                  f[0] == '/' ? "" : "/", f);
         if (bud_upload_file(s->client, path, s->test_run_id, NULL, &r, why, sizeof(why)) < 0)
-            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: artifact %s not uploaded: %s", path,
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: %s", path,
                            why);
         else if (r.status != 201 && r.status != 200)
-            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: artifact %s not uploaded: HTTP %ld",
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: HTTP %ld",
                            path, r.status);
         bud_resp_release(&r);
     }
@@ -296,10 +304,10 @@ static void finish_run(bud_state *s, const atx_summary *sum)
     snprintf(path, sizeof(path), "/test-runs/%ld", s->test_run_id);
     if (bud_call(s->client, "PATCH", path, body, strlen(body), NULL, BUD_AUTH | BUD_RELOGIN,
                  &r, why, sizeof(why)) < 0)
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot close test run %ld: %s",
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot close test run %ld: %s",
                        s->test_run_id, why);
     else if (r.status != 200)
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: closing test run %ld: HTTP %ld",
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "closing test run %ld: HTTP %ld",
                        s->test_run_id, r.status);
     bud_resp_release(&r);
     json_object_put(o);
@@ -313,12 +321,12 @@ static void *uploader(void *arg)
 
     /* What earlier runs could not deliver goes first, oldest first. */
     if (bud_replay(s->client, s->spool, &sent, &left, why, sizeof(why)) < 0)
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: cannot read the spool %s", s->spool);
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot read the spool %s", s->spool);
     s->replayed = sent;
     if (sent)
-        atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: replayed %zu spooled results requests", sent);
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "replayed %zu spooled results requests", sent);
     if (left)
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "bud: %zu spooled results requests still "
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "%zu spooled results requests still "
                        "waiting in %s: %s", left, s->spool, why);
     if (s->test_run_id <= 0)
         create_run(s);
@@ -498,7 +506,7 @@ static int bud_end(void *state, const atx_summary *sum)
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
     s->started = false;
-    atx_plugin_log(s->ctx, ATX_LOG_INFO, "bud: %zu results in %zu requests to %s", s->sent_rows,
+    atx_plugin_log(s->ctx, ATX_LOG_INFO, "%zu results in %zu requests to %s", s->sent_rows,
                    s->requests, s->id.backend);
     if (s->spooled || s->dead)
         return atx_error_set(ATX_EINFRA, "%zu results requests were not delivered to %s: %zu "

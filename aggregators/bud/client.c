@@ -131,15 +131,21 @@ int bud_write_atomic(const char *dir, const char *name, const char *data, size_t
                 e = -errno;
         } else {
             snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-            /* Replace: link to a fresh name, then rename over the target. */
-            char fresh[PATH_MAX + 32];
-            snprintf(fresh, sizeof(fresh), "%s/.%s.%d.new", dir, name, (int)getpid());
-            unlink(fresh);
-            if (linkat(AT_FDCWD, proc, AT_FDCWD, fresh, AT_SYMLINK_FOLLOW) < 0)
-                e = -errno;
-            else if (rename(fresh, target) < 0) {
-                e = -errno;
+            /* A new name: linked straight into place. An existing one (the
+             * vault): linked to a fresh name, renamed over it. */
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, target, AT_SYMLINK_FOLLOW) < 0) {
+                int why_not = errno;
+                char fresh[PATH_MAX + 32];
+                snprintf(fresh, sizeof(fresh), "%s/.%s.%d.new", dir, name, (int)getpid());
                 unlink(fresh);
+                errno = why_not;
+                if (why_not != EEXIST ||
+                    linkat(AT_FDCWD, proc, AT_FDCWD, fresh, AT_SYMLINK_FOLLOW) < 0)
+                    e = -errno;
+                else if (rename(fresh, target) < 0) {
+                    e = -errno;
+                    unlink(fresh);
+                }
             }
         }
     }
@@ -434,7 +440,7 @@ int bud_client_new(const bud_client_opts *o, bud_client **out, char *why, size_t
     }
     c->log = o->log;
     c->log_ud = o->log_ud;
-    c->max_retries = o->max_retries > 0 ? o->max_retries : 5;
+    c->max_retries = o->max_retries > 0 ? o->max_retries : o->max_retries < 0 ? 0 : 5;
     c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 200;
     c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
     *out = c;

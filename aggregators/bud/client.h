@@ -66,7 +66,7 @@ typedef struct bud_client_opts {
     const bud_identity *id;     /* borrowed; the token may be refreshed (copied) */
     bud_log_fn log;
     void *log_ud;
-    int max_retries;            /* 5 */
+    int max_retries;            /* 0: the default, 5; negative: none */
     long backoff_ms;            /* first backoff; doubles (200) */
     long timeout_s;             /* per request (30) */
 } bud_client_opts;
