@@ -231,6 +231,34 @@ PY
 pass "6 SIGKILLs while spooling: every spool file whole, no temporary file left"
 rm -rf kspool
 
+# --- a --bud run killed and resumed: every test's row exactly once ---
+RUN2=$(BUD_TOKEN=$TOKEN1 "$ATX" bud add-test-run --test-suite-name resume)
+python3 - "$RUN2" <<'PY'
+import json, sys
+json.dump({"tests": [{"name": "/r/t%03d" % i, "command": ["sleep", "0.01"]} for i in range(150)],
+           "aggregators": [{"plugin": "bud", "runner_account": "runner-1",
+                            "test_run_id": int(sys.argv[1]), "batch_size": 10,
+                            "batch_interval": "50ms"},
+                           {"plugin": "jsonl", "path": "results.jsonl"}]},
+          open("resume-plan.json", "w"))
+PY
+"$ATX" run --plan resume-plan.json -j 2 -o resumed -q --no-history >/dev/null 2>&1 &
+pid=$!
+n=400
+while [ "$(wc -l < resumed/results.jsonl 2>/dev/null || echo 0)" -lt 60 ] && [ $n -gt 0 ]; do sleep 0.01; n=$((n-1)); done
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+before=$(st "len(s['runs']['$RUN2']['rows'])")
+rc=0; "$ATX" run --resume resumed -q > resumed.out 2>&1 || rc=$?
+expect_eq "resumed --bud run: exit" "$rc" 0
+python3 - "$P" "$RUN2" <<'PY' || fail "rows after the resume are wrong"
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen("http://127.0.0.1:%s/_control/state" % sys.argv[1]))
+names = [r["test_method"] for r in s["runs"][sys.argv[2]]["rows"]]
+assert len(names) == 150 and len(set(names)) == 150, (len(names), len(set(names)))
+PY
+[ "$before" -gt 0 ] || fail "nothing was uploaded before the kill: the resume tested little"
+pass "a --bud run killed after $before rows were uploaded: the resume sent the other $((150 - before)), none twice"
+
 # --- 10,000 tests: at most 25 results requests; results arrive while the run goes ---
 python3 - "$RUN" <<'PY'
 import json, sys

@@ -46,13 +46,15 @@ typedef struct bud_state {
     char results_dir[PATH_MAX];
     char run_id[128];
     size_t tests;
-    size_t skip;                /* replayed results: sent by an earlier segment */
+    size_t skip;                /* replayed results an earlier segment delivered */
+    size_t pos;                 /* results seen, replayed ones included */
 
     pthread_t thread;
     bool started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     json_object **rows;         /* queued rows (under mu) */
+    size_t *rowpos;             /* ... and the position of each in the stream */
     size_t nrows, cap;
     int64_t first_queued;       /* monotonic, of the oldest queued row */
     bool closing;
@@ -172,6 +174,7 @@ static void bud_destroy(void *state)
     for (size_t i = 0; i < s->nrows; i++)
         json_object_put(s->rows[i]);
     free(s->rows);
+    free(s->rowpos);
     bud_client_free(s->client);
     bud_identity_release(&s->id);
     json_object_put(s->run_fields);
@@ -180,6 +183,34 @@ static void bud_destroy(void *state)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
+}
+
+/* ---- progress: what a resumed run need not send again ---- */
+
+#define PROGRESS_FILE "bud-progress"
+
+/* Results up to this stream position were delivered (or spooled). */
+static void progress_write(bud_state *s, size_t pos)
+{
+    char text[32];
+    snprintf(text, sizeof(text), "%zu\n", pos);
+    if (bud_write_atomic(s->results_dir, PROGRESS_FILE, text, strlen(text), 0644) < 0)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot write %s/%s: a resumed run may send "
+                       "some results twice", s->results_dir, PROGRESS_FILE);
+}
+
+static size_t progress_read(const bud_state *s)
+{
+    char path[PATH_MAX + 32];
+    unsigned long long n = 0;
+    snprintf(path, sizeof(path), "%s/%s", s->results_dir, PROGRESS_FILE);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fscanf(f, "%llu", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return (size_t)n;
 }
 
 /* ---- the uploader thread ---- */
@@ -225,8 +256,9 @@ static void create_run(bud_state *s)
     json_object_put(o);
 }
 
-/* Send rows[0..n) as one results request. */
-static void send_batch(bud_state *s, json_object **rows, size_t n)
+/* Send rows[0..n) as one results request; last: the stream position of
+ * the last row. */
+static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
 {
     json_object *o = json_object_new_object(), *arr = json_object_new_array_ext((int)n);
     char key[33], why[1024];
@@ -259,6 +291,8 @@ static void send_batch(bud_state *s, json_object **rows, size_t n)
                            "kept in %s/dead: %s", n, s->spool, why);
         }
     }
+    /* Sent, spooled or kept: a resumed run does not send these again. */
+    progress_write(s, last);
     json_object_put(o);
 }
 
@@ -359,11 +393,13 @@ static void *uploader(void *arg)
         if (!batch)
             break;
         memcpy(batch, s->rows, n * sizeof(*batch));
+        size_t last = s->rowpos[n - 1];
         memmove(s->rows, s->rows + n, (s->nrows - n) * sizeof(*batch));
+        memmove(s->rowpos, s->rowpos + n, (s->nrows - n) * sizeof(*s->rowpos));
         s->nrows -= n;
         s->first_queued = atx_now_ns();
         pthread_mutex_unlock(&s->mu);
-        send_batch(s, batch, n);
+        send_batch(s, batch, n, last);
         free(batch);
         pthread_mutex_lock(&s->mu);
     }
@@ -383,7 +419,14 @@ static int bud_begin(void *state, const atx_run_info *info)
     snprintf(s->results_dir, sizeof(s->results_dir), "%s", info->results_dir);
     snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id);
     s->tests = info->tests;
-    s->skip = info->replayed;
+    /* A resumed run replays the journal's results first: those an earlier
+     * segment delivered are skipped, the rest (journaled, not yet sent
+     * when it stopped) go now. A new run starts its progress afresh. */
+    s->skip = info->replayed ? progress_read(s) : 0;
+    if (s->skip > info->replayed)
+        s->skip = info->replayed;
+    if (!info->replayed)
+        progress_write(s, 0);
     if ((e = pthread_create(&s->thread, NULL, uploader, s)) != 0)
         return atx_error_set(-e, "bud: cannot start the uploader: %s", strerror(e));
     s->started = true;
@@ -463,10 +506,8 @@ static int bud_result(void *state, const atx_result *r)
 {
     bud_state *s = state;
 
-    if (s->skip) {
-        s->skip--; /* replayed from the journal: an earlier segment sent it */
-        return 0;
-    }
+    if (++s->pos <= s->skip)
+        return 0; /* replayed from the journal: an earlier segment sent it */
     /* Bud has no reruns: a test class passes only when all its rows pass,
      * so only final results go (the attempts are in their metadata). */
     if (!atx_result_final(r))
@@ -476,16 +517,20 @@ static int bud_result(void *state, const atx_result *r)
     if (s->nrows == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 1024;
         json_object **rows = realloc(s->rows, cap * sizeof(*rows));
-        if (!rows) {
+        size_t *pos = rows ? realloc(s->rowpos, cap * sizeof(*pos)) : NULL;
+        if (rows)
+            s->rows = rows;
+        if (!pos) {
             pthread_mutex_unlock(&s->mu);
             json_object_put(row);
             return atx_error_set(ATX_ENOMEM, "bud: out of memory");
         }
-        s->rows = rows;
+        s->rowpos = pos;
         s->cap = cap;
     }
     if (!s->nrows)
         s->first_queued = atx_now_ns();
+    s->rowpos[s->nrows] = s->pos;
     s->rows[s->nrows++] = row;
     if (s->nrows >= (size_t)s->batch_size)
         pthread_cond_signal(&s->cv);
