@@ -231,6 +231,20 @@ PY
 pass "6 SIGKILLs while spooling: every spool file whole, no temporary file left"
 rm -rf kspool
 
+# --- artifacts: the JUnit file, and the files tests leave, with their test ---
+mkdir -p ftree/.fmf
+echo 1 > ftree/.fmf/version
+printf '/withfile:\n  test: echo some output\n' > ftree/main.fmf
+a0=$(st "len(s['artifacts'])")
+rc=0
+"$ATX" run ftree -o ftree-out -q --no-history --bud --runner-account runner-1 --test-run-id "$RUN" \
+  > ftree.out 2>&1 || rc=$?
+expect_eq "fmf run with --bud: exit" "$rc" 0
+expect_eq "artifacts uploaded" \
+  "$(st "sorted([a['filename'], a['test_case'], a['run_id']] for a in s['artifacts'][$a0:])")" \
+  "[[\"junit.xml\", null, $RUN], [\"output.txt\", \"/withfile\", $RUN]]"
+pass "the JUnit report and a test's output file were uploaded to run $RUN"
+
 # --- a --bud run killed and resumed: every test's row exactly once ---
 RUN2=$(BUD_TOKEN=$TOKEN1 "$ATX" bud add-test-run --test-suite-name resume)
 python3 - "$RUN2" <<'PY'
@@ -330,10 +344,12 @@ gaps=$(st "(lambda t: [round(b - a, 1) for a, b in zip(t, t[1:])][-3:])([h['time
 python3 -c "import sys; g = $gaps; sys.exit(0 if len(g) == 3 and all(0.7 <= x <= 1.6 for x in g) else 1)" ||
   fail "heartbeat gaps $gaps, want ~1 s"
 pass "daemon: refuses no/wrong token and non-loopback; ping, status, run answer; heartbeats ${gaps} s apart; two runners side by side"
-kill -TERM "$dpid" "$dpid2"
+expect_eq "stop" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"stop\", \"token\": \"$TOKEN2\"}")" '{"ok":true,"stopping":true}'
+rc=0; wait "$dpid2" || rc=$?
+expect_eq "daemon exit after stop" "$rc" 0
+kill -TERM "$dpid"
 rc=0; wait "$dpid" || rc=$?
 expect_eq "daemon exit on SIGTERM" "$rc" 0
-wait "$dpid2" || true
 [ ! -e "$HOME/.bud/daemons/runner-1.pid" ] || fail "pid file left"
 tail -1 "$HOME/.bud/daemons/runner-1.log" | python3 -c "
 import json, sys; l = json.loads(sys.stdin.read())

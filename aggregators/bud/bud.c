@@ -43,6 +43,8 @@ typedef struct bud_state {
     int64_t interval_ns;
     json_object *run_fields;    /* test_suite_name, url_..., ref_... */
     json_object *artifacts;     /* array of paths, or NULL: the default */
+    bool upload_files;          /* the files final results name, too */
+    json_object *files;         /* [[path, test], ...] to upload at the end (under mu) */
     char results_dir[PATH_MAX];
     char run_id[128];
     size_t tests;
@@ -83,7 +85,7 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
         "backend", "runner_account", "email", "test_run_id", "test_suite_name",
         "url_test_software", "ref_test_software", "url_software_under_test",
         "ref_software_under_test", "batch_size", "batch_interval", "spool", "artifacts",
-        "max_retries", "backoff", NULL };
+        "max_retries", "backoff", "upload_files", NULL };
     const bud_secrets *sec = atx_plugin_ctx_userdata(ctx);
     bud_state *s;
     char why[1024];
@@ -131,6 +133,10 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
                              "and max_retries not negative");
     }
     s->test_run_id = (long)run_id;
+    int up = 1;
+    atx_plugin_config_bool(ctx, "upload_files", &up);
+    s->upload_files = up;
+    s->files = json_object_new_array();
     const char *spool = cfg_str(ctx, "spool");
     s->spool = spool ? strdup(spool) : bud_spool_dir();
     s->run_fields = json_object_new_object();
@@ -179,6 +185,7 @@ static void bud_destroy(void *state)
     bud_identity_release(&s->id);
     json_object_put(s->run_fields);
     json_object_put(s->artifacts);
+    json_object_put(s->files);
     free(s->spool);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -325,6 +332,19 @@ static void finish_run(bud_state *s, const atx_summary *sum)
         bud_resp_release(&r);
     }
     json_object_put(list);
+    /* The files tests left (results' files), each with its test. */
+    for (size_t i = 0; i < json_object_array_length(s->files); i++) {
+        json_object *f = json_object_array_get_idx(s->files, i);
+        const char *rel = json_object_get_string(json_object_array_get_idx(f, 0));
+        const char *test = json_object_get_string(json_object_array_get_idx(f, 1));
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof(path), "%s/%s", s->results_dir, rel);
+        if (bud_upload_file(s->client, path, s->test_run_id, test, &r, why, sizeof(why)) < 0 ||
+            (r.status != 201 && r.status != 200))
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "file %s of %s not uploaded: %s", rel, test,
+                           r.status ? "the server refused it" : why);
+        bud_resp_release(&r);
+    }
     if (s->test_run_id <= 0)
         return;
     /* Only status and duration: the server counts results itself. */
@@ -532,6 +552,12 @@ static int bud_result(void *state, const atx_result *r)
         s->first_queued = atx_now_ns();
     s->rowpos[s->nrows] = s->pos;
     s->rows[s->nrows++] = row;
+    for (size_t i = 0; s->upload_files && i < atx_result_file_count(r); i++) {
+        json_object *f = json_object_new_array();
+        json_object_array_add(f, json_object_new_string(atx_result_file(r, i)));
+        json_object_array_add(f, json_object_new_string(atx_result_test(r)));
+        json_object_array_add(s->files, f);
+    }
     if (s->nrows >= (size_t)s->batch_size)
         pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);

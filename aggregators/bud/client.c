@@ -854,7 +854,8 @@ int bud_replay(bud_client *c, const char *spool_dir, size_t *sent, size_t *left,
     closedir(d);
     /* <unix>-<key>.json: the name orders them oldest first (same width
      * for centuries). */
-    qsort(names, n, sizeof(char *), cmp_name);
+    if (n)
+        qsort(names, n, sizeof(char *), cmp_name);
     size_t i;
     for (i = 0; i < n; i++) {
         char path[PATH_MAX], key[64] = "";
