@@ -63,14 +63,6 @@ struct journal {
     size_t sys_cap, sys_len;
 };
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* 1 if id was not seen before (and is now), 0 if it was, <0 on OOM. */
 static int system_seen_add(journal *j, const char *id)
 {
@@ -82,7 +74,7 @@ static int system_seen_add(journal *j, const char *id)
         for (size_t i = 0; i < j->sys_cap; i++) {
             if (!j->systems[i])
                 continue;
-            size_t k = hash_str(j->systems[i]) & (cap - 1);
+            size_t k = atx_hash_str(j->systems[i]) & (cap - 1);
             while (slots[k])
                 k = (k + 1) & (cap - 1);
             slots[k] = j->systems[i];
@@ -91,7 +83,7 @@ static int system_seen_add(journal *j, const char *id)
         j->systems = slots;
         j->sys_cap = cap;
     }
-    size_t k = hash_str(id) & (j->sys_cap - 1);
+    size_t k = atx_hash_str(id) & (j->sys_cap - 1);
     for (; j->systems[k]; k = (k + 1) & (j->sys_cap - 1))
         if (strcmp(j->systems[k], id) == 0)
             return 0;

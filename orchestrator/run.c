@@ -26,14 +26,6 @@
 
 /* ---- a set of test names (open addressing) for duplicate checks ---- */
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-    return h;
-}
-
 /* Insert; returns 1 if added, 0 if the name is taken, negative on OOM. */
 static int name_set_add(name_set *set, test_state *ts)
 {
@@ -45,7 +37,7 @@ static int name_set_add(name_set *set, test_state *ts)
         for (size_t i = 0; i < set->cap; i++) {
             if (!set->slots[i])
                 continue;
-            size_t j = hash_str(atx_test_name(set->slots[i]->t)) & (cap - 1);
+            size_t j = atx_hash_str(atx_test_name(set->slots[i]->t)) & (cap - 1);
             while (slots[j])
                 j = (j + 1) & (cap - 1);
             slots[j] = set->slots[i];
@@ -55,7 +47,7 @@ static int name_set_add(name_set *set, test_state *ts)
         set->cap = cap;
     }
     const char *name = atx_test_name(ts->t);
-    size_t j = hash_str(name) & (set->cap - 1);
+    size_t j = atx_hash_str(name) & (set->cap - 1);
     while (set->slots[j]) {
         if (strcmp(atx_test_name(set->slots[j]->t), name) == 0)
             return 0;
@@ -70,7 +62,7 @@ static test_state *name_set_find(const name_set *set, const char *name)
 {
     if (!set->cap)
         return NULL;
-    for (size_t j = hash_str(name) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
+    for (size_t j = atx_hash_str(name) & (set->cap - 1); set->slots[j]; j = (j + 1) & (set->cap - 1))
         if (strcmp(atx_test_name(set->slots[j]->t), name) == 0)
             return set->slots[j];
     return NULL;

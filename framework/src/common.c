@@ -214,3 +214,11 @@ int atx_json_strv(const struct json_object *arr, char ***out)
     *out = v;
     return 0;
 }
+
+uint64_t atx_hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}

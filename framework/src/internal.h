@@ -31,6 +31,9 @@ typedef struct atx_vec {
 ATX_INTERNAL int atx_vec_push(atx_vec *v, void *item);
 ATX_INTERNAL void atx_vec_release(atx_vec *v);
 
+/* FNV-1a of a string, for the open-addressing sets. */
+ATX_INTERNAL uint64_t atx_hash_str(const char *s);
+
 /* strdup that records OOM. NULL in, NULL out (and returns 0). */
 ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
 
