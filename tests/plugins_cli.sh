@@ -38,7 +38,9 @@ listed fmf executor
 listed podman provisioner
 listed ssh provisioner
 listed bud aggregator
-expect_eq "lines listed" "$(wc -l < out)" 8
+listed tap executor
+listed junitxml executor
+expect_eq "lines listed" "$(wc -l < out)" 10
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -79,8 +81,10 @@ listed fmf executor
 listed podman provisioner
 listed ssh provisioner
 listed bud aggregator
+listed tap executor
+listed junitxml executor
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 9
+expect_eq "lines listed" "$(wc -l < out)" 11
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)

@@ -3,6 +3,11 @@
  * timeout. The exit code decides pass or fail; stdout and stderr are
  * captured, keeping head and tail past a cap. At the timeout, and when the
  * run is cancelled, the whole process tree is killed (TERM, grace, KILL).
+ *
+ * The same code is built three times (EXEC_FLAVOUR): exec; tap, whose
+ * command's stdout is a TAP stream whose test points become subresults;
+ * and junitxml, whose command writes a JUnit XML file ("report") whose
+ * testcases become subresults. Running the command is the same for all.
  */
 #define _GNU_SOURCE 1
 #include "client.h"
@@ -22,7 +27,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define FLAVOUR_EXEC 0
+#define FLAVOUR_TAP 1
+#define FLAVOUR_JUNIT 2
+#ifndef EXEC_FLAVOUR
+#define EXEC_FLAVOUR FLAVOUR_EXEC
+#endif
+#if EXEC_FLAVOUR == FLAVOUR_TAP
+#include "tap.h"
+#define EXEC_NAME "tap"
+#elif EXEC_FLAVOUR == FLAVOUR_JUNIT
+#include "junit_import.h"
+#define EXEC_NAME "junitxml"
+#else
+#define EXEC_NAME "exec"
+#endif
+
 #define DEFAULT_CAP (64 * 1024)
+/* A TAP stream is read whole after the command ends: keep this much. */
+#define TAP_MAX (16 * 1024 * 1024)
 
 /* The agent on a leased system that does not share this host. */
 typedef struct remote {
@@ -47,9 +70,14 @@ typedef struct spec {
     const char *basedir;     /* the plan's folder, or NULL */
     char *host_cwd;          /* on a system sharing this host: cwd resolved */
     int skip_code;           /* -1: none */
+    const char *report;      /* junitxml: the file the command writes */
 } spec;
 
-static const char *const spec_keys[] = { "command", "cwd", "skip_exit_code", "basedir", NULL };
+static const char *const spec_keys[] = { "command", "cwd", "skip_exit_code", "basedir",
+#if EXEC_FLAVOUR == FLAVOUR_JUNIT
+                                         "report",
+#endif
+                                         NULL };
 
 static void spec_release(spec *sp)
 {
@@ -74,8 +102,8 @@ static int spec_parse(const atx_test *t, spec *sp)
         for (size_t i = 0; spec_keys[i] && !known; i++)
             known = strcmp(spec_keys[i], key) == 0;
         if (!known)
-            return atx_error_set(ATX_EINVAL, "test %s: unknown key '%s' for the exec executor",
-                                 atx_test_name(t), key);
+            return atx_error_set(ATX_EINVAL, "test %s: unknown key '%s' for the "
+                                 EXEC_NAME " executor", atx_test_name(t), key);
     }
     if (!json_object_object_get_ex(sp->root, "command", &cmd) ||
         !json_object_is_type(cmd, json_type_array) || (n = json_object_array_length(cmd)) == 0)
@@ -114,13 +142,21 @@ static int spec_parse(const atx_test *t, spec *sp)
                                  atx_test_name(t));
         sp->skip_code = json_object_get_int(v);
     }
+#if EXEC_FLAVOUR == FLAVOUR_JUNIT
+    if (!json_object_object_get_ex(sp->root, "report", &v) ||
+        !json_object_is_type(v, json_type_string) || !*json_object_get_string(v))
+        return atx_error_set(ATX_EINVAL, "test %s: needs \"report\": the JUnit XML file the "
+                             "command writes (relative: to its working folder)",
+                             atx_test_name(t));
+    sp->report = json_object_get_string(v);
+#endif
     return 0;
 }
 
 static int exec_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "kill_grace", "output_head", "output_tail", NULL };
-    int64_t head = DEFAULT_CAP, tail = DEFAULT_CAP;
+    int64_t head = EXEC_FLAVOUR == FLAVOUR_TAP ? TAP_MAX : DEFAULT_CAP, tail = DEFAULT_CAP;
     exec_state *s;
     int r;
 
@@ -136,7 +172,7 @@ static int exec_create(atx_plugin_ctx *ctx, void **out)
     }
     if (head < 0 || tail < 0) {
         free(s);
-        return atx_error_set(ATX_EINVAL, "exec: output caps must not be negative");
+        return atx_error_set(ATX_EINVAL, EXEC_NAME ": output caps must not be negative");
     }
     s->ctx = ctx;
     s->head_cap = (size_t)head;
@@ -169,7 +205,7 @@ static int exec_prepare(void *state, atx_system *sys)
     rm = calloc(1, sizeof(*rm));
     if (!rm)
         return atx_error_set(ATX_ENOMEM, "out of memory");
-    if ((r = agent_client_start_on(sys, agent, "exec", &rm->agent)) < 0) {
+    if ((r = agent_client_start_on(sys, agent, EXEC_NAME, &rm->agent)) < 0) {
         free(rm);
         return r;
     }
@@ -332,6 +368,288 @@ static int run_remote(exec_state *s, atx_attempt *a, remote *rm, const spec *sp,
     return 0;
 }
 
+/* ---- subresults: the TAP stream or the JUnit report ---- */
+
+#if EXEC_FLAVOUR == FLAVOUR_EXEC
+static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *res,
+                     const atx_capture *cap, int64_t started)
+{
+    (void)s, (void)a, (void)sp, (void)res, (void)cap, (void)started;
+    return 0;
+}
+#else
+
+/* Whether the own result is one interpreting the output must not change:
+ * the test never ran to an end. */
+static bool cut_short(const atx_result *res)
+{
+    const char *t = atx_result_error_type(res);
+    return t && (strcmp(t, "timeout") == 0 || strcmp(t, "interrupted") == 0 ||
+                 strcmp(t, "spawn") == 0);
+}
+
+typedef struct subs {
+    atx_attempt *a;
+    int64_t started;
+    size_t n, failed, errors, skipped;
+    char first_bad[256];
+    char **names;           /* subtest names used, to keep them unique */
+    size_t nnames, cap;
+    int err;
+} subs;
+
+/* A unique subtest name: "name", else "name (2)", ... */
+static char *unique_name(subs *sb, const char *want)
+{
+    char *name = NULL;
+    for (int k = 1; !name || k < 10000; k++) {
+        free(name);
+        name = NULL;
+        if ((k == 1 ? asprintf(&name, "%s", want) : asprintf(&name, "%s (%d)", want, k)) < 0)
+            return NULL;
+        bool taken = false;
+        for (size_t i = 0; i < sb->nnames && !taken; i++)
+            taken = strcmp(sb->names[i], name) == 0;
+        if (!taken)
+            break;
+    }
+    if (sb->nnames == sb->cap) {
+        size_t cap = sb->cap ? sb->cap * 2 : 32;
+        char **nn = realloc(sb->names, cap * sizeof(*nn));
+        if (!nn) {
+            free(name);
+            return NULL;
+        }
+        sb->names = nn;
+        sb->cap = cap;
+    }
+    sb->names[sb->nnames++] = name;
+    return name;
+}
+
+static void subs_release(subs *sb)
+{
+    for (size_t i = 0; i < sb->nnames; i++)
+        free(sb->names[i]);
+    free(sb->names);
+}
+
+static void sub_emit(subs *sb, const char *want, atx_status st, const char *type,
+                     const char *note, double seconds, const char *out, const char *err)
+{
+    const char *test = atx_test_name(atx_attempt_test(sb->a));
+    char *name = unique_name(sb, want && *want ? want : "(unnamed)");
+    atx_result *r;
+
+    if (!name || atx_result_new(test, name, &r) < 0) {
+        sb->err = ATX_ENOMEM;
+        return;
+    }
+    atx_result_set_status(r, st);
+    atx_result_set_error_type(r, type);
+    atx_result_set_note(r, note);
+    atx_result_set_times(r, sb->started, (int64_t)(seconds * 1e9));
+    if (out)
+        atx_result_set_output(r, ATX_STREAM_STDOUT, out, strlen(out), strlen(out));
+    if (err)
+        atx_result_set_output(r, ATX_STREAM_STDERR, err, strlen(err), strlen(err));
+    sb->n++;
+    if (st == ATX_STATUS_FAIL || st == ATX_STATUS_ERROR) {
+        if (st == ATX_STATUS_FAIL)
+            sb->failed++;
+        else
+            sb->errors++;
+        if (!sb->first_bad[0])
+            snprintf(sb->first_bad, sizeof(sb->first_bad), "%s", name);
+    } else if (st == ATX_STATUS_SKIP) {
+        sb->skipped++;
+    }
+    if (atx_attempt_emit(sb->a, r) < 0)
+        sb->err = ATX_ENOMEM;
+}
+
+/* The own result from its subresults: the worst of them wins over a pass;
+ * an exit code's failure stays. */
+static void sum_up(atx_result *res, const subs *sb, const char *what)
+{
+    char note[512];
+    if (!sb->failed && !sb->errors) {
+        if (sb->n && sb->skipped == sb->n && atx_result_status(res) == ATX_STATUS_PASS) {
+            atx_result_set_status(res, ATX_STATUS_SKIP);
+            snprintf(note, sizeof(note), "all %zu %s skipped", sb->n, what);
+            atx_result_set_note(res, note);
+        }
+        return;
+    }
+    snprintf(note, sizeof(note), "%zu of %zu %s failed%s%s: first %s", sb->failed + sb->errors,
+             sb->n, what, sb->errors ? ", with errors" : "",
+             atx_result_exit_code(res) > 0 ? "" : "", sb->first_bad);
+    atx_result_set_status(res, sb->errors && !sb->failed ? ATX_STATUS_ERROR : ATX_STATUS_FAIL);
+    atx_result_set_error_type(res, "subtests");
+    atx_result_set_note(res, note);
+}
+
+#if EXEC_FLAVOUR == FLAVOUR_TAP
+static void tap_point_cb(void *ud, const tap_point *p)
+{
+    subs *sb = ud;
+    char want[512], note[600];
+    atx_status st = ATX_STATUS_PASS;
+    const char *type = NULL, *n = NULL;
+
+    if (*p->description)
+        snprintf(want, sizeof(want), "%s", p->description);
+    else
+        snprintf(want, sizeof(want), "test %ld", p->number);
+    switch (p->kind) {
+    case TAP_OK: break;
+    case TAP_NOT_OK:
+        st = ATX_STATUS_FAIL;
+        type = "not-ok";
+        snprintf(note, sizeof(note), "not ok %ld", p->number);
+        n = note;
+        break;
+    case TAP_SKIP:
+        st = ATX_STATUS_SKIP;
+        snprintf(note, sizeof(note), "SKIP%s%s", p->directive && *p->directive ? ": " : "",
+                 p->directive ? p->directive : "");
+        n = note;
+        break;
+    case TAP_TODO_FAILED:
+        st = ATX_STATUS_INFO;
+        snprintf(note, sizeof(note), "TODO%s%s (failed, as expected)",
+                 p->directive && *p->directive ? ": " : "", p->directive ? p->directive : "");
+        n = note;
+        break;
+    case TAP_TODO_PASSED:
+        st = ATX_STATUS_WARN;
+        snprintf(note, sizeof(note), "TODO%s%s (passed unexpectedly)",
+                 p->directive && *p->directive ? ": " : "", p->directive ? p->directive : "");
+        n = note;
+        break;
+    }
+    sub_emit(sb, want, st, type, n, 0, p->diagnostics, NULL);
+}
+#endif
+
+#if EXEC_FLAVOUR == FLAVOUR_JUNIT
+static void junit_case_cb(void *ud, const junit_case *c)
+{
+    subs *sb = ud;
+    char want[1024];
+    static const atx_status st[] = { [JU_PASS] = ATX_STATUS_PASS, [JU_FAIL] = ATX_STATUS_FAIL,
+                                     [JU_ERROR] = ATX_STATUS_ERROR, [JU_SKIP] = ATX_STATUS_SKIP };
+    static const char *const types[] = { [JU_PASS] = NULL, [JU_FAIL] = "failure",
+                                         [JU_ERROR] = "error", [JU_SKIP] = NULL };
+    char *err = NULL;
+
+    if (*c->classname)
+        snprintf(want, sizeof(want), "%s.%s", c->classname, c->name);
+    else
+        snprintf(want, sizeof(want), "%s", c->name);
+    if (c->details || c->system_err)
+        if (asprintf(&err, "%s%s%s", c->details ? c->details : "",
+                     c->details && c->system_err ? "\n" : "",
+                     c->system_err ? c->system_err : "") < 0)
+            err = NULL;
+    sub_emit(sb, want, st[c->outcome], c->type ? c->type : types[c->outcome], c->message,
+             c->seconds, c->system_out, err);
+    free(err);
+}
+#endif
+
+static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *res,
+                     const atx_capture *cap, int64_t started)
+{
+    subs sb = { .a = a, .started = started };
+#if EXEC_FLAVOUR == FLAVOUR_TAP
+    char *data = NULL;
+    size_t len = 0;
+    tap_summary sum;
+    char note[700];
+
+    if (cut_short(res))
+        return 0;
+    if (cap[0].total > s->head_cap + s->tail_cap) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "tap");
+        snprintf(note, sizeof(note), "the TAP stream is longer than %zu bytes: not read",
+                 s->head_cap + s->tail_cap);
+        atx_result_set_note(res, note);
+        return 0;
+    }
+    if (cap[0].total && atx_capture_collect(&cap[0], &data, &len) < 0)
+        return ATX_ENOMEM;
+    tap_parse(data ? data : "", len, tap_point_cb, &sb, &sum);
+    free(data);
+    sum_up(res, &sb, "test points");
+    if (sum.bailed) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "bail-out");
+        snprintf(note, sizeof(note), "Bail out!%s%s", *sum.bail_reason ? " " : "",
+                 sum.bail_reason);
+        atx_result_set_note(res, note);
+    } else if (sum.skip_all && sb.n == 0 && atx_result_status(res) == ATX_STATUS_PASS) {
+        atx_result_set_status(res, ATX_STATUS_SKIP);
+        atx_result_set_note(res, "the TAP plan skips every test (1..0 # SKIP)");
+    } else if (sum.problem[0] && !sum.skip_all) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "tap-plan");
+        atx_result_set_note(res, sum.problem);
+    }
+#elif EXEC_FLAVOUR == FLAVOUR_JUNIT
+    char why[1200], local[PATH_MAX + 64], note[1300];
+    const char *rel = NULL;
+    const char *dir = atx_attempt_dir(a, &rel);
+    atx_system *sys = atx_attempt_system(a);
+
+    if (cut_short(res))
+        return 0;
+    if (!dir)
+        return atx_error_last()->code;
+    /* The report, kept with the attempt's files. */
+    snprintf(local, sizeof(local), "%s/junit-report.xml", dir);
+    char src[PATH_MAX * 2];
+    const char *base = atx_system_shares_host(sys) ? (sp->host_cwd ? sp->host_cwd : sp->cwd)
+                                                   : sp->cwd;
+    if (sp->report[0] == '/' || !base)
+        snprintf(src, sizeof(src), "%s", sp->report);
+    else
+        snprintf(src, sizeof(src), "%s/%s", base, sp->report);
+    if (!atx_system_shares_host(sys) && src[0] != '/' && atx_system_workdir(sys)) {
+        char tmp[sizeof(src)];
+        snprintf(tmp, sizeof(tmp), "%s/%s", atx_system_workdir(sys), src);
+        snprintf(src, sizeof(src), "%s", tmp);
+    }
+    int cr = atx_system_copy_out(sys, src, local);
+    size_t cases = 0;
+    if (cr < 0) {
+        snprintf(why, sizeof(why), "the JUnit report %s was not written", sp->report);
+    } else {
+        char fname[PATH_MAX + 64];
+        snprintf(fname, sizeof(fname), "%s/junit-report.xml", rel);
+        atx_result_add_file(res, fname);
+    }
+    if (cr < 0 || junit_import_file(local, junit_case_cb, &sb, &cases, why, sizeof(why)) < 0) {
+        /* Name the file as the test wrote it, not our copy. */
+        char *at = strstr(why, local);
+        if (at)
+            snprintf(note, sizeof(note), "%.*s%s%s", (int)(at - why), why, sp->report,
+                     at + strlen(local));
+        else
+            snprintf(note, sizeof(note), "%s", why);
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "junit-report");
+        atx_result_set_note(res, note);
+    } else {
+        sum_up(res, &sb, "testcases");
+    }
+#endif
+    subs_release(&sb);
+    return sb.err;
+}
+#endif
+
 static int exec_run(void *state, atx_attempt *a)
 {
     exec_state *s = state;
@@ -355,11 +673,13 @@ static int exec_run(void *state, atx_attempt *a)
     if (!atx_system_shares_host(atx_attempt_system(a))) {
         remote *rm = remote_of(s, atx_attempt_system(a), false);
         if (!rm) {
-            r = atx_error_set(ATX_EINFRA, "exec: system %s was not prepared",
+            r = atx_error_set(ATX_EINFRA, EXEC_NAME ": system %s was not prepared",
                               atx_system_id(atx_attempt_system(a)));
             goto out;
         }
-        if ((r = run_remote(s, a, rm, &sp, env, res, cap)) == 0) {
+        int64_t started = atx_wallclock_ns();
+        if ((r = run_remote(s, a, rm, &sp, env, res, cap)) == 0 &&
+            (r = interpret(s, a, &sp, res, cap, started)) == 0) {
             r = atx_attempt_emit(a, res);
             res = NULL;
         }
@@ -466,6 +786,8 @@ static int exec_run(void *state, atx_attempt *a)
     atx_result_set_times(res, started_wall, duration);
     set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
     set_capture(res, ATX_STREAM_STDERR, &cap[1]);
+    if ((r = interpret(s, a, &sp, res, cap, started_wall)) < 0)
+        goto out;
     r = atx_attempt_emit(a, res);
     res = NULL;
 out:
@@ -493,5 +815,15 @@ static const atx_executor_vtable exec_vtable = {
     .finish = exec_finish,
 };
 
+#if EXEC_FLAVOUR == FLAVOUR_TAP
+ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "tap", ATX_VERSION_STRING,
+                  "Runs a command whose TAP output's test points become subresults",
+                  &exec_vtable)
+#elif EXEC_FLAVOUR == FLAVOUR_JUNIT
+ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "junitxml", ATX_VERSION_STRING,
+                  "Runs a command that writes JUnit XML; its testcases become subresults",
+                  &exec_vtable)
+#else
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "exec", ATX_VERSION_STRING,
                   "Runs a command; its exit code decides pass or fail", &exec_vtable)
+#endif

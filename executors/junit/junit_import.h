@@ -1,0 +1,31 @@
+/* JUnit XML files read into test cases (junit_import.c). */
+#ifndef ATX_JUNIT_IMPORT_H
+#define ATX_JUNIT_IMPORT_H
+
+#include <stddef.h>
+
+typedef enum junit_outcome { JU_PASS, JU_FAIL, JU_ERROR, JU_SKIP } junit_outcome;
+
+typedef struct junit_case {
+    const char *classname;     /* may be "" */
+    const char *name;
+    junit_outcome outcome;
+    const char *message;       /* of failure/error/skipped, or NULL */
+    const char *type;          /* of failure/error, or NULL */
+    const char *details;       /* the element's text (a traceback), or NULL */
+    const char *system_out;    /* or NULL */
+    const char *system_err;    /* or NULL */
+    double seconds;            /* time=, 0 when missing */
+} junit_case;
+
+typedef void (*junit_case_fn)(void *ud, const junit_case *c);
+
+/*
+ * Read every <testcase> of a JUnit XML file (a <testsuites> or <testsuite>
+ * root, suites nested or not). Returns 0, or -1 with why set to one
+ * sentence (missing file, not XML, not JUnit).
+ */
+int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
+                      size_t whylen);
+
+#endif
