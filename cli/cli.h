@@ -22,6 +22,12 @@ extern const atx_plugin_descriptor cli_progress_plugin;
 /* atx bud ... (cli/bud.c): argv[0] is "bud". */
 int cli_bud(int argc, char **argv, cli_output *out);
 
+/* atx runnable-run, runnable-run-recipe, capabilities (cli/runnable.c):
+ * argv[0] is the command's name. Status lines go to stdout as JSON. */
+int cli_runnable_run(int argc, char **argv, cli_output *out);
+int cli_runnable_run_recipe(int argc, char **argv, cli_output *out);
+int cli_capabilities(int argc, char **argv, cli_output *out);
+
 /* atx run --bud: what the flags say. */
 typedef struct cli_bud_opts {
     const char *backend, *runner_account, *username, *password, *test_suite_name;

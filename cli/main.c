@@ -33,6 +33,9 @@ static const char usage_text[] =
     "       atx list [PATH...] [--plan FILE] [--format text|json]\n"
     "       atx bud register|status|add-test-run|daemon ... (atx bud --help)\n"
     "       atx plugins [--plugin-path DIR]\n"
+    "       atx runnable-run -k KIND [-u URI] [-a ARG]... [-w KEY=VALUE]...\n"
+    "       atx runnable-run-recipe FILE\n"
+    "       atx capabilities\n"
     "       atx --version\n"
     "\n"
     "PATH is an fmf tree (a folder with .fmf/version: its tests), an executable\n"
@@ -972,6 +975,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "bud") == 0)
         return cli_bud(argc - 1, argv + 1, &o.out);
+    if (strcmp(cmd, "runnable-run") == 0)
+        return cli_runnable_run(argc - 1, argv + 1, &o.out);
+    if (strcmp(cmd, "runnable-run-recipe") == 0)
+        return cli_runnable_run_recipe(argc - 1, argv + 1, &o.out);
+    if (strcmp(cmd, "capabilities") == 0)
+        return cli_capabilities(argc - 1, argv + 1, &o.out);
     if ((rc = parse_options(argc - 1, argv + 1, &o)) != 0)
         return rc;
     if (strcmp(cmd, "run") == 0)
