@@ -40,7 +40,8 @@ listed ssh provisioner
 listed bud aggregator
 listed tap executor
 listed junitxml executor
-expect_eq "lines listed" "$(wc -l < out)" 10
+listed html aggregator
+expect_eq "lines listed" "$(wc -l < out)" 11
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -83,8 +84,9 @@ listed ssh provisioner
 listed bud aggregator
 listed tap executor
 listed junitxml executor
+listed html aggregator
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 11
+expect_eq "lines listed" "$(wc -l < out)" 12
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)

@@ -2,7 +2,7 @@
 # Subresults from other frameworks: the tap executor reads a command's TAP 13
 # stream, the junitxml executor imports the JUnit XML file a command writes
 # (a pytest suite here). Each test point or testcase becomes a subresult in
-# JUnit and JSONL (and the HTML report, when the html aggregator is built).
+# JUnit, JSONL and the HTML report.
 . "$ATX_SRC/tests/lib.sh"
 PY=/usr/bin/python3   # Debian's, with python3-pytest
 
@@ -61,7 +61,8 @@ cat > plan.json <<JSON
   {"name": "/py/broken", "executor": "junitxml", "cwd": "$T", "command": ["true"],
    "report": "broken.xml"}],
  "aggregators": [{"plugin": "junit", "path": "junit.xml"},
-                 {"plugin": "jsonl", "path": "results.jsonl"}]}
+                 {"plugin": "jsonl", "path": "results.jsonl"},
+                 {"plugin": "html", "path": "report.html"}]}
 JSON
 rc=0
 "$ATX" run --plan plan.json -o out -q --no-history > run.out 2>&1 || rc=$?
@@ -111,3 +112,19 @@ assert cases["wrong-plan"].find("error") is not None
 PY
 xmllint --noout --schema "$ATX_SRC/tests/junit.xsd" out/junit.xml || fail "JUnit does not validate"
 pass "JUnit: the same subresults as testcases, valid against the strict schema"
+
+python3 - <<'PY' || fail "subresults in the HTML report are wrong"
+import json, re
+page = open("out/report.html", encoding="utf-8").read()
+data = json.loads(re.search(r'<script type="application/json"[^>]*>(.*?)</script>', page, re.S).group(1))
+tests = {t["name"]: t for t in data["tests"]}
+def subs(name):
+    return {r["subtest"]: r["status"] for r in tests[name]["results"] if r.get("subtest")}
+assert subs("/tap/wrong-plan") == {"first": "pass", "second": "pass", "third fails": "fail",
+    "fourth": "skip", "fifth": "pass", "sixth": "pass", "seventh": "pass"}, subs("/tap/wrong-plan")
+assert subs("/py/suite") == {"suite.test_sample.test_adds": "pass",
+    "suite.test_sample.test_fails": "fail", "suite.test_sample.test_skipped": "skip"}, subs("/py/suite")
+own = [r for r in tests["/tap/wrong-plan"]["results"] if not r.get("subtest")][0]
+assert own["status"] == "error" and own["note"] == "planned 8 tests (1..8), 7 ran", own
+PY
+pass "HTML: the same subresults in the report's data"
