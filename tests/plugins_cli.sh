@@ -41,7 +41,9 @@ listed bud aggregator
 listed tap executor
 listed junitxml executor
 listed html aggregator
-expect_eq "lines listed" "$(wc -l < out)" 11
+listed ctrf aggregator
+listed status aggregator
+expect_eq "lines listed" "$(wc -l < out)" 13
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -85,8 +87,10 @@ listed bud aggregator
 listed tap executor
 listed junitxml executor
 listed html aggregator
+listed ctrf aggregator
+listed status aggregator
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 12
+expect_eq "lines listed" "$(wc -l < out)" 14
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)

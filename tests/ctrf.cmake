@@ -1,0 +1,2 @@
+# The CTRF report (tests/ctrf.sh against tests/ctrf/ctrf.schema.json).
+atx_script_test(ctrf)
