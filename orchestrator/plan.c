@@ -274,9 +274,13 @@ static int load(plan_ctx *pc, json_object *root)
                 return r;
     }
     json_object_object_get_ex(root, "tests", &v);
-    for (size_t i = 0; i < json_object_array_length(v); i++)
+    for (size_t i = 0; i < json_object_array_length(v); i++) {
         if ((r = add_test(pc, json_object_array_get_idx(v, i), i)) < 0)
             return r;
+        /* The test has its own copy now: free its JSON as we go, so a big
+         * plan's tree and its tests are not both held whole. */
+        json_object_array_put_idx(v, i, NULL);
+    }
     return 0;
 }
 
