@@ -604,6 +604,9 @@ static json_object *start_run(daemon_t *d, const char *plan)
     if (access(plan, R_OK) < 0)
         return err("the plan cannot be read");
     atx_text_utc(atx_wallclock_ns(), 1, when);
+    snprintf(results, sizeof(results), "%s/%s-runs", d->dir, d->account);
+    if (mkdir(results, 0700) < 0 && errno != EEXIST)
+        return err("cannot make the runs folder");
     snprintf(results, sizeof(results), "%s/%s-runs/%s-%d", d->dir, d->account, when, d->runs + 1);
     pid_t pid = fork();
     if (pid < 0)
@@ -653,8 +656,9 @@ static bool serve(daemon_t *d, int fd, const struct sockaddr_storage *peer)
         reply(fd, err("refused: only loopback clients"));
         return false;
     }
-    /* Read one line, within 5 s. */
-    int64_t until = atx_now_ns() + 5 * ATX_NSEC_PER_SEC;
+    /* Read one line, within a second: one client at a time is served, so
+     * a silent one must not hold the others (or a SIGTERM) up for long. */
+    int64_t until = atx_now_ns() + ATX_NSEC_PER_SEC;
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int64_t left = until - atx_now_ns();

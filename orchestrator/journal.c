@@ -122,6 +122,20 @@ int jr_open(const char *dir, int mode, journal **out)
         free(j);
         return atx_error_oom();
     }
+    if (mode == JR_NEW && access(j->path, F_OK) == 0) {
+        /* Not the journal of a run still going: that one holds its lock. */
+        sqlite3 *old = NULL;
+        int orc = sqlite3_open_v2(j->path, &old, SQLITE_OPEN_READWRITE, NULL);
+        if (orc == SQLITE_OK)
+            orc = sqlite3_exec(old, "BEGIN EXCLUSIVE", NULL, NULL, NULL);
+        sqlite3_close(old);
+        if (orc == SQLITE_BUSY || orc == SQLITE_LOCKED) {
+            r = atx_error_set(ATX_ESTATE, "%s holds the journal of a run still going (%s): "
+                              "use another results folder", dir, j->path);
+            jr_close(j);
+            return r;
+        }
+    }
     if (mode == JR_NEW) {
         /* A new run replaces the journal of an earlier one in this folder. */
         static const char *const sfx[] = { "", "-wal", "-shm", "-journal" };
@@ -292,7 +306,9 @@ static int journal_system(journal *j, const char *id, const atx_labels *labels)
     size_t len = 0;
     int r;
 
-    if (!id || (r = system_seen_add(j, id)) == 0)
+    /* Without labels (an attempt atx died under) the system is not marked
+     * seen: its labels come with its next result. */
+    if (!id || !labels || (r = system_seen_add(j, id)) == 0)
         return 0;
     if (r < 0)
         return r;

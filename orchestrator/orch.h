@@ -45,7 +45,7 @@ typedef struct prov_inst {
     int64_t ready_timeout_ns;
     char **cleanup;         /* commands run before each release, always */
     int not_ready;          /* systems that failed setup/ready in a row */
-    int64_t retry_at;       /* after one, no new lease before this (monotonic) */
+    int64_t retry_at;       /* after trouble, no new lease before this (monotonic) */
 } prov_inst;
 
 typedef struct agg_inst {

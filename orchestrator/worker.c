@@ -646,8 +646,9 @@ void *atx_provisioner_main(void *arg)
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
-        if (p->not_ready && atx_now_ns() < p->retry_at) {
-            /* Its last system never became usable: back off first. */
+        if (atx_now_ns() < p->retry_at) {
+            /* Its last reserve failed, or its last system never became
+             * usable: back off first. */
             wait_until(run, p->retry_at);
             continue;
         }
@@ -676,6 +677,7 @@ void *atx_provisioner_main(void *arg)
         p->reserving = false;
         if (r == 0 && sys) {
             p->failures = 0;
+            p->retry_at = 0;
             if (run->stopping || atx_worker_start(run, p, sys) < 0) {
                 run->leased--;
                 pthread_mutex_unlock(&run->mu);
@@ -707,8 +709,9 @@ void *atx_provisioner_main(void *arg)
             atx_run_wake(run);
             break;
         }
-        /* Back off before trying again: 1 s, 2 s, ... */
-        wait_until(run, atx_now_ns() + p->failures * ATX_NSEC_PER_SEC);
+        /* Back off before trying again: 1 s, 2 s, ... (checked at the top of
+         * the loop, so a wake-up meanwhile does not cut it short). */
+        p->retry_at = atx_now_ns() + p->failures * ATX_NSEC_PER_SEC;
     }
     pthread_mutex_unlock(&run->mu);
     return NULL;

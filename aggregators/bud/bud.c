@@ -63,7 +63,8 @@ typedef struct bud_state {
     const atx_summary *summary; /* at closing */
 
     /* the uploader's tally */
-    size_t requests, sent_rows, spooled, dead, replayed;
+    size_t requests, sent_rows, spooled, dead, lost, replayed;
+    bool unreachable;           /* a results request found no server */
     char last_error[512];
 } bud_state;
 
@@ -286,9 +287,19 @@ static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
     s->requests++;
     if (out == BUD_SENT) {
         s->sent_rows += n;
+    } else if (out < 0) {
+        /* Not sent and not spooled: a resumed run must send them. */
+        snprintf(s->last_error, sizeof(s->last_error), "%s", why);
+        s->lost++;
+        s->unreachable = true;
+        atx_plugin_log(s->ctx, ATX_LOG_ERROR, "%zu results were neither delivered nor "
+                       "spooled: %s", n, why);
+        json_object_put(o);
+        return;
     } else {
         snprintf(s->last_error, sizeof(s->last_error), "%s", why);
         if (out == BUD_SPOOLED) {
+            s->unreachable = true;
             s->spooled++;
             atx_plugin_log(s->ctx, ATX_LOG_WARNING, "%zu results spooled to %s: %s", n,
                            s->spool, why);
@@ -298,8 +309,10 @@ static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
                            "kept in %s/dead: %s", n, s->spool, why);
         }
     }
-    /* Sent, spooled or kept: a resumed run does not send these again. */
-    progress_write(s, last);
+    /* Sent, spooled or kept: a resumed run does not send these again
+     * (unless an earlier batch was lost: then it sends from there). */
+    if (!s->lost)
+        progress_write(s, last);
     json_object_put(o);
 }
 
@@ -308,7 +321,13 @@ static void finish_run(bud_state *s, const atx_summary *sum)
     char why[1024];
     bud_resp r;
 
-    /* Artifacts: warnings only. */
+    /* Artifacts: warnings only, and not tried against a server that did not
+     * answer (each would wait through every retry). */
+    if (s->unreachable) {
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "%s did not take the results: artifacts and "
+                       "the test run's status were not sent", s->id.backend);
+        return;
+    }
     json_object *list = s->artifacts ? json_object_get(s->artifacts) : json_object_new_array();
     if (!s->artifacts) {
         char junit[PATH_MAX + 16];
@@ -579,11 +598,12 @@ static int bud_end(void *state, const atx_summary *sum)
     s->started = false;
     atx_plugin_log(s->ctx, ATX_LOG_INFO, "%zu results in %zu requests to %s", s->sent_rows,
                    s->requests, s->id.backend);
-    if (s->spooled || s->dead)
+    if (s->spooled || s->dead || s->lost)
         return atx_error_set(ATX_EINFRA, "%zu results requests were not delivered to %s: %zu "
                              "spooled in %s (the next run sends them first), %zu refused "
-                             "(kept in %s/dead); last: %s", s->spooled + s->dead, s->id.backend,
-                             s->spooled, s->spool, s->dead, s->spool, s->last_error);
+                             "(kept in %s/dead), %zu lost (a resume sends them); last: %s",
+                             s->spooled + s->dead + s->lost, s->id.backend, s->spooled, s->spool,
+                             s->dead, s->spool, s->lost, s->last_error);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -106,7 +107,8 @@ int bud_write_atomic(const char *dir, const char *name, const char *data, size_t
     bool named = false;
     char tmp[PATH_MAX];
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-        snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name);
+        snprintf(tmp, sizeof(tmp), "%s/.%s.%d.tmp", dir, name, (int)getpid());
+        unlink(tmp); /* left by a killed writer of this pid */
         fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
         named = true;
     }
@@ -335,6 +337,21 @@ void bud_identity_release(bud_identity *id)
     memset(id, 0, sizeof(*id));
 }
 
+/* Two backend URLs naming the same server (trailing "/" and "/api" aside). */
+static bool same_backend(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la && a[la - 1] == '/')
+        la--;
+    while (lb && b[lb - 1] == '/')
+        lb--;
+    if (la >= 4 && strncmp(a + la - 4, "/api", 4) == 0)
+        la -= 4;
+    if (lb >= 4 && strncmp(b + lb - 4, "/api", 4) == 0)
+        lb -= 4;
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
 static const char *first(const char *a, const char *b)
 {
     return a && *a ? a : b && *b ? b : NULL;
@@ -368,7 +385,11 @@ int bud_identity_resolve(const bud_flags *fl, bud_identity *id, char *why, size_
     const char *backend = first(fl->backend, first(getenv("BUD_BACKEND_URL"),
                                                    first(pbackend, jstr(ventry, "backend"))));
     const char *token = first(fl->token, first(getenv("BUD_TOKEN"), getenv("BUD_RUNNER_TOKEN")));
-    if (!token)
+    /* A vault token goes only to the server it was issued by: a project's
+     * app.properties must not be able to point it elsewhere. */
+    const char *vbackend = jstr(ventry, "backend");
+    if (!token && jstr(ventry, "token") &&
+        (!vbackend || same_backend(vbackend, backend ? backend : DEFAULT_BACKEND)))
         token = jstr(ventry, "token");
     if ((r = set_str(&id->backend, backend ? backend : DEFAULT_BACKEND)) < 0 ||
         (r = set_str(&id->token, token)) < 0 || (r = set_str(&id->runner_account, account)) < 0 ||
@@ -665,6 +686,8 @@ static int call(bud_client *c, const char *method, const char *path, const char 
                 logf_(c, ATX_LOG_WARNING, "%s", lwhy);
                 return 0;
             }
+            /* The resend carries the new token (there may have been none). */
+            flags = (flags | BUD_AUTH) & ~(unsigned)BUD_API_KEY;
             attempt--;
             continue;
         }
@@ -724,11 +747,25 @@ char *bud_spool_dir(void)
         mkdirs(p, 0700) == 0 && access(p, W_OK) == 0)
         return p;
     free(p);
+    p = NULL;
     const char *tmp = getenv("TMPDIR");
-    if (asprintf(&p, "%s/atx-bud-spool-%d/results", tmp && *tmp ? tmp : "/tmp",
-                 (int)getuid()) < 0)
+    char *top = NULL;
+    if (asprintf(&top, "%s/atx-bud-spool-%d", tmp && *tmp ? tmp : "/tmp", (int)getuid()) < 0)
         return NULL;
-    mkdirs(p, 0700);
+    /* A shared folder: the spool's folder must be ours alone, or someone
+     * could remove what is spooled or plant payloads to be sent with our
+     * token. */
+    struct stat st;
+    mkdir(top, 0700);
+    if (lstat(top, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+        (st.st_mode & 077) || asprintf(&p, "%s/results", top) < 0 || mkdirs(p, 0700) < 0 ||
+        lstat(p, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+        (st.st_mode & 077)) {
+        free(top);
+        free(p);
+        return NULL;
+    }
+    free(top);
     return p;
 }
 
