@@ -80,6 +80,11 @@ assert s["backend"] == "http://127.0.0.1:" + sys.argv[1] and s["healthy"] and s[
 assert s["token"] is True and s["runner_account"] == "runner-1" and s["socket_port"] == 53035
 assert s["runner"]["account"] == "runner-1", s
 PY
+# A project pointing at another server gets no token from the vault.
+printf 'budBackend=http://127.0.0.1:9\nbudRunnerAccount=runner-1\n' > proj/app.properties
+(cd proj/sub && env -u BUD_BACKEND_URL "$ATX" bud status --output-format json > "$T/other.json" || true)
+expect_eq "token offered to another backend" \
+  "$(python3 -c "import json; print(json.load(open('other.json'))['token'])")" False
 pass "vault and app.properties: refused when unsafe; status reads backend and account upward"
 
 # The tests the runs below run.
