@@ -815,7 +815,7 @@ static int cmd_daemon(bud_cli *b)
     d.started = atx_now_ns();
     snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
     char *slash = strrchr(d.pidfile, '/');
-    if (bud_write_atomic(d.dir, slash + 1, pidtext, strlen(pidtext), 0644) < 0) {
+    if (bud_write_atomic(d.dir, slash + 1, pidtext, strlen(pidtext), 0644, false) < 0) {
         rc = fail(EXIT_INFRA, "cannot write %s", d.pidfile);
         goto out_close;
     }

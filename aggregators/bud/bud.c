@@ -202,7 +202,10 @@ static void progress_write(bud_state *s, size_t pos)
 {
     char text[32];
     snprintf(text, sizeof(text), "%zu\n", pos);
-    if (bud_write_atomic(s->results_dir, PROGRESS_FILE, text, strlen(text), 0644) < 0)
+    /* Not synced: it must survive a kill, which it does once written; a
+     * sync would widen the moment in which a kill makes a resume send a
+     * delivered batch again. */
+    if (bud_write_atomic(s->results_dir, PROGRESS_FILE, text, strlen(text), 0644, false) < 0)
         atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot write %s/%s: a resumed run may send "
                        "some results twice", s->results_dir, PROGRESS_FILE);
 }

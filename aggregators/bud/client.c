@@ -95,7 +95,7 @@ static const char *jstr(json_object *o, const char *key)
 }
 
 int bud_write_atomic(const char *dir, const char *name, const char *data, size_t len,
-                     mode_t mode)
+                     mode_t mode, bool durable)
 {
     char target[PATH_MAX], proc[64];
     int fd, dfd, e = 0;
@@ -125,7 +125,7 @@ int bud_write_atomic(const char *dir, const char *name, const char *data, size_t
         }
         off += (size_t)n;
     }
-    if (e == 0 && fsync(fd) < 0)
+    if (e == 0 && durable && fsync(fd) < 0)
         e = -errno;
     if (e == 0) {
         if (named) {
@@ -154,7 +154,7 @@ int bud_write_atomic(const char *dir, const char *name, const char *data, size_t
     if (e < 0 && named)
         unlink(tmp);
     close(fd);
-    if (e == 0 && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+    if (e == 0 && durable && (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
         fsync(dfd);
         close(dfd);
     }
@@ -222,7 +222,7 @@ int bud_vault_store(const char *vault, const char *account, const char *email,
     }
     const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                              JSON_C_TO_STRING_NOSLASHESCAPE);
-    r = bud_write_atomic(dir, name, text, strlen(text), 0600);
+    r = bud_write_atomic(dir, name, text, strlen(text), 0600, true);
     json_object_put(o);
     if (r < 0)
         say(why, whylen, "cannot write the vault %s: %s", vault, strerror(-r));
@@ -777,7 +777,7 @@ static int keep(const char *dir, const char *sub, const char *key, const char *b
     snprintf(d, sizeof(d), "%s%s%s", dir, sub ? "/" : "", sub ? sub : "");
     if ((r = mkdirs(d, 0700)) < 0 ||
         (snprintf(name, sizeof(name), "%lld-%s.json", (long long)time(NULL), key),
-         r = bud_write_atomic(d, name, body, len, 0600)) < 0) {
+         r = bud_write_atomic(d, name, body, len, 0600, true)) < 0) {
         say(why, whylen, "cannot spool results to %s: %s", d, strerror(-r));
         return r;
     }

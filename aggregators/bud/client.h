@@ -133,8 +133,9 @@ int bud_replay(bud_client *c, const char *spool_dir, size_t *sent, size_t *left,
 char *bud_spool_dir(void);
 
 /* Write data to dir/name atomically: nothing at that name until it is all
- * there and synced (an unnamed temp file linked into place). */
+ * there (an unnamed temp file linked into place); durable: synced first,
+ * so it also survives a power cut, not only a kill. */
 int bud_write_atomic(const char *dir, const char *name, const char *data, size_t len,
-                     mode_t mode);
+                     mode_t mode, bool durable);
 
 #endif
