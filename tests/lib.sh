@@ -37,3 +37,12 @@ wait_grep() {
   while ! grep -q -- "$p" "$f" 2>/dev/null && [ $n -gt 0 ]; do sleep 0.05; n=$((n-1)); done
   grep -q -- "$p" "$f" 2>/dev/null || fail "timed out waiting for '$p' in $f"
 }
+
+# left_behind PATTERN: processes matching PATTERN still there after up to
+# 5 s (a bounded poll: a killed process group takes a moment to go, longer
+# on a loaded machine); prints their pids, nothing when all are gone.
+left_behind() {
+  local n=100 left
+  while left=$(pgrep -f -- "$1") && [ $n -gt 0 ]; do sleep 0.05; n=$((n-1)); done
+  printf '%s' "$left"
+}

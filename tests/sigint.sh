@@ -32,7 +32,7 @@ for t in ("/c.sh", "/d.sh"):
 print("interrupted: a b; not run: c d")
 PY
 grep -q 'type="interrupted"' "$T/out/junit.xml" || fail "junit.xml lacks the interrupted errors"
-left=$(pgrep -f "$marker" || true)
+left=$(left_behind "$marker")
 [ -z "$left" ] || fail "processes left behind: $left"
 pass "no process left behind after SIGINT"
 
@@ -53,6 +53,6 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 expect_eq "exit code after two SIGINTs" "$rc" 1
 [ "$ms" -lt 800 ] || fail "a hurried cancel took ${ms} ms (the grace is 1000 ms)"
 grep -q '"error_type":"interrupted"' "$T/out2/results.jsonl" || fail "no interrupted result"
-left=$(pgrep -f "$marker" || true)
+left=$(left_behind "$marker")
 [ -z "$left" ] || fail "processes left behind after a hurried cancel: $left"
 pass "hurried cancel in ${ms} ms"

@@ -31,6 +31,6 @@ for r in rows:
 print("both tests: error/timeout, durations", [r["duration"] for r in rows])
 PY
 
-left=$(pgrep -f "$marker" || true)
+left=$(left_behind "$marker")
 [ -z "$left" ] || { ps -o pid,pgid,sid,args -p $left >&2; fail "processes left behind: $left"; }
 pass "no process left behind"
