@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
+#include <atx/plugin/report.h>
 #include <atx/plugin/text.h>
 
 #include <errno.h>
@@ -78,7 +79,6 @@ static int ctrf_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "path", "max_trace", NULL };
     const char *path = "ctrf.json";
-    const char *dir = atx_plugin_ctx_results_dir(ctx);
     int64_t max_trace = DEFAULT_MAX_TRACE;
     ctrf_state *s;
     int r;
@@ -96,10 +96,10 @@ static int ctrf_create(atx_plugin_ctx *ctx, void **out)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     s->ctx = ctx;
     s->max_trace = (size_t)max_trace;
-    if (path[0] == '/' || !dir)
-        snprintf(s->path, sizeof(s->path), "%s", path);
-    else
-        snprintf(s->path, sizeof(s->path), "%s/%s", dir, path);
+    if ((r = atx_report_path(ctx, path, s->path, sizeof(s->path))) < 0) {
+        free(s);
+        return r;
+    }
     *out = s;
     return 0;
 }
@@ -121,8 +121,6 @@ static void ctrf_destroy(void *state)
 static int ctrf_begin(void *state, const atx_run_info *info)
 {
     ctrf_state *s = state;
-    char tmpl[PATH_MAX + 16];
-    int fd;
 
     snprintf(s->hostname, sizeof(s->hostname), "%s", info->hostname ? info->hostname : "");
     snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id ? info->run_id : "");
@@ -133,18 +131,8 @@ static int ctrf_begin(void *state, const atx_run_info *info)
         per = MIN_TRACE;
     if (per < s->max_trace)
         s->max_trace = per;
-    snprintf(tmpl, sizeof(tmpl), "%s.spool.XXXXXX", s->path);
-    fd = mkostemp(tmpl, O_CLOEXEC);
-    if (fd < 0 || !(s->spool = fdopen(fd, "w+"))) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmpl);
-        }
-        return atx_error_set(-e, "ctrf: cannot create %s: %s", tmpl, strerror(e));
-    }
-    /* Nobody else needs the spool's name. */
-    unlink(tmpl);
+    if (!(s->spool = atx_report_spool(s->path)))
+        return atx_error_last()->code;
     return 0;
 }
 
@@ -595,34 +583,12 @@ static int ctrf_end(void *state, const atx_summary *sum)
     }
     if (fflush(s->spool) != 0)
         return atx_error_set(-errno, "ctrf: cannot write the spool: %s", strerror(errno));
-    snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", s->path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return atx_error_set(-errno, "ctrf: cannot create %s: %s", tmp, strerror(errno));
-    fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        r = atx_error_set(-errno, "ctrf: cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return r;
-    }
+    FILE *f = atx_report_begin(s->path, tmp, sizeof(tmp));
+    if (!f)
+        return atx_error_last()->code;
     r = write_report(s, sum, f);
-    /* Durable before it replaces the old report. */
-    errno = 0;
-    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) < 0) {
-        if (r == 0)
-            r = atx_error_set(errno ? -errno : ATX_EIO, "ctrf: cannot write %s: %s", tmp,
-                              strerror(errno ? errno : EIO));
-    }
-    if (fclose(f) != 0 && r == 0)
-        r = atx_error_set(-errno, "ctrf: cannot close %s: %s", tmp, strerror(errno));
-    if (r == 0 && rename(tmp, s->path) < 0)
-        r = atx_error_set(-errno, "ctrf: cannot rename %s to %s: %s", tmp, s->path,
-                          strerror(errno));
-    if (r < 0)
-        unlink(tmp);
-    return r;
+    int fr = atx_report_finish(f, tmp, s->path, r < 0);
+    return r < 0 ? r : fr;
 }
 
 static const atx_aggregator_vtable ctrf_vtable = {

@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
+#include <atx/plugin/report.h>
 #include <atx/plugin/text.h>
 #include <atx/test.h>
 
@@ -215,10 +216,10 @@ static int html_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->title = title && *title ? title : NULL;
     s->max_output = (size_t)max_output;
-    if (path[0] == '/' || !dir)
-        snprintf(s->path, sizeof(s->path), "%s", path);
-    else
-        snprintf(s->path, sizeof(s->path), "%s/%s", dir, path);
+    if ((r = atx_report_path(ctx, path, s->path, sizeof(s->path))) < 0) {
+        free(s);
+        return r;
+    }
     set_files_base(s, path, dir);
     *out = s;
     return 0;
@@ -242,7 +243,6 @@ static void html_destroy(void *state)
 static int html_begin(void *state, const atx_run_info *info)
 {
     html_state *s = state;
-    char spool[PATH_MAX + 16];
 
     snprintf(s->hostname, sizeof(s->hostname), "%s", info->hostname ? info->hostname : "");
     snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id ? info->run_id : "");
@@ -254,17 +254,8 @@ static int html_begin(void *state, const atx_run_info *info)
     if (per < s->max_output)
         s->max_output = per;
     /* Next to the report, so a full disk shows up now rather than at the end. */
-    snprintf(spool, sizeof(spool), "%s.spool.XXXXXX", s->path);
-    int fd = mkostemp(spool, O_CLOEXEC);
-    if (fd < 0 || !(s->spool = fdopen(fd, "w+"))) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(spool);
-        }
-        return atx_error_set(-e, "html: cannot create %s: %s", spool, strerror(e));
-    }
-    unlink(spool);
+    if (!(s->spool = atx_report_spool(s->path)))
+        return atx_error_last()->code;
     return 0;
 }
 
@@ -696,32 +687,14 @@ static int html_end(void *state, const atx_summary *sum)
         return atx_error_set(ATX_ESTATE, "html: the report was never begun");
     if (fflush(s->spool) != 0)
         return atx_error_set(-errno, "html: cannot write the spool: %s", strerror(errno));
-    snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", s->path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return atx_error_set(-errno, "html: cannot create %s: %s", tmp, strerror(errno));
-    fchmod(fd, 0644);
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        r = atx_error_set(-errno, "html: cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return r;
-    }
+    FILE *f = atx_report_begin(s->path, tmp, sizeof(tmp));
+    if (!f)
+        return atx_error_last()->code;
     r = write_page(s, f, sum);
-    if (r == 0 && fflush(f) != 0)
-        r = atx_error_set(-errno, "html: cannot write %s: %s", s->path, strerror(errno));
-    /* Durable before it replaces the old report. */
-    if (r == 0 && fsync(fileno(f)) < 0)
-        r = atx_error_set(-errno, "html: cannot sync %s: %s", tmp, strerror(errno));
-    if (fclose(f) != 0 && r == 0)
-        r = atx_error_set(-errno, "html: cannot write %s: %s", s->path, strerror(errno));
-    if (r == 0 && rename(tmp, s->path) < 0)
-        r = atx_error_set(-errno, "html: cannot rename %s to %s: %s", tmp, s->path,
-                          strerror(errno));
-    if (r < 0)
-        unlink(tmp);
-    else
+    int fr = atx_report_finish(f, tmp, s->path, r < 0);
+    if (r == 0)
+        r = fr;
+    if (r == 0)
         atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "wrote %s (%zu tests, %zu results)", s->path,
                        s->tests.n, s->nentries);
     return r;

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
+#include <atx/plugin/report.h>
 #include <atx/plugin/text.h>
 
 #include <errno.h>
@@ -27,7 +28,6 @@ static int jsonl_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "path", "output", NULL };
     const char *path = "results.jsonl";
-    const char *dir = atx_plugin_ctx_results_dir(ctx);
     jsonl_state *s;
     int output = 0, r;
 
@@ -40,10 +40,10 @@ static int jsonl_create(atx_plugin_ctx *ctx, void **out)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     s->ctx = ctx;
     s->output = output;
-    if (path[0] == '/' || !dir)
-        snprintf(s->path, sizeof(s->path), "%s", path);
-    else
-        snprintf(s->path, sizeof(s->path), "%s/%s", dir, path);
+    if ((r = atx_report_path(ctx, path, s->path, sizeof(s->path))) < 0) {
+        free(s);
+        return r;
+    }
     *out = s;
     return 0;
 }

@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
+#include <atx/plugin/report.h>
 #include <atx/plugin/text.h>
 
 #include <errno.h>
@@ -38,7 +39,6 @@ typedef struct record {
 typedef struct junit_state {
     atx_plugin_ctx *ctx;
     char path[PATH_MAX];
-    char spool_path[PATH_MAX];
     FILE *spool;
     const char *suite;
     char hostname[256];
@@ -69,7 +69,6 @@ static int junit_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "path", "suite", "max_output", NULL };
     const char *path = "junit.xml", *suite = "atx";
-    const char *dir = atx_plugin_ctx_results_dir(ctx);
     int64_t max_output = DEFAULT_MAX_OUTPUT;
     junit_state *s;
     int r;
@@ -89,10 +88,10 @@ static int junit_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->suite = suite;
     s->max_output = (size_t)max_output;
-    if (path[0] == '/' || !dir)
-        snprintf(s->path, sizeof(s->path), "%s", path);
-    else
-        snprintf(s->path, sizeof(s->path), "%s/%s", dir, path);
+    if ((r = atx_report_path(ctx, path, s->path, sizeof(s->path))) < 0) {
+        free(s);
+        return r;
+    }
     *out = s;
     return 0;
 }
@@ -101,10 +100,8 @@ static void junit_destroy(void *state)
 {
     junit_state *s = state;
 
-    if (s->spool) {
+    if (s->spool)
         fclose(s->spool);
-        unlink(s->spool_path);
-    }
     while (s->open) {
         record *next = s->open->next;
         record_free(s->open);
@@ -119,7 +116,6 @@ static void junit_destroy(void *state)
 static int junit_begin(void *state, const atx_run_info *info)
 {
     junit_state *s = state;
-    int fd;
 
     snprintf(s->hostname, sizeof(s->hostname), "%s", info->hostname ? info->hostname : "");
     snprintf(s->run_id, sizeof(s->run_id), "%s", info->run_id ? info->run_id : "");
@@ -131,18 +127,8 @@ static int junit_begin(void *state, const atx_run_info *info)
         per = MIN_OUTPUT;
     if (per < s->max_output)
         s->max_output = per;
-    snprintf(s->spool_path, sizeof(s->spool_path), "%s.spool.XXXXXX", s->path);
-    fd = mkostemp(s->spool_path, O_CLOEXEC);
-    if (fd < 0 || !(s->spool = fdopen(fd, "w+"))) {
-        int e = errno;
-        if (fd >= 0) {
-            close(fd);
-            unlink(s->spool_path);
-        }
-        return atx_error_set(-e, "junit: cannot create %s: %s", s->spool_path, strerror(e));
-    }
-    /* The spool is ours alone; nobody needs its name. */
-    unlink(s->spool_path);
+    if (!(s->spool = atx_report_spool(s->path)))
+        return atx_error_last()->code;
     return 0;
 }
 
@@ -580,15 +566,14 @@ static int junit_end(void *state, const atx_summary *sum)
     if (fflush(s->spool) != 0)
         return atx_error_set(-errno, "junit: cannot write the spool: %s", strerror(errno));
 
-    snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", s->path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return atx_error_set(-errno, "junit: cannot create %s: %s", tmp, strerror(errno));
-    fchmod(fd, 0644);
-    close(fd);
+    /* libxml2's writer writes the file by name: close ours first. */
+    FILE *f = atx_report_begin(s->path, tmp, sizeof(tmp));
+    if (!f)
+        return atx_error_last()->code;
+    fclose(f);
     w = xmlNewTextWriterFilename(tmp, 0);
     if (!w) {
-        unlink(tmp);
+        atx_report_finish(NULL, tmp, s->path, 1);
         return atx_error_set(ATX_EIO, "junit: cannot write %s", tmp);
     }
     atx_text_seconds(sum->duration_ns, secs);
@@ -642,21 +627,8 @@ static int junit_end(void *state, const atx_summary *sum)
     if (xmlTextWriterEndDocument(w) < 0 && r == 0)
         r = atx_error_set(ATX_EIO, "junit: cannot write %s (disk full?)", tmp);
     xmlFreeTextWriter(w);
-    if (r == 0) {
-        /* Make it durable before it replaces the old report. */
-        int tfd = open(tmp, O_RDONLY | O_CLOEXEC);
-        if (tfd >= 0) {
-            if (fsync(tfd) < 0)
-                r = atx_error_set(-errno, "junit: cannot sync %s: %s", tmp, strerror(errno));
-            close(tfd);
-        }
-    }
-    if (r == 0 && rename(tmp, s->path) < 0)
-        r = atx_error_set(-errno, "junit: cannot rename %s to %s: %s", tmp, s->path,
-                          strerror(errno));
-    if (r < 0)
-        unlink(tmp);
-    return r;
+    int fr = atx_report_finish(NULL, tmp, s->path, r < 0);
+    return r < 0 ? r : fr;
 }
 
 static const atx_aggregator_vtable junit_vtable = {
