@@ -130,11 +130,3 @@ int hist_commit(history *h)
     }
     return 0;
 }
-
-void hist_class(const atx_labels *labels, char *buf, size_t len)
-{
-    const char *p = atx_labels_get(labels, "provider");
-    const char *a = atx_labels_get(labels, "arch");
-    const char *d = atx_labels_get(labels, "distro");
-    snprintf(buf, len, "%s/%s/%s", p ? p : "-", a ? a : "-", d ? d : "-");
-}

@@ -19,8 +19,4 @@ ATX_INTERNAL int hist_begin(history *h);
 ATX_INTERNAL int hist_record(history *h, const char *test, const char *cls, int64_t ns);
 ATX_INTERNAL int hist_commit(history *h);
 
-/* The system class of a label set: provider/arch/distro ("-" for a missing
- * label), at most len-1 bytes. */
-ATX_INTERNAL void hist_class(const atx_labels *labels, char *buf, size_t len);
-
 #endif

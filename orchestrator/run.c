@@ -1181,7 +1181,7 @@ int atx_run_set_history(atx_run *run, const char *path)
 const char *atx_run_sys_class(atx_run *run, const atx_labels *labels)
 {
     char buf[256];
-    hist_class(labels, buf, sizeof(buf));
+    atx_labels_class(labels, buf, sizeof(buf));
     for (size_t i = 0; i < run->sys_classes.len; i++)
         if (strcmp(run->sys_classes.items[i], buf) == 0)
             return run->sys_classes.items[i];

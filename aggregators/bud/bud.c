@@ -509,16 +509,12 @@ static json_object *output_tail(const atx_result *r, size_t max)
 static json_object *row_of(const atx_result *r)
 {
     json_object *row = json_object_new_object(), *meta = json_object_new_object();
-    const atx_labels *l = atx_result_system_labels(r);
-    const char *prov = l ? atx_labels_get(l, "provider") : NULL;
-    const char *arch = l ? atx_labels_get(l, "arch") : NULL;
-    const char *distro = l ? atx_labels_get(l, "distro") : NULL;
-    char cls[1024];
+    char sys[256], cls[1024];
     atx_status st = atx_result_status(r);
     const char *note = atx_result_note(r);
 
-    snprintf(cls, sizeof(cls), "%s/%s/%s:%s", prov ? prov : "-", arch ? arch : "-",
-             distro ? distro : "-", atx_result_test(r));
+    atx_labels_class(atx_result_system_labels(r), sys, sizeof(sys));
+    snprintf(cls, sizeof(cls), "%s:%s", sys, atx_result_test(r));
     json_object_object_add(row, "test_class", json_object_new_string(cls));
     json_object_object_add(row, "test_method",
                            json_object_new_string(atx_result_subtest(r) ? atx_result_subtest(r)

@@ -1,6 +1,8 @@
 /* Label sets: a sorted array of key/value pairs. Sets are small (tens). */
 #include "internal.h"
 
+#include <stdio.h>
+
 #include <string.h>
 
 typedef struct pair {
@@ -194,4 +196,12 @@ int atx_labels_equal(const atx_labels *a, const atx_labels *b)
             return 0;
     }
     return 1;
+}
+
+void atx_labels_class(const atx_labels *l, char *buf, size_t len)
+{
+    const char *p = l ? atx_labels_get(l, "provider") : NULL;
+    const char *a = l ? atx_labels_get(l, "arch") : NULL;
+    const char *d = l ? atx_labels_get(l, "distro") : NULL;
+    snprintf(buf, len, "%s/%s/%s", p ? p : "-", a ? a : "-", d ? d : "-");
 }

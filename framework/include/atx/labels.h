@@ -52,6 +52,13 @@ ATX_API int atx_labels_satisfy(const atx_labels *have, const atx_labels *need,
 /** Whether two sets hold the same pairs. */
 ATX_API int atx_labels_equal(const atx_labels *a, const atx_labels *b);
 
+/**
+ * The system class of a label set: "provider/arch/distro", "-" for a missing
+ * label (NULL labels: "-/-/-"). Durations are learned per class, and Bud
+ * rows name it. Truncated to @p len - 1 bytes.
+ */
+ATX_API void atx_labels_class(const atx_labels *labels, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
