@@ -216,8 +216,7 @@ ATX_INTERNAL int atx_sched_applicable(atx_run *run, const klass *k, const atx_la
 ATX_INTERNAL int atx_worker_start(atx_run *run, prov_inst *p, atx_system *sys);
 ATX_INTERNAL void atx_worker_join_all(atx_run *run);
 /* Expected time left of the running tests: summed, and the longest. Under mu. */
-ATX_INTERNAL int64_t atx_run_running_remaining(atx_run *run);
-ATX_INTERNAL int64_t atx_run_running_longest(atx_run *run);
+ATX_INTERNAL void atx_run_running_left(atx_run *run, int64_t *sum, int64_t *longest);
 ATX_INTERNAL void *atx_provisioner_main(void *arg);
 ATX_INTERNAL void atx_run_record_final(atx_run *run, test_state *ts, atx_status status,
                                        const char *type);

@@ -1272,14 +1272,12 @@ int atx_run_progress(atx_run *run, atx_progress *p)
     if (known > 0 && run->queued_unknown > 0)
         work += (int64_t)((double)run->queued_known_ns / (double)known *
                           (double)run->queued_unknown);
-    int64_t remaining = atx_run_running_remaining(run);
-    size_t slots = run->leased;
-    if (slots == 0)
-        slots = 1;
-    if ((run->queued == 0 || known > 0) && remaining >= 0) {
+    int64_t remaining, longest;
+    atx_run_running_left(run, &remaining, &longest);
+    size_t slots = run->leased ? run->leased : 1;
+    if (run->queued == 0 || known > 0) {
         /* The queue spread over the systems, or the longest running test. */
         int64_t spread = (work + remaining) / (int64_t)slots;
-        int64_t longest = atx_run_running_longest(run);
         p->eta_ns = spread > longest ? spread : longest;
     }
     pthread_mutex_unlock(&run->mu);

@@ -556,28 +556,21 @@ void atx_worker_join_all(atx_run *run)
     pthread_mutex_unlock(&run->mu);
 }
 
-/* Expected time left of the tests running now, in all and the longest.
+/* Expected time left of the tests running now: in all, and the longest.
  * Under run->mu. */
-int64_t atx_run_running_remaining(atx_run *run)
+void atx_run_running_left(atx_run *run, int64_t *sum, int64_t *longest)
 {
-    int64_t now = atx_now_ns(), sum = 0;
+    int64_t now = atx_now_ns();
+    *sum = *longest = 0;
     for (size_t i = 0; i < run->workers.len; i++) {
         const run_worker *w = run->workers.items[i];
-        if (w->cur && w->cur->expected_ns > now - w->cur_t0)
-            sum += w->cur->expected_ns - (now - w->cur_t0);
+        int64_t left = w->cur ? w->cur->expected_ns - (now - w->cur_t0) : 0;
+        if (left > 0) {
+            *sum += left;
+            if (left > *longest)
+                *longest = left;
+        }
     }
-    return sum;
-}
-
-int64_t atx_run_running_longest(atx_run *run)
-{
-    int64_t now = atx_now_ns(), most = 0;
-    for (size_t i = 0; i < run->workers.len; i++) {
-        const run_worker *w = run->workers.items[i];
-        if (w->cur && w->cur->expected_ns - (now - w->cur_t0) > most)
-            most = w->cur->expected_ns - (now - w->cur_t0);
-    }
-    return most;
 }
 
 /* Whether any queued test could run on a system with these labels. */

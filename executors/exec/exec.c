@@ -481,9 +481,8 @@ static void sum_up(atx_result *res, const subs *sb, const char *what)
         }
         return;
     }
-    snprintf(note, sizeof(note), "%zu of %zu %s failed%s%s: first %s", sb->failed + sb->errors,
-             sb->n, what, sb->errors ? ", with errors" : "",
-             atx_result_exit_code(res) > 0 ? "" : "", sb->first_bad);
+    snprintf(note, sizeof(note), "%zu of %zu %s failed%s: first %s", sb->failed + sb->errors,
+             sb->n, what, sb->errors ? ", with errors" : "", sb->first_bad);
     atx_result_set_status(res, sb->errors && !sb->failed ? ATX_STATUS_ERROR : ATX_STATUS_FAIL);
     atx_result_set_error_type(res, "subtests");
     atx_result_set_note(res, note);
