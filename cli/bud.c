@@ -45,29 +45,8 @@
 #define EXIT_INFRA 3
 #define DEFAULT_PORT 53035
 
-static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("atx: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n(see atx bud --help)\n", stderr);
-    return EXIT_USAGE;
-}
-
-static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int code, const char *fmt, ...)
-{
-    va_list ap;
-    fputs("atx: error: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return code;
-}
+#define usage(...) cli_usage("bud", __VA_ARGS__)
+#define fail cli_error
 
 static const char bud_usage[] =
     "usage: atx bud register --username NAME [--password P] [--api-key KEY]\n"

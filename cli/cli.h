@@ -38,6 +38,12 @@ typedef struct cli_bud_opts {
 /* Add the bud aggregator (a built-in: secrets stay out of the journal). */
 int cli_bud_add(atx_run *run, const cli_bud_opts *o);
 
+/* "atx: MESSAGE" and a pointer to the help ("atx SUB --help" with sub);
+ * returns 2, the usage exit code. */
+int cli_usage(const char *sub, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "atx: error: MESSAGE"; returns code. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The closing summary. */
 void cli_print_summary(const cli_output *out, const atx_summary *s, const char *results_dir,
                        const char *const *reports);

@@ -84,24 +84,13 @@ static void on_signal(int sig)
         atx_run_cancel(g_run, g_signals > 1);
 }
 
-static int usage_error(const char *fmt, ...) ATX_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("atx: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputs("\n(see atx --help)\n", stderr);
-    return EXIT_USAGE;
-}
+#define usage_error(...) cli_usage(NULL, __VA_ARGS__)
 
 static int fail_last(void)
 {
-    fprintf(stderr, "atx: error: %s\n", *atx_error_last()->message
-                                            ? atx_error_last()->message
-                                            : atx_strerror(atx_error_last()->code));
-    return EXIT_USAGE;
+    return cli_error(EXIT_USAGE, "%s", *atx_error_last()->message
+                                           ? atx_error_last()->message
+                                           : atx_strerror(atx_error_last()->code));
 }
 
 typedef struct options {
@@ -646,8 +635,8 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
         return fail_last();
     json_object *arr = args ? json_tokener_parse(args) : NULL;
     if (!arr || !json_object_is_type(arr, json_type_array)) {
-        fprintf(stderr, "atx: error: %s was not started by atx run: its journal keeps no "
-                        "command line to resume with\n", results);
+        cli_error(EXIT_USAGE, "%s was not started by atx run: its journal keeps no command "
+                  "line to resume with", results);
         goto out;
     }
     size_t n = json_object_array_length(arr);
@@ -682,9 +671,8 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     *o = was;
     /* Relative paths in the command line are the run's folder's. */
     if (cwd && chdir(cwd) < 0) {
-        fprintf(stderr, "atx: error: cannot go back to the run's folder %s: %s\n", cwd,
-                strerror(errno));
-        rc = EXIT_USAGE;
+        rc = cli_error(EXIT_USAGE, "cannot go back to the run's folder %s: %s", cwd,
+                       strerror(errno));
         goto out;
     }
     rc = 0;

@@ -8,6 +8,7 @@
 #include <atx/plugin/text.h>
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,4 +278,26 @@ void cli_print_summary(const cli_output *out, const atx_summary *s, const char *
         for (size_t i = 0; reports && reports[i]; i++)
             fprintf(stderr, "atx: report %s\n", reports[i]);
     }
+}
+
+int cli_usage(const char *sub, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("atx: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n(see atx%s%s --help)\n", sub ? " " : "", sub ? sub : "");
+    return 2;
+}
+
+int cli_error(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fputs("atx: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return code;
 }
