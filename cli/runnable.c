@@ -23,6 +23,7 @@
 #include "cli.h"
 
 #include <atx/plugin/capture.h>
+#include <atx/plugin/process.h>
 #include <atx/plugin/provisioner.h>
 #include <atx/plugin/text.h>
 
@@ -48,9 +49,6 @@
 #define CAPTURE_HALF (512u * 1024u)
 #define BEAT_NS ATX_NSEC_PER_SEC
 #define KILL_GRACE_NS (2 * ATX_NSEC_PER_SEC)
-/* After the process ends, reads of what is left in its pipes stop here: a
- * writer that escaped the process group must not keep us reading forever. */
-#define FINAL_READS 64
 
 typedef enum kind_id { KIND_NOOP, KIND_EXEC, KIND_EXEC_TEST, KIND_PYTHON_UNITTEST } kind_id;
 
@@ -255,86 +253,39 @@ static int collect_text(const atx_capture *c, char **out, size_t *len)
     return r;
 }
 
-/* One read from a pipe; false once the pipe is done with (EOF or error). */
-static bool read_some(atx_capture *c, int fd)
+static int beat(void *ud)
 {
-    int64_t n = atx_capture_read_fd(c, fd);
-    return n > 0 || n == -EAGAIN;
+    emit_status(ud, "running");
+    return 0;
 }
 
-/* Spawn, say "running" at once and then each second, capture both streams
- * (polling both, so neither pipe fills and blocks the child), and end with
- * the exit status. A SIGINT/SIGTERM kills the process group. */
+/* Spawn, say "running" at once and then each second, capture both streams,
+ * and end with the exit status. A SIGINT/SIGTERM kills the whole tree. */
 static int run_process(const task *t, const atx_spawn_opts *so, outcome *oc)
 {
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_sink sink = { .ud = (void *)t, .tick = beat };
+    atx_proc_outcome pr;
     atx_capture cap[2];
     atx_proc *p = NULL;
     int r;
 
     memset(oc, 0, sizeof(*oc));
-    if (atx_capture_init(&cap[0], CAPTURE_HALF, CAPTURE_HALF) < 0)
-        return atx_error_set(ATX_ENOMEM, "out of memory");
-    if (atx_capture_init(&cap[1], CAPTURE_HALF, CAPTURE_HALF) < 0) {
-        atx_capture_release(&cap[0]);
-        return atx_error_set(ATX_ENOMEM, "out of memory");
-    }
+    atx_capture_init(&cap[0], CAPTURE_HALF, CAPTURE_HALF);
+    atx_capture_init(&cap[1], CAPTURE_HALF, CAPTURE_HALF);
     if ((r = atx_spawn_local(so, &p)) < 0)
         goto out;
     emit_status(t, "running");
-
-    int fds[2] = { atx_proc_stdout_fd(p), atx_proc_stderr_fd(p) };
-    int wait_fd = atx_proc_wait_fd(p);
-    int64_t next_beat = atx_now_ns() + BEAT_NS;
-    bool ended = false;
-    while (!ended) {
-        struct pollfd pfd[4];
-        int ip[2] = { -1, -1 }, iw, is;
-        nfds_t n = 0;
-        for (int i = 0; i < 2; i++)
-            if (fds[i] >= 0) {
-                ip[i] = (int)n;
-                pfd[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
-            }
-        iw = (int)n;
-        pfd[n++] = (struct pollfd){ .fd = wait_fd, .events = POLLIN };
-        is = (int)n;
-        pfd[n++] = (struct pollfd){ .fd = g_sigpipe[0], .events = POLLIN };
-        int64_t left = next_beat - atx_now_ns();
-        int ms = left <= 0 ? 0 : (int)((left + ATX_NSEC_PER_MSEC - 1) / ATX_NSEC_PER_MSEC);
-        if (poll(pfd, n, ms) < 0) {
-            if (errno == EINTR)
-                continue;
-            r = atx_error_set(-errno, "poll: %s", strerror(errno));
-            atx_proc_kill_tree(p, SIGKILL, 0);
-            break;
-        }
-        for (int i = 0; i < 2; i++)
-            if (ip[i] >= 0 && pfd[ip[i]].revents && !read_some(&cap[i], fds[i]))
-                fds[i] = -1;
-        if (pfd[is].revents) {
-            char buf[16];
-            while (read(g_sigpipe[0], buf, sizeof(buf)) > 0)
-                ;
-            oc->signal = g_signal;
-            atx_proc_kill_tree(p, SIGTERM, KILL_GRACE_NS);
-            ended = true;
-        }
-        if (pfd[iw].revents)
-            ended = true;
-        int64_t now = atx_now_ns();
-        if (!ended && now >= next_beat) {
-            emit_status(t, "running");
-            next_beat += BEAT_NS;
-            if (next_beat <= now)
-                next_beat = now + BEAT_NS;
-        }
-    }
-    /* Reaping kills what is left of the group; then take what the pipes hold. */
-    atx_proc_wait(p, -1, &oc->ex);
-    for (int i = 0; i < 2; i++)
-        for (int k = 0; k < FINAL_READS && fds[i] >= 0; k++)
-            if (atx_capture_read_fd(&cap[i], fds[i]) <= 0)
-                break;
+    o.capture[0] = &cap[0];
+    o.capture[1] = &cap[1];
+    o.sink = &sink;
+    o.tick_ns = BEAT_NS;
+    o.grace_ns = KILL_GRACE_NS;
+    o.cancel_fd = g_sigpipe[0];
+    r = atx_proc_run(p, &o, &pr);
+    oc->ex = pr.exit;
+    if (pr.interrupted)
+        oc->signal = g_signal;
     if (r == 0 && ((r = collect_text(&cap[0], &oc->out, &oc->out_len)) < 0 ||
                    (r = collect_text(&cap[1], &oc->err, &oc->err_len)) < 0))
         outcome_release(oc);
@@ -472,6 +423,9 @@ static int run_task(const runnable *rn)
     so.argv = argv;
     so.env = env;
     so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
+    /* What the task starts ends with it, where this host allows. */
+    if (atx_spawn_can_contain())
+        so.flags |= ATX_SPAWN_CONTAIN;
 
     if ((r = run_process(&t, &so, &oc)) < 0) {
         rc = finish_error(&t, last_error_text(r));

@@ -161,6 +161,8 @@ struct atx_run {
 
     /* cancellation: readable once cancelled; never drained */
     int cancel_pipe[2];
+    /* readable once hurried (the second cancel); never drained */
+    int hurry_pipe[2];
     atomic_int cancel_level;   /* 0, 1 graceful, 2 hurry */
     /* wakes the main thread: done, all workers gone */
     int wake_pipe[2];

@@ -110,6 +110,8 @@ void atx_run_cancel(atx_run *run, int hurry)
         atomic_store(&run->cancel_level, want);
     char c = 1;
     ssize_t n = write(run->cancel_pipe[1], &c, 1);
+    if (want == 2)
+        n = write(run->hurry_pipe[1], &c, 1);
     (void)n;
 }
 
@@ -127,6 +129,7 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     if (!run)
         return atx_error_oom();
     run->cancel_pipe[0] = run->cancel_pipe[1] = -1;
+    run->hurry_pipe[0] = run->hurry_pipe[1] = -1;
     run->wake_pipe[0] = run->wake_pipe[1] = -1;
     pthread_mutex_init(&run->mu, NULL);
     pthread_cond_init(&run->work_cv, NULL);
@@ -155,6 +158,7 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     if (r < 0)
         goto fail;
     if (pipe2(run->cancel_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+        pipe2(run->hurry_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
         pipe2(run->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         r = atx_error_set(-errno, "cannot make pipes: %s", strerror(errno));
         goto fail;
@@ -245,6 +249,8 @@ void atx_run_free(atx_run *run)
     for (int i = 0; i < 2; i++) {
         if (run->cancel_pipe[i] >= 0)
             close(run->cancel_pipe[i]);
+        if (run->hurry_pipe[i] >= 0)
+            close(run->hurry_pipe[i]);
         if (run->wake_pipe[i] >= 0)
             close(run->wake_pipe[i]);
     }

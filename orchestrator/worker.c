@@ -5,6 +5,7 @@
  * so a slow reserve never stalls the scheduler.
  */
 #include "orch.h"
+#include "atx/plugin/process.h"
 
 #include <poll.h>
 #include <stdio.h>
@@ -269,79 +270,70 @@ static bool other_waiting(atx_run *run, const run_worker *self, const klass *k,
 
 /* ---- the system lifecycle: setup, ready, cleanup ---- */
 
+static int cancel_level(void *ud)
+{
+    return atomic_load(&((atx_run *)ud)->cancel_level);
+}
+
 /* Run `sh -c cmd` on the system within timeout_ns; 0 when it exits 0, else
  * a negative code with the last line of its output in why. */
 static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_t timeout_ns,
-                          char *why, size_t whylen)
+                          bool cleanup, char *why, size_t whylen)
 {
     const char *argv[] = { "sh", "-c", cmd, NULL };
     const char *env[] = { "ATX_TEST_SYSTEM=1", NULL };
-    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome res;
     atx_capture cap;
-    atx_proc *p;
-    atx_exit ex = { 0 };
+    int64_t deadline = atx_now_ns() + timeout_ns;
     int r;
 
-    o.argv = argv;
-    o.env = env;
-    o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
-    o.deadline_ns = atx_now_ns() + timeout_ns;
-    o.kill_grace_ns = run->policy.kill_grace_ns;
-    if ((r = atx_system_spawn(sys, &o, &p)) < 0) {
-        snprintf(why, whylen, "%s", atx_error_last()->message);
+    so.argv = argv;
+    so.env = env;
+    so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
+    so.deadline_ns = deadline;
+    so.kill_grace_ns = run->policy.kill_grace_ns;
+    atx_capture_init(&cap, 0, 2048);
+    o.capture[0] = &cap;
+    o.deadline_ns = &deadline;
+    o.grace_ns = run->policy.kill_grace_ns;
+    /* A cancel stops setup and ready probes; cleanup runs, but a hurry
+     * stops it too. */
+    o.cancel_fd = cleanup ? run->hurry_pipe[0] : run->cancel_pipe[0];
+    o.cancel_level = cancel_level;
+    o.cancel_ud = run;
+    r = atx_proc_run_spawn(sys, &so, &o, &res);
+    if (r < 0) {
+        snprintf(why, whylen, r == ATX_ELOST ? "'%s': the system was lost (%s)" : "'%s': %s", cmd,
+                 atx_error_last()->message);
+        atx_capture_release(&cap);
         return r;
     }
-    atx_capture_init(&cap, 0, 2048);
-    int fd = atx_proc_stdout_fd(p);
-    bool exited = false;
-    while (!exited || fd >= 0) {
-        struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
-                                 { .fd = atx_proc_wait_fd(p), .events = POLLIN } };
-        int64_t left = o.deadline_ns - atx_now_ns();
-        if (poll(pfd, 2, left > 0 ? (int)(left / ATX_NSEC_PER_MSEC + 1) : 0) < 0 &&
-            errno != EINTR)
-            break;
-        if (fd >= 0 && pfd[0].revents) {
-            int64_t n = atx_capture_read_fd(&cap, fd);
-            if (n == 0 || (n < 0 && n != -EAGAIN))
-                fd = -1;
-        }
-        if (!exited && (pfd[1].revents || atx_now_ns() >= o.deadline_ns)) {
-            /* Past the deadline, wait kills the tree and reports it. */
-            int wr = atx_proc_wait(p, pfd[1].revents ? 0 : -1, &ex);
-            if (wr == 0)
-                exited = true;
-            else if (wr != ATX_ETIMEDOUT) {
-                snprintf(why, whylen, "'%s': the system was lost (%s)", cmd,
-                         atx_error_last()->message);
-                atx_capture_release(&cap);
-                atx_proc_free(p);
-                return wr;
-            }
-        }
-        if (exited && fd >= 0 && !(pfd[0].revents & POLLIN))
-            break;
+    const atx_exit *ex = &res.exit;
+    if (ex->exited && ex->code == 0 && !res.interrupted) {
+        atx_capture_release(&cap);
+        return 0;
     }
     char *text = NULL;
     size_t len = 0;
     atx_capture_collect(&cap, &text, &len);
     atx_capture_release(&cap);
-    atx_proc_free(p);
-    if (ex.exited && ex.code == 0) {
-        free(text);
-        return 0;
-    }
     /* The last line of what it said. */
     while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
     const char *line = text ? strrchr(text, '\n') : NULL;
     line = line ? line + 1 : text ? text : "";
-    if (ex.timed_out)
+    if (res.abandoned)
+        snprintf(why, whylen, "'%s' did not end after SIGKILL", cmd);
+    else if (res.interrupted)
+        snprintf(why, whylen, "'%s' was interrupted: the run was cancelled", cmd);
+    else if (ex->timed_out)
         snprintf(why, whylen, "'%s' timed out", cmd);
-    else if (ex.exited)
-        snprintf(why, whylen, "'%s' exited %d: %s", cmd, ex.code, line);
+    else if (ex->exited)
+        snprintf(why, whylen, "'%s' exited %d: %s", cmd, ex->code, line);
     else
-        snprintf(why, whylen, "'%s' was killed by signal %d", cmd, ex.signal);
+        snprintf(why, whylen, "'%s' was killed by signal %d", cmd, ex->signal);
     free(text);
     return ATX_EINFRA;
 }
@@ -355,11 +347,13 @@ static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
 
     int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
     for (size_t i = 0; p->setup && p->setup[i] && ok; i++)
-        ok = system_command(run, sys, p->setup[i], until - atx_now_ns(), why, sizeof(why)) == 0;
+        ok = system_command(run, sys, p->setup[i], until - atx_now_ns(), false, why,
+                            sizeof(why)) == 0;
     if (ok && p->ready) {
         until = atx_now_ns() + p->ready_timeout_ns;
         for (;;) {
-            ok = system_command(run, sys, p->ready, 30 * ATX_NSEC_PER_SEC, why, sizeof(why)) == 0;
+            ok = system_command(run, sys, p->ready, 30 * ATX_NSEC_PER_SEC, false, why,
+                                sizeof(why)) == 0;
             if (ok || atx_now_ns() >= until || atomic_load(&run->cancel_level))
                 break;
             /* Try again in a second, or at once when the run is cancelled. */
@@ -398,7 +392,8 @@ static void clean_up(atx_run *run, prov_inst *p, atx_system *sys)
     char why[1200];
     int64_t until = atx_now_ns() + run->policy.release_timeout_ns;
     for (size_t i = 0; p->cleanup && p->cleanup[i]; i++)
-        if (system_command(run, sys, p->cleanup[i], until - atx_now_ns(), why, sizeof(why)) < 0)
+        if (system_command(run, sys, p->cleanup[i], until - atx_now_ns(), true, why,
+                           sizeof(why)) < 0)
             atx_run_logf(run, ATX_LOG_WARNING, "cleanup on %s: %s", atx_system_id(sys), why);
     atx_system_set_phase_deadline(sys, until);
 }

@@ -14,6 +14,7 @@
 
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
+#include <atx/plugin/process.h>
 #include <atx/plugin/text.h>
 
 #include <errno.h>
@@ -336,6 +337,11 @@ static int capture_sink(void *ud, int stream, const char *data, size_t len)
 static int hurry(void *ud)
 {
     return atx_attempt_cancelled(ud) >= 2;
+}
+
+static int cancel_level(void *ud)
+{
+    return atx_attempt_cancelled(ud);
 }
 
 /* A test on a system that does not share this host: through its agent. */
@@ -688,12 +694,22 @@ static int exec_run(void *state, atx_attempt *a)
     int64_t started_wall = atx_wallclock_ns();
     int64_t start = atx_now_ns();
     int64_t deadline = start + timeout;
+    atx_proc_run_opts ro = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome pr;
     o.argv = sp.argv;
     o.env = (const char *const *)env;
     o.cwd = sp.host_cwd ? sp.host_cwd : sp.cwd;
     o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
+    o.deadline_ns = deadline;
     o.kill_grace_ns = grace;
-    r = atx_system_spawn(atx_attempt_system(a), &o, &p);
+    ro.capture[0] = &cap[0];
+    ro.capture[1] = &cap[1];
+    ro.deadline_ns = &deadline;
+    ro.grace_ns = grace;
+    ro.cancel_fd = atx_attempt_cancel_fd(a);
+    ro.cancel_level = cancel_level;
+    ro.cancel_ud = a;
+    r = atx_proc_run_spawn(atx_attempt_system(a), &o, &ro, &pr);
     if (r == ATX_ESPAWN) {
         /* The test's own fault (a missing program), not the system's. */
         atx_result_set_status(res, ATX_STATUS_ERROR);
@@ -706,80 +722,14 @@ static int exec_run(void *state, atx_attempt *a)
     }
     if (r < 0)
         goto out;
-
-    bool timed_out = false, interrupted = false, exited = false;
-    int fds[2] = { atx_proc_stdout_fd(p), atx_proc_stderr_fd(p) };
-    int64_t drain_until = 0;
-    atx_exit ex = { 0 };
-
-    while (fds[0] >= 0 || fds[1] >= 0 || !exited) {
-        struct pollfd pfd[4];
-        int idx[4], n = 0;
-        for (int i = 0; i < 2; i++) {
-            if (fds[i] >= 0) {
-                pfd[n] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
-                idx[n++] = i;
-            }
-        }
-        int wait_at = -1, cancel_at = -1;
-        if (!exited) {
-            wait_at = n;
-            pfd[n++] = (struct pollfd){ .fd = atx_proc_wait_fd(p), .events = POLLIN };
-        }
-        if (!interrupted && !timed_out) {
-            cancel_at = n;
-            pfd[n++] = (struct pollfd){ .fd = atx_attempt_cancel_fd(a), .events = POLLIN };
-        }
-        int64_t now = atx_now_ns();
-        int64_t until = exited ? drain_until : deadline;
-        int ms = until <= now ? 0 : (int)((until - now + 999999) / 1000000);
-        /* During a graceful cancel, look every 50 ms for a hurry. */
-        if (interrupted && !exited && ms > 50)
-            ms = 50;
-        int k = poll(pfd, (nfds_t)n, ms);
-        if (k < 0 && errno != EINTR) {
-            r = atx_error_set(-errno, "poll: %s", strerror(errno));
-            break;
-        }
-        for (int j = 0; j < n && k > 0; j++) {
-            if (!pfd[j].revents || j == wait_at || j == cancel_at)
-                continue;
-            int i = idx[j];
-            int64_t got = atx_capture_read_fd(&cap[i], fds[i]);
-            if (got == 0 || (got < 0 && got != -EAGAIN)) {
-                fds[i] = -1; /* closed by atx_proc_free */
-            }
-        }
-        if (cancel_at >= 0 && (pfd[cancel_at].revents & POLLIN)) {
-            interrupted = true;
-            atx_proc_kill_tree(p, atx_attempt_cancelled(a) >= 2 ? SIGKILL : SIGTERM, 0);
-            /* After the grace, KILL: handled below as a second deadline. */
-            deadline = atx_now_ns() + grace;
-        }
-        now = atx_now_ns();
-        if (interrupted && !exited && atx_attempt_cancelled(a) >= 2 && deadline > now) {
-            atx_proc_kill_tree(p, SIGKILL, 0);
-            deadline = now;
-        }
-        if (!exited && wait_at >= 0 && (pfd[wait_at].revents & POLLIN)) {
-            atx_proc_wait(p, 0, &ex); /* reaps and kills the rest of the group */
-            exited = true;
-            /* Whatever still holds the pipes was just killed: drain briefly. */
-            drain_until = now + 500 * 1000000LL;
-        } else if (!exited && !interrupted && !timed_out && now >= deadline) {
-            timed_out = true;
-            atx_proc_kill_tree(p, SIGTERM, 0);
-            deadline = now + grace;
-        } else if (!exited && (timed_out || interrupted) && now >= deadline) {
-            atx_proc_kill_tree(p, SIGKILL, 0);
-            deadline = now + 3600 * ATX_NSEC_PER_SEC;
-        }
-        if (exited && now >= drain_until)
-            break;
+    if (pr.abandoned) {
+        r = atx_error_set(ATX_EINFRA, "the test's processes did not end after SIGKILL on %s",
+                          atx_system_id(atx_attempt_system(a)));
+        goto out;
     }
     int64_t duration = atx_now_ns() - start;
-    if (r < 0)
-        goto out;
+    atx_exit ex = pr.exit;
+    bool timed_out = ex.timed_out, interrupted = pr.interrupted && !timed_out;
 
     set_outcome(res, timed_out, interrupted, timeout, ex.exited, ex.code, ex.signal, sp.skip_code);
     atx_result_set_times(res, started_wall, duration);

@@ -59,6 +59,8 @@ ATX_INTERNAL int atx_plugin_descriptor_check(const atx_plugin_descriptor *d);
 ATX_INTERNAL void atx_system_mark_used(atx_system *sys);
 /* Make a system's id unique in a run: "local-1" becomes "local-1.2". */
 ATX_INTERNAL int atx_system_add_id_suffix(atx_system *sys, const char *suffix);
+/* A process's control-channel fd (owned by it from now on). */
+ATX_INTERNAL void atx_proc_attach_control(atx_proc *p, int fd);
 /* Bound every spawn on the system by a monotonic instant (0: no bound). */
 ATX_INTERNAL void atx_system_set_phase_deadline(atx_system *sys, int64_t deadline_ns);
 

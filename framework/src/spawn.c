@@ -1,23 +1,149 @@
 /*
- * Spawning on this host. posix_spawn (clone with CLONE_VFORK in glibc) builds
- * nothing in the child: argv and the environment are made before, the child
- * only applies the file actions and attributes, and an exec failure comes back
- * as the call's error. The child gets its own session (so its own process
- * group), default signal dispositions, an empty signal mask and no fds but
- * 0-2. A pidfd tells when it ends, so a worker can poll it with its pipes.
+ * Spawning on this host. Everything the child needs is made before it
+ * exists: argv, the environment, the program's candidate paths, the pipes,
+ * a pseudo-terminal, a cgroup to join. The child is made with vfork(): it
+ * borrows the parent's memory until it execs, so it only makes system calls
+ * (git's run-command and glibc's posix_spawn do the same), and an exec
+ * failure comes back over a close-on-exec pipe. It gets its own session
+ * (so its own process group), default signal dispositions, an empty signal
+ * mask and no fds but 0-2 (3 with a control channel).
+ *
+ * Containment (ATX_SPAWN_CONTAIN): the child joins a cgroup of its own
+ * before exec, so nothing it starts is ever outside it; when it ends, the
+ * group is killed (cgroup.kill) and waited empty. Groups are kept in a pool
+ * and reused: a test costs one write in the child and one read at its end.
  */
 #include "internal.h"
+#include "contain.h"
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
+
+/* ---- the pool of cgroups ---- */
+
+typedef struct cg_slot {
+    struct cg_slot *next;
+    cg_group g;
+} cg_slot;
+
+static struct {
+    pthread_mutex_t mu;
+    int state;          /* 0 not tried, 1 usable, < 0 -errno: not usable */
+    char why[256];
+    cg_root root;
+    cg_slot *free;
+    unsigned made;
+} pool = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+#define CG_PREFIX "atx-"
+#define CG_EMPTY_MS 5000   /* how long a killed group may take to empty */
+
+/* Under pool.mu. */
+static int pool_open(void)
+{
+    char name[96], tag[64];
+
+    if (pool.state)
+        return pool.state;
+    cg_owner_tag(tag, sizeof(tag));
+    snprintf(name, sizeof(name), CG_PREFIX "%s", tag);
+    int r = cg_root_open(&pool.root, name);
+    if (r < 0) {
+        snprintf(pool.why, sizeof(pool.why), "cgroup v2 cannot be used here: %s",
+                 r == -ENOENT ? "it is not mounted" : strerror(-r));
+        pool.state = r;
+        return r;
+    }
+    /* Groups of runs that were killed: what they left goes now. */
+    cg_root_reap_stale(&pool.root, CG_PREFIX);
+    pool.state = 1;
+    return 1;
+}
+
+__attribute__((destructor)) static void pool_close(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    for (cg_slot *s = pool.free, *next; s; s = next) {
+        next = s->next;
+        cg_group_close(&s->g, false);
+        free(s);
+    }
+    pool.free = NULL;
+    if (pool.state == 1)
+        cg_root_remove(&pool.root);
+    pool.state = 0;
+    pthread_mutex_unlock(&pool.mu);
+}
+
+int atx_spawn_can_contain(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    int r = pool_open();
+    if (r < 0)
+        atx_error_set(ATX_EUNSUPPORTED, "%s", pool.why);
+    pthread_mutex_unlock(&pool.mu);
+    return r > 0;
+}
+
+static cg_slot *pool_take(void)
+{
+    cg_slot *s = NULL;
+    int r;
+
+    pthread_mutex_lock(&pool.mu);
+    if ((r = pool_open()) < 0) {
+        atx_error_set(ATX_EUNSUPPORTED, "cannot contain the process: %s", pool.why);
+        pthread_mutex_unlock(&pool.mu);
+        return NULL;
+    }
+    if ((s = pool.free)) {
+        pool.free = s->next;
+        pthread_mutex_unlock(&pool.mu);
+        return s;
+    }
+    unsigned n = ++pool.made;
+    pthread_mutex_unlock(&pool.mu);
+    char leaf[32];
+    snprintf(leaf, sizeof(leaf), "p%u", n);
+    if (!(s = calloc(1, sizeof(*s)))) {
+        atx_error_oom();
+        return NULL;
+    }
+    if ((r = cg_group_open(&pool.root, leaf, &s->g)) < 0) {
+        atx_error_set(ATX_EUNSUPPORTED, "cannot make cgroup %s: %s", s->g.path, strerror(-r));
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Kill what is left in the group; back to the pool once it is empty. */
+static void pool_give(cg_slot *s)
+{
+    if (cg_group_empty(&s->g, CG_EMPTY_MS) < 0) {
+        /* Something would not die (a process stuck in the kernel): the
+         * group is not reused; the pool's removal tries again at exit. */
+        cg_group_close(&s->g, false);
+        free(s);
+        return;
+    }
+    pthread_mutex_lock(&pool.mu);
+    s->next = pool.free;
+    pool.free = s;
+    pthread_mutex_unlock(&pool.mu);
+}
+
+/* ---- processes ---- */
 
 typedef struct local_proc {
     pid_t pid;
@@ -27,12 +153,9 @@ typedef struct local_proc {
     atx_exit exit;
     int64_t deadline_ns;
     int64_t grace_ns;
+    int64_t kill_at;        /* after a TERM at the deadline: KILL then */
+    cg_slot *cg;            /* its group (ATX_SPAWN_CONTAIN), or NULL */
 } local_proc;
-
-static int pidfd_open_(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
 
 static bool poll_exit(local_proc *lp, int64_t timeout_ns)
 {
@@ -46,8 +169,19 @@ static bool poll_exit(local_proc *lp, int64_t timeout_ns)
     return r > 0;
 }
 
+/* Signal the whole tree: the group, the group's cgroup, and every
+ * descendant still linked to the leader (ones that left its session). */
+static void signal_tree(local_proc *lp, int sig)
+{
+    kill(-lp->pid, sig);
+    if (lp->cg)
+        cg_group_signal(&lp->cg->g, sig);
+    else
+        tree_signal(lp->pid, sig, NULL, NULL);
+}
+
 /* The leader has ended: kill what is left of its group while the leader's
- * zombie still holds the group id, then reap it. */
+ * zombie still holds the group id, then reap it, then empty its cgroup. */
 static void reap(local_proc *lp)
 {
     int status = 0;
@@ -55,6 +189,8 @@ static void reap(local_proc *lp)
     if (lp->reaped)
         return;
     kill(-lp->pid, SIGKILL);
+    if (!lp->cg)
+        tree_signal(lp->pid, SIGKILL, NULL, NULL);
     while (waitpid(lp->pid, &status, 0) < 0 && errno == EINTR)
         ;
     lp->reaped = true;
@@ -65,6 +201,10 @@ static void reap(local_proc *lp)
     } else if (WIFSIGNALED(status)) {
         lp->exit.signal = WTERMSIG(status);
     }
+    if (lp->cg) {
+        pool_give(lp->cg);
+        lp->cg = NULL;
+    }
 }
 
 static int local_kill_tree(void *impl, int sig, int64_t grace_ns)
@@ -73,9 +213,9 @@ static int local_kill_tree(void *impl, int sig, int64_t grace_ns)
 
     if (lp->reaped)
         return 0;
-    kill(-lp->pid, sig);
+    signal_tree(lp, sig);
     if (grace_ns > 0 && sig != SIGKILL && !poll_exit(lp, grace_ns))
-        kill(-lp->pid, SIGKILL);
+        signal_tree(lp, SIGKILL);
     return 0;
 }
 
@@ -87,22 +227,27 @@ static int local_wait(void *impl, int64_t timeout_ns, atx_exit *ex)
 
     while (!lp->reaped) {
         int64_t stop = until;
-        bool at_deadline = false;
-        if (lp->deadline_ns && !lp->timed_out && lp->deadline_ns <= stop) {
+        if (lp->deadline_ns && !lp->timed_out && lp->deadline_ns < stop)
             stop = lp->deadline_ns;
-            at_deadline = true;
-        }
-        int64_t wait = stop == INT64_MAX ? -1 : stop - now;
-        if (wait < 0 && stop != INT64_MAX)
-            wait = 0;
+        if (lp->kill_at && lp->kill_at < stop)
+            stop = lp->kill_at;
+        int64_t wait = stop == INT64_MAX ? -1 : stop > now ? stop - now : 0;
         if (poll_exit(lp, wait)) {
             reap(lp);
             break;
         }
         now = atx_now_ns();
-        if (at_deadline && now >= lp->deadline_ns) {
+        if (lp->deadline_ns && !lp->timed_out && now >= lp->deadline_ns) {
+            /* It had not ended (the pidfd said so just now): the deadline
+             * kills it. */
             lp->timed_out = true;
-            local_kill_tree(lp, SIGTERM, lp->grace_ns);
+            signal_tree(lp, SIGTERM);
+            lp->kill_at = now + lp->grace_ns;
+            continue;
+        }
+        if (lp->kill_at && now >= lp->kill_at) {
+            signal_tree(lp, SIGKILL);
+            lp->kill_at = 0;
             continue;
         }
         if (now >= until)
@@ -112,13 +257,25 @@ static int local_wait(void *impl, int64_t timeout_ns, atx_exit *ex)
     return 0;
 }
 
+static int local_set_deadline(void *impl, int64_t deadline_ns)
+{
+    local_proc *lp = impl;
+    if (!lp->timed_out)
+        lp->deadline_ns = deadline_ns;
+    return 0;
+}
+
 static void local_free(void *impl)
 {
     local_proc *lp = impl;
 
     if (!lp->reaped) {
-        kill(-lp->pid, SIGKILL);
-        reap(lp);
+        signal_tree(lp, SIGKILL);
+        /* A process stuck in the kernel is not waited for long. */
+        if (poll_exit(lp, 5 * ATX_NSEC_PER_SEC))
+            reap(lp);
+        else if (lp->cg)
+            cg_group_close(&lp->cg->g, false), free(lp->cg);
     }
     if (lp->pidfd >= 0)
         close(lp->pidfd);
@@ -130,7 +287,10 @@ static const atx_proc_ops local_proc_ops = {
     .wait = local_wait,
     .kill_tree = local_kill_tree,
     .free = local_free,
+    .set_deadline = local_set_deadline,
 };
+
+/* ---- building what the child needs ---- */
 
 /* The child's environment: the inherited (or empty) one with opts->env over it. */
 static const char **build_env(const atx_spawn_opts *opts)
@@ -162,67 +322,241 @@ static const char **build_env(const atx_spawn_opts *opts)
     return envp;
 }
 
+/* The paths to try for the program, as execvp would: argv[0] itself when it
+ * has a '/', else each entry of the child's PATH (or ours, or a default).
+ * One allocation holding the vector and the strings. */
+static char **candidates(const char *prog, const char *const *envp)
+{
+    const char *path = NULL;
+    size_t n = 1, bytes = 0, plen = strlen(prog);
+
+    if (strchr(prog, '/')) {
+        char **v = malloc(2 * sizeof(char *) + plen + 1);
+        if (!v)
+            return NULL;
+        v[0] = memcpy((char *)(v + 2), prog, plen + 1);
+        v[1] = NULL;
+        return v;
+    }
+    for (const char *const *e = envp; e && *e && !path; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    if (!path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path; *p; p++)
+        n += *p == ':';
+    bytes = strlen(path) + n * (plen + 2);
+    char **v = malloc((n + 1) * sizeof(char *) + bytes + 1);
+    if (!v)
+        return NULL;
+    char *w = (char *)(v + n + 1);
+    size_t k = 0;
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        v[k++] = w;
+        /* An empty entry is the current folder. */
+        if (len) {
+            memcpy(w, p, len);
+            w += len;
+            *w++ = '/';
+        }
+        memcpy(w, prog, plen + 1);
+        w += plen + 1;
+        if (!colon)
+            break;
+        p = colon + 1;
+    }
+    v[k] = NULL;
+    return v;
+}
+
+/* What the child does, in its own words: only system calls. */
+typedef struct child_plan {
+    char **paths;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    const char *pty;        /* the terminal's path, or NULL */
+    int fd[4];              /* what goes to 0, 1, 2, 3 (-1: /dev/null; 3: none) */
+    int cg_fd;              /* cgroup.procs to join, or -1 */
+    int err_fd;             /* the close-on-exec pipe for errno */
+} child_plan;
+
+__attribute__((noreturn)) static void child_exec(const child_plan *c)
+{
+    struct sigaction dfl;
+    sigset_t none;
+    int e = 0, fd[4];
+
+    /* Signals are blocked (the parent did it): reset every disposition,
+     * then unblock. A handler must never run in borrowed memory. */
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    if (c->cg_fd >= 0 && cg_join(c->cg_fd) < 0)
+        goto fail;
+    if (setsid() < 0)
+        goto fail;
+    /* Move what will be 0-3 out of their way first. */
+    for (int i = 0; i < 4; i++) {
+        fd[i] = c->fd[i];
+        if (fd[i] >= 0 && fd[i] <= 3 && (fd[i] = fcntl(fd[i], F_DUPFD_CLOEXEC, 4)) < 0)
+            goto fail;
+    }
+    if (c->pty) {
+        int t = open(c->pty, O_RDWR);
+        if (t < 0 || ioctl(t, TIOCSCTTY, 0) < 0)
+            goto fail;
+        fd[0] = fd[1] = fd[2] = t;
+    } else {
+        int devnull = -1;
+        for (int i = 0; i < 3; i++)
+            if (fd[i] < 0) {
+                if (devnull < 0 && (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+                    goto fail;
+                fd[i] = devnull;
+            }
+    }
+    for (int i = 0; i < 4; i++)
+        if (fd[i] >= 0 && dup2(fd[i], i) < 0)
+            goto fail;
+    /* Everything else goes: ours are close-on-exec, but a driver's may not be. */
+    int first = c->fd[3] >= 0 ? 4 : 3;
+    if (syscall(SYS_close_range, first, c->err_fd - 1, 0) < 0 ||
+        syscall(SYS_close_range, c->err_fd + 1, ~0u, 0) < 0) {
+        for (int f = first; f < 1024; f++)
+            if (f != c->err_fd)
+                close(f);
+    }
+    if (c->cwd && chdir(c->cwd) < 0)
+        goto fail;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* execvp's order: the first path that runs; EACCES wins over ENOENT. */
+    e = ENOENT;
+    for (char **p = c->paths; *p; p++) {
+        execve(*p, c->argv, c->envp);
+        if (errno == EACCES)
+            e = EACCES;
+        else if (errno != ENOENT && errno != ENOTDIR)
+            e = errno;
+        if (e != ENOENT && e != EACCES)
+            break;
+    }
+    errno = e;
+fail:
+    e = errno;
+    if (write(c->err_fd, &e, sizeof(e)) < 0)
+        e = 0;
+    _exit(127);
+}
+
+/* vfork in a frame of its own: the caller's variables are not the child's
+ * to clobber (the child never returns here). */
+__attribute__((noinline)) static pid_t start_child(const child_plan *plan)
+{
+    pid_t pid = vfork();
+    if (pid == 0)
+        child_exec(plan);
+    return pid;
+}
+
+static void close_pair(int p[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0) {
+            close(p[i]);
+            p[i] = -1;
+        }
+}
+
 int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
 {
     int in[2] = { -1, -1 }, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    sigset_t none, all;
+    int ctl[2] = { -1, -1 }, ep[2] = { -1, -1 }, master = -1;
+    char pty[128];
     const char **envp = NULL;
+    char **paths = NULL;
     local_proc *lp = NULL;
+    cg_slot *cg = NULL;
+    unsigned fl;
     pid_t pid;
     int r, e = 0;
 
     if (!opts || !opts->argv || !opts->argv[0] || !out)
         return atx_error_set(ATX_EINVAL, "spawn needs argv");
+    fl = opts->flags;
+    if (fl & ATX_SPAWN_PTY)
+        fl |= ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
     envp = build_env(opts);
+    paths = envp ? candidates(opts->argv[0], envp) : NULL;
     lp = calloc(1, sizeof(*lp));
-    if (!envp || !lp) {
-        free(envp);
-        free(lp);
-        return atx_error_oom();
+    if (!envp || !paths || !lp) {
+        r = atx_error_oom();
+        goto fail;
     }
-    if (((opts->flags & ATX_SPAWN_STDIN_PIPE) && pipe2(in, O_CLOEXEC) < 0) ||
-        ((opts->flags & ATX_SPAWN_STDOUT_PIPE) && pipe2(outp, O_CLOEXEC) < 0) ||
-        ((opts->flags & ATX_SPAWN_STDERR_PIPE) && !(opts->flags & ATX_SPAWN_STDERR_TO_STDOUT) &&
-         pipe2(errp, O_CLOEXEC) < 0)) {
+    if ((fl & ATX_SPAWN_CONTAIN) && !(cg = pool_take())) {
+        r = atx_error_last()->code;
+        goto fail;
+    }
+    if (fl & ATX_SPAWN_PTY) {
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+            ptsname_r(master, pty, sizeof(pty)) != 0) {
+            e = errno;
+            r = atx_error_set(-e, "cannot make a pseudo-terminal: %s", strerror(e));
+            goto fail;
+        }
+    } else if (((fl & ATX_SPAWN_STDIN_PIPE) && pipe2(in, O_CLOEXEC) < 0) ||
+               ((fl & ATX_SPAWN_STDOUT_PIPE) && pipe2(outp, O_CLOEXEC) < 0) ||
+               ((fl & ATX_SPAWN_STDERR_PIPE) && !(fl & ATX_SPAWN_STDERR_TO_STDOUT) &&
+                pipe2(errp, O_CLOEXEC) < 0)) {
+        e = errno;
+        r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
+        goto fail;
+    }
+    if (((fl & ATX_SPAWN_CONTROL) && pipe2(ctl, O_CLOEXEC) < 0) || pipe2(ep, O_CLOEXEC) < 0) {
         e = errno;
         r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
         goto fail;
     }
 
-    posix_spawn_file_actions_init(&fa);
-    if (in[0] >= 0)
-        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    else
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    if (outp[1] >= 0)
-        posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
-    else
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    if (opts->flags & ATX_SPAWN_STDERR_TO_STDOUT)
-        posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    else if (errp[1] >= 0)
-        posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
-    else
-        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    if (opts->cwd)
-        posix_spawn_file_actions_addchdir_np(&fa, opts->cwd);
-    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
+    child_plan plan = {
+        .paths = paths,
+        .argv = (char *const *)opts->argv,
+        .envp = (char *const *)envp,
+        .cwd = opts->cwd,
+        .pty = master >= 0 ? pty : NULL,
+        .fd = { in[0], outp[1],
+                (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? outp[1] : errp[1], ctl[1] },
+        .cg_fd = cg ? cg->g.procs_fd : -1,
+        .err_fd = ep[1],
+    };
+    sigset_t all, old;
     sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
-
-    e = posix_spawnp(&pid, opts->argv[0], &fa, &attr, (char *const *)opts->argv,
-                     (char *const *)envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    if (e != 0) {
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = start_child(&plan);
+    e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        r = atx_error_set(-e, "cannot start %s: %s", opts->argv[0], strerror(e));
+        goto fail;
+    }
+    close(ep[1]);
+    ep[1] = -1;
+    ssize_t n;
+    int child_errno = 0;
+    do
+        n = read(ep[0], &child_errno, sizeof(child_errno));
+    while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(child_errno)) {
+        kill(-pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        e = child_errno;
         if (e == ENOENT && opts->cwd && access(opts->cwd, X_OK) < 0)
             r = atx_error_set(ATX_ESPAWN, "cannot run %s: working directory %s: %s",
                               opts->argv[0], opts->cwd, strerror(errno));
@@ -230,52 +564,66 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
             r = atx_error_set(ATX_ESPAWN, "cannot run %s: %s", opts->argv[0], strerror(e));
         goto fail;
     }
-    free(envp);
-    envp = NULL;
-
     lp->pid = pid;
+    lp->cg = cg;
+    cg = NULL;
     lp->deadline_ns = opts->deadline_ns;
     lp->grace_ns = opts->kill_grace_ns > 0 ? opts->kill_grace_ns : ATX_NSEC_PER_SEC;
-    lp->pidfd = pidfd_open_(pid);
+    lp->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (lp->pidfd < 0) {
         e = errno;
-        kill(-pid, SIGKILL);
-        waitpid(pid, NULL, 0);
+        signal_tree(lp, SIGKILL);
+        reap(lp);
         r = atx_error_set(-e, "pidfd_open: %s (Linux 5.3 or newer is needed)", strerror(e));
         goto fail;
     }
     fcntl(lp->pidfd, F_SETFD, FD_CLOEXEC);
+    int stdout_fd = master >= 0 ? master : outp[0];
+    if (stdout_fd >= 0)
+        fcntl(stdout_fd, F_SETFL, O_NONBLOCK);
+    if (errp[0] >= 0)
+        fcntl(errp[0], F_SETFL, O_NONBLOCK);
+    if (ctl[0] >= 0)
+        fcntl(ctl[0], F_SETFL, O_NONBLOCK);
+    atx_proc *p;
+    int stdin_fd = in[1];
+    if (master >= 0 && (fl & ATX_SPAWN_STDIN_PIPE))
+        stdin_fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
+    r = atx_proc_new(&local_proc_ops, lp, stdin_fd, stdout_fd,
+                     (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? stdout_fd : errp[0], lp->pidfd, &p);
+    if (r < 0) {
+        local_free(lp);
+        lp = NULL;
+        goto fail;
+    }
+    if (ctl[0] >= 0)
+        atx_proc_attach_control(p, ctl[0]);
+    close_pair(ep);
     if (in[0] >= 0)
         close(in[0]);
     if (outp[1] >= 0)
         close(outp[1]);
     if (errp[1] >= 0)
         close(errp[1]);
-    if (outp[0] >= 0)
-        fcntl(outp[0], F_SETFL, O_NONBLOCK);
-    if (errp[0] >= 0)
-        fcntl(errp[0], F_SETFL, O_NONBLOCK);
-    r = atx_proc_new(&local_proc_ops, lp, in[1], outp[0],
-                     (opts->flags & ATX_SPAWN_STDERR_TO_STDOUT) ? outp[0] : errp[0], lp->pidfd,
-                     out);
-    if (r < 0) {
-        local_free(lp);
-        lp = NULL;
-        in[0] = outp[1] = errp[1] = -1;
-        goto fail;
-    }
+    if (ctl[1] >= 0)
+        close(ctl[1]);
+    free(envp);
+    free(paths);
+    *out = p;
     return 0;
 
 fail:
-    for (int i = 0; i < 2; i++) {
-        if (in[i] >= 0)
-            close(in[i]);
-        if (outp[i] >= 0)
-            close(outp[i]);
-        if (errp[i] >= 0)
-            close(errp[i]);
-    }
+    close_pair(in);
+    close_pair(outp);
+    close_pair(errp);
+    close_pair(ctl);
+    close_pair(ep);
+    if (master >= 0)
+        close(master);
+    if (cg)
+        pool_give(cg);
     free(envp);
+    free(paths);
     free(lp);
     return r;
 }

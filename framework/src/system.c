@@ -18,7 +18,7 @@ struct atx_system {
 struct atx_proc {
     const atx_proc_ops *ops;
     void *impl;
-    int in_fd, out_fd, err_fd, wait_fd;
+    int in_fd, out_fd, err_fd, ctl_fd, wait_fd;
 };
 
 int atx_system_new(const atx_system_ops *ops, void *impl, const char *id,
@@ -138,7 +138,7 @@ int atx_proc_new(const atx_proc_ops *ops, void *impl, int in_fd, int out_fd, int
     p = malloc(sizeof(*p));
     if (!p)
         return atx_error_oom();
-    *p = (atx_proc){ ops, impl, in_fd, out_fd, err_fd, wait_fd };
+    *p = (atx_proc){ ops, impl, in_fd, out_fd, err_fd, -1, wait_fd };
     *out = p;
     return 0;
 }
@@ -147,6 +147,21 @@ int atx_proc_stdin_fd(atx_proc *p) { return p ? p->in_fd : -1; }
 int atx_proc_stdout_fd(atx_proc *p) { return p ? p->out_fd : -1; }
 int atx_proc_stderr_fd(atx_proc *p) { return p ? p->err_fd : -1; }
 int atx_proc_wait_fd(atx_proc *p) { return p ? p->wait_fd : -1; }
+int atx_proc_control_fd(atx_proc *p) { return p ? p->ctl_fd : -1; }
+
+void atx_proc_attach_control(atx_proc *p, int fd)
+{
+    p->ctl_fd = fd;
+}
+
+int atx_proc_set_deadline(atx_proc *p, int64_t deadline_ns)
+{
+    if (!p)
+        return ATX_EINVAL;
+    if (p->ops->version < 2 || !p->ops->set_deadline)
+        return atx_error_set(ATX_EUNSUPPORTED, "this process's deadline cannot be moved");
+    return p->ops->set_deadline(p->impl, deadline_ns);
+}
 
 void atx_proc_close_stdin(atx_proc *p)
 {
@@ -181,5 +196,7 @@ void atx_proc_free(atx_proc *p)
         close(p->out_fd);
     if (p->err_fd >= 0 && p->err_fd != p->out_fd)
         close(p->err_fd);
+    if (p->ctl_fd >= 0)
+        close(p->ctl_fd);
     free(p);
 }

@@ -10,6 +10,7 @@
  * the containers of runs still going.
  */
 #define _GNU_SOURCE 1
+#include <atx/plugin/process.h>
 #include <atx/plugin/provisioner.h>
 
 #include <errno.h>
@@ -138,47 +139,6 @@ static void cmd_result_release(cmd_result *res)
     res->out = NULL;
 }
 
-/* Read what a pipe holds now; false at end of file. */
-static bool drain(int fd, cmd_result *res, bool is_err)
-{
-    char buf[8192];
-
-    for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return errno == EAGAIN;
-        if (n == 0)
-            return false;
-        if (is_err) {
-            /* Keep the tail: podman's last line says what went wrong. */
-            size_t cap = sizeof(res->err) - 1, k = (size_t)n;
-            if (k >= cap) {
-                memcpy(res->err, buf + k - cap, cap);
-                res->err_len = cap;
-            } else {
-                if (res->err_len + k > cap) {
-                    size_t drop = res->err_len + k - cap;
-                    memmove(res->err, res->err + drop, res->err_len - drop);
-                    res->err_len -= drop;
-                }
-                memcpy(res->err + res->err_len, buf, k);
-                res->err_len += k;
-            }
-            res->err[res->err_len] = '\0';
-        } else if (res->out_len + (size_t)n <= OUT_MAX) {
-            char *p = realloc(res->out, res->out_len + (size_t)n + 1);
-            if (p) {
-                memcpy(p + res->out_len, buf, (size_t)n);
-                res->out = p;
-                res->out_len += (size_t)n;
-                res->out[res->out_len] = '\0';
-            }
-        }
-    }
-}
-
 /*
  * Run a podman command to its end, collecting its output. Gives up at
  * @p deadline_ns (monotonic) or when @p cancel_fd polls readable.
@@ -187,68 +147,47 @@ static bool drain(int fd, cmd_result *res, bool is_err)
  */
 static int run_cmd(argv_buf *a, int64_t deadline_ns, int cancel_fd, cmd_result *res)
 {
-    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
-    atx_proc *p;
-    int r = 0;
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome pr;
+    atx_capture out, err;
+    int r;
 
     memset(res, 0, sizeof(*res));
     if (a->oom)
         return atx_error_set(-ENOMEM, "out of memory");
-    o.argv = a->v;
-    o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
-    if ((r = atx_spawn_local(&o, &p)) < 0)
-        return r;
-
-    int fds[2] = { atx_proc_stdout_fd(p), atx_proc_stderr_fd(p) };
-    int wait_fd = atx_proc_wait_fd(p);
-    for (;;) {
-        struct pollfd pfd[4];
-        int n = 0, ms = -1, ip[2] = { -1, -1 }, iw, ic = -1;
-        for (int i = 0; i < 2; i++)
-            if (fds[i] >= 0) {
-                ip[i] = n;
-                pfd[n++] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
-            }
-        iw = n;
-        pfd[n++] = (struct pollfd){ .fd = wait_fd, .events = POLLIN };
-        if (cancel_fd >= 0) {
-            ic = n;
-            pfd[n++] = (struct pollfd){ .fd = cancel_fd, .events = POLLIN };
-        }
-        if (deadline_ns > 0) {
-            int64_t left = deadline_ns - atx_now_ns();
-            ms = left <= 0 ? 0 : (int)(left / ATX_NSEC_PER_MSEC + 1);
-        }
-        int pr = poll(pfd, (nfds_t)n, ms);
-        if (pr < 0 && errno == EINTR)
-            continue;
-        for (int i = 0; i < 2; i++)
-            if (ip[i] >= 0 && pfd[ip[i]].revents && !drain(fds[i], res, i == 1))
-                fds[i] = -1;
-        if (pfd[iw].revents) {
-            /* Ended: what it wrote is in the pipes already. */
-            for (int i = 0; i < 2; i++)
-                if (fds[i] >= 0)
-                    drain(fds[i], res, i == 1);
-            break;
-        }
-        if (ic >= 0 && pfd[ic].revents) {
-            r = atx_error_set(ATX_ECANCELLED, "%s %s was interrupted: the run stops", a->v[0],
-                              a->v[1]);
-            break;
-        }
-        if (deadline_ns > 0 && atx_now_ns() >= deadline_ns) {
-            r = atx_error_set(ATX_ETIMEDOUT, "%s %s did not finish in time", a->v[0], a->v[1]);
-            break;
-        }
+    so.argv = a->v;
+    so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
+    /* Keep stdout up to a cap, and the tail of stderr: podman's last line
+     * says what went wrong. */
+    atx_capture_init(&out, OUT_MAX, 0);
+    atx_capture_init(&err, 0, sizeof(res->err) - 1);
+    o.capture[0] = &out;
+    o.capture[1] = &err;
+    o.deadline_ns = deadline_ns > 0 ? &deadline_ns : NULL;
+    o.grace_ns = 100 * ATX_NSEC_PER_MSEC;
+    o.cancel_fd = cancel_fd;
+    r = atx_proc_run_spawn(NULL, &so, &o, &pr);
+    if (r == 0 && pr.interrupted)
+        r = atx_error_set(ATX_ECANCELLED, "%s %s was interrupted: the run stops", a->v[0], a->v[1]);
+    else if (r == 0 && (pr.exit.timed_out || pr.abandoned))
+        r = atx_error_set(ATX_ETIMEDOUT, "%s %s did not finish in time", a->v[0], a->v[1]);
+    res->ex = pr.exit;
+    char *text;
+    size_t len;
+    if (atx_capture_collect(&err, &text, &len) == 0) {
+        res->err_len = len < sizeof(res->err) ? len : sizeof(res->err) - 1;
+        memcpy(res->err, text + (len - res->err_len), res->err_len);
+        res->err[res->err_len] = '\0';
+        free(text);
     }
-    if (r < 0)
-        atx_proc_kill_tree(p, SIGKILL, 0);
-    atx_proc_wait(p, -1, &res->ex);
-    atx_proc_free(p);
-    if (!res->out)
-        res->out = calloc(1, 1);
-    if (!res->out)
+    if (atx_capture_collect(&out, &res->out, &res->out_len) < 0) {
+        res->out = NULL;
+        res->out_len = 0;
+    }
+    atx_capture_release(&out);
+    atx_capture_release(&err);
+    if (!res->out && !(res->out = calloc(1, 1)))
         return atx_error_set(-ENOMEM, "out of memory");
     return r;
 }

@@ -28,7 +28,17 @@ enum atx_spawn_flags {
     ATX_SPAWN_STDOUT_PIPE = 1u << 1, /**< capture stdout (default /dev/null) */
     ATX_SPAWN_STDERR_PIPE = 1u << 2, /**< capture stderr (default /dev/null) */
     ATX_SPAWN_STDERR_TO_STDOUT = 1u << 3, /**< stderr joins stdout's pipe */
-    ATX_SPAWN_CLEAR_ENV = 1u << 4    /**< start from an empty environment */
+    ATX_SPAWN_CLEAR_ENV = 1u << 4,   /**< start from an empty environment */
+    /** A pipe on the child's fd 3, read with atx_proc_control_fd(): the
+     *  test-control channel (the executor names it in the environment). */
+    ATX_SPAWN_CONTROL = 1u << 5,
+    /** stdin, stdout and stderr are one pseudo-terminal, read through the
+     *  stdout fd (implies ATX_SPAWN_STDERR_TO_STDOUT). */
+    ATX_SPAWN_PTY = 1u << 6,
+    /** Contain the process tree: every process it starts, also ones that
+     *  leave its session or double-fork, is killed when it ends
+     *  (atx_spawn_local: a cgroup v2 group; see atx_spawn_can_contain()). */
+    ATX_SPAWN_CONTAIN = 1u << 7
 };
 
 #define ATX_SPAWN_OPTS_VERSION 1
@@ -53,7 +63,8 @@ typedef struct atx_exit {
     int exited;    /**< 1 if it exited by itself: see code */
     int code;      /**< exit code when exited */
     int signal;    /**< the terminating signal when not exited */
-    int timed_out; /**< 1 if the deadline killed it */
+    int timed_out; /**< 1 if the deadline killed it: never set for a process
+                        that had ended by itself when the deadline came */
 } atx_exit;
 
 /** The system's id (unique within a run, e.g. "local-1"). */
@@ -96,13 +107,25 @@ ATX_API int atx_proc_stdout_fd(atx_proc *p);
 ATX_API int atx_proc_stderr_fd(atx_proc *p);
 /** Close the stdin pipe (end of input). */
 ATX_API void atx_proc_close_stdin(atx_proc *p);
+/** Pollable read fd for the test-control channel (ATX_SPAWN_CONTROL), or -1. */
+ATX_API int atx_proc_control_fd(atx_proc *p);
 /** An fd that polls readable once the process has ended, or -1. */
 ATX_API int atx_proc_wait_fd(atx_proc *p);
 /**
+ * Move the process's deadline (monotonic; 0: none), as a test's own
+ * `duration` control may. The system enforces the new one.
+ * @return 0, or ATX_EUNSUPPORTED for a process whose system cannot.
+ */
+ATX_API int atx_proc_set_deadline(atx_proc *p, int64_t deadline_ns);
+/**
  * Wait for the process to end, up to @p timeout_ns (0 = just check,
  * negative = no limit besides the spawn deadline). When the leader ends, the
- * rest of its process group is killed before the leader is reaped.
- * @return 0 with *ex filled, ATX_ETIMEDOUT if still running after the wait.
+ * rest of its process group is killed before the leader is reaped, and with
+ * ATX_SPAWN_CONTAIN (or on a system whose agent contains its tests) every
+ * other process it started.
+ * @return 0 with *ex filled, ATX_ETIMEDOUT if still running after the wait,
+ *         ATX_ELOST (with *ex filled as far as known) when the system
+ *         stopped answering or its connection broke.
  */
 ATX_API int atx_proc_wait(atx_proc *p, int64_t timeout_ns, atx_exit *ex);
 /**
@@ -111,7 +134,8 @@ ATX_API int atx_proc_wait(atx_proc *p, int64_t timeout_ns, atx_exit *ex);
  * @p grace_ns is 0.
  */
 ATX_API int atx_proc_kill_tree(atx_proc *p, int sig, int64_t grace_ns);
-/** Kill what remains (SIGKILL to the group), reap, free. NULL accepted. */
+/** Kill what remains (SIGKILL to the tree), reap, free. Never waits long
+ *  on the system. NULL accepted. */
 ATX_API void atx_proc_free(atx_proc *p);
 
 #ifdef __cplusplus

@@ -115,13 +115,15 @@ ATX_API void atx_system_set_fresh(atx_system *sys, int fresh);
 
 /* ---- processes ---- */
 
-#define ATX_PROC_OPS_VERSION 1
+#define ATX_PROC_OPS_VERSION 2
 typedef struct atx_proc_ops {
     unsigned version;  /**< ATX_PROC_OPS_VERSION */
     int (*wait)(void *impl, int64_t timeout_ns, atx_exit *ex);
     int (*kill_tree)(void *impl, int sig, int64_t grace_ns);
     /** Kill what remains, reap, free impl. */
     void (*free)(void *impl);
+    /** Version 2, optional: see atx_proc_set_deadline(). */
+    int (*set_deadline)(void *impl, int64_t deadline_ns);
 } atx_proc_ops;
 
 /**
@@ -132,12 +134,21 @@ ATX_API int atx_proc_new(const atx_proc_ops *ops, void *impl, int stdin_fd,
                          int stdout_fd, int stderr_fd, int wait_fd, atx_proc **out);
 
 /**
- * Start a process on this host: argv and environment are built before the
- * child is created, the child gets its own session and process group, every
- * other fd is closed in it, and a failed exec is reported as ATX_ESPAWN with
- * the program and errno in the detail. Safe to call from any thread.
+ * Start a process on this host: argv, the environment and the program's
+ * candidate paths are built before the child is created, the child gets its
+ * own session and process group, every other fd is closed in it, and a failed
+ * exec is reported as ATX_ESPAWN with the program and errno in the detail.
+ * With ATX_SPAWN_CONTAIN the child joins a cgroup of its own before exec;
+ * ATX_EUNSUPPORTED if this host does not allow it. Safe to call from any
+ * thread.
  */
 ATX_API int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out);
+/**
+ * Whether ATX_SPAWN_CONTAIN works on this host (cgroup v2 mounted and its
+ * group of this process writable, cgroup.kill there: Linux 5.14).
+ * @return 1, or 0 with the reason in atx_error_last().
+ */
+ATX_API int atx_spawn_can_contain(void);
 
 #ifdef __cplusplus
 }
