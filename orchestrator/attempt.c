@@ -26,6 +26,16 @@ int atx_attempt_cancelled(const atx_attempt *a)
     return a ? atomic_load(&a->run->cancel_level) : 0;
 }
 
+int atx_attempt_cancel_level(void *attempt)
+{
+    return atx_attempt_cancelled(attempt);
+}
+
+void *atx_attempt_system_state(const atx_attempt *a)
+{
+    return a ? a->sys_state : NULL;
+}
+
 int atx_attempt_make_dir(atx_attempt *a)
 {
     char *safe = NULL;

@@ -236,6 +236,7 @@ struct atx_attempt {
     char *dir, *rel;
     int64_t started_wall;
     bool own_emitted;
+    void *sys_state;        /* the executor's state for the system (v2) */
 };
 ATX_INTERNAL int atx_attempt_make_dir(atx_attempt *a);
 

@@ -224,6 +224,8 @@ static int load_policy(const plan_ctx *pc, json_object *o)
             { "reserve_timeout", &p.reserve_timeout_ns },
             { "prepare_timeout", &p.prepare_timeout_ns },
             { "release_timeout", &p.release_timeout_ns },
+            { "liveness_timeout", &p.liveness_timeout_ns },
+            { "liveness_interval", &p.liveness_interval_ns },
         };
         size_t d = 0;
         while (d < ATX_ARRAY_SIZE(durations) && strcmp(key, durations[d].key) != 0)

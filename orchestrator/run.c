@@ -21,6 +21,8 @@
 #define DEFAULT_RESERVE_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
 #define DEFAULT_PREPARE_TIMEOUT_NS (1800 * ATX_NSEC_PER_SEC)
 #define DEFAULT_RELEASE_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
+#define DEFAULT_LIVENESS_TIMEOUT_NS (30 * ATX_NSEC_PER_SEC)
+#define DEFAULT_LIVENESS_INTERVAL_NS (5 * ATX_NSEC_PER_SEC)
 /* How often a test runs again elsewhere after its system failed under it. */
 #define INFRA_REQUEUES 2
 
@@ -146,6 +148,8 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     run->policy.reserve_timeout_ns = DEFAULT_RESERVE_TIMEOUT_NS;
     run->policy.prepare_timeout_ns = DEFAULT_PREPARE_TIMEOUT_NS;
     run->policy.release_timeout_ns = DEFAULT_RELEASE_TIMEOUT_NS;
+    run->policy.liveness_timeout_ns = DEFAULT_LIVENESS_TIMEOUT_NS;
+    run->policy.liveness_interval_ns = DEFAULT_LIVENESS_INTERVAL_NS;
     run->jr_mode = ATX_JOURNAL_NEW;
 
     if (opts->results_dir[0] == '/') {
@@ -278,13 +282,15 @@ int atx_run_set_policy(atx_run *run, const atx_policy *policy)
 {
     if (!run || !policy || policy->version < 1)
         return atx_error_set(ATX_EINVAL, "a policy needs a version");
-    /* A version-1 caller's structure ends before max_running. */
+    /* An older caller's structure ends before the later fields. */
     atx_policy p = ATX_POLICY_INIT;
-    memcpy(&p, policy, policy->version >= 2 ? sizeof(p) : offsetof(atx_policy, max_running));
+    memcpy(&p, policy, policy->version >= 3   ? sizeof(p)
+                       : policy->version == 2 ? offsetof(atx_policy, liveness_timeout_ns)
+                                              : offsetof(atx_policy, max_running));
     p.version = ATX_POLICY_VERSION;
     if (p.reruns < 0 || p.timeout_ns < 0 || p.deadline_ns < 0 || p.kill_grace_ns < 0 ||
         p.max_running < 0 || p.reserve_timeout_ns < 0 || p.prepare_timeout_ns < 0 ||
-        p.release_timeout_ns < 0)
+        p.release_timeout_ns < 0 || p.liveness_timeout_ns < 0 || p.liveness_interval_ns < 0)
         return atx_error_set(ATX_EINVAL, "policy values must not be negative");
     if (!p.timeout_ns)
         p.timeout_ns = DEFAULT_TIMEOUT_NS;
@@ -296,6 +302,13 @@ int atx_run_set_policy(atx_run *run, const atx_policy *policy)
         p.prepare_timeout_ns = DEFAULT_PREPARE_TIMEOUT_NS;
     if (!p.release_timeout_ns)
         p.release_timeout_ns = DEFAULT_RELEASE_TIMEOUT_NS;
+    if (!p.liveness_timeout_ns)
+        p.liveness_timeout_ns = DEFAULT_LIVENESS_TIMEOUT_NS;
+    if (!p.liveness_interval_ns)
+        p.liveness_interval_ns = DEFAULT_LIVENESS_INTERVAL_NS;
+    /* A ping must be sent within the time it is allowed. */
+    if (p.liveness_interval_ns > p.liveness_timeout_ns)
+        p.liveness_interval_ns = p.liveness_timeout_ns;
     run->policy = p;
     return 0;
 }

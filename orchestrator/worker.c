@@ -5,6 +5,7 @@
  * so a slow reserve never stalls the scheduler.
  */
 #include "orch.h"
+#include "../framework/src/agent.h"
 #include "atx/plugin/process.h"
 
 #include <poll.h>
@@ -20,7 +21,8 @@ struct run_worker {
     bool *applicable;      /* per class */
     bool waiting;          /* blocked for work (under run->mu) */
     bool deferring;        /* waiting for a new system to take our rerun */
-    atx_vec prepared;      /* exec_inst* prepared on this system */
+    atx_vec prepared;      /* exec_inst*, then its state for the system, ... */
+    bool lost;             /* the system stopped answering (under run->mu) */
     const char *cls;       /* the system's class (interned), for the history */
     test_state *cur;       /* the test running now (under run->mu) */
     int64_t cur_t0;
@@ -93,6 +95,22 @@ atx_result *atx_run_own_result(const test_state *ts, atx_status status, const ch
     atx_result_set_error_type(r, type);
     atx_result_set_note(r, note);
     return r;
+}
+
+/* An executor's own result of an attempt the system was lost under goes:
+ * the orchestrator's infra result says what happened. Subresults stay. */
+static void drop_own(atx_attempt *a)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < a->results.len; i++) {
+        atx_result *r = a->results.items[i];
+        if (atx_result_subtest(r))
+            a->results.items[k++] = r;
+        else
+            atx_result_unref(r);
+    }
+    a->results.len = k;
+    a->own_emitted = false;
 }
 
 static void emit_own(atx_attempt *a, atx_status status, const char *type, const char *note)
@@ -177,12 +195,20 @@ static void finish_attempt(atx_run *run, run_worker *w, atx_attempt *a, bool inf
         atx_run_prov_signal(run);
 }
 
-static bool prepared(run_worker *w, exec_inst *x)
+/* Whether x prepared the system; *sys_state gets its state for it. */
+static bool prepared(run_worker *w, exec_inst *x, void **sys_state)
 {
-    for (size_t i = 0; i < w->prepared.len; i++)
-        if (w->prepared.items[i] == x)
+    for (size_t i = 0; i + 1 < w->prepared.len; i += 2)
+        if (w->prepared.items[i] == x) {
+            *sys_state = w->prepared.items[i + 1];
             return true;
+        }
     return false;
+}
+
+static bool has_v2(const exec_inst *x)
+{
+    return x->vt->version >= 2 && x->vt->prepare_system;
 }
 
 /* Run one attempt without the lock. Returns release flags for the system. */
@@ -206,23 +232,28 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     }
     int64_t t0 = atx_now_ns();
 
-    if (!prepared(w, x)) {
+    if (!prepared(w, x, &a->sys_state)) {
         int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
+        void *sys_state = NULL;
         atx_system_set_phase_deadline(w->sys, until);
-        if (x->vt->prepare)
+        if (has_v2(x))
+            rc = x->vt->prepare_system(x->state, w->sys, &sys_state);
+        else if (x->vt->prepare)
             rc = x->vt->prepare(x->state, w->sys);
         atx_system_set_phase_deadline(w->sys, 0);
         if (rc == 0 && atx_now_ns() > until)
             rc = atx_error_set(ATX_ETIMEDOUT, "it took longer than the prepare timeout");
+        if (rc == 0 && (atx_vec_push(&w->prepared, x) < 0 ||
+                        atx_vec_push(&w->prepared, sys_state) < 0))
+            rc = ATX_ENOMEM;
         if (rc < 0) {
             char note[1200];
             snprintf(note, sizeof(note), "preparing system %s for %s failed: %s",
                      atx_system_id(w->sys), x->kind, atx_error_last()->message);
             emit_own(a, ATX_STATUS_INFRA, "prepare", note);
             flags |= ATX_RELEASE_BROKEN;
-        } else {
-            atx_vec_push(&w->prepared, x);
         }
+        a->sys_state = sys_state;
     }
     if (rc == 0) {
         atx_error_clear();
@@ -231,7 +262,19 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
          * even when the executor reported the test's result itself. */
         if (rc < 0)
             flags |= ATX_RELEASE_BROKEN;
-        if (rc < 0 && !a->own_emitted) {
+        char why[600];
+        bool lost = atx_system_lost_why(w->sys, why, sizeof(why));
+        if (lost)
+            flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
+        if (lost && rc < 0) {
+            /* The system stopped answering under the test: whatever the
+             * executor made of it, the attempt is infrastructure's. */
+            char note[1200];
+            snprintf(note, sizeof(note), "system %s %s; the test runs again on another system",
+                     atx_system_id(w->sys), why);
+            drop_own(a);
+            emit_own(a, ATX_STATUS_INFRA, "lost", note);
+        } else if (rc < 0 && !a->own_emitted) {
             char note[1200];
             snprintf(note, sizeof(note), "executor %s failed on %s: %s", x->kind,
                      atx_system_id(w->sys),
@@ -338,14 +381,42 @@ static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_
     return ATX_EINFRA;
 }
 
-/* Setup commands, then the ready probe retried until it passes or its
- * timeout: false means the system is not usable. */
-static bool bring_up(atx_run *run, prov_inst *p, atx_system *sys)
+/* The pump thread of a system's agent: it stopped answering. The worker
+ * stops taking tests for it (an idle one is woken). */
+static void system_lost(void *ud)
 {
+    run_worker *w = ud;
+    atx_run *run = w->run;
+    char why[600] = "";
+
+    atx_system_lost_why(w->sys, why, sizeof(why));
+    pthread_mutex_lock(&run->mu);
+    w->lost = true;
+    pthread_cond_broadcast(&run->work_cv);
+    pthread_mutex_unlock(&run->mu);
+    atx_run_logf(run, ATX_LOG_WARNING, "system %s %s: it is released and not used again",
+                 atx_system_id(w->sys), why);
+}
+
+/* The lease's agent (unless the system contains its processes itself),
+ * setup commands, then the ready probe retried until it passes or its
+ * timeout: false means the system is not usable. */
+static bool bring_up(atx_run *run, run_worker *w)
+{
+    prov_inst *p = w->prov;
+    atx_system *sys = w->sys;
     char why[1200] = "";
     bool ok = true;
 
     int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
+    if (!atx_system_contained(sys)) {
+        agent_liveness lv = { run->policy.liveness_interval_ns, run->policy.liveness_timeout_ns,
+                              system_lost, w };
+        if (atx_system_attach_agent(sys, &lv, until) < 0) {
+            snprintf(why, sizeof(why), "%s", atx_error_last()->message);
+            ok = false;
+        }
+    }
     for (size_t i = 0; p->setup && p->setup[i] && ok; i++)
         ok = system_command(run, sys, p->setup[i], until - atx_now_ns(), false, why,
                             sizeof(why)) == 0;
@@ -418,7 +489,7 @@ static void *worker_main(void *arg)
     atx_run *run = w->run;
     unsigned flags = 0;
 
-    if (!bring_up(run, w->prov, w->sys))
+    if (!bring_up(run, w))
         flags = ATX_RELEASE_BROKEN;
     pthread_mutex_lock(&run->mu);
     w->cls = atx_run_sys_class(run, atx_system_labels(w->sys));
@@ -427,7 +498,7 @@ static void *worker_main(void *arg)
                                                 atx_system_labels(w->sys), NULL);
     /* The cancel level is set at once, even from a signal handler; the main
      * thread sets stopping a moment later: nothing new starts after either. */
-    while (!run->stopping && !atomic_load(&run->cancel_level) && !flags) {
+    while (!run->stopping && !atomic_load(&run->cancel_level) && !flags && !w->lost) {
         test_state *avoided;
         test_state *ts = atx_sched_pick(run, w->sys, w->applicable, true, &avoided);
         if (!ts && avoided) {
@@ -474,22 +545,40 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&run->mu);
         w->cur = NULL;
+        if (w->lost)
+            flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
         finish_attempt(run, w, &a, flags & ATX_RELEASE_BROKEN);
         w->prov->idle++;
         atx_vec_release(&a.results);
         free(a.dir);
         free(a.rel);
     }
+    if (w->lost)
+        flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
     pthread_mutex_unlock(&run->mu);
 
-    /* Executors undo their preparation (agents, finish steps), then the
-     * system goes back before the provisioner may lease its slot again. */
-    for (size_t i = 0; i < w->prepared.len; i++) {
+    /* Executors undo their preparation (finish steps), cleanup commands
+     * run, the agent goes (what it started with it), then the system goes
+     * back before the provisioner may lease its slot again. A system that
+     * stopped answering is not waited on: its calls fail at once, and in a
+     * hurry nothing more is asked of any system. */
+    bool hurry = atomic_load(&run->cancel_level) >= 2;
+    for (size_t i = 0; i + 1 < w->prepared.len; i += 2) {
         exec_inst *x = w->prepared.items[i];
-        if (x->vt->finish)
+        if (has_v2(x)) {
+            if (x->vt->release_system)
+                x->vt->release_system(x->state, w->sys, w->prepared.items[i + 1]);
+        } else if (x->vt->finish) {
             x->vt->finish(x->state, w->sys);
+        }
     }
-    clean_up(run, w->prov, w->sys);
+    if (atx_system_lost_why(w->sys, NULL, 0))
+        flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
+    if (!(flags & ATX_RELEASE_LOST) && !hurry)
+        clean_up(run, w->prov, w->sys);
+    atx_system_stop_agent(w->sys, hurry);
+    if (hurry)
+        flags |= ATX_RELEASE_LOST;
     w->prov->vt->release(w->prov->state, w->sys, flags);
     w->sys = NULL;
 

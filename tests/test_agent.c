@@ -1,8 +1,13 @@
 /*
- * The system-side agent and its host client, over a pipe on this host: output
- * streams, the control channel, exit codes, spawn failures, deadlines and
- * cancels that kill the whole tree, aborts, pseudo-terminals, file copies,
- * and a connection that ends while a test runs.
+ * The system-side agent and libatx's connection to it, over a pipe on this
+ * host (a system that shares this host's files but does not contain its
+ * processes, so its lease runs an agent): streams, stdin, the control
+ * channel, exit codes, spawn failures, deadlines the agent enforces itself,
+ * cancels and hurries, pseudo-terminals, copies of files and trees (skipping
+ * what is there), pings, containment with and without cgroups (processes
+ * that leave their session or double-fork are gone when the test ends),
+ * the end of the connection, and liveness: a frozen agent is declared lost
+ * and reaped.
  */
 #define _GNU_SOURCE 1
 #include <setjmp.h>
@@ -11,18 +16,23 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "client.h"
-
 #include <atx.h>
+#include <atx/plugin/process.h>
 #include <atx/plugin/provisioner.h>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+static char marker[64], sleeper[128], scratch[128];
 
 static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 {
@@ -32,239 +42,456 @@ static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 static const atx_system_ops host_ops = { ATX_SYSTEM_OPS_VERSION, host_spawn, NULL, NULL, NULL,
                                          ATX_SYSTEM_HOST_FS };
 
-typedef struct got {
-    char out[8192], err[8192], ctl[8192];
-    size_t nout, nerr, nctl;
-    int abort_on_ctl;
-} got;
-
-static int on_output(void *ud, int stream, const char *d, size_t n)
+static int alive_markers(void)
 {
-    got *g = ud;
-    char *buf = stream ? g->err : g->out;
-    size_t *len = stream ? &g->nerr : &g->nout;
-    if (*len + n < sizeof(g->out)) {
-        memcpy(buf + *len, d, n);
-        *len += n;
-        buf[*len] = 0;
-    }
-    return 0;
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ps -eo stat=,args= | grep -v '^Z' | grep -c '[%c]%s'",
+             marker[0], marker + 1);
+    FILE *f = popen(cmd, "r");
+    int n = 0;
+    assert_non_null(f);
+    if (fscanf(f, "%d", &n) != 1)
+        n = 0;
+    pclose(f);
+    return n;
 }
 
-static int on_control(void *ud, const char *d, size_t n)
+/* The agent this process started (its child named atx-agent). */
+static pid_t agent_pid(void)
 {
-    got *g = ud;
-    if (g->nctl + n < sizeof(g->ctl)) {
-        memcpy(g->ctl + g->nctl, d, n);
-        g->nctl += n;
-        g->ctl[g->nctl] = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && (de = readdir(d))) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (fgets(buf, sizeof(buf), f)) {
+            int ppid = 0;
+            char *rp = strrchr(buf, ')');
+            if (strstr(buf, "(atx-agent)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
+                ppid == getpid())
+                found = (pid_t)atoi(de->d_name);
+        }
+        fclose(f);
     }
-    return g->abort_on_ctl ? -1 : 0;
+    if (d)
+        closedir(d);
+    return found;
 }
 
-typedef struct fx {
+static atx_system *start(int64_t interval_ms, int64_t timeout_ms)
+{
     atx_system *sys;
-    agent_client *c;
-    got g;
-    agent_sink sink;
-    char marker[64];
-    char sleeper[128];
-} fx;
+    atx_agent_opts ao = ATX_AGENT_OPTS_INIT;
+    assert_int_equal(atx_system_new(&host_ops, NULL, "pipe-host", NULL, scratch, &sys), 0);
+    ao.liveness_interval_ns = interval_ms * ATX_NSEC_PER_MSEC;
+    ao.liveness_timeout_ns = timeout_ms * ATX_NSEC_PER_MSEC;
+    int r = atx_system_start_agent(sys, &ao);
+    if (r != 0)
+        fail_msg("start: %s", atx_error_last()->message);
+    return sys;
+}
 
 static int setup(void **state)
 {
-    fx *f = calloc(1, sizeof(*f));
-    assert_int_equal(atx_system_new(&host_ops, NULL, "host", NULL, NULL, &f->sys), 0);
-    assert_int_equal(agent_client_start(f->sys, ATX_TEST_AGENT, &f->c), 0);
-    f->sink = (agent_sink){ &f->g, on_output, on_control };
-    /* A copy of sleep with a unique name, to find leftovers by. */
-    snprintf(f->marker, sizeof(f->marker), "atx-agent-test-%d", getpid());
-    snprintf(f->sleeper, sizeof(f->sleeper), "/tmp/%s", f->marker);
+    snprintf(marker, sizeof(marker), "atx-agent-test-%d", getpid());
+    snprintf(sleeper, sizeof(sleeper), "/tmp/%s", marker);
+    snprintf(scratch, sizeof(scratch), "/tmp/%s.d", marker);
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp \"$(command -v sleep)\" %s", f->sleeper);
+    snprintf(cmd, sizeof(cmd), "cp \"$(command -v sleep)\" %s && rm -rf %s && mkdir -p %s",
+             sleeper, scratch, scratch);
     assert_int_equal(system(cmd), 0);
-    *state = f;
+    *state = start(5000, 30000);
     return 0;
-}
-
-static int leftovers(const fx *f)
-{
-    char cmd[256];
-    /* "[a]tx..." does not match the shell that runs pgrep. */
-    snprintf(cmd, sizeof(cmd), "pgrep -f '[%c]%s' >/dev/null", f->marker[0], f->marker + 1);
-    return system(cmd) == 0;
 }
 
 static int teardown(void **state)
 {
-    fx *f = *state;
-    agent_client_free(f->c);
-    atx_system_free(f->sys);
-    assert_false(leftovers(f));
-    unlink(f->sleeper);
-    free(f);
+    atx_system_free(*state);
+    int left = alive_markers();
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", sleeper, scratch);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(left, 0);
     return 0;
 }
 
-static int run_sh(fx *f, const char *script, unsigned flags, const int64_t *deadline, int cancel_fd,
-                  agent_result *res)
+typedef struct ran {
+    atx_capture cap[2];
+    atx_proc_outcome res;
+    int rc;
+    int64_t ms;
+} ran;
+
+static char *text(const atx_capture *c)
 {
-    const char *argv[] = { "sh", "-c", script, NULL };
-    const char *env[] = { "ATX_SLEEPER=", NULL };
-    char sl[200];
-    snprintf(sl, sizeof(sl), "SLEEPER=%s", f->sleeper);
-    env[0] = sl;
-    agent_run_opts o = { argv, env, NULL, flags, deadline, 200 * ATX_NSEC_PER_MSEC, cancel_fd,
-                         NULL, NULL };
-    return agent_client_run(f->c, &o, &f->sink, res);
+    char *t;
+    size_t n;
+    assert_int_equal(atx_capture_collect(c, &t, &n), 0);
+    return t;
 }
 
-static void streams_and_exit_code(void **state)
+static void ran_release(ran *r)
 {
-    fx *f = *state;
-    agent_result res;
-    assert_int_equal(run_sh(f, "echo out; echo err >&2; printf 'a\\0b'; exit 3", 0, NULL, -1, &res), 0);
-    assert_true(res.exited);
-    assert_int_equal(res.code, 3);
-    assert_int_equal(f->g.nout, 7);
-    assert_memory_equal(f->g.out, "out\na\0b", 7);
-    assert_string_equal(f->g.err, "err\n");
-    /* Merged: one stream in order. */
-    memset(&f->g, 0, sizeof(f->g));
-    assert_int_equal(run_sh(f, "echo 1; echo 2 >&2; echo 3", AGENT_MERGE_OUTPUT, NULL, -1, &res), 0);
-    assert_string_equal(f->g.out, "1\n2\n3\n");
-    assert_int_equal(f->g.nerr, 0);
+    atx_capture_release(&r->cap[0]);
+    atx_capture_release(&r->cap[1]);
+}
+
+static void sh(atx_system *sys, ran *r, const char *script, unsigned flags,
+               atx_proc_run_opts *o, int64_t spawn_deadline)
+{
+    const char *argv[] = { "sh", "-c", script, NULL };
+    char env0[200];
+    snprintf(env0, sizeof(env0), "SLEEPER=%s", sleeper);
+    const char *env[] = { env0, NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc_run_opts def = ATX_PROC_RUN_OPTS_INIT;
+    memset(r, 0, sizeof(*r));
+    atx_capture_init(&r->cap[0], 1 << 22, 0);
+    atx_capture_init(&r->cap[1], 1 << 20, 0);
+    if (!o)
+        o = &def;
+    o->capture[0] = &r->cap[0];
+    o->capture[1] = &r->cap[1];
+    so.argv = argv;
+    so.env = env;
+    so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE | flags;
+    so.deadline_ns = spawn_deadline;
+    so.kill_grace_ns = 300 * ATX_NSEC_PER_MSEC;
+    int64_t t0 = atx_now_ns();
+    r->rc = atx_proc_run_spawn(sys, &so, o, &r->res);
+    r->ms = (atx_now_ns() - t0) / ATX_NSEC_PER_MSEC;
+}
+
+static void streams_stdin_exit(void **state)
+{
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    size_t n = 3 * 1000 * 1000;
+    char *in = malloc(n);
+    ran r;
+    memset(in, 'x', n);
+    o.input = in;
+    o.input_len = n;
+    sh(*state, &r, "wc -c; head -c 5000000 /dev/zero; echo to-err >&2; exit 7",
+       ATX_SPAWN_STDIN_PIPE, &o, 0);
+    assert_int_equal(r.rc, 0);
+    assert_true(r.res.exit.exited);
+    assert_int_equal(r.res.exit.code, 7);
+    assert_int_equal(r.cap[0].total, 8 + 5000000);
+    assert_memory_equal(r.cap[0].head, "3000000\n", 8);
+    char *err = text(&r.cap[1]);
+    assert_string_equal(err, "to-err\n");
+    free(err);
+    free(in);
+    ran_release(&r);
+    /* Merged, and on a pseudo-terminal. */
+    sh(*state, &r, "echo one; echo two >&2", ATX_SPAWN_STDERR_TO_STDOUT, NULL, 0);
+    char *out = text(&r.cap[0]);
+    assert_string_equal(out, "one\ntwo\n");
+    free(out);
+    ran_release(&r);
+    sh(*state, &r, "[ -t 0 ] && [ -t 1 ] && echo tty", ATX_SPAWN_PTY, NULL, 0);
+    out = text(&r.cap[0]);
+    assert_non_null(strstr(out, "tty"));
+    free(out);
+    ran_release(&r);
+}
+
+typedef struct sunk {
+    char ctl[256];
+    size_t n;
+    bool stop;
+} sunk;
+
+static int on_control(void *ud, const char *d, size_t n)
+{
+    sunk *s = ud;
+    if (s->n + n < sizeof(s->ctl)) {
+        memcpy(s->ctl + s->n, d, n);
+        s->n += n;
+    }
+    return s->stop ? -1 : 0;
 }
 
 static void control_channel(void **state)
 {
-    fx *f = *state;
-    agent_result res;
-    assert_int_equal(run_sh(f, "echo noop >&$ATEX_TEST_CONTROL; echo stdout; "
-                               "test \"$ATEX_TEST_CONTROL\" = 3",
-                            AGENT_CONTROL, NULL, -1, &res), 0);
-    assert_int_equal(res.code, 0);
-    assert_string_equal(f->g.ctl, "noop\n");
-    assert_string_equal(f->g.out, "stdout\n");
+    sunk s = { 0 };
+    atx_proc_sink sink = { &s, NULL, on_control, NULL };
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    ran r;
+    o.sink = &sink;
+    sh(*state, &r, "echo out; printf 'noop\\n' >&3", ATX_SPAWN_CONTROL, &o, 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(s.n, 5);
+    assert_memory_equal(s.ctl, "noop\n", 5);
+    ran_release(&r);
+    /* A sink that refuses stops the test at once. */
+    memset(&s, 0, sizeof(s));
+    s.stop = true;
+    sh(*state, &r, "echo bad >&3; exec \"$SLEEPER\" 30", ATX_SPAWN_CONTROL, &o, 0);
+    assert_true(r.res.aborted);
+    assert_int_equal(r.res.exit.signal, SIGKILL);
+    assert_true(r.ms < 5000);
+    ran_release(&r);
 }
 
 static void spawn_failure(void **state)
 {
-    fx *f = *state;
-    const char *argv[] = { "/no/such/program", NULL };
-    agent_run_opts o = { argv, NULL, NULL, 0, NULL, 0, -1, NULL, NULL };
-    agent_result res;
-    assert_int_equal(agent_client_run(f->c, &o, &f->sink, &res), ATX_ESPAWN);
-    assert_non_null(strstr(atx_error_last()->message, "/no/such/program"));
-    /* The agent is still fine. */
-    assert_int_equal(agent_client_ping(f->c, ATX_NSEC_PER_SEC), 0);
+    const char *argv[] = { "/nonexistent/atx-program", NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    so.argv = argv;
+    assert_int_equal(atx_system_spawn(*state, &so, &p), ATX_ESPAWN);
+    assert_non_null(strstr(atx_error_last()->message, "/nonexistent/atx-program"));
 }
 
-static void deadline_kills_the_tree(void **state)
+/* The agent kills at the deadline by itself: the host only waits. */
+static void agent_enforces_deadline(void **state)
 {
-    fx *f = *state;
-    agent_result res;
-    int64_t deadline = atx_now_ns() + 300 * ATX_NSEC_PER_MSEC;
+    const char *argv[] = { "sh", "-c", "trap '' TERM; \"$SLEEPER\" 30 & \"$SLEEPER\" 31", NULL };
+    char env0[200];
+    snprintf(env0, sizeof(env0), "SLEEPER=%s", sleeper);
+    const char *env[] = { env0, NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
+    so.argv = argv;
+    so.env = env;
+    so.deadline_ns = atx_now_ns() + 300 * ATX_NSEC_PER_MSEC;
+    so.kill_grace_ns = 300 * ATX_NSEC_PER_MSEC;
     int64_t t0 = atx_now_ns();
-    assert_int_equal(run_sh(f, "trap '' TERM; $SLEEPER 100 & $SLEEPER 100", 0, &deadline, -1, &res), 0);
-    assert_true(res.timed_out);
-    assert_false(res.exited);
-    assert_true(atx_now_ns() - t0 < 2 * ATX_NSEC_PER_SEC);
-    assert_false(leftovers(f));
+    assert_int_equal(atx_system_spawn(*state, &so, &p), 0);
+    assert_int_equal(atx_proc_wait(p, 10 * ATX_NSEC_PER_SEC, &ex), 0);
+    int64_t ms = (atx_now_ns() - t0) / ATX_NSEC_PER_MSEC;
+    assert_true(ex.timed_out);
+    assert_false(ex.exited);
+    assert_true(ms >= 550 && ms < 5000);
+    atx_proc_free(p);
+    assert_int_equal(alive_markers(), 0);
 }
 
-static void cancel_interrupts(void **state)
+static void exit_beats_deadline(void **state)
 {
-    fx *f = *state;
-    agent_result res;
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    assert_int_equal(write(p[1], "x", 1), 1);
-    assert_int_equal(run_sh(f, "$SLEEPER 100 & $SLEEPER 100", 0, NULL, p[0], &res), 0);
-    assert_true(res.interrupted);
-    close(p[0]);
-    close(p[1]);
-    assert_false(leftovers(f));
+    const char *argv[] = { "sh", "-c", "exit 4", NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome res;
+    atx_proc *p;
+    so.argv = argv;
+    assert_int_equal(atx_system_spawn(*state, &so, &p), 0);
+    struct pollfd pfd = { .fd = atx_proc_wait_fd(p), .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    int64_t deadline = atx_now_ns() - ATX_NSEC_PER_SEC;
+    o.deadline_ns = &deadline;
+    assert_int_equal(atx_proc_run(p, &o, &res), 0);
+    assert_false(res.exit.timed_out);
+    assert_int_equal(res.exit.code, 4);
+    atx_proc_free(p);
 }
 
-static void sink_abort_kills(void **state)
+static int level;
+static int get_level(void *ud)
 {
-    fx *f = *state;
-    agent_result res;
-    f->g.abort_on_ctl = 1;
-    assert_int_equal(run_sh(f, "echo bogus >&3; $SLEEPER 100", AGENT_CONTROL, NULL, -1, &res), 0);
-    assert_true(res.aborted);
-    assert_int_equal(res.signal, SIGKILL);
+    (void)ud;
+    return level;
 }
 
-static void leader_exit_kills_group(void **state)
+static void cancel_and_hurry(void **state)
 {
-    fx *f = *state;
-    agent_result res;
+    int cancel = eventfd(0, EFD_CLOEXEC);
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    ran r;
+    o.cancel_fd = cancel;
+    o.cancel_level = get_level;
+    o.grace_ns = 10 * ATX_NSEC_PER_SEC;
+    eventfd_write(cancel, 1);
+    level = 1;
+    sh(*state, &r, "exec \"$SLEEPER\" 30", 0, &o, 0);
+    assert_true(r.res.interrupted);
+    assert_int_equal(r.res.exit.signal, SIGTERM);
+    ran_release(&r);
+    level = 2;
+    sh(*state, &r, "trap '' TERM; \"$SLEEPER\" 30", 0, &o, 0);
+    assert_true(r.res.interrupted);
+    assert_int_equal(r.res.exit.signal, SIGKILL);
+    assert_true(r.ms < 3000);
+    ran_release(&r);
+    close(cancel);
+}
+
+/* setsid, double forks and nohup in tests that pass, fail and time out. */
+static void contains(atx_system *sys)
+{
+    static const char *const ends[] = { "exit 0", "exit 1", "exec \"$SLEEPER\" 30" };
+    for (int i = 0; i < 3; i++) {
+        char script[512];
+        ran r;
+        atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+        int64_t deadline = atx_now_ns() + 2 * ATX_NSEC_PER_SEC;
+        o.deadline_ns = &deadline;
+        snprintf(script, sizeof(script),
+                 "setsid \"$SLEEPER\" 600 & "
+                 "sh -c 'setsid \"$SLEEPER\" 601 </dev/null >/dev/null 2>&1 & exit 0'; "
+                 "nohup \"$SLEEPER\" 602 >/dev/null 2>&1 & %s", ends[i]);
+        sh(sys, &r, script, 0, &o, deadline);
+        assert_int_equal(r.rc, 0);
+        assert_int_equal(r.res.exit.timed_out, i == 2);
+        assert_int_equal(alive_markers(), 0);
+        ran_release(&r);
+    }
+}
+
+static void containment_with_cgroups(void **state)
+{
+    contains(*state);
+}
+
+static void containment_without_cgroups(void **state)
+{
+    setenv("ATX_AGENT_NO_CGROUP", "1", 1);
+    atx_system *sys = start(5000, 30000);
+    unsetenv("ATX_AGENT_NO_CGROUP");
+    contains(sys);
+    atx_system_free(sys);
+}
+
+static void put_text(const char *path, const char *t, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(t, f);
+    fclose(f);
+    chmod(path, mode);
+}
+
+static void copies(void **state)
+{
+    atx_system *sys = *state;
+    char src[256], cmd[2048], path[512];
+    ran r;
+    snprintf(src, sizeof(src), "%s/src", scratch);
+    snprintf(cmd, sizeof(cmd), "mkdir -p %s/sub/deeper %s/empty", src, src);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/run.sh", src);
+    put_text(path, "#!/bin/sh\necho ran\n", 0750);
+    snprintf(path, sizeof(path), "%s/sub/secret", src);
+    put_text(path, "s3cret\n", 0600);
+    snprintf(path, sizeof(path), "%s/sub/deeper/same", src);
+    put_text(path, "same size\n", 0644);
+    snprintf(path, sizeof(path), "%s/sub/link", src);
+    assert_int_equal(symlink("secret", path), 0);
+
+    assert_int_equal(atx_system_copy_in(sys, src, "tree"), 0);
+    sh(sys, &r, "cd tree && ./run.sh && stat -c '%n %a' run.sh sub/secret sub/deeper "
+                "sub/deeper/same empty && readlink sub/link", 0, NULL, 0);
+    char *out = text(&r.cap[0]);
+    assert_string_equal(out, "ran\nrun.sh 750\nsub/secret 600\nsub/deeper 755\n"
+                             "sub/deeper/same 644\nempty 755\nsecret\n");
+    free(out);
+    ran_release(&r);
+    /* What is there as it is here is not sent again. */
+    sh(sys, &r, "cd tree/sub/deeper && printf 'SAME SIZE\\n' > x && touch -r same x && "
+                "mv x same", 0, NULL, 0);
+    ran_release(&r);
+    snprintf(path, sizeof(path), "%s/sub/secret", src);
+    put_text(path, "changed secret\n", 0600);
+    assert_int_equal(atx_system_copy_in(sys, src, "tree"), 0);
+    sh(sys, &r, "cat tree/sub/deeper/same tree/sub/secret", 0, NULL, 0);
+    out = text(&r.cap[0]);
+    assert_string_equal(out, "SAME SIZE\nchanged secret\n");
+    free(out);
+    ran_release(&r);
+    /* One file, and back out (a file and a tree). */
+    snprintf(path, sizeof(path), "%s/run.sh", src);
+    assert_int_equal(atx_system_copy_in(sys, path, "bin/one/tool"), 0);
+    snprintf(path, sizeof(path), "%s/back/tool", scratch);
+    assert_int_equal(atx_system_copy_out(sys, "bin/one/tool", path), 0);
+    snprintf(path, sizeof(path), "%s/back/tree", scratch);
+    assert_int_equal(atx_system_copy_out(sys, "tree", path), 0);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s/back && [ \"$(./tool)\" = ran ] && [ \"$(cat tree/sub/secret)\" = 'changed secret' ] "
+             "&& [ \"$(stat -c %%a tree/run.sh tree/sub/secret tree/sub)\" = \"$(printf '750\\n600\\n755')\" ] "
+             "&& [ \"$(readlink tree/sub/link)\" = secret ] && [ -d tree/empty ]",
+             scratch);
+    assert_int_equal(system(cmd), 0);
+    assert_true(atx_system_copy_out(sys, "no/such/file", path) < 0);
+    assert_true(atx_system_copy_in(sys, "/no/such/file", "x") < 0);
+}
+
+static void ping(void **state)
+{
     int64_t t0 = atx_now_ns();
-    assert_int_equal(run_sh(f, "$SLEEPER 100 & echo started", 0, NULL, -1, &res), 0);
-    assert_int_equal(res.code, 0);
-    assert_true(atx_now_ns() - t0 < 2 * ATX_NSEC_PER_SEC);
-    assert_false(leftovers(f));
+    assert_int_equal(atx_system_alive(*state, 5 * ATX_NSEC_PER_SEC), 0);
+    assert_true(atx_now_ns() - t0 < ATX_NSEC_PER_SEC);
+    assert_int_equal(atx_system_lost(*state), 0);
 }
 
-static void pseudo_terminal(void **state)
+/* A frozen agent: declared lost within the liveness timeout, the running
+ * process ends with ATX_ELOST, and the agent and its test are reaped. */
+static void frozen_agent_is_lost(void **state)
 {
-    fx *f = *state;
-    agent_result res;
-    assert_int_equal(run_sh(f, "test -t 0 && test -t 1 && echo tty", AGENT_PTY, NULL, -1, &res), 0);
-    assert_int_equal(res.code, 0);
-    assert_non_null(strstr(f->g.out, "tty"));
+    (void)state;
+    atx_system *sys = start(200, 1000);
+    const char *argv[] = { sleeper, "30", NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
+    so.argv = argv;
+    assert_int_equal(atx_system_spawn(sys, &so, &p), 0);
+    pid_t agent = agent_pid();
+    assert_true(agent > 0);
+    int64_t t0 = atx_now_ns();
+    kill(agent, SIGSTOP);
+    struct pollfd pfd = { .fd = atx_proc_wait_fd(p), .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    int64_t ms = (atx_now_ns() - t0) / ATX_NSEC_PER_MSEC;
+    assert_int_equal(atx_proc_wait(p, 0, &ex), ATX_ELOST);
+    assert_non_null(strstr(atx_error_last()->message, "stopped answering"));
+    assert_true(ms < 2500);
+    assert_int_equal(atx_system_lost(sys), 1);
+    atx_proc_free(p);
+    assert_int_equal(atx_system_spawn(sys, &so, &p), ATX_ELOST);
+    atx_system_free(sys); /* reaps the frozen agent and its test */
+    assert_int_equal(alive_markers(), 0);
+    assert_true(kill(agent, 0) < 0);
 }
 
-static void put_file(void **state)
-{
-    fx *f = *state;
-    char src[] = "/tmp/atx-agent-src-XXXXXX", dst[64];
-    int fd = mkstemp(src);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, "payload\n", 8), 8);
-    close(fd);
-    snprintf(dst, sizeof(dst), "%s.copy", src);
-    assert_int_equal(agent_client_put(f->c, src, dst, 0640), 0);
-    struct stat st;
-    assert_int_equal(stat(dst, &st), 0);
-    assert_int_equal(st.st_size, 8);
-    assert_int_equal(st.st_mode & 0777, 0640);
-    assert_int_not_equal(agent_client_put(f->c, src, "/no/such/dir/file", 0644), 0);
-    unlink(src);
-    unlink(dst);
-}
-
-/* The connection ends while a test runs: the agent kills it, and what the
- * test put in another session too. */
+/* The connection ends under a running test: the agent kills everything. */
 static void connection_end_kills_everything(void **state)
 {
-    fx *f = *state;
-    agent_result res;
-    int64_t deadline = atx_now_ns() + 200 * ATX_NSEC_PER_MSEC;
-    /* setsid'd child escapes the group but not the subreaper agent. */
-    assert_int_equal(run_sh(f, "setsid $SLEEPER 100 & echo ok", 0, &deadline, -1, &res), 0);
-    agent_client_free(f->c);
-    f->c = NULL;
-    /* agent_client_free waited for the agent, which killed everything. */
-    assert_false(leftovers(f));
+    (void)state;
+    atx_system *sys = start(5000, 30000);
+    const char *argv[] = { "sh", "-c", "setsid \"$SLEEPER\" 600 & \"$SLEEPER\" 601", NULL };
+    char env0[200];
+    snprintf(env0, sizeof(env0), "SLEEPER=%s", sleeper);
+    const char *env[] = { env0, NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    so.argv = argv;
+    so.env = env;
+    assert_int_equal(atx_system_spawn(sys, &so, &p), 0);
+    atx_system_free(sys);
+    atx_proc_free(p);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(streams_and_exit_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(streams_stdin_exit, setup, teardown),
         cmocka_unit_test_setup_teardown(control_channel, setup, teardown),
         cmocka_unit_test_setup_teardown(spawn_failure, setup, teardown),
-        cmocka_unit_test_setup_teardown(deadline_kills_the_tree, setup, teardown),
-        cmocka_unit_test_setup_teardown(cancel_interrupts, setup, teardown),
-        cmocka_unit_test_setup_teardown(sink_abort_kills, setup, teardown),
-        cmocka_unit_test_setup_teardown(leader_exit_kills_group, setup, teardown),
-        cmocka_unit_test_setup_teardown(pseudo_terminal, setup, teardown),
-        cmocka_unit_test_setup_teardown(put_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(agent_enforces_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(exit_beats_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_and_hurry, setup, teardown),
+        cmocka_unit_test_setup_teardown(containment_with_cgroups, setup, teardown),
+        cmocka_unit_test_setup_teardown(containment_without_cgroups, setup, teardown),
+        cmocka_unit_test_setup_teardown(copies, setup, teardown),
+        cmocka_unit_test_setup_teardown(ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(frozen_agent_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_end_kills_everything, setup, teardown),
     };
-    atx_init();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

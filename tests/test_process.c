@@ -150,8 +150,8 @@ static int on_control(void *ud, const char *d, size_t n)
         memcpy(s->ctl + s->nctl, d, n);
         s->nctl += n;
     }
-    /* "later" moves the deadline a second on. */
-    if (s->deadline && memmem(d, n, "later", 5))
+    /* Each "later" moves the deadline a second on (several may come in one read). */
+    for (const char *p = d; s->deadline && (p = memmem(p, n - (size_t)(p - d), "later", 5)); p += 5)
         *s->deadline += ATX_NSEC_PER_SEC;
     return s->stop_on_ctl ? -1 : 0;
 }

@@ -10,8 +10,6 @@
  * testcases become subresults. Running the command is the same for all.
  */
 #define _GNU_SOURCE 1
-#include "client.h"
-
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
 #include <atx/plugin/process.h>
@@ -21,8 +19,6 @@
 #include <stdbool.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,19 +44,10 @@
 /* A TAP stream is read whole after the command ends: keep this much. */
 #define TAP_MAX (16 * 1024 * 1024)
 
-/* The agent on a leased system that does not share this host. */
-typedef struct remote {
-    struct remote *next;
-    atx_system *sys;
-    agent_client *agent;
-} remote;
-
 typedef struct exec_state {
     atx_plugin_ctx *ctx;
     int64_t grace_ns;        /* 0: the run's policy */
     size_t head_cap, tail_cap;
-    pthread_mutex_t mu;      /* remotes */
-    remote *remotes;
 } exec_state;
 
 /* A parsed spec. */
@@ -178,66 +165,13 @@ static int exec_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->head_cap = (size_t)head;
     s->tail_cap = (size_t)tail;
-    pthread_mutex_init(&s->mu, NULL);
     *out = s;
     return 0;
 }
 
 static void exec_destroy(void *state)
 {
-    exec_state *s = state;
-    pthread_mutex_destroy(&s->mu);
-    free(s);
-}
-
-/* On a system that does not share this host, tests run through the agent,
- * uploaded and started once per lease. */
-static int exec_prepare(void *state, atx_system *sys)
-{
-    exec_state *s = state;
-    char agent[PATH_MAX];
-    remote *rm;
-    int r;
-
-    if (atx_system_shares_host(sys))
-        return 0;
-    if ((r = agent_default_path(agent, sizeof(agent))) < 0)
-        return r;
-    rm = calloc(1, sizeof(*rm));
-    if (!rm)
-        return atx_error_set(ATX_ENOMEM, "out of memory");
-    if ((r = agent_client_start_on(sys, agent, EXEC_NAME, &rm->agent)) < 0) {
-        free(rm);
-        return r;
-    }
-    rm->sys = sys;
-    pthread_mutex_lock(&s->mu);
-    rm->next = s->remotes;
-    s->remotes = rm;
-    pthread_mutex_unlock(&s->mu);
-    return 0;
-}
-
-static remote *remote_of(exec_state *s, atx_system *sys, bool unlink_it)
-{
-    pthread_mutex_lock(&s->mu);
-    remote **pp = &s->remotes;
-    while (*pp && (*pp)->sys != sys)
-        pp = &(*pp)->next;
-    remote *rm = *pp;
-    if (rm && unlink_it)
-        *pp = rm->next;
-    pthread_mutex_unlock(&s->mu);
-    return rm;
-}
-
-static void exec_finish(void *state, atx_system *sys)
-{
-    remote *rm = remote_of(state, sys, true);
-    if (rm) {
-        agent_client_free(rm->agent);
-        free(rm);
-    }
+    free(state);
 }
 
 static int exec_check(void *state, const atx_test *t)
@@ -325,53 +259,6 @@ static void set_outcome(atx_result *res, bool timed_out, bool interrupted, int64
     }
     if (exited)
         atx_result_set_exit_code(res, code);
-}
-
-static int capture_sink(void *ud, int stream, const char *data, size_t len)
-{
-    atx_capture *cap = ud;
-    atx_capture_append(&cap[stream ? 1 : 0], data, len);
-    return 0;
-}
-
-static int hurry(void *ud)
-{
-    return atx_attempt_cancelled(ud) >= 2;
-}
-
-static int cancel_level(void *ud)
-{
-    return atx_attempt_cancelled(ud);
-}
-
-/* A test on a system that does not share this host: through its agent. */
-static int run_remote(exec_state *s, atx_attempt *a, remote *rm, const spec *sp,
-                      char **env, atx_result *res, atx_capture cap[2])
-{
-    int64_t timeout = atx_attempt_timeout(a);
-    int64_t started_wall = atx_wallclock_ns(), start = atx_now_ns();
-    int64_t deadline = start + timeout;
-    agent_run_opts o = { sp->argv, (const char *const *)env, sp->cwd, 0, &deadline,
-                         s->grace_ns > 0 ? s->grace_ns : atx_attempt_kill_grace(a),
-                         atx_attempt_cancel_fd(a), hurry, a };
-    agent_sink sink = { cap, capture_sink, NULL };
-    agent_result ar;
-    int r = agent_client_run(rm->agent, &o, &sink, &ar);
-
-    if (r == ATX_ESPAWN) {
-        atx_result_set_status(res, ATX_STATUS_ERROR);
-        atx_result_set_error_type(res, "spawn");
-        atx_result_set_note(res, atx_error_last()->message);
-    } else if (r < 0) {
-        return r; /* the system is lost: infra, and the test runs elsewhere */
-    } else {
-        set_outcome(res, ar.timed_out, ar.interrupted, timeout, ar.exited, ar.code, ar.signal,
-                    sp->skip_code);
-    }
-    atx_result_set_times(res, started_wall, atx_now_ns() - start);
-    set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
-    set_capture(res, ATX_STREAM_STDERR, &cap[1]);
-    return 0;
 }
 
 /* ---- subresults: the TAP stream or the JUnit report ---- */
@@ -614,18 +501,14 @@ static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *
         return atx_error_last()->code;
     /* The report, kept with the attempt's files. */
     snprintf(local, sizeof(local), "%s/junit-report.xml", dir);
+    /* Relative to the command's folder (which is relative to the work
+     * folder on systems elsewhere: the system resolves that). */
     char src[PATH_MAX * 2];
-    const char *base = atx_system_shares_host(sys) ? (sp->host_cwd ? sp->host_cwd : sp->cwd)
-                                                   : sp->cwd;
+    const char *base = atx_system_shares_host(sys) && sp->host_cwd ? sp->host_cwd : sp->cwd;
     if (sp->report[0] == '/' || !base)
         snprintf(src, sizeof(src), "%s", sp->report);
     else
         snprintf(src, sizeof(src), "%s/%s", base, sp->report);
-    if (!atx_system_shares_host(sys) && src[0] != '/' && atx_system_workdir(sys)) {
-        char tmp[sizeof(src)];
-        snprintf(tmp, sizeof(tmp), "%s/%s", atx_system_workdir(sys), src);
-        snprintf(src, sizeof(src), "%s", tmp);
-    }
     int cr = atx_system_copy_out(sys, src, local);
     size_t cases = 0;
     if (cr < 0) {
@@ -663,8 +546,8 @@ static int exec_run(void *state, atx_attempt *a)
     int64_t timeout = atx_attempt_timeout(a);
     atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
     atx_capture cap[2];
+    atx_system *sys = atx_attempt_system(a);
     atx_result *res = NULL;
-    atx_proc *p = NULL;
     char **env = NULL;
     spec sp;
     int r;
@@ -675,22 +558,6 @@ static int exec_run(void *state, atx_attempt *a)
         (r = atx_result_new(atx_test_name(t), NULL, &res)) < 0)
         goto out;
 
-    if (!atx_system_shares_host(atx_attempt_system(a))) {
-        remote *rm = remote_of(s, atx_attempt_system(a), false);
-        if (!rm) {
-            r = atx_error_set(ATX_EINFRA, EXEC_NAME ": system %s was not prepared",
-                              atx_system_id(atx_attempt_system(a)));
-            goto out;
-        }
-        int64_t started = atx_wallclock_ns();
-        if ((r = run_remote(s, a, rm, &sp, env, res, cap)) == 0 &&
-            (r = interpret(s, a, &sp, res, cap, started)) == 0) {
-            r = atx_attempt_emit(a, res);
-            res = NULL;
-        }
-        goto out;
-    }
-
     int64_t started_wall = atx_wallclock_ns();
     int64_t start = atx_now_ns();
     int64_t deadline = start + timeout;
@@ -698,7 +565,8 @@ static int exec_run(void *state, atx_attempt *a)
     atx_proc_outcome pr;
     o.argv = sp.argv;
     o.env = (const char *const *)env;
-    o.cwd = sp.host_cwd ? sp.host_cwd : sp.cwd;
+    /* Here a relative folder is the plan's; elsewhere the work folder's. */
+    o.cwd = atx_system_shares_host(sys) && sp.host_cwd ? sp.host_cwd : sp.cwd;
     o.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
     o.deadline_ns = deadline;
     o.kill_grace_ns = grace;
@@ -707,9 +575,9 @@ static int exec_run(void *state, atx_attempt *a)
     ro.deadline_ns = &deadline;
     ro.grace_ns = grace;
     ro.cancel_fd = atx_attempt_cancel_fd(a);
-    ro.cancel_level = cancel_level;
+    ro.cancel_level = atx_attempt_cancel_level;
     ro.cancel_ud = a;
-    r = atx_proc_run_spawn(atx_attempt_system(a), &o, &ro, &pr);
+    r = atx_proc_run_spawn(sys, &o, &ro, &pr);
     if (r == ATX_ESPAWN) {
         /* The test's own fault (a missing program), not the system's. */
         atx_result_set_status(res, ATX_STATUS_ERROR);
@@ -724,7 +592,7 @@ static int exec_run(void *state, atx_attempt *a)
         goto out;
     if (pr.abandoned) {
         r = atx_error_set(ATX_EINFRA, "the test's processes did not end after SIGKILL on %s",
-                          atx_system_id(atx_attempt_system(a)));
+                          atx_system_id(sys));
         goto out;
     }
     int64_t duration = atx_now_ns() - start;
@@ -740,7 +608,6 @@ static int exec_run(void *state, atx_attempt *a)
     r = atx_attempt_emit(a, res);
     res = NULL;
 out:
-    atx_proc_free(p);
     atx_result_unref(res);
     atx_capture_release(&cap[0]);
     atx_capture_release(&cap[1]);
@@ -758,10 +625,10 @@ static const atx_executor_vtable exec_vtable = {
     .create = exec_create,
     .destroy = exec_destroy,
     .check = exec_check,
-    .prepare = exec_prepare,
+    .prepare = NULL,
     .run = exec_run,
     .discover = NULL,
-    .finish = exec_finish,
+    .finish = NULL,
 };
 
 #if EXEC_FLAVOUR == FLAVOUR_TAP

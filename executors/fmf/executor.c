@@ -1,8 +1,9 @@
 /*
  * fmf: runs fmf/tmt test trees unchanged. Tests are discovered from a tree
  * (all of it, or through a tmt plan's discover sections), run by bash with
- * `set -eo pipefail` in the folder of their fmf node, through the system-side
- * agent with the ATEX-compatible test-control channel, and report per-attempt
+ * `set -eo pipefail` in the folder of their fmf node, on the system's
+ * processes (the lease's agent, or a slot here that contains what it runs)
+ * with the ATEX-compatible test-control channel, and report per-attempt
  * results in `tests/<name>/attempt-<n>/` (TEST_CONTROL.md). Plans' prepare
  * steps run once per system before its first test, finish steps before it is
  * released.
@@ -11,18 +12,15 @@
 #include "control.h"
 #include "fmf.h"
 
-#include "client.h"
-
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
+#include <atx/plugin/process.h>
 #include <atx/plugin/text.h>
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
-#include <pthread.h>
 #include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,11 +42,9 @@ typedef struct plan_info {
     json_object *finish;     /* array of steps */
 } plan_info;
 
-/* What the executor keeps per leased system. */
+/* What the executor keeps per leased system (its state for the system). */
 typedef struct sysdata {
-    struct sysdata *next;
     atx_system *sys;
-    agent_client *agent;
     char pm[16];             /* "apt", "dnf", "yum", "" unknown, "-" none */
     json_object *packages;   /* name -> true (installed) or an error message */
     char **envfiles;         /* per plan: TMT_PLAN_ENVIRONMENT_FILE, on the system */
@@ -59,12 +55,9 @@ typedef struct sysdata {
 
 typedef struct fmf_exec {
     atx_plugin_ctx *ctx;
-    char agent[PATH_MAX];
     int64_t grace_ns;
-    pthread_mutex_t mu;      /* systems */
     plan_info **plans;       /* written during discovery only */
     size_t nplans;
-    sysdata *systems;
 } fmf_exec;
 
 /* ---- small helpers ---- */
@@ -142,38 +135,21 @@ static json_object *steps(json_object *v)
 
 /* ---- the plugin ---- */
 
-static int find_agent(fmf_exec *x, const char *configured)
-{
-    struct stat st;
-
-    if (!configured)
-        return agent_default_path(x->agent, sizeof(x->agent));
-    snprintf(x->agent, sizeof(x->agent), "%s", configured);
-    if (stat(x->agent, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-        return atx_error_set(ATX_EINVAL, "fmf: the agent program %s is missing or not executable",
-                             x->agent);
-    return 0;
-}
-
 static void fmf_destroy(void *state);
 
 static int fmf_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "agent", "kill_grace", NULL };
-    const char *agent = NULL;
+    static const char *const keys[] = { "kill_grace", NULL };
     fmf_exec *x;
     int r;
 
-    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
-        (r = atx_plugin_config_string(ctx, "agent", &agent)) < 0)
+    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0)
         return r;
     x = calloc(1, sizeof(*x));
     if (!x)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     x->ctx = ctx;
-    pthread_mutex_init(&x->mu, NULL);
-    if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
-        (r = find_agent(x, agent)) < 0) {
+    if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0) {
         fmf_destroy(x);
         return r;
     }
@@ -199,7 +175,6 @@ static void fmf_destroy(void *state)
     for (size_t i = 0; i < x->nplans; i++)
         plan_free(x->plans[i]);
     free(x->plans);
-    pthread_mutex_destroy(&x->mu);
     free(x);
 }
 
@@ -576,18 +551,7 @@ static int fmf_check(void *state, const atx_test *t)
     return r;
 }
 
-/* ---- commands on a system, through its agent ---- */
-
-typedef struct collected_output {
-    atx_capture cap;
-} collected_output;
-
-static int collect_output(void *ud, int stream, const char *data, size_t len)
-{
-    (void)stream;
-    atx_capture_append(&((collected_output *)ud)->cap, data, len);
-    return 0;
-}
+/* ---- commands on a system ---- */
 
 /* Run a bash script on the system; *code gets its exit code (-1 if killed),
  * *text (if not NULL) the tail of its output. */
@@ -596,24 +560,30 @@ static int run_script(sysdata *sd, const char *script, const char *const *env, c
 {
     const char *argv[] = { "bash", "-c", script, NULL };
     int64_t deadline = atx_now_ns() + timeout_ns;
-    agent_run_opts o = { argv, env, cwd, AGENT_MERGE_OUTPUT, &deadline, ATX_NSEC_PER_SEC, -1,
-                         NULL, NULL };
-    collected_output out;
-    agent_sink sink = { &out, collect_output, NULL };
-    agent_result res;
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome res;
+    atx_capture cap;
     int r;
 
-    atx_capture_init(&out.cap, 0, 16 * 1024);
-    r = agent_client_run(sd->agent, &o, &sink, &res);
+    so.argv = argv;
+    so.env = env;
+    so.cwd = cwd;
+    so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
+    so.deadline_ns = deadline;
+    atx_capture_init(&cap, 0, 16 * 1024);
+    o.capture[0] = &cap;
+    o.deadline_ns = &deadline;
+    r = atx_proc_run_spawn(sd->sys, &so, &o, &res);
     if (r == 0) {
-        *code = res.exited ? res.code : -1;
+        *code = res.exit.exited ? res.exit.code : -1;
         if (text) {
             size_t len;
-            if (atx_capture_collect(&out.cap, text, &len) < 0)
+            if (atx_capture_collect(&cap, text, &len) < 0)
                 *text = NULL;
         }
     }
-    atx_capture_release(&out.cap);
+    atx_capture_release(&cap);
     return r;
 }
 
@@ -744,28 +714,10 @@ static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required
 
 /* ---- per-system data ---- */
 
-static sysdata *sysdata_of(fmf_exec *x, atx_system *sys)
-{
-    pthread_mutex_lock(&x->mu);
-    sysdata *sd = x->systems;
-    while (sd && sd->sys != sys)
-        sd = sd->next;
-    pthread_mutex_unlock(&x->mu);
-    return sd;
-}
-
 static void sysdata_free(fmf_exec *x, sysdata *sd)
 {
     if (!sd)
         return;
-    pthread_mutex_lock(&x->mu);
-    for (sysdata **pp = &x->systems; *pp; pp = &(*pp)->next)
-        if (*pp == sd) {
-            *pp = sd->next;
-            break;
-        }
-    pthread_mutex_unlock(&x->mu);
-    agent_client_free(sd->agent);
     json_object_put(sd->packages);
     for (size_t i = 0; sd->envfiles && i < x->nplans; i++) {
         if (sd->envfiles[i] && !sd->trees)
@@ -900,7 +852,7 @@ static int run_steps(fmf_exec *x, sysdata *sd, size_t pi, json_object *arr, bool
     return first_error;
 }
 
-static int fmf_prepare(void *state, atx_system *sys)
+static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
 {
     fmf_exec *x = state;
     sysdata *sd = calloc(1, sizeof(*sd));
@@ -915,14 +867,6 @@ static int fmf_prepare(void *state, atx_system *sys)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     }
     sd->sys = sys;
-    if ((r = agent_client_start_on(sys, x->agent, "fmf", &sd->agent)) < 0) {
-        sysdata_free(x, sd);
-        return r;
-    }
-    pthread_mutex_lock(&x->mu);
-    sd->next = x->systems;
-    x->systems = sd;
-    pthread_mutex_unlock(&x->mu);
     bool remote = !atx_system_shares_host(sys);
     if (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
                    asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0)) {
@@ -967,14 +911,16 @@ static int fmf_prepare(void *state, atx_system *sys)
             return atx_error_set(ATX_EINFRA, "%s", msg);
         }
     }
+    *sys_state = sd;
     return 0;
 }
 
-static void fmf_finish(void *state, atx_system *sys)
+static void fmf_finish(void *state, atx_system *sys, void *sys_state)
 {
     fmf_exec *x = state;
-    sysdata *sd = sysdata_of(x, sys);
+    sysdata *sd = sys_state;
 
+    (void)sys;
     if (!sd)
         return;
     for (size_t i = 0; i < x->nplans; i++)
@@ -1057,11 +1003,6 @@ static void on_disconnect(void *ud)
     ((attempt_io *)ud)->disconnect = true;
 }
 
-static int hurry(void *ud)
-{
-    return atx_attempt_cancelled(ud) >= 2;
-}
-
 /* The test's environment: its own (and the plan's), then tmt's and atx's.
  * The plan file's lines are exported by the script itself (env_prelude). */
 static char **test_env(const atx_test *t, const char *tree, const char *envfile,
@@ -1073,7 +1014,7 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
 
     while (base && base[nb])
         nb++;
-    env = calloc(nb + 10, sizeof(char *));
+    env = calloc(nb + 11, sizeof(char *));
     if (!env)
         return NULL;
     for (size_t i = 0; i < nb; i++)
@@ -1086,7 +1027,8 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
         asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", attempt - 1) < 0 ||
         asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
         asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0 ||
-        asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0)
+        asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0 ||
+        asprintf(&env[n++], "ATEX_TEST_CONTROL=3") < 0)
         env[n - 1] = NULL;
     return env;
 }
@@ -1137,7 +1079,7 @@ static int fmf_run(void *state, atx_attempt *a)
     fmf_exec *x = state;
     const atx_test *t = atx_attempt_test(a);
     atx_system *sys = atx_attempt_system(a);
-    sysdata *sd = sysdata_of(x, sys);
+    sysdata *sd = atx_attempt_system_state(a);
     json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *meta = NULL, *v;
     const char *rel, *dir = atx_attempt_dir(a, &rel);
     char out_path[PATH_MAX + 16], meta_path[PATH_MAX + 16], note[1400] = "";
@@ -1222,29 +1164,44 @@ static int fmf_run(void *state, atx_attempt *a)
         snprintf(cwd, sizeof(cwd), "%s%s", sd->trees[pi], dir_host + tlen);
     else
         snprintf(cwd, sizeof(cwd), "%s", dir_host);
-    if (sd->metadata && agent_client_put(sd->agent, meta_path, sd->metadata, 0644) < 0) {
+    if (sd->metadata && atx_system_copy_in(sys, meta_path, sd->metadata) < 0) {
         free(script);
-        r = atx_error_set(ATX_ELOST, "cannot put the test's metadata on %s: %s",
-                          atx_system_id(sys), atx_error_last()->message);
-        goto out;
+        r = atx_system_lost(sys) ? ATX_ELOST : ATX_EINFRA;
+        snprintf(note, sizeof(note), "cannot put the test's metadata on %s: %s",
+                 atx_system_id(sys), atx_error_last()->message);
+        end = FMF_END_LOST;
+        error_type = "lost";
+        goto finish;
     }
     io.deadline = t0 + atx_attempt_timeout(a);
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
-    agent_sink sink = { &io, on_output, on_control };
-    agent_result res = { 0 };
+    atx_proc_sink sink = { &io, on_output, on_control, NULL };
+    atx_proc_outcome res = { 0 };
     for (int reboots = 0;; reboots++) {
         const char *argv[] = { "bash", "-c", script, NULL };
+        atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+        atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
         env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
                        sd->metadata ? sd->metadata : meta_path, atx_attempt_number(a), reboots);
-        agent_run_opts o = { argv, (const char *const *)env, cwd,
-                             AGENT_MERGE_OUTPUT | AGENT_CONTROL | (tty ? AGENT_PTY : 0u),
-                             &io.deadline, grace, atx_attempt_cancel_fd(a), hurry, a };
+        so.argv = argv;
+        so.env = (const char *const *)env;
+        so.cwd = cwd;
+        so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT | ATX_SPAWN_CONTROL |
+                   (tty ? ATX_SPAWN_PTY : 0u);
+        so.deadline_ns = io.deadline;
+        so.kill_grace_ns = grace;
+        o.sink = &sink;
+        o.deadline_ns = &io.deadline;
+        o.grace_ns = grace;
+        o.cancel_fd = atx_attempt_cancel_fd(a);
+        o.cancel_level = atx_attempt_cancel_level;
+        o.cancel_ud = a;
         io.disconnect = false;
-        r = agent_client_run(sd->agent, &o, &sink, &res);
+        r = atx_proc_run_spawn(sys, &so, &o, &res);
         strv_free(env);
         env = NULL;
-        if (r < 0 || !io.disconnect || res.timed_out || res.interrupted || res.aborted ||
-            reboots >= MAX_REBOOTS)
+        if (r < 0 || !io.disconnect || res.exit.timed_out || res.interrupted || res.aborted ||
+            res.abandoned || reboots >= MAX_REBOOTS)
             break;
         /* `disconnect`: the test asked for a reboot; here the system stays
          * up, so the test runs again with TMT_REBOOT_COUNT one higher. */
@@ -1255,12 +1212,15 @@ static int fmf_run(void *state, atx_attempt *a)
         end = FMF_END_LOST;
         error_type = "spawn";
         r = 0;
-    } else if (r < 0) {
-        snprintf(note, sizeof(note), "lost the system %s during the test: %s",
-                 atx_system_id(sys), atx_error_last()->message);
+    } else if (r < 0 || res.abandoned) {
+        snprintf(note, sizeof(note), "lost the system %s during the test: %s", atx_system_id(sys),
+                 res.abandoned ? "its processes did not end after SIGKILL"
+                               : atx_error_last()->message);
         end = FMF_END_LOST;
         error_type = "lost";
-    } else if (res.timed_out) {
+        if (r == 0)
+            r = atx_error_set(ATX_EINFRA, "%s", note);
+    } else if (res.exit.timed_out) {
         char secs[32];
         atx_text_seconds(io.deadline - t0, secs);
         snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
@@ -1273,8 +1233,8 @@ static int fmf_run(void *state, atx_attempt *a)
     } else if (io.protocol_error) {
         error_type = "protocol";
     }
-    exit_code = res.exited ? res.code : -1;
-    if (io.exitcode >= 0 && !res.timed_out && !res.interrupted)
+    exit_code = res.exit.exited ? res.exit.code : -1;
+    if (io.exitcode >= 0 && !res.exit.timed_out && !res.interrupted)
         exit_code = io.exitcode;
 
 finish:;
@@ -1311,10 +1271,12 @@ static const atx_executor_vtable fmf_vtable = {
     .create = fmf_create,
     .destroy = fmf_destroy,
     .check = fmf_check,
-    .prepare = fmf_prepare,
+    .prepare = NULL,
     .run = fmf_run,
     .discover = fmf_discover,
-    .finish = fmf_finish,
+    .finish = NULL,
+    .prepare_system = fmf_prepare,
+    .release_system = fmf_finish,
 };
 
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_EXECUTOR, "fmf", ATX_VERSION_STRING,

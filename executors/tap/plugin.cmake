@@ -2,4 +2,3 @@
 atx_add_plugin(tap executors/exec/exec.c executors/tap/tap.c)
 target_compile_definitions(atx-plugin-tap PRIVATE EXEC_FLAVOUR=1)
 target_include_directories(atx-plugin-tap PRIVATE ${PROJECT_SOURCE_DIR}/executors/tap)
-target_link_libraries(atx-plugin-tap PRIVATE atx-agent-client)

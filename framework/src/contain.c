@@ -156,6 +156,41 @@ static int tree_pass(pid_t root, int sig, pidset *done, bool (*skip)(pid_t, void
     return fresh;
 }
 
+/* Whether a process is gone or a zombie. */
+static bool dead(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (read_file(path, buf, sizeof(buf)) <= 0)
+        return true;
+    char *rp = strrchr(buf, ')');
+    return !rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+int tree_kill_wait(pid_t root, int timeout_ms)
+{
+    pidset done = { 0 };
+    struct timespec step = { 0, 5 * 1000 * 1000 };
+
+    kill(root, SIGSTOP);
+    for (int pass = 0; pass < 16 && tree_pass(root, SIGSTOP, &done, NULL, NULL) > 0; pass++)
+        ;
+    for (size_t i = 0; i < done.n; i++)
+        kill(done.v[i], SIGKILL);
+    kill(root, SIGKILL);
+    int left = 0;
+    for (int waited = 0; waited <= timeout_ms; waited += 5) {
+        left = dead(root) ? 0 : 1;
+        for (size_t i = 0; i < done.n; i++)
+            left += !dead(done.v[i]);
+        if (!left)
+            break;
+        nanosleep(&step, NULL);
+    }
+    free(done.v);
+    return left ? -ETIMEDOUT : 0;
+}
+
 int tree_signal(pid_t root, int sig, bool (*skip)(pid_t pid, void *ud), void *ud)
 {
     pidset done = { 0 };
@@ -206,14 +241,15 @@ static int cgroup2_mount(char *mnt, size_t mlen, char *mroot, size_t rlen)
     return r;
 }
 
-int cg_root_open(cg_root *root, const char *name)
+int cg_root_at(cg_root *root, pid_t pid, const char *name, bool create)
 {
-    char mnt[PATH_MAX], mroot[PATH_MAX], buf[8192], own[PATH_MAX] = "";
+    char mnt[PATH_MAX], mroot[PATH_MAX], buf[8192], own[PATH_MAX] = "", file[64];
     int r;
 
     if ((r = cgroup2_mount(mnt, sizeof(mnt), mroot, sizeof(mroot))) < 0)
         return r;
-    if (read_file("/proc/self/cgroup", buf, sizeof(buf)) <= 0)
+    snprintf(file, sizeof(file), "/proc/%d/cgroup", (int)pid);
+    if (read_file(file, buf, sizeof(buf)) <= 0)
         return -ENOENT;
     for (char *l = buf; *l;) {
         char *nl = strchr(l, '\n');
@@ -237,6 +273,10 @@ int cg_root_open(cg_root *root, const char *name)
     if (snprintf(root->path, sizeof(root->path), "%s%s/%s", mnt, rel, name) >=
         (int)sizeof(root->path))
         return -ENAMETOOLONG;
+    if (!create) {
+        struct stat st;
+        return stat(root->path, &st) == 0 ? 0 : -errno;
+    }
     if (mkdir(root->path, 0755) < 0 && errno != EEXIST)
         return -errno;
     /* cgroup.kill (Linux 5.14) is what makes a group worth having. */
@@ -248,6 +288,11 @@ int cg_root_open(cg_root *root, const char *name)
         return r;
     }
     return 0;
+}
+
+int cg_root_open(cg_root *root, const char *name)
+{
+    return cg_root_at(root, getpid(), name, true);
 }
 
 static void remove_groups(const char *dir)

@@ -43,6 +43,11 @@ typedef struct cg_group {
  *         (then containment falls back to the process tree).
  */
 int cg_root_open(cg_root *root, const char *name);
+/**
+ * The folder @p name under the cgroup v2 group of process @p pid; made when
+ * @p create (then as cg_root_open()), else it must exist.
+ */
+int cg_root_at(cg_root *root, pid_t pid, const char *name, bool create);
 /** Kill whatever is in the folder's groups and remove them all. */
 void cg_root_remove(cg_root *root);
 /**
@@ -84,6 +89,12 @@ static inline int cg_join(int procs_fd);
  * @return how many processes were signalled.
  */
 int tree_signal(pid_t root, int sig, bool (*skip)(pid_t pid, void *ud), void *ud);
+/**
+ * Kill @p root and every descendant (stopped first, so none forks away),
+ * then wait up to @p timeout_ms until they are all gone (or zombies).
+ * @return 0, or -ETIMEDOUT.
+ */
+int tree_kill_wait(pid_t root, int timeout_ms);
 /**
  * The children of process @p pid (of all its threads), up to @p max.
  * @return how many, or -errno.

@@ -1,8 +1,17 @@
-/* System and process handles: dispatch to the provisioner's implementation. */
+/*
+ * System and process handles. A system's processes, copies and pings go
+ * through the agent its lease started (agent.c), or to the provisioner's
+ * implementation on a system that contains its processes itself.
+ */
 #include "internal.h"
+#include "agent.h"
 
+#include <dlfcn.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 struct atx_system {
@@ -13,6 +22,8 @@ struct atx_system {
     char *workdir;
     int fresh;
     int64_t phase_deadline_ns;  /* bounds every spawn while set (0: none) */
+    agent_conn *agent;          /* the lease's agent, or NULL */
+    char agent_path[PATH_MAX];  /* where it runs from on the system */
 };
 
 struct atx_proc {
@@ -47,6 +58,7 @@ void atx_system_free(atx_system *s)
 {
     if (!s)
         return;
+    atx_system_stop_agent(s, false);
     free(s->id);
     free(s->workdir);
     atx_labels_free(s->labels);
@@ -70,22 +82,37 @@ void atx_system_set_fresh(atx_system *s, int fresh)
         s->fresh = fresh ? 1 : 0;
 }
 
+/* A path on the system: relative ones are relative to its work directory. */
+static const char *on_system(const atx_system *s, const char *path, char *buf, size_t len)
+{
+    if (!path)
+        return s->workdir;
+    if (path[0] == '/' || !s->workdir)
+        return path;
+    snprintf(buf, len, "%s/%s", s->workdir, path);
+    return buf;
+}
+
 int atx_system_spawn(atx_system *s, const atx_spawn_opts *opts, atx_proc **out)
 {
+    char cwd[PATH_MAX * 2];
+
     if (!s || !opts || !out || !opts->argv || !opts->argv[0])
         return atx_error_set(ATX_EINVAL, "spawn needs a system, options and argv");
     if (opts->version < 1)
         return atx_error_set(ATX_EINVAL, "spawn options have no version");
-    if (s->phase_deadline_ns &&
-        (!opts->deadline_ns || opts->deadline_ns > s->phase_deadline_ns)) {
+    atx_spawn_opts o = *opts;
+    if (s->phase_deadline_ns && (!o.deadline_ns || o.deadline_ns > s->phase_deadline_ns)) {
         /* The orchestrator bounds this phase (prepare, release). */
-        atx_spawn_opts o = *opts;
         if (atx_now_ns() >= s->phase_deadline_ns)
             return atx_error_set(ATX_ETIMEDOUT, "system %s: the phase's time is up", s->id);
         o.deadline_ns = s->phase_deadline_ns;
-        return s->ops->spawn(s->impl, &o, out);
     }
-    return s->ops->spawn(s->impl, opts, out);
+    if (s->agent) {
+        o.cwd = on_system(s, o.cwd, cwd, sizeof(cwd));
+        return agent_conn_spawn(s->agent, &o, out);
+    }
+    return s->ops->spawn(s->impl, &o, out);
 }
 
 int atx_system_add_id_suffix(atx_system *s, const char *suffix)
@@ -105,8 +132,12 @@ void atx_system_set_phase_deadline(atx_system *s, int64_t deadline_ns)
 
 int atx_system_copy_in(atx_system *s, const char *local, const char *remote)
 {
+    char path[PATH_MAX * 2];
+
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
+    if (s->agent)
+        return agent_conn_copy_in(s->agent, local, on_system(s, remote, path, sizeof(path)));
     if (!s->ops->copy_in)
         return atx_error_set(ATX_EUNSUPPORTED, "system %s cannot copy files in", s->id);
     return s->ops->copy_in(s->impl, local, remote);
@@ -114,8 +145,12 @@ int atx_system_copy_in(atx_system *s, const char *local, const char *remote)
 
 int atx_system_copy_out(atx_system *s, const char *remote, const char *local)
 {
+    char path[PATH_MAX * 2];
+
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
+    if (s->agent)
+        return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local);
     if (!s->ops->copy_out)
         return atx_error_set(ATX_EUNSUPPORTED, "system %s cannot copy files out", s->id);
     return s->ops->copy_out(s->impl, remote, local);
@@ -125,7 +160,141 @@ int atx_system_alive(atx_system *s, int64_t timeout_ns)
 {
     if (!s)
         return ATX_EINVAL;
+    if (s->agent)
+        return agent_conn_ping(s->agent, timeout_ns);
     return s->ops->alive ? s->ops->alive(s->impl, timeout_ns) : 0;
+}
+
+/* ---- the lease's agent ---- */
+
+bool atx_system_contained(const atx_system *s)
+{
+    return s->ops->version >= 2 && (s->ops->flags & ATX_SYSTEM_CONTAINED);
+}
+
+/* The agent program next to libatx: <libdir>/atx/atx-agent. */
+static int agent_program(char *buf, size_t len)
+{
+    Dl_info info;
+    struct stat st;
+    const char *env = getenv("ATX_AGENT_PATH");
+
+    buf[0] = '\0';
+    if (env && *env) {
+        snprintf(buf, len, "%s", env);
+    } else if (dladdr((void *)agent_program, &info) && info.dli_fname) {
+        const char *slash = strrchr(info.dli_fname, '/');
+        int n = slash ? (int)(slash - info.dli_fname) : 0;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%.*s%satx/atx-agent", n, info.dli_fname, n ? "/" : "");
+        char *real = realpath(path, NULL);
+        snprintf(buf, len, "%s", real ? real : path);
+        free(real);
+    }
+    if (!*buf || stat(buf, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+        return atx_error_set(ATX_ENOTFOUND, "the agent program %s is missing or not executable",
+                             *buf ? buf : "atx-agent");
+    return 0;
+}
+
+int atx_system_attach_agent(atx_system *s, const agent_liveness *lv, int64_t deadline_ns)
+{
+    char local[PATH_MAX];
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_proc *boot;
+    int r;
+
+    if (s->agent)
+        return 0;
+    if ((r = agent_program(local, sizeof(local))) < 0)
+        return r;
+    if (atx_system_shares_host(s)) {
+        snprintf(s->agent_path, sizeof(s->agent_path), "%s", local);
+    } else {
+        if (!s->workdir)
+            return atx_error_set(ATX_EINFRA, "system %s has no work directory for the agent",
+                                 s->id);
+        if (!s->ops->copy_in)
+            return atx_error_set(ATX_EINFRA, "system %s cannot take files: no agent there",
+                                 s->id);
+        snprintf(s->agent_path, sizeof(s->agent_path), "%s/atx-agent", s->workdir);
+        if ((r = s->ops->copy_in(s->impl, local, s->agent_path)) < 0)
+            return atx_error_set(ATX_EINFRA, "cannot copy the agent to %s: %s", s->id,
+                                 atx_error_last()->message);
+    }
+    const char *argv[] = { s->agent_path, NULL };
+    o.argv = argv;
+    o.cwd = s->workdir;
+    o.flags = ATX_SPAWN_STDIN_PIPE | ATX_SPAWN_STDOUT_PIPE;
+    if ((r = s->ops->spawn(s->impl, &o, &boot)) < 0)
+        return atx_error_set(ATX_EINFRA, "cannot start the agent on %s: %s", s->id,
+                             atx_error_last()->message);
+    return agent_conn_start(boot, s->id, lv, deadline_ns, &s->agent);
+}
+
+bool atx_system_lost_why(atx_system *s, char *why, size_t len)
+{
+    return s && s->agent && agent_conn_lost(s->agent, why, len);
+}
+
+int atx_system_start_agent(atx_system *s, const atx_agent_opts *opts)
+{
+    agent_liveness lv = { 0 };
+    int64_t deadline = 0;
+
+    if (!s)
+        return atx_error_set(ATX_EINVAL, "no system");
+    if (opts && opts->version >= 1) {
+        lv.interval_ns = opts->liveness_interval_ns;
+        lv.timeout_ns = opts->liveness_timeout_ns;
+        deadline = opts->deadline_ns;
+    }
+    return atx_system_attach_agent(s, &lv, deadline ? deadline
+                                                    : atx_now_ns() + 60 * ATX_NSEC_PER_SEC);
+}
+
+int atx_system_lost(atx_system *s)
+{
+    char why[512];
+    if (!atx_system_lost_why(s, why, sizeof(why)))
+        return 0;
+    atx_error_set(ATX_ELOST, "system %s %s", s->id, why);
+    return 1;
+}
+
+void atx_system_abandon(atx_system *s, const char *why)
+{
+    if (s && s->agent)
+        agent_conn_abandon(s->agent, why);
+}
+
+void atx_system_stop_agent(atx_system *s, bool quick)
+{
+    if (!s || !s->agent)
+        return;
+    bool lost = agent_conn_lost(s->agent, NULL, 0);
+    long pid = agent_conn_pid(s->agent);
+    if (lost && !quick && pid > 0) {
+        /* An agent that stopped answering is still there, with what it
+         * started: a fresh process on the system kills them all (and waits
+         * for them to go), if the system lets one start in a few seconds. */
+        char pidbuf[32];
+        snprintf(pidbuf, sizeof(pidbuf), "%ld", pid);
+        const char *argv[] = { s->agent_path, "--reap", pidbuf, NULL };
+        atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+        atx_proc *p;
+        atx_exit ex;
+        o.argv = argv;
+        o.cwd = s->workdir;
+        o.deadline_ns = atx_now_ns() + 3 * ATX_NSEC_PER_SEC;
+        if (s->ops->spawn(s->impl, &o, &p) == 0) {
+            if (atx_proc_wait(p, 3 * ATX_NSEC_PER_SEC, &ex) != 0)
+                atx_proc_kill_tree(p, SIGKILL, 0);
+            atx_proc_free(p);
+        }
+    }
+    agent_conn_free(s->agent, quick || lost);
+    s->agent = NULL;
 }
 
 int atx_proc_new(const atx_proc_ops *ops, void *impl, int in_fd, int out_fd, int err_fd,

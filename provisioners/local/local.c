@@ -1,6 +1,9 @@
 /*
  * local: N slots on this host. Each lease is a system with its own, fresh
- * work directory; processes run directly here, each in its own session.
+ * work directory. Where this host allows cgroups (containment "cgroup", and
+ * "auto" when it can), processes run directly here, each in a cgroup of its
+ * own that is emptied when it ends; otherwise ("agent") each lease runs
+ * atx-agent like any other system, and its subreaper contains them.
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/provisioner.h>
@@ -36,6 +39,7 @@ struct local_state {
     unsigned leases;        /* ids: local-1, local-2, ... across the run */
     bool keep_workdirs;
     bool host_fs;           /* false: act as a remote system (uploads) */
+    bool contained;         /* cgroups: no agent */
 };
 
 /* Read ID and VERSION_ID from os-release. */
@@ -114,21 +118,36 @@ static void local_destroy(void *state);
 static int local_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "slots", "labels", "workdir", "keep_workdirs",
-                                        "share_host_files", NULL };
+                                        "share_host_files", "containment", NULL };
     local_state *s;
     int64_t slots = 1;
-    const char *workdir = NULL;
+    const char *workdir = NULL, *containment = "auto";
     int keep = 0, share = 1, r;
+    bool contained;
 
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
         (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0 ||
         (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
         (r = atx_plugin_config_bool(ctx, "keep_workdirs", &keep)) < 0 ||
-        (r = atx_plugin_config_bool(ctx, "share_host_files", &share)) < 0)
+        (r = atx_plugin_config_bool(ctx, "share_host_files", &share)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "containment", &containment)) < 0)
         return r;
     if (slots < 1 || slots > 4096)
         return atx_error_set(ATX_EINVAL, "local: 'slots' must be 1 to 4096, not %lld",
                              (long long)slots);
+    if (strcmp(containment, "cgroup") == 0) {
+        if (!atx_spawn_can_contain())
+            return atx_error_set(ATX_EINVAL, "local: containment 'cgroup' is not possible here: %s",
+                                 atx_error_last()->message);
+        contained = true;
+    } else if (strcmp(containment, "agent") == 0) {
+        contained = false;
+    } else if (strcmp(containment, "auto") == 0) {
+        contained = atx_spawn_can_contain();
+    } else {
+        return atx_error_set(ATX_EINVAL, "local: 'containment' must be auto, cgroup or agent, "
+                             "not '%s'", containment);
+    }
     s = calloc(1, sizeof(*s));
     if (!s)
         return atx_error_set(ATX_ENOMEM, "out of memory");
@@ -136,6 +155,9 @@ static int local_create(atx_plugin_ctx *ctx, void **out)
     s->nslots = (int)slots;
     s->keep_workdirs = keep;
     s->host_fs = share;
+    s->contained = contained;
+    atx_plugin_log(ctx, ATX_LOG_DEBUG, "tests are contained by %s",
+                   contained ? "cgroups" : "an agent per slot");
     pthread_mutex_init(&s->mu, NULL);
     s->slots = calloc((size_t)s->nslots, sizeof(*s->slots));
     if (!s->slots) {
@@ -192,6 +214,8 @@ static int local_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
 
     if (!o.cwd)
         o.cwd = sl->workdir;
+    if (sl->owner->contained)
+        o.flags |= ATX_SPAWN_CONTAIN;
     return atx_spawn_local(&o, out);
 }
 
@@ -240,24 +264,17 @@ static int local_copy_out(void *impl, const char *remote, const char *local)
     return copy(path, local);
 }
 
-static const atx_system_ops local_system_ops = {
-    .version = ATX_SYSTEM_OPS_VERSION,
-    .spawn = local_spawn,
-    .copy_in = local_copy_in,
-    .copy_out = local_copy_out,
-    .alive = NULL,
-    .flags = ATX_SYSTEM_HOST_FS,
-};
-
-/* The same, for systems that must be treated as remote: executors upload
- * what they need (share_host_files: false; tests the upload paths). */
-static const atx_system_ops local_remote_ops = {
-    .version = ATX_SYSTEM_OPS_VERSION,
-    .spawn = local_spawn,
-    .copy_in = local_copy_in,
-    .copy_out = local_copy_out,
-    .alive = NULL,
-    .flags = 0,
+/* Four kinds of slot: sharing this host's files or acting as a remote
+ * system (share_host_files: false; tests the upload paths), each contained
+ * by cgroups or by an agent. */
+static const atx_system_ops local_ops[2][2] = {
+    { { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL, 0 },
+      { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
+        ATX_SYSTEM_CONTAINED } },
+    { { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
+        ATX_SYSTEM_HOST_FS },
+      { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
+        ATX_SYSTEM_HOST_FS | ATX_SYSTEM_CONTAINED } },
 };
 
 static int remove_tree(const char *path)
@@ -319,8 +336,8 @@ static int local_reserve(void *state, const atx_reserve_req *req, atx_system **o
         r = atx_error_set(ATX_EINFRA, "local: cannot create %s: %s", sl->workdir, strerror(-r));
         goto fail;
     }
-    if ((r = atx_system_new(s->host_fs ? &local_system_ops : &local_remote_ops, sl, id,
-                            s->labels, sl->workdir, out)) < 0)
+    if ((r = atx_system_new(&local_ops[s->host_fs][s->contained], sl, id, s->labels,
+                            sl->workdir, out)) < 0)
         goto fail;
     return 0;
 fail:

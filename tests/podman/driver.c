@@ -1,9 +1,9 @@
 /*
  * A driver for tests/podman.sh: runs a few tests on podman systems through
  * an executor compiled in here ("probe"), which drives the leased system
- * directly: spawn with pipes, env and cwd, copies in and out with modes, the
- * system-side agent over one `podman exec -i`, liveness. Each result is
- * printed as one line:
+ * directly: spawn with pipes, env and cwd, copies in and out with modes, all
+ * through the lease's agent (one `podman exec -i`), deadlines, liveness.
+ * Each result is printed as one line:
  *   result TEST STATUS SYSTEM NOTE
  *
  * usage: podman_driver RESULTS_DIR IMAGE MODE
@@ -17,8 +17,6 @@
 #include <atx/plugin/aggregator.h>
 #include <atx/plugin/executor.h>
 #include <atx/plugin/provisioner.h>
-
-#include "client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +32,6 @@
 #include <unistd.h>
 
 static const char *results_dir;
-static const char *agent_path;
 
 /* ---- helpers ---- */
 
@@ -211,49 +208,35 @@ static void check_copy(atx_system *sys, check *c)
         failf(c, "copy_in error does not name the file: %s", atx_error_last()->message);
 }
 
-static int collect(void *ud, int stream, const char *data, size_t len)
-{
-    char *out = ud;
-    size_t have = strlen(out);
-    (void)stream;
-    if (have + len < 4096) {
-        memcpy(out + have, data, len);
-        out[have + len] = '\0';
-    }
-    return 0;
-}
-
+/* The lease's agent: a few processes, then one past its deadline whose whole
+ * tree dies inside the container (the agent enforces it). */
 static void check_agent(atx_system *sys, check *c)
 {
-    agent_client *ac;
-    agent_result res;
     char out[4096] = "";
-    const char *argv[] = { "sh", "-c", "echo agent $$ in $(pwd); uname -m", NULL };
-    int64_t deadline = 0;
-    agent_run_opts o = { argv, NULL, NULL, AGENT_MERGE_OUTPUT, &deadline, ATX_NSEC_PER_SEC, -1,
-                         NULL, NULL };
-    agent_sink sink = { out, collect, NULL };
+    const char *argv[] = { "sh", "-c", "echo agent $PPID in $(pwd); uname -m", NULL };
     struct utsname u;
+    int code;
 
     uname(&u);
-    if (agent_client_start_on(sys, agent_path, "probe", &ac) < 0) {
-        failf(c, "agent: %s", atx_error_last()->message);
-        return;
-    }
     for (int i = 0; i < 3; i++) {
-        out[0] = '\0';
-        if (agent_client_run(ac, &o, &sink, &res) < 0 || !res.exited || res.code != 0)
-            failf(c, "agent run %d: %s", i, atx_error_last()->message);
+        if ((code = run_on(sys, argv, NULL, NULL, 0, NULL, out, sizeof(out))) != 0)
+            failf(c, "agent run %d: exit %d: %s", i, code, out);
         else if (!strstr(out, u.machine) || !strstr(out, atx_system_workdir(sys)))
             failf(c, "agent run %d: output '%s'", i, out);
     }
-    /* A test past its deadline: its whole tree dies inside the container. */
-    const char *hang[] = { "sh", "-c", "sleep 300 & sleep 301; wait", NULL };
-    deadline = atx_now_ns() + ATX_NSEC_PER_SEC;
+    const char *hang[] = { "sh", "-c", "sleep 300 & setsid sleep 301 & sleep 302; wait", NULL };
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
     o.argv = hang;
-    if (agent_client_run(ac, &o, &sink, &res) < 0 || !res.timed_out)
+    o.deadline_ns = atx_now_ns() + ATX_NSEC_PER_SEC;
+    if (atx_system_spawn(sys, &o, &p) < 0) {
+        failf(c, "spawn: %s", atx_error_last()->message);
+        return;
+    }
+    if (atx_proc_wait(p, 30 * ATX_NSEC_PER_SEC, &ex) != 0 || !ex.timed_out)
         failf(c, "agent deadline: not timed out (%s)", atx_error_last()->message);
-    agent_client_free(ac);
+    atx_proc_free(p);
     const char *ps[] = { "ps", NULL };
     char pso[8192];
     run_on(sys, ps, NULL, NULL, 0, NULL, pso, sizeof(pso));
@@ -279,28 +262,25 @@ static void ready(atx_system *sys)
 
 static void check_lost(atx_system *sys, check *c, int hang)
 {
-    agent_client *ac;
-    agent_result res;
-    char out[4096] = "";
     const char *argv[] = { "sleep", hang ? "600" : "60", NULL };
-    int64_t deadline = 0;
-    agent_run_opts o = { argv, NULL, NULL, AGENT_MERGE_OUTPUT, &deadline, ATX_NSEC_PER_SEC, -1,
-                         NULL, NULL };
-    agent_sink sink = { out, collect, NULL };
+    atx_spawn_opts o = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
 
-    if (agent_client_start_on(sys, agent_path, "probe", &ac) < 0) {
-        failf(c, "agent: %s", atx_error_last()->message);
+    o.argv = argv;
+    if (atx_system_spawn(sys, &o, &p) < 0) {
+        failf(c, "spawn: %s", atx_error_last()->message);
         return;
     }
     ready(sys);
     int64_t t0 = atx_now_ns();
-    int r = agent_client_run(ac, &o, &sink, &res);
+    int r = atx_proc_wait(p, -1, &ex);
     if (r != ATX_ELOST)
-        failf(c, "run on a removed container: got %d (%s), want ATX_ELOST", r,
+        failf(c, "a process on a removed container: got %d (%s), want ATX_ELOST", r,
               atx_error_last()->message);
     else if (atx_now_ns() - t0 > 30 * ATX_NSEC_PER_SEC)
         failf(c, "the loss took %lld s to notice", (long long)((atx_now_ns() - t0) / ATX_NSEC_PER_SEC));
-    agent_client_free(ac);
+    atx_proc_free(p);
     if ((r = atx_system_alive(sys, 10 * ATX_NSEC_PER_SEC)) != ATX_ELOST)
         failf(c, "alive on a removed container: got %d, want ATX_ELOST", r);
     else
@@ -428,11 +408,6 @@ int main(int argc, char **argv)
         return 2;
     }
     results_dir = argv[1];
-    agent_path = getenv("ATX_AGENT");
-    if (!agent_path) {
-        fprintf(stderr, "podman_driver: ATX_AGENT must name the agent program\n");
-        return 2;
-    }
     /* The agent's connection is a pipe to podman exec, which dies with a
      * removed container: a write to it must fail, not kill us (as in atx). */
     signal(SIGPIPE, SIG_IGN);

@@ -62,7 +62,7 @@ ATX_API int atx_policy_default_fitness(void *userdata, const atx_test *t,
                                        const atx_system *sys, int attempt,
                                        const char *last_system);
 
-#define ATX_POLICY_VERSION 2
+#define ATX_POLICY_VERSION 3
 typedef struct atx_policy {
     unsigned version;             /**< ATX_POLICY_VERSION */
     atx_applicable_fn applicable; /**< NULL: the default */
@@ -79,8 +79,13 @@ typedef struct atx_policy {
     int64_t prepare_timeout_ns;   /**< setup, ready and an executor's preparation
                                        of a system (default 30 min) */
     int64_t release_timeout_ns;   /**< cleanup and release of a system (default 10 min) */
+    /* version 3 */
+    int64_t liveness_timeout_ns;  /**< a leased system that leaves a ping unanswered
+                                       this long is lost: its running test is
+                                       infra and runs elsewhere (default 30 s) */
+    int64_t liveness_interval_ns; /**< how often leased systems are pinged (default 5 s) */
 } atx_policy;
-#define ATX_POLICY_INIT { ATX_POLICY_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define ATX_POLICY_INIT { ATX_POLICY_VERSION, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 #define ATX_RUN_OPTS_VERSION 1
 typedef struct atx_run_opts {

@@ -100,6 +100,13 @@ ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char 
  */
 ATX_API int atx_system_alive(atx_system *sys, int64_t timeout_ns);
 
+/**
+ * Whether the system stopped answering (its agent missed a ping by the
+ * liveness timeout, or its connection ended).
+ * @return 1 with the reason in atx_error_last(), or 0.
+ */
+ATX_API int atx_system_lost(atx_system *sys);
+
 /** A pollable fd for the process's stdin pipe, or -1. Owned by the process. */
 ATX_API int atx_proc_stdin_fd(atx_proc *p);
 /** Pollable read fd for stdout (and stderr when merged), or -1. */

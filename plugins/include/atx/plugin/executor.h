@@ -7,6 +7,12 @@
  * test there, and run for every attempt, on the worker thread that holds the
  * system. run must return promptly once the attempt's cancel fd polls
  * readable, killing what it started.
+ *
+ * Processes, copies and pings on the system go through atx_system_*(): the
+ * lease's agent carries them (one per system, shared by every executor), so
+ * an executor keeps no connection of its own. Per-system state (version 2)
+ * is made by prepare_system and handed back with every attempt
+ * (atx_attempt_system_state()) and to release_system.
  */
 #ifndef ATX_PLUGIN_EXECUTOR_H
 #define ATX_PLUGIN_EXECUTOR_H
@@ -38,6 +44,10 @@ ATX_API int64_t atx_attempt_kill_grace(const atx_attempt *a);
 ATX_API int atx_attempt_cancel_fd(const atx_attempt *a);
 /** 0 running; 1 cancelled; 2 cancelled in a hurry (skip the grace). */
 ATX_API int atx_attempt_cancelled(const atx_attempt *a);
+/** For atx_proc_run_opts.cancel_level: atx_attempt_cancelled() of @p attempt. */
+ATX_API int atx_attempt_cancel_level(void *attempt);
+/** What the executor's prepare_system made for this system (version 2), or NULL. */
+ATX_API void *atx_attempt_system_state(const atx_attempt *a);
 /**
  * The attempt's directory, `<results>/tests/<test name>/attempt-<n>`, created
  * on first call (sanitised: no `..`, no absolute parts, control characters
@@ -51,7 +61,7 @@ ATX_API const char *atx_attempt_dir(atx_attempt *a, const char **rel);
  */
 ATX_API int atx_attempt_emit(atx_attempt *a, atx_result *r);
 
-#define ATX_EXECUTOR_VTABLE_VERSION 1
+#define ATX_EXECUTOR_VTABLE_VERSION 2
 typedef struct atx_executor_vtable {
     unsigned version;  /**< ATX_EXECUTOR_VTABLE_VERSION when built */
     /** Required. */
@@ -79,10 +89,25 @@ typedef struct atx_executor_vtable {
                     int (*add)(void *ud, atx_test *t), void *ud);
     /**
      * Optional. The system is about to be released: undo what prepare did
-     * (stop agents, run finish steps). Called once per prepared system, on
-     * the worker thread, also after failures and on cancel.
+     * (run finish steps). Called once per prepared system, on the worker
+     * thread, also after failures and on cancel.
      */
     void (*finish)(void *state, atx_system *sys);
+    /* ---- version 2 ---- */
+    /**
+     * Optional; used instead of prepare when set. Prepare a system once per
+     * lease and make the executor's state for it in *sys_state (may stay
+     * NULL), handed back by atx_attempt_system_state() at every run there
+     * and to release_system.
+     */
+    int (*prepare_system)(void *state, atx_system *sys, void **sys_state);
+    /**
+     * Optional; used instead of finish when set (with prepare_system): undo
+     * the preparation and free @p sys_state. Called once per system that
+     * prepare_system succeeded on, also after failures and on cancel. The
+     * system may have stopped answering (its calls then fail at once).
+     */
+    void (*release_system)(void *state, atx_system *sys, void *sys_state);
 } atx_executor_vtable;
 
 #ifdef __cplusplus

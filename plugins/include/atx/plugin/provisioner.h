@@ -11,6 +11,15 @@
  * A provisioner makes its systems with atx_system_new(), giving the system
  * operations below; processes on them are atx_proc handles made with
  * atx_proc_new() (or atx_spawn_local() on this host).
+ *
+ * A provisioner only bootstraps its systems: libatx copies atx-agent into
+ * the system's work directory with copy_in (unless the system shares this
+ * host's files), starts it once per lease with spawn (stdin and stdout
+ * pipes: its byte stream), and from then on every process, copy and
+ * liveness ping on the system goes through that agent, for every executor
+ * and for the lifecycle commands. A system whose own spawn already contains
+ * every process a test starts (ATX_SYSTEM_CONTAINED: the local provisioner's
+ * slots, with cgroups) is used directly instead.
  */
 #ifndef ATX_PLUGIN_PROVISIONER_H
 #define ATX_PLUGIN_PROVISIONER_H
@@ -26,7 +35,10 @@ extern "C" {
 /** atx_provisioner_vtable.release flags. */
 enum atx_release_flags {
     ATX_RELEASE_DIRTY = 1u << 0,  /**< destructive test ran: do not reuse */
-    ATX_RELEASE_BROKEN = 1u << 1  /**< infrastructure trouble: quarantine */
+    ATX_RELEASE_BROKEN = 1u << 1, /**< infrastructure trouble: quarantine */
+    /** It stopped answering (or the run gave up on it in a hurry): free
+     *  what is here without waiting on the system (no commands run on it). */
+    ATX_RELEASE_LOST = 1u << 2
 };
 
 #define ATX_RESERVE_REQ_VERSION 1
@@ -81,19 +93,27 @@ typedef struct atx_provisioner_vtable {
 enum atx_system_flags {
     /** The system sees this host's files at the same paths (the local
      *  provisioner): nothing needs uploading, host paths work there. */
-    ATX_SYSTEM_HOST_FS = 1u << 0
+    ATX_SYSTEM_HOST_FS = 1u << 0,
+    /** Its spawn contains what a test starts (ATX_SPAWN_CONTAIN semantics,
+     *  deadlines enforced, kills reach every descendant): libatx uses the
+     *  operations directly and starts no agent on it. */
+    ATX_SYSTEM_CONTAINED = 1u << 1
 };
 
 #define ATX_SYSTEM_OPS_VERSION 2
 /** What a provisioner implements for each of its systems. */
 typedef struct atx_system_ops {
     unsigned version;  /**< ATX_SYSTEM_OPS_VERSION */
-    /** Required. Start a process (see atx_system_spawn()). */
+    /** Required. Start a process (see atx_system_spawn()): the agent, with
+     *  stdin and stdout pipes, and `atx-agent --reap PID` for an agent that
+     *  stopped answering. */
     int (*spawn)(void *impl, const atx_spawn_opts *opts, atx_proc **out);
-    /** Optional (NULL: ATX_EUNSUPPORTED). */
+    /** Copy a file here to the system (the agent program). Required unless
+     *  the system shares this host's files. */
     int (*copy_in)(void *impl, const char *local, const char *remote);
+    /** Optional; used only on ATX_SYSTEM_CONTAINED systems (else the agent copies). */
     int (*copy_out)(void *impl, const char *remote, const char *local);
-    /** Optional (NULL: always alive). */
+    /** Optional; used only on ATX_SYSTEM_CONTAINED systems (else the agent answers pings). */
     int (*alive)(void *impl, int64_t timeout_ns);
     /** Version 2: enum atx_system_flags. */
     unsigned flags;
@@ -112,6 +132,26 @@ ATX_API void atx_system_free(atx_system *sys);
 ATX_API void *atx_system_impl(const atx_system *sys);
 /** Mark whether the system has run anything (the orchestrator does this). */
 ATX_API void atx_system_set_fresh(atx_system *sys, int fresh);
+
+#define ATX_AGENT_OPTS_VERSION 1
+/** How atx_system_start_agent() starts and watches a system's agent. */
+typedef struct atx_agent_opts {
+    unsigned version;              /**< ATX_AGENT_OPTS_VERSION */
+    int64_t deadline_ns;           /**< monotonic: give up then; 0: in 60 s */
+    int64_t liveness_interval_ns;  /**< a ping this often; 0: 5 s */
+    int64_t liveness_timeout_ns;   /**< lost when an answer is this late; 0: 30 s */
+} atx_agent_opts;
+#define ATX_AGENT_OPTS_INIT { ATX_AGENT_OPTS_VERSION, 0, 0, 0 }
+
+/**
+ * Start the system's agent (copied into its work directory first unless it
+ * shares this host's files): from now on every process, copy and ping on it
+ * goes through the agent, which contains what tests start and enforces their
+ * deadlines. The orchestrator does this for every lease of a system that is
+ * not ATX_SYSTEM_CONTAINED; a driver that reserves systems itself may.
+ * @return 0, or ATX_EINFRA / ATX_ENOTFOUND with the detail.
+ */
+ATX_API int atx_system_start_agent(atx_system *sys, const atx_agent_opts *opts);
 
 /* ---- processes ---- */
 
