@@ -411,7 +411,7 @@ static bool bring_up(atx_run *run, run_worker *w)
     int64_t until = atx_now_ns() + run->policy.prepare_timeout_ns;
     if (!atx_system_contained(sys)) {
         agent_liveness lv = { run->policy.liveness_interval_ns, run->policy.liveness_timeout_ns,
-                              system_lost, w };
+                              system_lost, w, run->hurry_pipe[0] };
         if (atx_system_attach_agent(sys, &lv, until) < 0) {
             snprintf(why, sizeof(why), "%s", atx_error_last()->message);
             ok = false;
@@ -563,6 +563,10 @@ static void *worker_main(void *arg)
      * stopped answering is not waited on: its calls fail at once, and in a
      * hurry nothing more is asked of any system. */
     bool hurry = atomic_load(&run->cancel_level) >= 2;
+    if (atx_system_lost_why(w->sys, NULL, 0))
+        flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
+    if (hurry)
+        atx_system_abandon(w->sys, "was not waited on: the run was cancelled a second time");
     for (size_t i = 0; i + 1 < w->prepared.len; i += 2) {
         exec_inst *x = w->prepared.items[i];
         if (has_v2(x)) {
@@ -572,8 +576,6 @@ static void *worker_main(void *arg)
             x->vt->finish(x->state, w->sys);
         }
     }
-    if (atx_system_lost_why(w->sys, NULL, 0))
-        flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
     if (!(flags & ATX_RELEASE_LOST) && !hurry)
         clean_up(run, w->prov, w->sys);
     atx_system_stop_agent(w->sys, hurry);

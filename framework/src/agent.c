@@ -25,6 +25,9 @@
 #define DEFAULT_INTERVAL_NS (5 * ATX_NSEC_PER_SEC)
 #define DEFAULT_TIMEOUT_NS (30 * ATX_NSEC_PER_SEC)
 #define QUIT_WAIT_NS (5 * ATX_NSEC_PER_SEC)
+#define QUICK_QUIT_WAIT_NS (200 * ATX_NSEC_PER_MSEC)
+/* In a hurry, how long a system may take to answer what it owes. */
+#define HURRY_WAIT_NS (500 * ATX_NSEC_PER_MSEC)
 
 typedef struct pending {
     char *buf;
@@ -85,6 +88,7 @@ struct agent_conn {
     size_t pending_total;
     bool lost, notify_lost;
     char why[512];
+    int64_t hurry_at;       /* when the hurry gives up on owed answers (0: none) */
     bool hello;
     uint32_t version, features;
     long pid;
@@ -461,6 +465,18 @@ static void take_stdin(agent_conn *c, aproc *p)
     p->r_in = -1;
 }
 
+/* Whether the system owes an answer: a start, a request, a process's end. */
+static bool owes(const agent_conn *c)
+{
+    for (const aproc *p = c->procs; p; p = p->next)
+        if (!p->done)
+            return true;
+    for (const request *q = c->reqs; q; q = q->next)
+        if (q->state == 0)
+            return true;
+    return false;
+}
+
 static void *pump_main(void *arg)
 {
     agent_conn *c = arg;
@@ -492,8 +508,12 @@ static void *pump_main(void *arg)
             break;
         }
         size_t n = 0;
-        int in_at = -1, out_at = -1;
+        int in_at = -1, out_at = -1, hurry_at = -1;
         pfd[n++] = (struct pollfd){ .fd = c->wake_fd, .events = POLLIN };
+        if (c->lv.hurry_fd >= 0 && !c->hurry_at && !c->lost) {
+            hurry_at = (int)n;
+            pfd[n++] = (struct pollfd){ .fd = c->lv.hurry_fd, .events = POLLIN };
+        }
         if (!c->lost && !c->paused) {
             in_at = (int)n;
             pfd[n++] = (struct pollfd){ .fd = c->from_fd, .events = POLLIN };
@@ -522,6 +542,8 @@ static void *pump_main(void *arg)
         if (!c->lost && !c->paused && c->hello)
             at = c->ping_sent_at ? c->ping_sent_at + c->lv.timeout_ns
                                  : c->last_ping_at + c->lv.interval_ns;
+        if (!c->lost && c->hurry_at > 0 && (!at || c->hurry_at < at))
+            at = c->hurry_at;
         int ms = at ? (at <= now ? 0 : (int)((at - now) / ATX_NSEC_PER_MSEC + 1)) : -1;
         bool notify = c->notify_lost;
         c->notify_lost = false;
@@ -546,8 +568,10 @@ static void *pump_main(void *arg)
             else
                 flush_out(c);
         }
-        for (size_t i = (size_t)(out_at >= 0 ? out_at : in_at >= 0 ? in_at : 0) + 1;
-             k > 0 && i < n; i++) {
+        int first_proc = out_at >= 0 ? out_at : in_at >= 0 ? in_at : hurry_at >= 0 ? hurry_at : 0;
+        if (k > 0 && hurry_at >= 0 && pfd[hurry_at].revents)
+            c->hurry_at = atx_now_ns() + HURRY_WAIT_NS;
+        for (size_t i = (size_t)first_proc + 1; k > 0 && i < n; i++) {
             if (!pfd[i].revents)
                 continue;
             /* The process may have been freed meanwhile. */
@@ -573,6 +597,12 @@ static void *pump_main(void *arg)
             if (c->ping_sent_at)
                 c->ping_sent_at += now - c->paused_at;
             c->last_ping_at += now - c->paused_at;
+        }
+        if (!c->lost && c->hurry_at > 0 && now >= c->hurry_at) {
+            c->hurry_at = -1; /* looked at once */
+            if (owes(c))
+                lose(c, "was given up on: the run was cancelled a second time and it did not "
+                        "answer in time");
         }
         if (!c->lost && !c->paused && c->hello) {
             if (c->ping_sent_at && now - c->ping_sent_at >= c->lv.timeout_ns) {
@@ -624,6 +654,7 @@ int agent_conn_start(atx_proc *boot, const char *system_id, const agent_liveness
     c->from_fd = atx_proc_stdout_fd(boot);
     c->next_id = 1;
     snprintf(c->system_id, sizeof(c->system_id), "%s", system_id);
+    c->lv.hurry_fd = -1;
     if (lv)
         c->lv = *lv;
     if (c->lv.interval_ns <= 0)
@@ -675,6 +706,7 @@ void agent_conn_free(agent_conn *c, bool quick)
     if (!lost)
         queue(c, AGENT_QUIT, 0, NULL, 0, NULL, 0);
     pthread_mutex_unlock(&c->mu);
+    quick = quick || lost;
     /* The QUIT goes out, then the end of its stream: the agent kills what
      * it started and exits. */
     if (!lost && !quick) {
@@ -692,9 +724,11 @@ void agent_conn_free(agent_conn *c, bool quick)
         pthread_join(c->pump, NULL);
     }
     if (c->boot) {
+        /* The end of its stream: an agent that still runs kills what it
+         * started and exits; one that does not is killed. */
         atx_proc_close_stdin(c->boot);
         atx_exit ex;
-        if (lost || quick || atx_proc_wait(c->boot, QUIT_WAIT_NS, &ex) != 0)
+        if (atx_proc_wait(c->boot, quick ? QUICK_QUIT_WAIT_NS : QUIT_WAIT_NS, &ex) != 0)
             atx_proc_kill_tree(c->boot, SIGKILL, 0);
         atx_proc_free(c->boot);
     }

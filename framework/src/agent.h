@@ -25,6 +25,9 @@ typedef struct agent_liveness {
     int64_t timeout_ns;               /* lost when an answer is this late (0: 30 s) */
     void (*on_lost)(void *ud);        /* from the pump thread, without locks held */
     void *ud;
+    /* Readable once the run is cancelled in a hurry (-1: none): a system
+     * that still owes an answer a second later is given up on. */
+    int hurry_fd;
 } agent_liveness;
 
 /**

@@ -20,7 +20,7 @@
 /* After SIGKILL, how long a process may take to be gone before it is given
  * up on: long enough for a loaded system, short of a frozen one. */
 #define KILL_WAIT_NS (30 * ATX_NSEC_PER_SEC)
-#define HURRY_WAIT_NS (1 * ATX_NSEC_PER_SEC)
+#define HURRY_WAIT_NS (500 * ATX_NSEC_PER_MSEC)
 /* While a graceful stop runs, look this often whether it became a hurry. */
 #define HURRY_POLL_NS (50 * ATX_NSEC_PER_MSEC)
 

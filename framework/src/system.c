@@ -239,7 +239,7 @@ bool atx_system_lost_why(atx_system *s, char *why, size_t len)
 
 int atx_system_start_agent(atx_system *s, const atx_agent_opts *opts)
 {
-    agent_liveness lv = { 0 };
+    agent_liveness lv = { .hurry_fd = -1 };
     int64_t deadline = 0;
 
     if (!s)
@@ -274,10 +274,11 @@ void atx_system_stop_agent(atx_system *s, bool quick)
         return;
     bool lost = agent_conn_lost(s->agent, NULL, 0);
     long pid = agent_conn_pid(s->agent);
-    if (lost && !quick && pid > 0) {
+    int64_t bound = (quick ? 1 : 3) * ATX_NSEC_PER_SEC;
+    if (lost && pid > 0) {
         /* An agent that stopped answering is still there, with what it
          * started: a fresh process on the system kills them all (and waits
-         * for them to go), if the system lets one start in a few seconds. */
+         * for them to go), if the system lets one start in time. */
         char pidbuf[32];
         snprintf(pidbuf, sizeof(pidbuf), "%ld", pid);
         const char *argv[] = { s->agent_path, "--reap", pidbuf, NULL };
@@ -286,14 +287,14 @@ void atx_system_stop_agent(atx_system *s, bool quick)
         atx_exit ex;
         o.argv = argv;
         o.cwd = s->workdir;
-        o.deadline_ns = atx_now_ns() + 3 * ATX_NSEC_PER_SEC;
+        o.deadline_ns = atx_now_ns() + bound;
         if (s->ops->spawn(s->impl, &o, &p) == 0) {
-            if (atx_proc_wait(p, 3 * ATX_NSEC_PER_SEC, &ex) != 0)
+            if (atx_proc_wait(p, bound, &ex) != 0)
                 atx_proc_kill_tree(p, SIGKILL, 0);
             atx_proc_free(p);
         }
     }
-    agent_conn_free(s->agent, quick || lost);
+    agent_conn_free(s->agent, quick);
     s->agent = NULL;
 }
 

@@ -2,8 +2,9 @@
  * podman: a fresh container per lease, made from one image and removed on
  * release, so destructive tests and reruns always start clean. Everything
  * goes through the podman command (no API socket): `podman run -d` to lease,
- * `podman exec` to start processes inside, `podman cp` to copy files,
- * `podman rm -f` to release.
+ * `podman cp` to put the agent in and one `podman exec -i` to start it (every
+ * process and copy of the lease then goes through the agent), `podman rm -f`
+ * to release (a paused or frozen container too).
  *
  * Every container is labelled with its owner process (pid and start time),
  * so the next start removes what a crashed run left behind without touching
@@ -30,7 +31,6 @@
 #define OUT_MAX (4u << 20)            /* what we keep of a podman command's stdout */
 #define CMD_TIMEOUT_NS (120 * ATX_NSEC_PER_SEC)
 #define COPY_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
-#define ALIVE_TIMEOUT_NS (10 * ATX_NSEC_PER_SEC)
 
 typedef struct podman_state podman_state;
 
@@ -706,7 +706,7 @@ static void av_container_path(argv_buf *a, const container *c, const char *path)
         av_addf(a, "%s:%s/%s", c->name, c->owner->workdir, path);
 }
 
-static int copy(container *c, const char *from, const char *to, bool in)
+static int copy_in(container *c, const char *from, const char *to)
 {
     podman_state *s = c->owner;
     argv_buf a = { 0 };
@@ -715,64 +715,33 @@ static int copy(container *c, const char *from, const char *to, bool in)
     int r;
 
     av_podman(&a, s, "cp");
-    if (in) {
-        av_local_path(&a, from);
-        av_container_path(&a, c, to);
-    } else {
-        av_container_path(&a, c, from);
-        av_local_path(&a, to);
-    }
+    av_local_path(&a, from);
+    av_container_path(&a, c, to);
     r = run_cmd(&a, atx_now_ns() + COPY_TIMEOUT_NS, -1, &res);
     av_free(&a);
     if (r < 0)
-        r = atx_error_set(ATX_EIO, "podman: cannot copy %s %s container %s: %s", from,
-                          in ? "into" : "out of", c->name, atx_error_last()->message);
+        r = atx_error_set(ATX_EIO, "podman: cannot copy %s into container %s: %s", from,
+                          c->name, atx_error_last()->message);
     else if (!cmd_ok(&res))
-        r = atx_error_set(ATX_EIO, "podman: cannot copy %s %s container %s: %s", from,
-                          in ? "into" : "out of", c->name, cmd_why(&res, why, sizeof(why)));
+        r = atx_error_set(ATX_EIO, "podman: cannot copy %s into container %s: %s", from,
+                          c->name, cmd_why(&res, why, sizeof(why)));
     cmd_result_release(&res);
     return r;
 }
 
 static int podman_copy_in(void *impl, const char *local, const char *remote)
 {
-    return copy(impl, local, remote, true);
+    return copy_in(impl, local, remote);
 }
 
-static int podman_copy_out(void *impl, const char *remote, const char *local)
-{
-    return copy(impl, remote, local, false);
-}
-
-static int podman_alive(void *impl, int64_t timeout_ns)
-{
-    container *c = impl;
-    argv_buf a = { 0 };
-    cmd_result res;
-    char why[512];
-    int r;
-
-    av_podman(&a, c->owner, "exec");
-    av_add(&a, c->name);
-    av_add(&a, "true");
-    r = run_cmd(&a, atx_now_ns() + (timeout_ns > 0 ? timeout_ns : ALIVE_TIMEOUT_NS), -1, &res);
-    av_free(&a);
-    if (r < 0)
-        r = atx_error_set(ATX_ELOST, "container %s does not answer: %s", c->name,
-                          atx_error_last()->message);
-    else if (!cmd_ok(&res))
-        r = atx_error_set(ATX_ELOST, "container %s is gone: %s", c->name,
-                          cmd_why(&res, why, sizeof(why)));
-    cmd_result_release(&res);
-    return r;
-}
-
+/* The bootstrap: libatx copies the agent in and starts it with one
+ * `podman exec -i`; everything else goes through the agent. */
 static const atx_system_ops podman_system_ops = {
     .version = ATX_SYSTEM_OPS_VERSION,
     .spawn = podman_spawn,
     .copy_in = podman_copy_in,
-    .copy_out = podman_copy_out,
-    .alive = podman_alive,
+    .copy_out = NULL,
+    .alive = NULL,
     .flags = 0, /* a container does not see this host's files */
 };
 

@@ -53,6 +53,7 @@ struct ssh_prov {
     bool insecure;           /* insecure_skip_host_key_check */
     int64_t connect_timeout_ns;
     int64_t backoff_ns;      /* the first quarantine; it doubles, up to 5 min */
+    int64_t keepalive_ns;    /* an SSH packet this often on quiet sessions (0: none) */
     int released_fd;         /* eventfd: a slot came free or a host changed */
     /* the doctor: a thread that looks at quarantined hosts when their
      * backoff ends, so that a dead host costs its connect timeout there and
@@ -77,6 +78,7 @@ typedef struct lease {
     int wake_fd;             /* eventfd: the pump looks again */
     pthread_t pump;
     bool pump_running, stopping;
+    int64_t keepalive_at;    /* the next keepalive packet (monotonic ns) */
     bool lost;               /* the connection broke */
     char lost_why[300];
 } lease;
@@ -122,8 +124,6 @@ int sshp_pump_start(lease *l);
 void sshp_pump_stop(lease *l);
 /** atx_system_ops.spawn */
 int sshp_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out);
-/** atx_system_ops.alive */
-int sshp_alive(void *impl, int64_t timeout_ns);
 /** Mark the lease lost (under l->mu): every process ends, wait fds fire. */
 void sshp_lose(lease *l, const char *why);
 /** Wake the pump (any thread). */
@@ -131,8 +131,8 @@ void sshp_wake(lease *l);
 
 /* ---- copy.c ---- */
 
+/** atx_system_ops.copy_in: one file (the agent). */
 int sshp_copy_in(void *impl, const char *local, const char *remote);
-int sshp_copy_out(void *impl, const char *remote, const char *local);
 /** Free the SFTP session (under l->mu). */
 void sshp_sftp_close(lease *l);
 

@@ -1,5 +1,7 @@
 /*
- * ssh provisioner: processes on a leased system.
+ * ssh provisioner: processes on a leased system: the agent, on one exec
+ * channel for the whole lease, and `atx-agent --reap` for one that stopped
+ * answering (everything else goes through the agent).
  *
  * Each process is an exec channel of the lease's session. Callers get plain
  * socket fds for stdin, stdout and stderr and an eventfd that fires at the
@@ -367,6 +369,14 @@ static void *pump_main(void *arg)
         } while (progress);
         if (!l->lost && broken(l->s))
             sshp_lose(l, ssh_get_error(l->s));
+        /* Keepalives: a quiet session still sends a packet now and then, so
+         * a dead connection fails a write (and NATs keep it open). */
+        int64_t now = atx_now_ns();
+        if (!l->lost && l->prov->keepalive_ns && now >= l->keepalive_at) {
+            if (ssh_send_ignore(l->s, "") != SSH_OK && broken(l->s))
+                sshp_lose(l, ssh_get_error(l->s));
+            l->keepalive_at = now + l->prov->keepalive_ns;
+        }
 
         size_t need = 2;
         for (rproc *p = l->procs; p; p = p->next)
@@ -391,9 +401,11 @@ static void *pump_main(void *arg)
                 if (p->pend[t].len && p->out_fd[t] >= 0)
                     pfd[n++] = (struct pollfd){ .fd = p->out_fd[t], .events = POLLOUT };
         }
+        int ms = 1000; /* besides keepalives, it only guards against a missed wake-up */
+        if (l->prov->keepalive_ns && l->keepalive_at - now < ms * ATX_NSEC_PER_MSEC)
+            ms = l->keepalive_at <= now ? 0 : (int)((l->keepalive_at - now) / ATX_NSEC_PER_MSEC + 1);
         pthread_mutex_unlock(&l->mu);
-        /* The timeout only guards against a missed wake-up. */
-        poll(pfd, n, 1000);
+        poll(pfd, n, ms);
         eventfd_t v;
         eventfd_read(l->wake_fd, &v);
         pthread_mutex_lock(&l->mu);
@@ -862,49 +874,5 @@ fail:
         close_fd(&so[i]);
         close_fd(&se[i]);
     }
-    return r;
-}
-
-/* ---- alive ---- */
-
-int sshp_alive(void *impl, int64_t timeout_ns)
-{
-    lease *l = impl;
-    int r = 0;
-
-    pthread_mutex_lock(&l->mu);
-    if (l->lost) {
-        r = atx_error_set(ATX_ELOST, "ssh: the connection to %s broke: %s", l->id, l->lost_why);
-        pthread_mutex_unlock(&l->mu);
-        return r;
-    }
-    /* Opening a channel is a round trip to sshd that starts nothing there. */
-    long secs = (long)(timeout_ns / ATX_NSEC_PER_SEC), usec = (long)(timeout_ns %
-                                                                      ATX_NSEC_PER_SEC / 1000);
-    long dsecs = (long)(l->prov->connect_timeout_ns / ATX_NSEC_PER_SEC), dusec = 0;
-    if (secs == 0 && usec == 0)
-        usec = 1000;
-    ssh_options_set(l->s, SSH_OPTIONS_TIMEOUT, &secs);
-    ssh_options_set(l->s, SSH_OPTIONS_TIMEOUT_USEC, &usec);
-    ssh_channel ch = ssh_channel_new(l->s);
-    int rc = ch ? ssh_channel_open_session(ch) : SSH_ERROR;
-    ssh_options_set(l->s, SSH_OPTIONS_TIMEOUT, &dsecs);
-    ssh_options_set(l->s, SSH_OPTIONS_TIMEOUT_USEC, &dusec);
-    if (ch) {
-        if (rc == SSH_OK)
-            ssh_channel_close(ch);
-        ssh_channel_free(ch);
-    }
-    if (rc != SSH_OK) {
-        char why[300];
-        if (broken(l->s))
-            snprintf(why, sizeof(why), "%s", ssh_get_error(l->s));
-        else
-            snprintf(why, sizeof(why), "no answer within %lld ms",
-                     (long long)(timeout_ns / ATX_NSEC_PER_MSEC));
-        sshp_lose(l, why);
-        r = atx_error_set(ATX_ELOST, "ssh: %s does not answer: %s", l->id, l->lost_why);
-    }
-    unlock_and_wake(l);
     return r;
 }

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +146,16 @@ int sshp_connect(ssh_prov *p, host *h, int64_t timeout_ns, ssh_session *out, boo
                           ssh_get_error(s));
         ssh_free(s);
         return r;
+    }
+    /* TCP keepalives too: a peer that vanished is noticed by the kernel. */
+    int fd = ssh_get_fd(s), on = 1;
+    if (fd >= 0 && p->keepalive_ns) {
+        int idle = (int)(p->keepalive_ns / ATX_NSEC_PER_SEC), intvl = idle > 3 ? idle / 3 : 1,
+            cnt = 3;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     }
     if ((r = verify_host_key(p, h, s, at)) < 0) {
         *refused = true;

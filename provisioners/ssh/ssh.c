@@ -253,10 +253,11 @@ static void ssh_destroy(void *state);
 static int ssh_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "pool", "known_hosts", "insecure_skip_host_key_check",
-                                        "connect_timeout", "backoff", NULL };
+                                        "connect_timeout", "backoff", "keepalive", NULL };
     const char *pool = NULL, *kh = NULL;
     int insecure = 0, r;
     int64_t timeout = 10 * ATX_NSEC_PER_SEC, backoff = 5 * ATX_NSEC_PER_SEC;
+    int64_t keepalive = 15 * ATX_NSEC_PER_SEC;
     ssh_prov *p;
 
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
@@ -264,8 +265,11 @@ static int ssh_create(atx_plugin_ctx *ctx, void **out)
         (r = atx_plugin_config_string(ctx, "known_hosts", &kh)) < 0 ||
         (r = atx_plugin_config_bool(ctx, "insecure_skip_host_key_check", &insecure)) < 0 ||
         (r = atx_plugin_config_duration(ctx, "connect_timeout", &timeout)) < 0 ||
-        (r = atx_plugin_config_duration(ctx, "backoff", &backoff)) < 0)
+        (r = atx_plugin_config_duration(ctx, "backoff", &backoff)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "keepalive", &keepalive)) < 0)
         return r;
+    if (keepalive && keepalive < ATX_NSEC_PER_SEC)
+        return atx_error_set(ATX_EINVAL, "ssh: 'keepalive' must be at least 1s (0: none)");
     if (!pool || !*pool)
         return atx_error_set(ATX_EINVAL, "ssh: needs \"pool\": the path of a pool file");
     if (timeout < ATX_NSEC_PER_SEC)
@@ -278,6 +282,7 @@ static int ssh_create(atx_plugin_ctx *ctx, void **out)
     p->insecure = insecure;
     p->connect_timeout_ns = timeout;
     p->backoff_ns = backoff;
+    p->keepalive_ns = keepalive;
     p->released_fd = -1;
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
@@ -596,12 +601,14 @@ static const atx_labels *ssh_offer(void *state, size_t i)
 
 /* ---- leases ---- */
 
+/* The bootstrap: libatx puts the agent there and starts it on one channel;
+ * everything else goes through the agent. */
 static const atx_system_ops ssh_system_ops = {
     .version = ATX_SYSTEM_OPS_VERSION,
     .spawn = sshp_spawn,
     .copy_in = sshp_copy_in,
-    .copy_out = sshp_copy_out,
-    .alive = sshp_alive,
+    .copy_out = NULL,
+    .alive = NULL,
     .flags = 0,
 };
 
@@ -869,7 +876,10 @@ static void ssh_release(void *state, atx_system *sys, unsigned flags)
     int code;
 
     sshp_pump_stop(l);
-    if (!l->lost) {
+    /* A system that stopped answering is not waited on: its work folder
+     * goes at the host's next lease. */
+    bool gone = l->lost || (flags & ATX_RELEASE_LOST);
+    if (!gone) {
         /* Best effort: the work folder goes. */
         char cmd[700];
         size_t pos = (size_t)snprintf(cmd, sizeof(cmd), "rm -rf -- ");
@@ -883,7 +893,7 @@ static void ssh_release(void *state, atx_system *sys, unsigned flags)
         snprintf(why, sizeof(why), "%s had infrastructure trouble", l->id);
     pthread_mutex_lock(&p->mu);
     h->busy--;
-    if (l->lost)
+    if (gone)
         remember_stale(h, l->workdir);
     if (*why)
         quarantine(p, h, why);
