@@ -270,8 +270,7 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
             /* The system stopped answering under the test: whatever the
              * executor made of it, the attempt is infrastructure's. */
             char note[1200];
-            snprintf(note, sizeof(note), "system %s %s; the test runs again on another system",
-                     atx_system_id(w->sys), why);
+            snprintf(note, sizeof(note), "system %s %s", atx_system_id(w->sys), why);
             drop_own(a);
             emit_own(a, ATX_STATUS_INFRA, "lost", note);
         } else if (rc < 0 && !a->own_emitted) {

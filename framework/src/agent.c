@@ -81,7 +81,7 @@ struct agent_conn {
     request *reqs;
     uint32_t next_id;
     agent_liveness lv;
-    int64_t last_ping_at, ping_sent_at;
+    int64_t last_ping_at, ping_sent_at, last_rx_at;
     uint32_t ping_id;
     bool paused;
     int64_t paused_at;
@@ -427,6 +427,7 @@ static void take_in(agent_conn *c)
         return;
     }
     c->in_len += (size_t)n;
+    c->last_rx_at = atx_now_ns();
     size_t off = 0;
     while (c->in_len - off >= AGENT_HEADER_SIZE) {
         const unsigned char *h = c->in + off;
@@ -446,7 +447,6 @@ static void take_in(agent_conn *c)
         memmove(c->in, c->in + off, c->in_len - off);
         c->in_len -= off;
     }
-    /* Any frame says the agent is there; a ping still wants its answer. */
 }
 
 /* A process's stdin from its caller: DATA frames, CLOSE at the end. */
@@ -540,7 +540,7 @@ static void *pump_main(void *arg)
         /* Liveness: the next ping, or the answer's deadline. */
         int64_t now = atx_now_ns(), at = 0;
         if (!c->lost && !c->paused && c->hello)
-            at = c->ping_sent_at ? c->ping_sent_at + c->lv.timeout_ns
+            at = c->ping_sent_at ? c->last_rx_at + c->lv.timeout_ns
                                  : c->last_ping_at + c->lv.interval_ns;
         if (!c->lost && c->hurry_at > 0 && (!at || c->hurry_at < at))
             at = c->hurry_at;
@@ -597,6 +597,7 @@ static void *pump_main(void *arg)
             if (c->ping_sent_at)
                 c->ping_sent_at += now - c->paused_at;
             c->last_ping_at += now - c->paused_at;
+            c->last_rx_at += now - c->paused_at;
         }
         if (!c->lost && c->hurry_at > 0 && now >= c->hurry_at) {
             c->hurry_at = -1; /* looked at once */
@@ -605,7 +606,10 @@ static void *pump_main(void *arg)
                         "answer in time");
         }
         if (!c->lost && !c->paused && c->hello) {
-            if (c->ping_sent_at && now - c->ping_sent_at >= c->lv.timeout_ns) {
+            /* Lost: a ping waits for its answer, and nothing at all came
+             * from the agent for the liveness timeout (it answers a ping
+             * every interval while it is there). */
+            if (c->ping_sent_at && now - c->last_rx_at >= c->lv.timeout_ns) {
                 char why[200];
                 char secs[32];
                 atx_text_seconds(c->lv.timeout_ns, secs);
@@ -684,7 +688,7 @@ int agent_conn_start(atx_proc *boot, const char *system_id, const agent_liveness
                           c->lost ? c->why : "no hello in time");
     else
         r = 0;
-    c->last_ping_at = atx_now_ns();
+    c->last_ping_at = c->last_rx_at = atx_now_ns();
     pthread_mutex_unlock(&c->mu);
     if (r < 0)
         goto fail;
