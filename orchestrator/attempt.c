@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const atx_test *atx_attempt_test(const atx_attempt *a) { return a ? a->ts->t : NULL; }
 atx_system *atx_attempt_system(const atx_attempt *a) { return a ? a->sys : NULL; }
@@ -51,7 +52,13 @@ int atx_attempt_make_dir(atx_attempt *a)
         return atx_error_oom();
     }
     free(safe);
-    return atx_mkdir_p(a->dir);
+    if (mkdir(a->dir, 0755) == 0)
+        return 0;
+    if (errno != EEXIST)
+        return atx_mkdir_p(a->dir);
+    /* Left by an earlier run into this folder (or an attempt atx died
+     * under): stale, and its files must not count as this attempt's. */
+    return atx_empty_dir(a->dir);
 }
 
 const char *atx_attempt_dir(atx_attempt *a, const char **rel)

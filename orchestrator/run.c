@@ -840,8 +840,8 @@ static void *agg_main(void *arg)
          * tests on 100 systems this halves the CPU spent, see bench/scale).
          * Results reach aggregators a millisecond later; nothing waits on
          * them. */
-        if (batch >= 64)
-            usleep(1000);
+        if (batch >= 2)
+            usleep(2000);
     }
     if (run->jr && !run->jr_failed && !run->reporting) {
         char v[32];

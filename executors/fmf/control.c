@@ -470,44 +470,55 @@ static int claim_testout(fmf_control *c, const char *rel)
     return 0;
 }
 
+/* The test's whole output as files/<rel>: a copy (in the kernel where it
+ * can), into the file that is there already if nothing else links to it. */
 static int link_output(fmf_control *c, const char *rel, const char *output_path)
 {
     char *path;
+    struct stat st;
     int r = 0;
 
     if (!output_path)
         return 0;
     if (asprintf(&path, "%s/%s", c->files_dir, rel) < 0)
         return -ENOMEM;
-    if (unlink(path) < 0 && errno != ENOENT) {
+    if (lstat(path, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_nlink > 1) && unlink(path) < 0)
         r = -errno;
-    } else if (link(output_path, path) < 0) {
-        /* Another file system, or links not allowed: copy instead. */
-        int in = open(output_path, O_RDONLY | O_CLOEXEC);
-        int out = in < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (in < 0 || out < 0) {
+    int in = r < 0 ? -1 : open(output_path, O_RDONLY | O_CLOEXEC);
+    int out = in < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (r == 0 && (in < 0 || out < 0))
+        r = -errno;
+    while (r == 0) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+        if (n > 0)
+            continue;
+        if (n == 0)
+            break;
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) {
             r = -errno;
-        } else {
-            char buf[65536];
-            for (;;) {
-                ssize_t n = read(in, buf, sizeof(buf));
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0) {
-                    r = n < 0 ? -errno : 0;
-                    break;
-                }
-                if ((r = write_all(out, buf, (size_t)n)) < 0)
-                    break;
-            }
+            break;
         }
-        if (in >= 0)
-            close(in);
-        if (out >= 0)
-            close(out);
+        /* Not between these files: by hand. */
+        char buf[65536];
+        for (;;) {
+            ssize_t k = read(in, buf, sizeof(buf));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) {
+                r = k < 0 ? -errno : 0;
+                break;
+            }
+            if ((r = write_all(out, buf, (size_t)k)) < 0)
+                break;
+        }
+        break;
     }
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out) < 0 && r == 0)
+        r = -errno;
     if (r < 0)
-        atx_error_set(r, "cannot link the test output to %s: %s", path, strerror(-r));
+        atx_error_set(r, "cannot copy the test output to %s: %s", path, strerror(-r));
     free(path);
     return r;
 }
@@ -1359,7 +1370,8 @@ int fmf_control_new(const char *attempt_dir, const fmf_control_hooks *hooks, fmf
         r = atx_error_set(-ENOMEM, "out of memory");
         goto fail;
     }
-    if ((r = mkdir_p(path)) < 0) {
+    /* The attempt's folder is usually there already. */
+    if (mkdir(path, 0755) < 0 && errno != EEXIST && (r = mkdir_p(path)) < 0) {
         r = atx_error_set(r, "cannot create %s: %s", path, strerror(-r));
         goto fail;
     }

@@ -93,8 +93,8 @@ typedef enum {
  *     partial's status, else `pass` for @p exit_code 0 and `fail` otherwise;
  *   - testout "output.txt" unless the partial has a testout or lists
  *     output.txt (if files/output.txt is taken, output-2.txt, output-3.txt...).
- * Every testout becomes a hard link to @p output_path (a copy if linking
- * fails; an empty file if @p output_path is NULL).
+ * Every testout becomes a copy of @p output_path (which the caller may
+ * rewrite for the next test; nothing if @p output_path is NULL).
  * @param exit_code  the test's exit code, or -1 if there is none.
  * @param end_note   what happened, for a non-EXITED @p end (may be NULL).
  * @return 0, or a negative code if writing the results failed (detail in

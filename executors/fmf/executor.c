@@ -50,7 +50,11 @@ typedef struct sysdata {
     char **envfiles;         /* per plan: TMT_PLAN_ENVIRONMENT_FILE, on the system */
     char **trees;            /* per plan: where its tree is on the system (NULL:
                                 the system shares this host's files) */
-    char *metadata;          /* on a remote system: where TMT_TEST_METADATA goes */
+    char *metadata;          /* where TMT_TEST_METADATA is, on the system (in its work
+                                folder: rewritten in place for each test) */
+    char *meta_local;        /* on a remote system: the file here it is copied from */
+    char *output;            /* here: a test's whole output, rewritten in place for
+                                each test (its files are copies) */
 } sysdata;
 
 typedef struct fmf_exec {
@@ -729,6 +733,12 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
     free(sd->envfiles);
     free(sd->trees);
     free(sd->metadata);
+    if (sd->meta_local)
+        unlink(sd->meta_local);
+    free(sd->meta_local);
+    if (sd->output)
+        unlink(sd->output);
+    free(sd->output);
     free(sd);
 }
 
@@ -868,8 +878,13 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
     }
     sd->sys = sys;
     bool remote = !atx_system_shares_host(sys);
-    if (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
-                   asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0)) {
+    const char *results = atx_plugin_ctx_results_dir(x->ctx);
+    if (asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0 ||
+        asprintf(&sd->output, "%s/.atx-%s.output", results ? results : "/tmp",
+                 atx_system_id(sys)) < 0 ||
+        (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
+                    asprintf(&sd->meta_local, "%s/.atx-%s-metadata.yaml", results ? results : "/tmp",
+                             atx_system_id(sys)) < 0))) {
         sysdata_free(x, sd);
         return atx_error_set(ATX_ENOMEM, "out of memory");
     }
@@ -1082,7 +1097,7 @@ static int fmf_run(void *state, atx_attempt *a)
     sysdata *sd = atx_attempt_system_state(a);
     json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *meta = NULL, *v;
     const char *rel, *dir = atx_attempt_dir(a, &rel);
-    char out_path[PATH_MAX + 16], meta_path[PATH_MAX + 16], note[1400] = "";
+    char note[1400] = "";
     attempt_io io = { .out_fd = -1, .exitcode = -1 };
     fmf_end_kind end = FMF_END_EXITED;
     const char *error_type = NULL;
@@ -1099,14 +1114,16 @@ static int fmf_run(void *state, atx_attempt *a)
     plan_info *plan = x->plans[pi];
     json_object_object_get_ex(spec, "metadata", &meta);
     atx_capture_init(&io.cap, OUTPUT_CAP, OUTPUT_CAP);
-    snprintf(out_path, sizeof(out_path), "%s.output", dir);
-    snprintf(meta_path, sizeof(meta_path), "%s.metadata.yaml", dir);
 
     fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
-    io.out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* The same file for every test on the system: a test's output costs
+     * no new file (on a file system without a journal, making and removing
+     * one per test is what costs most), only the copies its results keep. */
+    io.out_fd = open(sd->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     /* JSON is YAML: the resolved metadata for TMT_TEST_METADATA. */
+    const char *meta_path = sd->meta_local ? sd->meta_local : sd->metadata;
     FILE *mf = fopen(meta_path, "we");
     if (io.out_fd < 0 || !mf) {
         if (mf)
@@ -1164,7 +1181,7 @@ static int fmf_run(void *state, atx_attempt *a)
         snprintf(cwd, sizeof(cwd), "%s%s", sd->trees[pi], dir_host + tlen);
     else
         snprintf(cwd, sizeof(cwd), "%s", dir_host);
-    if (sd->metadata && atx_system_copy_in(sys, meta_path, sd->metadata) < 0) {
+    if (sd->meta_local && atx_system_copy_in(sys, sd->meta_local, sd->metadata) < 0) {
         free(script);
         r = atx_system_lost(sys) ? ATX_ELOST : ATX_EINFRA;
         snprintf(note, sizeof(note), "cannot put the test's metadata on %s: %s",
@@ -1182,7 +1199,7 @@ static int fmf_run(void *state, atx_attempt *a)
         atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
         atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
         env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
-                       sd->metadata ? sd->metadata : meta_path, atx_attempt_number(a), reboots);
+                       sd->metadata, atx_attempt_number(a), reboots);
         so.argv = argv;
         so.env = (const char *const *)env;
         so.cwd = cwd;
@@ -1238,7 +1255,7 @@ static int fmf_run(void *state, atx_attempt *a)
         exit_code = io.exitcode;
 
 finish:;
-    int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, out_path);
+    int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, sd->output);
     int64_t duration = atx_now_ns() - t0;
     if (fr < 0 && r == 0)
         r = fr;
@@ -1257,8 +1274,6 @@ finish:;
 out:
     if (io.out_fd >= 0)
         close(io.out_fd);
-    unlink(out_path); /* testout and fallback files are hard links to it */
-    unlink(meta_path);
     fmf_control_free(io.control);
     atx_capture_release(&io.cap);
     strv_free(env);

@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <libxml/parser.h>
 #include <limits.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int atx_init(void)
 {
@@ -148,10 +151,30 @@ int atx_strdup_into(char **dst, const char *src)
     return 0;
 }
 
+/* mkdir, making missing parents from the deepest one that exists down:
+ * a new folder below an existing one costs one call, not one per part. */
+static int mkdir_up(char *buf)
+{
+    if (mkdir(buf, 0755) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return -ENOENT;
+    *slash = '\0';
+    int r = mkdir_up(buf);
+    *slash = '/';
+    if (r < 0)
+        return r;
+    return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
 int atx_mkdir_p(const char *path)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
+    struct stat st;
 
     if (n == 0 || n >= sizeof(buf))
         return atx_error_set(ATX_EINVAL, "bad directory path '%s'", path);
@@ -159,22 +182,56 @@ int atx_mkdir_p(const char *path)
     if (mkdir(path, 0755) == 0)
         return 0;
     memcpy(buf, path, n + 1);
-    for (char *p = buf + 1; ; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
-                int e = errno;
-                return atx_error_set(-e, "cannot create directory %s: %s", buf, strerror(e));
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    struct stat st;
+    while (n > 1 && buf[n - 1] == '/')
+        buf[--n] = '\0';
+    int r = mkdir_up(buf);
+    if (r < 0)
+        return atx_error_set(r, "cannot create directory %s: %s", path, strerror(-r));
     if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
         return atx_error_set(-ENOTDIR, "%s is not a directory", path);
+    return 0;
+}
+
+static int empty_below(int dfd, int depth)
+{
+    DIR *d = fdopendir(dfd);
+    struct dirent *de;
+    int r = 0;
+
+    if (!d) {
+        close(dfd);
+        return -errno;
+    }
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            continue;
+        if (errno != EISDIR && errno != EPERM) {
+            r = r ? r : -errno;
+            continue;
+        }
+        int sub = depth < 256 ? openat(dirfd(d), de->d_name,
+                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                              : -1;
+        int k = sub < 0 ? -errno : empty_below(sub, depth + 1);
+        if (k == 0 && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0)
+            k = -errno;
+        if (k < 0 && !r)
+            r = k;
+    }
+    closedir(d);
+    return r;
+}
+
+int atx_empty_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), r;
+
+    if (fd < 0 || (r = empty_below(fd, 0)) < 0) {
+        r = fd < 0 ? -errno : r;
+        return atx_error_set(r, "cannot empty %s: %s", path, strerror(-r));
+    }
     return 0;
 }
 

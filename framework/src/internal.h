@@ -39,6 +39,8 @@ ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
 
 /* mkdir -p with mode 0755. */
 ATX_INTERNAL int atx_mkdir_p(const char *path);
+/* Remove everything below a folder (links are removed, never followed). */
+ATX_INTERNAL int atx_empty_dir(const char *path);
 
 /* A NULL-terminated argv made from a JSON array of strings. */
 struct json_object;

@@ -137,12 +137,13 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
     r.fd[F_CTL] = atx_proc_control_fd(p);
     r.fd[F_WAIT] = atx_proc_wait_fd(p);
     r.fd[F_CANCEL] = o->cancel_fd;
+    /* Pipes and terminals: O_NONBLOCK is the only status flag they carry. */
     for (int i = F_OUT; i <= F_CTL; i++)
         if (r.fd[i] >= 0)
-            fcntl(r.fd[i], F_SETFL, fcntl(r.fd[i], F_GETFL) | O_NONBLOCK);
+            fcntl(r.fd[i], F_SETFL, O_NONBLOCK);
     if (r.fd[F_IN] >= 0) {
         if (o->input && o->input_len) {
-            fcntl(r.fd[F_IN], F_SETFL, fcntl(r.fd[F_IN], F_GETFL) | O_NONBLOCK);
+            fcntl(r.fd[F_IN], F_SETFL, O_NONBLOCK);
         } else {
             atx_proc_close_stdin(p);
             r.fd[F_IN] = -1;

@@ -29,6 +29,20 @@
 
 extern char **environ;
 
+/* vfork lends the child our memory until it execs, so it can leave its
+ * errno there (glibc's posix_spawn does the same). ThreadSanitizer turns
+ * vfork into fork: then a close-on-exec pipe carries it. */
+#if defined(__SANITIZE_THREAD__)
+#define VFORK_SHARES 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VFORK_SHARES 0
+#endif
+#endif
+#ifndef VFORK_SHARES
+#define VFORK_SHARES 1
+#endif
+
 /* ---- the pool of cgroups ---- */
 
 typedef struct cg_slot {
@@ -371,16 +385,77 @@ static char **candidates(const char *prog, const char *const *envp)
     return v;
 }
 
+/* Where programs were found: one execve for the next test, not one per PATH
+ * entry before the right one. Keyed by the program and the PATH it was
+ * searched in; an entry is used only while it is still executable. */
+#define PATH_CACHE 16
+static struct {
+    pthread_mutex_t mu;
+    struct {
+        char *key;          /* "prog\nPATH" */
+        char *path;
+    } e[PATH_CACHE];
+    unsigned next;
+} found = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static char *path_key(const char *prog, const char *const *envp)
+{
+    const char *path = "";
+    char *key;
+    for (const char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    return asprintf(&key, "%s\n%s", prog, path) < 0 ? NULL : key;
+}
+
+/* A remembered path for the program, as a one-entry candidate list. */
+static char **remembered(const char *key)
+{
+    char **v = NULL;
+    pthread_mutex_lock(&found.mu);
+    for (unsigned i = 0; i < PATH_CACHE && !v; i++) {
+        if (!found.e[i].key || strcmp(found.e[i].key, key) != 0)
+            continue;
+        size_t n = strlen(found.e[i].path);
+        if ((v = malloc(2 * sizeof(char *) + n + 1))) {
+            v[0] = memcpy((char *)(v + 2), found.e[i].path, n + 1);
+            v[1] = NULL;
+        }
+    }
+    pthread_mutex_unlock(&found.mu);
+    if (v && access(v[0], X_OK) < 0) {
+        free(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static void remember(char *key, const char *path)
+{
+    char *p = strdup(path);
+    if (!p)
+        return;
+    pthread_mutex_lock(&found.mu);
+    unsigned i = found.next++ % PATH_CACHE;
+    free(found.e[i].key);
+    free(found.e[i].path);
+    found.e[i].key = key;
+    found.e[i].path = p;
+    pthread_mutex_unlock(&found.mu);
+}
+
 /* What the child does, in its own words: only system calls. */
 typedef struct child_plan {
     char **paths;
+    volatile int *which;    /* the candidate exec'd (vfork shares our memory) */
     char *const *argv;
     char *const *envp;
     const char *cwd;
     const char *pty;        /* the terminal's path, or NULL */
     int fd[4];              /* what goes to 0, 1, 2, 3 (-1: /dev/null; 3: none) */
     int cg_fd;              /* cgroup.procs to join, or -1 */
-    int err_fd;             /* the close-on-exec pipe for errno */
+    int err_fd;             /* a close-on-exec pipe for errno, or -1: */
+    volatile int *err;      /* ... the parent's memory, which vfork shares */
 } child_plan;
 
 __attribute__((noreturn)) static void child_exec(const child_plan *c)
@@ -389,13 +464,18 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
     sigset_t none;
     int e = 0, fd[4];
 
-    /* Signals are blocked (the parent did it): reset every disposition,
-     * then unblock. A handler must never run in borrowed memory. */
+    /* Signals stay blocked (the parent blocked them) until just before
+     * exec, and the child leaves atx's session first: no handler runs in
+     * borrowed memory, and exec resets handled signals. Ignored ones would
+     * stay ignored in the test: those a test's tools rely on go back to
+     * their defaults (one call each, not one per signal there is). */
+    static const int reset[] = { SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM,
+                                 SIGUSR1, SIGUSR2, SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU,
+                                 SIGXFSZ, SIGXCPU };
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL);
+    for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
+        sigaction(reset[i], &dfl, NULL);
     if (c->cg_fd >= 0 && cg_join(c->cg_fd) < 0)
         goto fail;
     if (setsid() < 0)
@@ -425,12 +505,12 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
             goto fail;
     /* Everything else goes: ours are close-on-exec, but a driver's may not be. */
     int first = c->fd[3] >= 0 ? 4 : 3;
-    if (syscall(SYS_close_range, first, c->err_fd - 1, 0) < 0 ||
-        syscall(SYS_close_range, c->err_fd + 1, ~0u, 0) < 0) {
-        for (int f = first; f < 1024; f++)
-            if (f != c->err_fd)
-                close(f);
-    }
+    bool closed = c->err_fd < 0 ? syscall(SYS_close_range, first, ~0u, 0) == 0
+                                 : syscall(SYS_close_range, first, c->err_fd - 1, 0) == 0 &&
+                                       syscall(SYS_close_range, c->err_fd + 1, ~0u, 0) == 0;
+    for (int f = first; !closed && f < 1024; f++)
+        if (f != c->err_fd)
+            close(f);
     if (c->cwd && chdir(c->cwd) < 0)
         goto fail;
     sigemptyset(&none);
@@ -438,6 +518,7 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
     /* execvp's order: the first path that runs; EACCES wins over ENOENT. */
     e = ENOENT;
     for (char **p = c->paths; *p; p++) {
+        *c->which = (int)(p - c->paths);
         execve(*p, c->argv, c->envp);
         if (errno == EACCES)
             e = EACCES;
@@ -449,7 +530,9 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
     errno = e;
 fail:
     e = errno;
-    if (write(c->err_fd, &e, sizeof(e)) < 0)
+    if (c->err_fd < 0)
+        *c->err = e ? e : EINVAL;
+    else if (write(c->err_fd, &e, sizeof(e)) < 0)
         e = 0;
     _exit(127);
 }
@@ -492,7 +575,12 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
     if (fl & ATX_SPAWN_PTY)
         fl |= ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_TO_STDOUT;
     envp = build_env(opts);
-    paths = envp ? candidates(opts->argv[0], envp) : NULL;
+    bool search = !strchr(opts->argv[0], '/');
+    char *key = search && envp ? path_key(opts->argv[0], (const char *const *)envp) : NULL;
+    if (key && !(paths = remembered(key)))
+        paths = candidates(opts->argv[0], envp);
+    else if (!search)
+        paths = envp ? candidates(opts->argv[0], envp) : NULL;
     lp = calloc(1, sizeof(*lp));
     if (!envp || !paths || !lp) {
         r = atx_error_oom();
@@ -518,14 +606,17 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
         goto fail;
     }
-    if (((fl & ATX_SPAWN_CONTROL) && pipe2(ctl, O_CLOEXEC) < 0) || pipe2(ep, O_CLOEXEC) < 0) {
+    if (((fl & ATX_SPAWN_CONTROL) && pipe2(ctl, O_CLOEXEC) < 0) ||
+        (!VFORK_SHARES && pipe2(ep, O_CLOEXEC) < 0)) {
         e = errno;
         r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
         goto fail;
     }
 
+    volatile int child_errno = 0, which = 0;
     child_plan plan = {
         .paths = paths,
+        .which = &which,
         .argv = (char *const *)opts->argv,
         .envp = (char *const *)envp,
         .cwd = opts->cwd,
@@ -534,6 +625,7 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
                 (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? outp[1] : errp[1], ctl[1] },
         .cg_fd = cg ? cg->g.procs_fd : -1,
         .err_fd = ep[1],
+        .err = &child_errno,
     };
     sigset_t all, old;
     sigfillset(&all);
@@ -545,14 +637,18 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         r = atx_error_set(-e, "cannot start %s: %s", opts->argv[0], strerror(e));
         goto fail;
     }
-    close(ep[1]);
-    ep[1] = -1;
-    ssize_t n;
-    int child_errno = 0;
-    do
-        n = read(ep[0], &child_errno, sizeof(child_errno));
-    while (n < 0 && errno == EINTR);
-    if (n == (ssize_t)sizeof(child_errno)) {
+    if (!VFORK_SHARES) {
+        int got = 0;
+        ssize_t n;
+        close(ep[1]);
+        ep[1] = -1;
+        do
+            n = read(ep[0], &got, sizeof(got));
+        while (n < 0 && errno == EINTR);
+        if (n == (ssize_t)sizeof(got))
+            child_errno = got;
+    }
+    if (child_errno) {
         kill(-pid, SIGKILL);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
@@ -563,6 +659,10 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         else
             r = atx_error_set(ATX_ESPAWN, "cannot run %s: %s", opts->argv[0], strerror(e));
         goto fail;
+    }
+    if (key && VFORK_SHARES && paths[1]) {
+        remember(key, paths[which]);
+        key = NULL;
     }
     lp->pid = pid;
     lp->cg = cg;
@@ -579,12 +679,6 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
     }
     fcntl(lp->pidfd, F_SETFD, FD_CLOEXEC);
     int stdout_fd = master >= 0 ? master : outp[0];
-    if (stdout_fd >= 0)
-        fcntl(stdout_fd, F_SETFL, O_NONBLOCK);
-    if (errp[0] >= 0)
-        fcntl(errp[0], F_SETFL, O_NONBLOCK);
-    if (ctl[0] >= 0)
-        fcntl(ctl[0], F_SETFL, O_NONBLOCK);
     atx_proc *p;
     int stdin_fd = in[1];
     if (master >= 0 && (fl & ATX_SPAWN_STDIN_PIPE))
@@ -609,6 +703,7 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         close(ctl[1]);
     free(envp);
     free(paths);
+    free(key);
     *out = p;
     return 0;
 
@@ -624,6 +719,7 @@ fail:
         pool_give(cg);
     free(envp);
     free(paths);
+    free(key);
     free(lp);
     return r;
 }
