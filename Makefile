@@ -62,11 +62,12 @@ test-asan: deps-test
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) -j $(JOBS) --output-on-failure
 
-# ThreadSanitizer over the threaded parts: the orchestrator's tests and the
-# end-to-end runs of the atx command.
+# ThreadSanitizer over the threaded parts: the orchestrator's tests, the
+# agent's connection (its pump thread), the process primitive, systems that
+# stop answering, and the end-to-end runs of the atx command.
 test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=thread \
-	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;fmfrun;bud;status" -DATX_EXAMPLES=ON
+	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;process;liveness;containment;fmfrun;bud;status" -DATX_EXAMPLES=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure
