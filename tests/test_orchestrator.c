@@ -571,6 +571,93 @@ static void max_running_caps_systems(void **state)
     assert_true(atomic_load(&p.most) >= 1 && atomic_load(&p.most) <= 2);
 }
 
+/* Per-system state: a version 2 executor's state for a system comes back
+ * with every attempt there and at its release; a version 1 executor (its
+ * vtable ends before prepare_system) keeps working with prepare/finish. */
+static struct {
+    int v1_prepared, v1_finished, v2_prepared, v2_released, v2_runs_with_state;
+} calls;
+static int pass_run(atx_attempt *a)
+{
+    atx_result *r;
+    atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r);
+    atx_result_set_status(r, ATX_STATUS_PASS);
+    return atx_attempt_emit(a, r);
+}
+static int v1_prepare(void *s, atx_system *sys) { (void)s, (void)sys; calls.v1_prepared++; return 0; }
+static void v1_finish(void *s, atx_system *sys) { (void)s, (void)sys; calls.v1_finished++; }
+static int v1_run(void *s, atx_attempt *a) { (void)s; return pass_run(a); }
+/* Exactly a version 1 vtable: the members up to finish. */
+static const struct {
+    unsigned version;
+    int (*create)(atx_plugin_ctx *, void **);
+    void (*destroy)(void *);
+    int (*check)(void *, const atx_test *);
+    int (*prepare)(void *, atx_system *);
+    int (*run)(void *, atx_attempt *);
+    int (*discover)(void *, const struct json_object *, const char *,
+                    int (*)(void *, atx_test *), void *);
+    void (*finish)(void *, atx_system *);
+} v1_vt = { 1, broken_create, broken_destroy, NULL, v1_prepare, v1_run, NULL, v1_finish };
+static const atx_plugin_descriptor v1_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "vone", "1", "a version 1 executor", &v1_vt,
+};
+static int v2_prepare(void *s, atx_system *sys, void **state)
+{
+    (void)s;
+    calls.v2_prepared++;
+    *state = strdup(atx_system_id(sys));
+    return 0;
+}
+static void v2_release(void *s, atx_system *sys, void *state)
+{
+    (void)s;
+    if (state && strcmp(state, atx_system_id(sys)) == 0)
+        calls.v2_released++;
+    free(state);
+}
+static int v2_run(void *s, atx_attempt *a)
+{
+    const char *st = atx_attempt_system_state(a);
+    (void)s;
+    if (st && strcmp(st, atx_system_id(atx_attempt_system(a))) == 0)
+        calls.v2_runs_with_state++;
+    return pass_run(a);
+}
+static const atx_executor_vtable v2_vt = {
+    .version = ATX_EXECUTOR_VTABLE_VERSION, .create = broken_create, .destroy = broken_destroy,
+    .run = v2_run, .prepare_system = v2_prepare, .release_system = v2_release,
+};
+static const atx_plugin_descriptor v2_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_EXECUTOR,
+    "vtwo", "1", "a version 2 executor", &v2_vt,
+};
+
+static void per_system_state(void **state)
+{
+    fx *f = *state;
+    atx_summary s;
+    memset(&calls, 0, sizeof(calls));
+    assert_int_equal(atx_run_add_builtin(f->run, &v1_plugin, NULL, NULL), 0);
+    assert_int_equal(atx_run_add_builtin(f->run, &v2_plugin, NULL, NULL), 0);
+    for (int i = 0; i < 6; i++) {
+        char name[32];
+        atx_test *t;
+        snprintf(name, sizeof(name), "/t%d", i);
+        assert_int_equal(atx_test_new(name, i % 2 ? "vone" : "vtwo", &t), 0);
+        assert_int_equal(atx_run_add_test(f->run, t), 0);
+    }
+    assert_int_equal(atx_run_add_provisioner(f->run, "local", "{\"slots\": 1}"), 0);
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(s.passed, 6);
+    assert_int_equal(calls.v1_prepared, 1);
+    assert_int_equal(calls.v1_finished, 1);
+    assert_int_equal(calls.v2_prepared, 1);
+    assert_int_equal(calls.v2_released, 1);
+    assert_int_equal(calls.v2_runs_with_state, 3);
+}
+
 /* A preparation that hangs is stopped at the prepare timeout: infra. */
 static int hang_prepare(void *s, atx_system *sys)
 {
@@ -668,6 +755,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(progress_has_eta, setup, teardown),
         cmocka_unit_test_setup_teardown(max_running_caps_systems, setup, teardown),
         cmocka_unit_test_setup_teardown(prepare_timeout_is_infra, setup, teardown),
+        cmocka_unit_test_setup_teardown(per_system_state, setup, teardown),
         cmocka_unit_test_setup_teardown(same_plugin_twice_unique_ids, setup, teardown),
     };
     atx_init();

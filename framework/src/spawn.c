@@ -29,19 +29,6 @@
 
 extern char **environ;
 
-/* vfork lends the child our memory until it execs, so it can leave its
- * errno there (glibc's posix_spawn does the same). ThreadSanitizer turns
- * vfork into fork: then a close-on-exec pipe carries it. */
-#if defined(__SANITIZE_THREAD__)
-#define VFORK_SHARES 0
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define VFORK_SHARES 0
-#endif
-#endif
-#ifndef VFORK_SHARES
-#define VFORK_SHARES 1
-#endif
 
 /* ---- the pool of cgroups ---- */
 
@@ -454,16 +441,22 @@ typedef struct child_plan {
     const char *pty;        /* the terminal's path, or NULL */
     int fd[4];              /* what goes to 0, 1, 2, 3 (-1: /dev/null; 3: none) */
     int cg_fd;              /* cgroup.procs to join, or -1 */
-    int err_fd;             /* a close-on-exec pipe for errno, or -1: */
-    volatile int *err;      /* ... the parent's memory, which vfork shares */
+    volatile int *err;      /* errno of a failed exec: vfork lends the child our
+                               memory until it execs (as glibc's posix_spawn) */
 } child_plan;
 
-__attribute__((noreturn)) static void child_exec(const child_plan *c)
-{
-    struct sigaction dfl;
-    sigset_t none;
-    int e = 0, fd[4];
+/*
+ * The child, in borrowed memory: raw system calls only (no libc function a
+ * sanitizer wraps, no instrumentation), so the same path runs in every
+ * build. Between vfork and exec it must not touch the parent's state.
+ */
+#define RAW __attribute__((noinline, no_sanitize("address", "thread", "undefined")))
 
+RAW __attribute__((noreturn)) static void child_exec(const child_plan *c)
+{
+    /* A kernel sigaction of all zeros is SIG_DFL, no flags, no mask. */
+    static const unsigned long dfl[8];
+    static const unsigned long none[2];
     /* Signals stay blocked (the parent blocked them) until just before
      * exec, and the child leaves atx's session first: no handler runs in
      * borrowed memory, and exec resets handled signals. Ignored ones would
@@ -472,54 +465,58 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
     static const int reset[] = { SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM,
                                  SIGUSR1, SIGUSR2, SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU,
                                  SIGXFSZ, SIGXCPU };
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
+    long e = 0;
+    int fd[4];
+
     for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
-        sigaction(reset[i], &dfl, NULL);
-    if (c->cg_fd >= 0 && cg_join(c->cg_fd) < 0)
+        syscall(SYS_rt_sigaction, reset[i], dfl, NULL, sizeof(long));
+    if (c->cg_fd >= 0 && syscall(SYS_write, c->cg_fd, "0", 1) != 1)
         goto fail;
-    if (setsid() < 0)
+    if (syscall(SYS_setsid) < 0)
         goto fail;
     /* Move what will be 0-3 out of their way first. */
     for (int i = 0; i < 4; i++) {
         fd[i] = c->fd[i];
-        if (fd[i] >= 0 && fd[i] <= 3 && (fd[i] = fcntl(fd[i], F_DUPFD_CLOEXEC, 4)) < 0)
+        if (fd[i] >= 0 && fd[i] <= 3 &&
+            (fd[i] = (int)syscall(SYS_fcntl, fd[i], F_DUPFD_CLOEXEC, 4)) < 0)
             goto fail;
     }
     if (c->pty) {
-        int t = open(c->pty, O_RDWR);
-        if (t < 0 || ioctl(t, TIOCSCTTY, 0) < 0)
+        int t = (int)syscall(SYS_openat, AT_FDCWD, c->pty, O_RDWR);
+        if (t < 0 || syscall(SYS_ioctl, t, TIOCSCTTY, 0) < 0 ||
+            (t <= 3 && (t = (int)syscall(SYS_fcntl, t, F_DUPFD_CLOEXEC, 4)) < 0))
             goto fail;
         fd[0] = fd[1] = fd[2] = t;
     } else {
         int devnull = -1;
         for (int i = 0; i < 3; i++)
             if (fd[i] < 0) {
-                if (devnull < 0 && (devnull = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+                if (devnull < 0 &&
+                    ((devnull = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null",
+                                             O_RDWR | O_CLOEXEC)) < 0 ||
+                     (devnull <= 3 &&
+                      (devnull = (int)syscall(SYS_fcntl, devnull, F_DUPFD_CLOEXEC, 4)) < 0)))
                     goto fail;
                 fd[i] = devnull;
             }
     }
+    /* Every source is above 3 now: no target overwrites another's source. */
     for (int i = 0; i < 4; i++)
-        if (fd[i] >= 0 && dup2(fd[i], i) < 0)
+        if (fd[i] >= 0 && syscall(SYS_dup3, fd[i], i, 0) < 0)
             goto fail;
     /* Everything else goes: ours are close-on-exec, but a driver's may not be. */
     int first = c->fd[3] >= 0 ? 4 : 3;
-    bool closed = c->err_fd < 0 ? syscall(SYS_close_range, first, ~0u, 0) == 0
-                                 : syscall(SYS_close_range, first, c->err_fd - 1, 0) == 0 &&
-                                       syscall(SYS_close_range, c->err_fd + 1, ~0u, 0) == 0;
-    for (int f = first; !closed && f < 1024; f++)
-        if (f != c->err_fd)
-            close(f);
-    if (c->cwd && chdir(c->cwd) < 0)
+    if (syscall(SYS_close_range, first, ~0u, 0) < 0)
+        for (int f = first; f < 1024; f++)
+            syscall(SYS_close, f);
+    if (c->cwd && syscall(SYS_chdir, c->cwd) < 0)
         goto fail;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, sizeof(long));
     /* execvp's order: the first path that runs; EACCES wins over ENOENT. */
     e = ENOENT;
     for (char **p = c->paths; *p; p++) {
         *c->which = (int)(p - c->paths);
-        execve(*p, c->argv, c->envp);
+        syscall(SYS_execve, *p, c->argv, c->envp);
         if (errno == EACCES)
             e = EACCES;
         else if (errno != ENOENT && errno != ENOTDIR)
@@ -527,21 +524,26 @@ __attribute__((noreturn)) static void child_exec(const child_plan *c)
         if (e != ENOENT && e != EACCES)
             break;
     }
-    errno = e;
+    *c->err = (int)e;
+    syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
 fail:
     e = errno;
-    if (c->err_fd < 0)
-        *c->err = e ? e : EINVAL;
-    else if (write(c->err_fd, &e, sizeof(e)) < 0)
-        e = 0;
-    _exit(127);
+    *c->err = e ? (int)e : EINVAL;
+    syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
 }
+
+/* glibc's vfork by its own name: sanitizers wrap `vfork` (ThreadSanitizer
+ * turns it into a fork, which copies its whole shadow memory for every
+ * test), but the child here never runs their code anyway. */
+extern pid_t __vfork(void) __attribute__((returns_twice));
 
 /* vfork in a frame of its own: the caller's variables are not the child's
  * to clobber (the child never returns here). */
-__attribute__((noinline)) static pid_t start_child(const child_plan *plan)
+RAW static pid_t start_child(const child_plan *plan)
 {
-    pid_t pid = vfork();
+    pid_t pid = __vfork();
     if (pid == 0)
         child_exec(plan);
     return pid;
@@ -559,7 +561,7 @@ static void close_pair(int p[2])
 int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
 {
     int in[2] = { -1, -1 }, outp[2] = { -1, -1 }, errp[2] = { -1, -1 };
-    int ctl[2] = { -1, -1 }, ep[2] = { -1, -1 }, master = -1;
+    int ctl[2] = { -1, -1 }, master = -1;
     char pty[128];
     const char **envp = NULL;
     char **paths = NULL;
@@ -606,8 +608,7 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
         goto fail;
     }
-    if (((fl & ATX_SPAWN_CONTROL) && pipe2(ctl, O_CLOEXEC) < 0) ||
-        (!VFORK_SHARES && pipe2(ep, O_CLOEXEC) < 0)) {
+    if ((fl & ATX_SPAWN_CONTROL) && pipe2(ctl, O_CLOEXEC) < 0) {
         e = errno;
         r = atx_error_set(-e, "cannot make pipes: %s", strerror(e));
         goto fail;
@@ -624,7 +625,6 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
         .fd = { in[0], outp[1],
                 (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? outp[1] : errp[1], ctl[1] },
         .cg_fd = cg ? cg->g.procs_fd : -1,
-        .err_fd = ep[1],
         .err = &child_errno,
     };
     sigset_t all, old;
@@ -636,17 +636,6 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
     if (pid < 0) {
         r = atx_error_set(-e, "cannot start %s: %s", opts->argv[0], strerror(e));
         goto fail;
-    }
-    if (!VFORK_SHARES) {
-        int got = 0;
-        ssize_t n;
-        close(ep[1]);
-        ep[1] = -1;
-        do
-            n = read(ep[0], &got, sizeof(got));
-        while (n < 0 && errno == EINTR);
-        if (n == (ssize_t)sizeof(got))
-            child_errno = got;
     }
     if (child_errno) {
         kill(-pid, SIGKILL);
@@ -660,7 +649,7 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
             r = atx_error_set(ATX_ESPAWN, "cannot run %s: %s", opts->argv[0], strerror(e));
         goto fail;
     }
-    if (key && VFORK_SHARES && paths[1]) {
+    if (key && paths[1]) {
         remember(key, paths[which]);
         key = NULL;
     }
@@ -692,7 +681,6 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
     }
     if (ctl[0] >= 0)
         atx_proc_attach_control(p, ctl[0]);
-    close_pair(ep);
     if (in[0] >= 0)
         close(in[0]);
     if (outp[1] >= 0)
@@ -712,7 +700,6 @@ fail:
     close_pair(outp);
     close_pair(errp);
     close_pair(ctl);
-    close_pair(ep);
     if (master >= 0)
         close(master);
     if (cg)
