@@ -32,7 +32,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char marker[64], sleeper[128], scratch[128];
+#include "marker.h"
+
+static char scratch[128];
 
 static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 {
@@ -41,20 +43,6 @@ static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 }
 static const atx_system_ops host_ops = { ATX_SYSTEM_OPS_VERSION, host_spawn, NULL, NULL, NULL,
                                          ATX_SYSTEM_HOST_FS };
-
-static int alive_markers(void)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "ps -eo stat=,args= | grep -v '^Z' | grep -c '[%c]%s'",
-             marker[0], marker + 1);
-    FILE *f = popen(cmd, "r");
-    int n = 0;
-    assert_non_null(f);
-    if (fscanf(f, "%d", &n) != 1)
-        n = 0;
-    pclose(f);
-    return n;
-}
 
 /* The agent this process started (its child named atx-agent). */
 static pid_t agent_pid(void)
@@ -97,12 +85,10 @@ static atx_system *start(int64_t interval_ms, int64_t timeout_ms)
 
 static int setup(void **state)
 {
-    snprintf(marker, sizeof(marker), "atx-agent-test-%d", getpid());
-    snprintf(sleeper, sizeof(sleeper), "/tmp/%s", marker);
+    marker_make("agent-test");
     snprintf(scratch, sizeof(scratch), "/tmp/%s.d", marker);
     char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp \"$(command -v sleep)\" %s && rm -rf %s && mkdir -p %s",
-             sleeper, scratch, scratch);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s", scratch, scratch);
     assert_int_equal(system(cmd), 0);
     *state = start(5000, 30000);
     return 0;
@@ -111,7 +97,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     atx_system_free(*state);
-    int left = alive_markers();
+    int left = marker_alive();
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s %s", sleeper, scratch);
     assert_int_equal(system(cmd), 0);
@@ -125,14 +111,6 @@ typedef struct ran {
     int rc;
     int64_t ms;
 } ran;
-
-static char *text(const atx_capture *c)
-{
-    char *t;
-    size_t n;
-    assert_int_equal(atx_capture_collect(c, &t, &n), 0);
-    return t;
-}
 
 static void ran_release(ran *r)
 {
@@ -182,19 +160,19 @@ static void streams_stdin_exit(void **state)
     assert_int_equal(r.res.exit.code, 7);
     assert_int_equal(r.cap[0].total, 8 + 5000000);
     assert_memory_equal(r.cap[0].head, "3000000\n", 8);
-    char *err = text(&r.cap[1]);
+    char *err = capture_text(&r.cap[1]);
     assert_string_equal(err, "to-err\n");
     free(err);
     free(in);
     ran_release(&r);
     /* Merged, and on a pseudo-terminal. */
     sh(*state, &r, "echo one; echo two >&2", ATX_SPAWN_STDERR_TO_STDOUT, NULL, 0);
-    char *out = text(&r.cap[0]);
+    char *out = capture_text(&r.cap[0]);
     assert_string_equal(out, "one\ntwo\n");
     free(out);
     ran_release(&r);
     sh(*state, &r, "[ -t 0 ] && [ -t 1 ] && echo tty", ATX_SPAWN_PTY, NULL, 0);
-    out = text(&r.cap[0]);
+    out = capture_text(&r.cap[0]);
     assert_non_null(strstr(out, "tty"));
     free(out);
     ran_release(&r);
@@ -270,7 +248,7 @@ static void agent_enforces_deadline(void **state)
     assert_false(ex.exited);
     assert_true(ms >= 550 && ms < 5000);
     atx_proc_free(p);
-    assert_int_equal(alive_markers(), 0);
+    assert_int_equal(marker_alive(), 0);
 }
 
 static void exit_beats_deadline(void **state)
@@ -339,7 +317,7 @@ static void contains(atx_system *sys)
         sh(sys, &r, script, 0, &o, deadline);
         assert_int_equal(r.rc, 0);
         assert_int_equal(r.res.exit.timed_out, i == 2);
-        assert_int_equal(alive_markers(), 0);
+        assert_int_equal(marker_alive(), 0);
         ran_release(&r);
     }
 }
@@ -387,7 +365,7 @@ static void copies(void **state)
     assert_int_equal(atx_system_copy_in(sys, src, "tree"), 0);
     sh(sys, &r, "cd tree && ./run.sh && stat -c '%n %a' run.sh sub/secret sub/deeper "
                 "sub/deeper/same empty && readlink sub/link", 0, NULL, 0);
-    char *out = text(&r.cap[0]);
+    char *out = capture_text(&r.cap[0]);
     assert_string_equal(out, "ran\nrun.sh 750\nsub/secret 600\nsub/deeper 755\n"
                              "sub/deeper/same 644\nempty 755\nsecret\n");
     free(out);
@@ -400,7 +378,7 @@ static void copies(void **state)
     put_text(path, "changed secret\n", 0600);
     assert_int_equal(atx_system_copy_in(sys, src, "tree"), 0);
     sh(sys, &r, "cat tree/sub/deeper/same tree/sub/secret", 0, NULL, 0);
-    out = text(&r.cap[0]);
+    out = capture_text(&r.cap[0]);
     assert_string_equal(out, "SAME SIZE\nchanged secret\n");
     free(out);
     ran_release(&r);
@@ -455,7 +433,7 @@ static void frozen_agent_is_lost(void **state)
     atx_proc_free(p);
     assert_int_equal(atx_system_spawn(sys, &so, &p), ATX_ELOST);
     atx_system_free(sys); /* reaps the frozen agent and its test */
-    assert_int_equal(alive_markers(), 0);
+    assert_int_equal(marker_alive(), 0);
     assert_true(kill(agent, 0) < 0);
 }
 

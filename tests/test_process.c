@@ -27,17 +27,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static char marker[64];   /* a copy of sleep with a unique name */
-static char sleeper[128];
+#include "marker.h"
 
 static int setup_all(void **state)
 {
     (void)state;
-    snprintf(marker, sizeof(marker), "atx-process-test-%d", getpid());
-    snprintf(sleeper, sizeof(sleeper), "/tmp/%s", marker);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "cp \"$(command -v sleep)\" %s", sleeper);
-    assert_int_equal(system(cmd), 0);
+    marker_make("process-test");
     return 0;
 }
 
@@ -46,21 +41,6 @@ static int teardown_all(void **state)
     (void)state;
     unlink(sleeper);
     return 0;
-}
-
-/* How many processes of the marker are alive (zombies not counted). */
-static int alive(void)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "ps -eo stat=,args= | grep -v '^Z' | grep -c '[%c]%s'",
-             marker[0], marker + 1);
-    FILE *f = popen(cmd, "r");
-    int n = 0;
-    assert_non_null(f);
-    if (fscanf(f, "%d", &n) != 1)
-        n = 0;
-    pclose(f);
-    return n;
 }
 
 typedef struct run {
@@ -74,14 +54,6 @@ static void run_release(run *r)
 {
     atx_capture_release(&r->cap[0]);
     atx_capture_release(&r->cap[1]);
-}
-
-static char *text(const atx_capture *c)
-{
-    char *t;
-    size_t n;
-    assert_int_equal(atx_capture_collect(c, &t, &n), 0);
-    return t;
 }
 
 /* sh -c SCRIPT with SLEEPER set, through atx_proc_run_spawn. */
@@ -126,7 +98,7 @@ static void streams_and_input(void **state)
     assert_int_equal(r.rc, 0);
     assert_true(r.res.exit.exited);
     assert_int_equal(r.res.exit.code, 3);
-    char *out = text(&r.cap[0]), *err = text(&r.cap[1]);
+    char *out = capture_text(&r.cap[0]), *err = capture_text(&r.cap[1]);
     assert_string_equal(out, "1048576\n");
     assert_string_equal(err, "to-err\n");
     free(out);
@@ -177,7 +149,7 @@ static void control_channel_and_ticks(void **state)
     assert_int_equal(s.nctl, 11);
     assert_memory_equal(s.ctl, "result 2\n{}", 11);
     assert_true(s.ticks >= 3);
-    char *out = text(&r.cap[0]);
+    char *out = capture_text(&r.cap[0]);
     assert_string_equal(out, "out\n");
     free(out);
     run_release(&r);
@@ -199,7 +171,7 @@ static void pseudo_terminal(void **state)
     run r;
     sh(&r, "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo tty; echo err >&2", ATX_SPAWN_PTY, NULL);
     assert_int_equal(r.rc, 0);
-    char *out = text(&r.cap[0]);
+    char *out = capture_text(&r.cap[0]);
     assert_non_null(strstr(out, "tty"));
     assert_non_null(strstr(out, "err"));
     free(out);
@@ -220,7 +192,7 @@ static void deadline_term_then_kill(void **state)
     assert_false(r.res.exit.exited);
     assert_int_equal(r.res.exit.signal, SIGKILL);
     assert_true(r.took_ms >= 550 && r.took_ms < 3000);
-    assert_int_equal(alive(), 0);
+    assert_int_equal(marker_alive(), 0);
     run_release(&r);
 }
 
@@ -240,7 +212,7 @@ static void deadline_moves(void **state)
     assert_int_equal(r.rc, 0);
     assert_false(r.res.exit.timed_out);
     assert_int_equal(r.res.exit.code, 0);
-    char *out = text(&r.cap[0]);
+    char *out = capture_text(&r.cap[0]);
     assert_string_equal(out, "done\n");
     free(out);
     run_release(&r);
@@ -300,7 +272,7 @@ static void cancel_and_hurry(void **state)
     assert_true(r.res.interrupted);
     assert_int_equal(r.res.exit.signal, SIGKILL);
     assert_true(r.took_ms < 2000);
-    assert_int_equal(alive(), 0);
+    assert_int_equal(marker_alive(), 0);
     run_release(&r);
     close(cancel);
 }
@@ -325,7 +297,7 @@ static void containment(void **state)
         sh(&r, script, ATX_SPAWN_CONTAIN, &o);
         assert_int_equal(r.rc, 0);
         assert_int_equal(r.res.exit.timed_out, i == 2);
-        assert_int_equal(alive(), 0);
+        assert_int_equal(marker_alive(), 0);
         run_release(&r);
     }
 }
@@ -340,7 +312,7 @@ static void bounded_drain(void **state)
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.res.exit.code, 0);
     assert_true(r.took_ms < 3000);
-    assert_int_equal(alive(), 0);
+    assert_int_equal(marker_alive(), 0);
     run_release(&r);
 }
 

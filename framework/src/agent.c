@@ -759,7 +759,6 @@ void agent_conn_free(agent_conn *c, bool quick)
 }
 
 long agent_conn_pid(const agent_conn *c) { return c->pid; }
-bool agent_conn_cgroups(const agent_conn *c) { return (c->features & AGENT_FEATURE_CGROUP) != 0; }
 
 bool agent_conn_lost(agent_conn *c, char *why, size_t len)
 {

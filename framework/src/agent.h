@@ -46,8 +46,6 @@ ATX_INTERNAL void agent_conn_free(agent_conn *c, bool quick);
 
 /** The agent's pid on its system (from its hello). */
 ATX_INTERNAL long agent_conn_pid(const agent_conn *c);
-/** Whether its tests run in cgroups of their own. */
-ATX_INTERNAL bool agent_conn_cgroups(const agent_conn *c);
 /** Whether the system was lost; @p why (may be NULL) gets the reason. */
 ATX_INTERNAL bool agent_conn_lost(agent_conn *c, char *why, size_t len);
 /** Declare the system lost now (a hurried run that gives up on it). */

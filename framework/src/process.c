@@ -115,6 +115,19 @@ static void feed(runner *r)
     r->fd[F_IN] = -1;
 }
 
+/* Whether it has ended (reaped now if so); an ended system counts. */
+static bool check_end(runner *r, atx_exit *ex, int64_t now, int64_t drain, int *rc)
+{
+    int w = atx_proc_wait(r->p, 0, ex);
+    if (w != 0 && w != ATX_ELOST)
+        return false;
+    r->exited = true;
+    r->drain_until = now + drain;
+    if (w == ATX_ELOST)
+        *rc = w;
+    return true;
+}
+
 static bool outputs_open(const runner *r)
 {
     return r->fd[F_OUT] >= 0 || r->fd[F_ERR] >= 0 || r->fd[F_CTL] >= 0;
@@ -208,15 +221,8 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
                 else if (!r.killed)
                     term_now(&r, now);
             }
-            if (slot[F_WAIT] >= 0 && pfd[slot[F_WAIT]].revents) {
-                int w = atx_proc_wait(p, 0, &ex);
-                if (w == 0 || w == ATX_ELOST) {
-                    r.exited = true;
-                    r.drain_until = now + drain;
-                    if (w == ATX_ELOST)
-                        rc = w;
-                }
-            }
+            if (slot[F_WAIT] >= 0 && pfd[slot[F_WAIT]].revents)
+                check_end(&r, &ex, now, drain, &rc);
         }
         if (!r.exited) {
             if (res->interrupted && !r.killed && hurried(&r))
@@ -229,13 +235,7 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
             }
             if (r.deadline && !r.timed_out && !res->interrupted && now >= r.deadline) {
                 /* Ended just now? Then its exit status decides, not the clock. */
-                int w = atx_proc_wait(p, 0, &ex);
-                if (w == 0 || w == ATX_ELOST) {
-                    r.exited = true;
-                    r.drain_until = now + drain;
-                    if (w == ATX_ELOST)
-                        rc = w;
-                } else if (!r.killed) {
+                if (!check_end(&r, &ex, now, drain, &rc) && !r.killed) {
                     r.timed_out = true;
                     term_now(&r, now);
                 }
