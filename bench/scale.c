@@ -34,7 +34,9 @@ static int null_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
     (void)impl, (void)o, (void)out;
     return atx_error_set(ATX_EUNSUPPORTED, "bench systems run nothing");
 }
-static const atx_system_ops null_ops = { ATX_SYSTEM_OPS_VERSION, null_spawn, NULL, NULL, NULL, 0 };
+/* Contained: there is nothing to contain, so no agent is started on them. */
+static const atx_system_ops null_ops = { ATX_SYSTEM_OPS_VERSION, null_spawn, NULL, NULL, NULL,
+                                         ATX_SYSTEM_CONTAINED };
 
 static int np_create(atx_plugin_ctx *ctx, void **state)
 {

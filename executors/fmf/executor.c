@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
@@ -716,6 +717,25 @@ static int install(sysdata *sd, const char *const *pkgs, size_t n, bool required
     return 0;
 }
 
+/* Write @p text and a newline over a file's content, from the start, and
+ * cut it there: its blocks are reused (no truncation to nothing first). */
+static int rewrite_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    size_t len = strlen(text);
+    int r = 0;
+
+    if (fd < 0)
+        return -errno;
+    struct iovec iov[2] = { { (void *)text, len }, { "\n", 1 } };
+    ssize_t n = pwritev(fd, iov, 2, 0);
+    if (n != (ssize_t)len + 1 || ftruncate(fd, (off_t)len + 1) < 0)
+        r = n < 0 ? -errno : -EIO;
+    if (close(fd) < 0 && !r)
+        r = -errno;
+    return r;
+}
+
 /* ---- per-system data ---- */
 
 static void sysdata_free(fmf_exec *x, sysdata *sd)
@@ -948,6 +968,7 @@ static void fmf_finish(void *state, atx_system *sys, void *sys_state)
 typedef struct attempt_io {
     fmf_control *control;
     int out_fd;              /* the whole merged output */
+    uint64_t written;        /* ... this much of it */
     atx_capture cap;         /* head and tail for the result */
     int64_t deadline;
     int64_t saved_at;        /* duration save/restore */
@@ -963,13 +984,14 @@ static int on_output(void *ud, int stream, const char *data, size_t len)
     (void)stream;
     atx_capture_append(&io->cap, data, len);
     while (len) {
-        ssize_t n = write(io->out_fd, data, len);
+        ssize_t n = pwrite(io->out_fd, data, len, (off_t)io->written);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break; /* a full disk loses output, not the result */
         data += n;
         len -= (size_t)n;
+        io->written += (uint64_t)n;
     }
     return 0;
 }
@@ -1121,19 +1143,16 @@ static int fmf_run(void *state, atx_attempt *a)
     /* The same file for every test on the system: a test's output costs
      * no new file (on a file system without a journal, making and removing
      * one per test is what costs most), only the copies its results keep. */
-    io.out_fd = open(sd->output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* Written over from the start and cut to its length at the end: the
+     * file's blocks are reused rather than freed and taken again. */
+    io.out_fd = open(sd->output, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     /* JSON is YAML: the resolved metadata for TMT_TEST_METADATA. */
     const char *meta_path = sd->meta_local ? sd->meta_local : sd->metadata;
-    FILE *mf = fopen(meta_path, "we");
-    if (io.out_fd < 0 || !mf) {
-        if (mf)
-            fclose(mf);
+    if (io.out_fd < 0 ||
+        rewrite_file(meta_path, json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY)) < 0) {
         r = atx_error_set(ATX_EINFRA, "fmf: cannot write in %s: %s", dir, strerror(errno));
         goto out;
     }
-    fputs(json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY), mf);
-    fputc('\n', mf);
-    fclose(mf);
 
     /* Requirements first: a package that cannot be installed is infra. */
     static const char *const kinds[2] = { "require", "recommend" };
@@ -1255,6 +1274,9 @@ static int fmf_run(void *state, atx_attempt *a)
         exit_code = io.exitcode;
 
 finish:;
+    /* The output file holds this test's output and no more. */
+    if (io.out_fd >= 0 && ftruncate(io.out_fd, (off_t)io.written) < 0)
+        atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot cut %s: %s", sd->output, strerror(errno));
     int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, sd->output);
     int64_t duration = atx_now_ns() - t0;
     if (fr < 0 && r == 0)
