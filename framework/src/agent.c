@@ -87,6 +87,7 @@ struct agent_conn {
     int64_t paused_at;
     size_t pending_total;
     bool lost, notify_lost;
+    bool closing;           /* QUIT sent: its end is not a loss */
     char why[512];
     int64_t hurry_at;       /* when the hurry gives up on owed answers (0: none) */
     bool hello;
@@ -424,6 +425,8 @@ static void take_in(agent_conn *c)
         snprintf(why, sizeof(why), "lost its agent: the connection ended (%s)",
                  n == 0 ? "end of stream" : strerror(errno));
         lose(c, why);
+        if (c->closing)
+            c->notify_lost = false; /* we said goodbye: it went */
         return;
     }
     c->in_len += (size_t)n;
@@ -539,7 +542,7 @@ static void *pump_main(void *arg)
         }
         /* Liveness: the next ping, or the answer's deadline. */
         int64_t now = atx_now_ns(), at = 0;
-        if (!c->lost && !c->paused && c->hello)
+        if (!c->lost && !c->paused && c->hello && !c->closing)
             at = c->ping_sent_at ? c->last_rx_at + c->lv.timeout_ns
                                  : c->last_ping_at + c->lv.interval_ns;
         if (!c->lost && c->hurry_at > 0 && (!at || c->hurry_at < at))
@@ -605,7 +608,7 @@ static void *pump_main(void *arg)
                 lose(c, "was given up on: the run was cancelled a second time and it did not "
                         "answer in time");
         }
-        if (!c->lost && !c->paused && c->hello) {
+        if (!c->lost && !c->paused && c->hello && !c->closing) {
             /* Lost: a ping waits for its answer, and nothing at all came
              * from the agent for the liveness timeout (it answers a ping
              * every interval while it is there). */
@@ -707,6 +710,7 @@ void agent_conn_free(agent_conn *c, bool quick)
         return;
     pthread_mutex_lock(&c->mu);
     bool lost = c->lost;
+    c->closing = true;
     if (!lost)
         queue(c, AGENT_QUIT, 0, NULL, 0, NULL, 0);
     pthread_mutex_unlock(&c->mu);
@@ -1061,7 +1065,7 @@ int agent_conn_spawn(agent_conn *c, const atx_spawn_opts *o, atx_proc **out)
     wake(c); /* it may read stdin now */
     atx_proc *ap;
     r = atx_proc_new(&agent_proc_ops, p, in[1], so[0],
-                     (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? so[0] : se[0], p->wait_fd, &ap);
+                     (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? -1 : se[0], p->wait_fd, &ap);
     if (r < 0) {
         ap_free(p);
         p = NULL;

@@ -673,7 +673,7 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
     if (master >= 0 && (fl & ATX_SPAWN_STDIN_PIPE))
         stdin_fd = fcntl(master, F_DUPFD_CLOEXEC, 3);
     r = atx_proc_new(&local_proc_ops, lp, stdin_fd, stdout_fd,
-                     (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? stdout_fd : errp[0], lp->pidfd, &p);
+                     (fl & ATX_SPAWN_STDERR_TO_STDOUT) ? -1 : errp[0], lp->pidfd, &p);
     if (r < 0) {
         local_free(lp);
         lp = NULL;

@@ -111,6 +111,7 @@ ATX_API int atx_system_lost(atx_system *sys);
 ATX_API int atx_proc_stdin_fd(atx_proc *p);
 /** Pollable read fd for stdout (and stderr when merged), or -1. */
 ATX_API int atx_proc_stdout_fd(atx_proc *p);
+/** Pollable read fd for stderr, or -1 (also when merged into stdout). */
 ATX_API int atx_proc_stderr_fd(atx_proc *p);
 /** Close the stdin pipe (end of input). */
 ATX_API void atx_proc_close_stdin(atx_proc *p);
