@@ -15,7 +15,7 @@ BUILD_PKGS = cmake make gcc libc6-dev pkg-config libjson-c-dev libxml2-dev libya
              libssh-dev libcmocka-dev libsqlite3-dev libcurl4-openssl-dev
 TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev \
              openssh-server openssh-client podman runc busybox-static sqlite3 \
-             chromium python3-pytest python3-jsonschema
+             chromium python3-pytest python3-jsonschema iproute2 procps
 
 .PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test clean
 

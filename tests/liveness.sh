@@ -96,8 +96,22 @@ print("attempt 2:", second["system"]["id"], second["status"])
 PY
 }
 
-frozen_case ssh '{"plugin": "ssh", "pool": "'"$T/pool.json"'"}' \
-  'kill -STOP $(cat "$T/agent-pid")'
+# The SSH session keeps itself alive (TCP keepalives under the SSH ones):
+# the kernel shows a keepalive timer on the connection while the test runs.
+keepalive_check() {
+  # (a timer shows only while no retransmission is pending: a bounded poll)
+  local n=40
+  while [ $n -gt 0 ]; do
+    ss -tno state established \
+      "( dport = :$PORT_lab1 or dport = :$PORT_lab2 or dport = :$PORT_lab3 )" > "$T/ss.txt" 2>&1
+    grep -q "keepalive" "$T/ss.txt" && break
+    sleep 0.05; n=$((n - 1))
+  done
+  grep -q "keepalive" "$T/ss.txt" || fail "no keepalive on the SSH connections: $(cat "$T/ss.txt")"
+  pass "the SSH connections have keepalives"
+  kill -STOP "$(cat "$T/agent-pid")"
+}
+frozen_case ssh '{"plugin": "ssh", "pool": "'"$T/pool.json"'"}' keepalive_check
 left=$(left_of_run)
 [ -z "$left" ] || fail "ssh: processes of the run left behind: $left"
 pass "ssh: the frozen agent and its test were reaped"
