@@ -545,20 +545,19 @@ static void stdin_data(proc *p, const unsigned char *data, size_t len)
     feed(p);
 }
 
-/* Reap what has ended, without blocking: a leader of ours is marked so
- * (with its status); orphans that came to us are just collected. */
+/* Reap orphans that have died, without blocking. A leader is never reaped
+ * here: leader_ended does that, once the rest of its tree is gone. */
 static void collect(void)
 {
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (int i = 0; i < MAX_PROCS; i++) {
-            proc *p = &procs[i];
-            if (p->used && !p->exited && p->pid == pid) {
-                p->exited = true;
-                p->status = status;
-            }
-        }
+    pid_t kids[1024];
+    int n = proc_children(getpid(), kids, (int)(sizeof(kids) / sizeof(kids[0])));
+
+    for (int i = 0; i < n; i++) {
+        bool leader = false;
+        for (int k = 0; k < MAX_PROCS && !leader; k++)
+            leader = procs[k].used && procs[k].pid == kids[i];
+        if (!leader)
+            waitpid(kids[i], NULL, WNOHANG);
     }
 }
 
@@ -633,15 +632,7 @@ static void reap(void)
             leader_ended(p);
     }
     /* Orphans that died of themselves. */
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        for (int i = 0; i < MAX_PROCS; i++)
-            if (procs[i].used && !procs[i].exited && procs[i].pid == pid) {
-                procs[i].exited = true; /* raced with the loop above */
-                procs[i].status = status;
-                procs[i].drain_until = now_ms() + DRAIN_MS;
-            }
+    collect();
 }
 
 static void signal_proc(uint32_t id, agent_reader *r)
@@ -768,7 +759,8 @@ static void put_data(uint32_t id, const unsigned char *data, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            send_fail(id, errno, "write: %s", strerror(errno));
+            int e = n < 0 ? errno : EIO;
+            send_fail(id, e, "write: %s", strerror(e));
             close_fd(&put.fd);
             put.failed = true;
             return;
@@ -903,7 +895,7 @@ static int send_tree(uint32_t id, int dfd, const char *rel, int depth)
             continue;
         snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
         if (S_ISREG(st.st_mode)) {
-            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
             if (fd < 0)
                 continue;
             send_info(id, 'f', &st, sub, NULL);
@@ -938,7 +930,10 @@ static void get_path(uint32_t id, agent_reader *r)
         send_fail(id, EINVAL, "bad get request");
         return;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking: a FIFO there must not stop the agent. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0)
+        fcntl(fd, F_SETFL, 0);
     if (fd < 0 || fstat(fd, &st) < 0) {
         send_fail(id, errno, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0)
@@ -1051,6 +1046,13 @@ static int reap_agent(pid_t pid)
 
     if (!start)
         return 0; /* gone already */
+    /* A pid can be taken again: only an agent is ours to reap (the same
+     * program as this one). */
+    char exe[64], a[PATH_MAX], b[PATH_MAX];
+    snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+    ssize_t la = readlink(exe, a, sizeof(a) - 1), lb = readlink("/proc/self/exe", b, sizeof(b) - 1);
+    if (la <= 0 || lb <= 0 || la != lb || memcmp(a, b, (size_t)la) != 0)
+        return 0;
     kill(pid, SIGSTOP);
     /* Its tests' cgroups: atx-agent-<pid>-<start> next to its own group. */
     snprintf(name, sizeof(name), CG_PREFIX "%d-%llu", (int)pid, start);

@@ -35,6 +35,39 @@ static ssize_t read_file(const char *path, char *buf, size_t len)
     return (ssize_t)got;
 }
 
+/* Read a file whole, however long (a /proc list may be), NUL-terminated;
+ * malloc'ed. NULL if it cannot be read. */
+static char *read_all(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    size_t len = 0, cap = 4096;
+    char *buf = fd < 0 ? NULL : malloc(cap);
+
+    if (!buf) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            char *b = realloc(buf, cap * 2);
+            if (!b)
+                break;
+            buf = b;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
 static int write_file(const char *path, const char *text)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -85,11 +118,11 @@ int proc_children(pid_t pid, pid_t *out, int max)
         return -errno;
     struct dirent *de;
     while ((de = readdir(d))) {
-        char file[128], buf[8192];
+        char file[128], *buf;
         if (de->d_name[0] == '.')
             continue;
         snprintf(file, sizeof(file), "/proc/%d/task/%s/children", (int)pid, de->d_name);
-        if (read_file(file, buf, sizeof(buf)) <= 0)
+        if (!(buf = read_all(file)))
             continue;
         for (char *s = buf; *s;) {
             char *end;
@@ -100,6 +133,7 @@ int proc_children(pid_t pid, pid_t *out, int max)
                 out[n++] = (pid_t)v;
             s = end;
         }
+        free(buf);
     }
     closedir(d);
     return n;
@@ -392,7 +426,7 @@ int cg_group_populated(const cg_group *g)
 
 int cg_group_signal(const cg_group *g, int sig)
 {
-    char file[PATH_MAX + 32], buf[65536];
+    char file[PATH_MAX + 32], *buf;
 
     if (sig == SIGKILL) {
         snprintf(file, sizeof(file), "%s/cgroup.kill", g->path);
@@ -400,7 +434,7 @@ int cg_group_signal(const cg_group *g, int sig)
             return 0;
     }
     snprintf(file, sizeof(file), "%s/cgroup.procs", g->path);
-    if (read_file(file, buf, sizeof(buf)) < 0)
+    if (!(buf = read_all(file)))
         return -errno;
     for (char *s = buf; *s;) {
         char *end;
@@ -411,6 +445,7 @@ int cg_group_signal(const cg_group *g, int sig)
             kill((pid_t)v, sig);
         s = end;
     }
+    free(buf);
     return 0;
 }
 
