@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "marker.h"
@@ -103,6 +105,30 @@ static void streams_and_input(void **state)
     assert_string_equal(err, "to-err\n");
     free(out);
     free(err);
+    free(in);
+    run_release(&r);
+}
+
+/* A process that ends without reading its input: the rest is dropped, and
+ * the caller (which did not ignore SIGPIPE) lives on. */
+static void input_not_read(void **state)
+{
+    (void)state;
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    run r;
+    size_t n = 4 << 20;
+    char *in = malloc(n);
+    memset(in, 'x', n);
+    o.input = in;
+    o.input_len = n;
+    assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    sh(&r, "exec 0<&-; exit 4", ATX_SPAWN_STDIN_PIPE, &o);
+    assert_int_equal(r.rc, 0);
+    assert_true(r.res.exit.exited);
+    assert_int_equal(r.res.exit.code, 4);
+    sigset_t pending;
+    sigpending(&pending);
+    assert_false(sigismember(&pending, SIGPIPE));
     free(in);
     run_release(&r);
 }
@@ -241,6 +267,95 @@ static void exit_beats_deadline(void **state)
     atx_proc_free(p);
 }
 
+/* A process on a system that keeps the deadline itself (as an agent does):
+ * its end is known here only when the timer fires, as an EXIT frame comes
+ * after the wire's delay. */
+typedef struct far_proc {
+    int timer;          /* readable: the end has arrived */
+    atx_exit ex;
+    int kills;
+} far_proc;
+
+static void far_arrive(far_proc *f, int64_t in_ns)
+{
+    struct itimerspec its = { .it_value = { (time_t)(in_ns / ATX_NSEC_PER_SEC),
+                                            (long)(in_ns % ATX_NSEC_PER_SEC) } };
+    assert_int_equal(timerfd_settime(f->timer, 0, &its, NULL), 0);
+}
+
+static int far_wait(void *impl, int64_t timeout_ns, atx_exit *ex)
+{
+    far_proc *f = impl;
+    struct pollfd pfd = { .fd = f->timer, .events = POLLIN };
+    (void)timeout_ns;
+    if (poll(&pfd, 1, 0) != 1)
+        return ATX_ETIMEDOUT;
+    *ex = f->ex;
+    return 0;
+}
+
+static int far_kill(void *impl, int sig, int64_t grace_ns)
+{
+    far_proc *f = impl;
+    (void)grace_ns;
+    f->kills++;
+    f->ex = (atx_exit){ .signal = sig };
+    far_arrive(f, 1);
+    return 0;
+}
+
+static void far_free(void *impl) { (void)impl; }
+
+static int far_set_deadline(void *impl, int64_t deadline_ns)
+{
+    (void)impl;
+    (void)deadline_ns;
+    return 1; /* its clock decides, and its exit says */
+}
+
+static const atx_proc_ops far_ops = { ATX_PROC_OPS_VERSION, far_wait, far_kill, far_free,
+                                      far_set_deadline };
+
+static void system_clock_deadline(void **state)
+{
+    (void)state;
+    far_proc f = { .timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC) };
+    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
+    atx_proc_outcome res;
+    atx_proc *p;
+    assert_true(f.timer >= 0);
+    o.grace_ns = 100 * ATX_NSEC_PER_MSEC;
+
+    /* It ended there before the deadline; the word of it comes 300 ms after
+     * the deadline here: an exit, not a timeout, and nothing killed. */
+    int64_t deadline = atx_now_ns() + 200 * ATX_NSEC_PER_MSEC;
+    o.deadline_ns = &deadline;
+    f.ex = (atx_exit){ .exited = 1, .code = 0 };
+    far_arrive(&f, 500 * ATX_NSEC_PER_MSEC);
+    assert_int_equal(atx_proc_new(&far_ops, &f, -1, -1, -1, f.timer, &p), 0);
+    assert_int_equal(atx_proc_run(p, &o, &res), 0);
+    assert_true(res.exit.exited);
+    assert_false(res.exit.timed_out);
+    assert_int_equal(f.kills, 0);
+    atx_proc_free(p);
+
+    /* It never says: this side stops it once the system's deadline, grace
+     * and a few seconds' slack are past, and calls it a timeout. */
+    f.ex = (atx_exit){ 0 };
+    far_arrive(&f, 0); /* disarmed, and what it counted is cleared */
+    deadline = atx_now_ns() + 100 * ATX_NSEC_PER_MSEC;
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(atx_proc_new(&far_ops, &f, -1, -1, -1, f.timer, &p), 0);
+    assert_int_equal(atx_proc_run(p, &o, &res), 0);
+    int64_t took = (atx_now_ns() - t0) / ATX_NSEC_PER_MSEC;
+    assert_true(res.exit.timed_out);
+    assert_int_equal(res.exit.signal, SIGKILL);
+    assert_int_equal(f.kills, 1);
+    assert_in_range(took, 3100, 3100 + 2000);
+    atx_proc_free(p);
+    close(f.timer);
+}
+
 static int level;
 static int get_level(void *ud)
 {
@@ -376,11 +491,13 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_and_input),
+        cmocka_unit_test(input_not_read),
         cmocka_unit_test(control_channel_and_ticks),
         cmocka_unit_test(pseudo_terminal),
         cmocka_unit_test(deadline_term_then_kill),
         cmocka_unit_test(deadline_moves),
         cmocka_unit_test(exit_beats_deadline),
+        cmocka_unit_test(system_clock_deadline),
         cmocka_unit_test(cancel_and_hurry),
         cmocka_unit_test(containment),
         cmocka_unit_test(bounded_drain),

@@ -7,6 +7,8 @@
 #include <json-c/json.h>
 #include <libxml/parser.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -278,4 +280,24 @@ uint64_t atx_hash_str(const char *s)
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ULL;
     return h;
+}
+
+ssize_t atx_write_nosig(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe, old, pending;
+    struct timespec zero = { 0, 0 };
+
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    /* One that was already waiting for this thread is not ours to take. */
+    sigpending(&pending);
+    bool had = sigismember(&pending, SIGPIPE);
+    ssize_t n = write(fd, buf, len);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !had && !sigismember(&old, SIGPIPE))
+        sigtimedwait(&pipe, NULL, &zero);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
 }

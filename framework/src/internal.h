@@ -13,8 +13,10 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define ATX_INTERNAL __attribute__((visibility("hidden")))
 
@@ -31,6 +33,16 @@ typedef struct atx_vec {
 ATX_INTERNAL int atx_vec_push(atx_vec *v, void *item);
 ATX_INTERNAL void atx_vec_release(atx_vec *v);
 
+/* A span as poll()'s timeout: negative is none (-1), a part of a
+ * millisecond rounds up, and a very long one stops at INT_MAX. */
+static inline int atx_poll_ms(int64_t ns)
+{
+    if (ns < 0)
+        return -1;
+    int64_t ms = (ns + ATX_NSEC_PER_MSEC - 1) / ATX_NSEC_PER_MSEC;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 /* FNV-1a of a string, for the open-addressing sets. */
 ATX_INTERNAL uint64_t atx_hash_str(const char *s);
 
@@ -41,6 +53,10 @@ ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
 ATX_INTERNAL int atx_mkdir_p(const char *path);
 /* Remove everything below a folder (links are removed, never followed). */
 ATX_INTERNAL int atx_empty_dir(const char *path);
+
+/* write(2) to a pipe whose reader may be gone: EPIPE, never a SIGPIPE to a
+ * program that did not ask to ignore it. */
+ATX_INTERNAL ssize_t atx_write_nosig(int fd, const void *buf, size_t len);
 
 /* A NULL-terminated argv made from a JSON array of strings. */
 struct json_object;

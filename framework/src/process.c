@@ -23,6 +23,10 @@
 #define HURRY_WAIT_NS (500 * ATX_NSEC_PER_MSEC)
 /* While a graceful stop runs, look this often whether it became a hurry. */
 #define HURRY_POLL_NS (50 * ATX_NSEC_PER_MSEC)
+/* A system that keeps the deadline itself (an agent) reports the timeout in
+ * the exit; its word is awaited this long past deadline and grace before
+ * this side stops the process on its own clock. */
+#define SYSTEM_CLOCK_SLACK_NS (3 * ATX_NSEC_PER_SEC)
 
 enum { F_IN, F_OUT, F_ERR, F_CTL, F_WAIT, F_CANCEL, F_N };
 
@@ -33,6 +37,7 @@ typedef struct runner {
     int fd[F_N];
     size_t in_off;
     bool exited, timed_out, killed;
+    bool system_clock; /* the system enforces the deadline and says so */
     int64_t kill_at, give_up_at, drain_until, next_tick, deadline;
 } runner;
 
@@ -40,6 +45,11 @@ static void min_at(int64_t *at, int64_t t)
 {
     if (t > 0 && (*at == 0 || t < *at))
         *at = t;
+}
+
+static int64_t grace(const runner *r)
+{
+    return r->o->grace_ns > 0 ? r->o->grace_ns : ATX_NSEC_PER_SEC;
 }
 
 static void kill_now(runner *r, int64_t now, bool hurry)
@@ -53,7 +63,18 @@ static void kill_now(runner *r, int64_t now, bool hurry)
 static void term_now(runner *r, int64_t now)
 {
     atx_proc_kill_tree(r->p, SIGTERM, 0);
-    r->kill_at = now + (r->o->grace_ns > 0 ? r->o->grace_ns : ATX_NSEC_PER_SEC);
+    r->kill_at = now + grace(r);
+}
+
+/* When this side acts on the deadline: at it, or for a system that keeps it
+ * itself only once that system's TERM, grace and word are overdue (its exit
+ * may be on the way, and a process that ended before the deadline there did
+ * not time out). */
+static int64_t deadline_due(const runner *r)
+{
+    if (!r->deadline)
+        return 0;
+    return r->system_clock ? r->deadline + grace(r) + SYSTEM_CLOCK_SLACK_NS : r->deadline;
 }
 
 static bool hurried(const runner *r)
@@ -102,7 +123,7 @@ static void feed(runner *r)
 {
     const atx_proc_run_opts *o = r->o;
     while (r->in_off < o->input_len) {
-        ssize_t n = write(r->fd[F_IN], o->input + r->in_off, o->input_len - r->in_off);
+        ssize_t n = atx_write_nosig(r->fd[F_IN], o->input + r->in_off, o->input_len - r->in_off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -168,7 +189,7 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
         r.next_tick = now + o->tick_ns;
     r.deadline = o->deadline_ns ? *o->deadline_ns : 0;
     if (r.deadline)
-        atx_proc_set_deadline(p, r.deadline);
+        r.system_clock = atx_proc_set_deadline(p, r.deadline) > 0;
 
     for (;;) {
         struct pollfd pfd[F_N];
@@ -185,7 +206,7 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
         int64_t at = 0;
         if (!r.exited) {
             if (!r.timed_out && !res->interrupted && r.deadline)
-                min_at(&at, r.deadline);
+                min_at(&at, deadline_due(&r));
             min_at(&at, r.kill_at);
             min_at(&at, r.give_up_at);
             if (res->interrupted && !r.killed && o->cancel_level)
@@ -197,7 +218,7 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
         int ms = -1;
         if (at) {
             int64_t left = at - atx_now_ns();
-            ms = left <= 0 ? 0 : (int)((left + ATX_NSEC_PER_MSEC - 1) / ATX_NSEC_PER_MSEC);
+            ms = atx_poll_ms(left < 0 ? 0 : left);
         }
         if (n == 0 && ms < 0)
             break; /* nothing left to wait for */
@@ -230,14 +251,19 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
             int64_t dl = o->deadline_ns ? *o->deadline_ns : 0;
             if (dl != r.deadline) {
                 r.deadline = dl;
-                if (!r.timed_out)
+                if (!r.timed_out && dl)
+                    r.system_clock = atx_proc_set_deadline(p, dl) > 0;
+                else if (!r.timed_out)
                     atx_proc_set_deadline(p, dl);
             }
-            if (r.deadline && !r.timed_out && !res->interrupted && now >= r.deadline) {
+            if (r.deadline && !r.timed_out && !res->interrupted && now >= deadline_due(&r)) {
                 /* Ended just now? Then its exit status decides, not the clock. */
                 if (!check_end(&r, &ex, now, drain, &rc) && !r.killed) {
                     r.timed_out = true;
-                    term_now(&r, now);
+                    if (r.system_clock)
+                        kill_now(&r, now, false); /* its TERM and grace were spent there */
+                    else
+                        term_now(&r, now);
                 }
             }
         }

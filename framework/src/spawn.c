@@ -161,7 +161,7 @@ typedef struct local_proc {
 static bool poll_exit(local_proc *lp, int64_t timeout_ns)
 {
     struct pollfd pfd = { .fd = lp->pidfd, .events = POLLIN };
-    int ms = timeout_ns < 0 ? -1 : (int)((timeout_ns + ATX_NSEC_PER_MSEC - 1) / ATX_NSEC_PER_MSEC);
+    int ms = atx_poll_ms(timeout_ns);
     int r;
 
     do
@@ -455,8 +455,11 @@ typedef struct child_plan {
 RAW __attribute__((noreturn)) static void child_exec(const child_plan *c)
 {
     /* A kernel sigaction of all zeros is SIG_DFL, no flags, no mask. */
+    /* The kernel's sigaction and sigset (all zero: SIG_DFL, no flags, an
+     * empty mask); the kernel's sigset is _NSIG bits, not glibc's 1024. */
     static const unsigned long dfl[8];
     static const unsigned long none[2];
+    enum { KSIGSET = _NSIG / 8 };
     /* Signals stay blocked (the parent blocked them) until just before
      * exec, and the child leaves atx's session first: no handler runs in
      * borrowed memory, and exec resets handled signals. Ignored ones would
@@ -469,7 +472,7 @@ RAW __attribute__((noreturn)) static void child_exec(const child_plan *c)
     int fd[4];
 
     for (size_t i = 0; i < sizeof(reset) / sizeof(reset[0]); i++)
-        syscall(SYS_rt_sigaction, reset[i], dfl, NULL, sizeof(long));
+        syscall(SYS_rt_sigaction, reset[i], dfl, NULL, KSIGSET);
     if (c->cg_fd >= 0 && syscall(SYS_write, c->cg_fd, "0", 1) != 1)
         goto fail;
     if (syscall(SYS_setsid) < 0)
@@ -511,7 +514,7 @@ RAW __attribute__((noreturn)) static void child_exec(const child_plan *c)
             syscall(SYS_close, f);
     if (c->cwd && syscall(SYS_chdir, c->cwd) < 0)
         goto fail;
-    syscall(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, sizeof(long));
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, none, NULL, KSIGSET);
     /* execvp's order: the first path that runs; EACCES wins over ENOENT. */
     e = ENOENT;
     for (char **p = c->paths; *p; p++) {
@@ -649,7 +652,8 @@ int atx_spawn_local(const atx_spawn_opts *opts, atx_proc **out)
             r = atx_error_set(ATX_ESPAWN, "cannot run %s: %s", opts->argv[0], strerror(e));
         goto fail;
     }
-    if (key && paths[1]) {
+    /* A PATH entry that is relative was found from this child's cwd only. */
+    if (key && paths[1] && paths[which][0] == '/') {
         remember(key, paths[which]);
         key = NULL;
     }

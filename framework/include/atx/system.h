@@ -122,7 +122,10 @@ ATX_API int atx_proc_wait_fd(atx_proc *p);
 /**
  * Move the process's deadline (monotonic; 0: none), as a test's own
  * `duration` control may. The system enforces the new one.
- * @return 0, or ATX_EUNSUPPORTED for a process whose system cannot.
+ * @return 1 when the system keeps the deadline on its own clock and reports
+ *         a timeout in the exit (atx_exit.timed_out; a process on an agent),
+ *         0 when whoever waits enforces it, ATX_EUNSUPPORTED for a process
+ *         whose system cannot move it.
  */
 ATX_API int atx_proc_set_deadline(atx_proc *p, int64_t deadline_ns);
 /**

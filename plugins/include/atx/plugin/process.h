@@ -48,8 +48,13 @@ typedef struct atx_proc_run_opts {
     const atx_proc_sink *sink;    /**< may be NULL */
     int64_t tick_ns;              /**< sink->tick's period (0: none) */
     const int64_t *deadline_ns;   /**< monotonic, read at every turn (a sink
-                                       may move it); NULL or 0: none */
-    int64_t grace_ns;             /**< TERM to KILL; 0: one second */
+                                       may move it); NULL or 0: none. A
+                                       system that keeps deadlines itself (an
+                                       agent) decides the timeout; this side
+                                       acts only when its word is 3 s past
+                                       deadline and grace */
+    int64_t grace_ns;             /**< TERM to KILL (as the spawn's
+                                       kill_grace_ns); 0: one second */
     int cancel_fd;                /**< readable: stop (TERM, grace, KILL); -1: none */
     /** When set and > 1 (asked whenever the cancel fd is readable): stop at
      *  once with KILL, and give up on a process that does not end within a
