@@ -382,13 +382,11 @@ static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_
 
 /* The pump thread of a system's agent: it stopped answering. The worker
  * stops taking tests for it (an idle one is woken). */
-static void system_lost(void *ud)
+static void system_lost(void *ud, const char *why)
 {
     run_worker *w = ud;
     atx_run *run = w->run;
-    char why[600] = "";
 
-    atx_system_lost_why(w->sys, why, sizeof(why));
     pthread_mutex_lock(&run->mu);
     w->lost = true;
     pthread_cond_broadcast(&run->work_cv);

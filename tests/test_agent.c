@@ -21,8 +21,10 @@
 #include <atx/plugin/provisioner.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -399,12 +401,97 @@ static void copies(void **state)
     assert_true(atx_system_copy_in(sys, "/no/such/file", "x") < 0);
 }
 
+typedef struct copier {
+    atx_system *sys;
+    char local[256], remote[64];
+    int rc;
+} copier;
+
+static void *copy_main(void *arg)
+{
+    copier *c = arg;
+    c->rc = atx_system_copy_in(c->sys, c->local, c->remote);
+    return NULL;
+}
+
+/* Copies from several threads at once on one system: each file whole. */
+static void concurrent_copies(void **state)
+{
+    copier c[3];
+    pthread_t t[3];
+    char cmd[1024];
+    for (int i = 0; i < 3; i++) {
+        c[i] = (copier){ .sys = *state };
+        snprintf(c[i].local, sizeof(c[i].local), "%s/big%d", scratch, i);
+        snprintf(c[i].remote, sizeof(c[i].remote), "copied/big%d", i);
+        snprintf(cmd, sizeof(cmd), "head -c %d /dev/urandom > %s", (3 + i) << 20, c[i].local);
+        assert_int_equal(system(cmd), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, copy_main, &c[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(c[i].rc, 0);
+        snprintf(cmd, sizeof(cmd), "cmp %s %s/%s", c[i].local, scratch, c[i].remote);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 static void ping(void **state)
 {
     int64_t t0 = atx_now_ns();
     assert_int_equal(atx_system_alive(*state, 5 * ATX_NSEC_PER_SEC), 0);
     assert_true(atx_now_ns() - t0 < ATX_NSEC_PER_SEC);
     assert_int_equal(atx_system_lost(*state), 0);
+}
+
+/* A caller that does not read a process's output: past what is held for it
+ * the stream's bytes are dropped, and the connection goes on (another
+ * process runs, pings are answered, nothing is lost). */
+static void unread_output_stalls_nothing(void **state)
+{
+    atx_system *sys = *state;
+    char done[256], script[512];
+    snprintf(done, sizeof(done), "%s/written", scratch);
+    snprintf(script, sizeof(script), "head -c 64000000 /dev/zero; touch %s", done);
+    const char *argv[] = { "sh", "-c", script, NULL };
+    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
+    atx_proc *p;
+    atx_exit ex;
+    ran r;
+    so.argv = argv;
+    so.flags = ATX_SPAWN_STDOUT_PIPE;
+    assert_int_equal(atx_system_spawn(sys, &so, &p), 0);
+    /* While it writes and nobody reads: others run, pings are answered. */
+    int64_t until = atx_now_ns() + 20 * ATX_NSEC_PER_SEC;
+    int rounds = 0;
+    do {
+        sh(sys, &r, "echo beside", 0, NULL, 0);
+        assert_int_equal(r.rc, 0);
+        char *out = capture_text(&r.cap[0]);
+        assert_string_equal(out, "beside\n");
+        free(out);
+        ran_release(&r);
+        assert_int_equal(atx_system_alive(sys, 5 * ATX_NSEC_PER_SEC), 0);
+        rounds++;
+    } while (access(done, F_OK) < 0 && atx_now_ns() < until);
+    assert_int_equal(access(done, F_OK), 0);
+    /* All 64 MB left it; what reaches the reader is what was held for it
+     * (and what was on the way), the rest dropped. */
+    size_t got = 0;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(atx_proc_stdout_fd(p), buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+        got += n > 0 ? (size_t)n : 0;
+    struct pollfd pfd = { .fd = atx_proc_wait_fd(p), .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 10000), 1);
+    assert_int_equal(atx_proc_wait(p, 0, &ex), 0);
+    assert_true(ex.exited);
+    assert_int_equal(ex.code, 0);
+    print_message("%d runs beside it; %zu bytes read of 64000000\n", rounds, got);
+    assert_true(got >= 16u << 20 && got < 32u << 20);
+    atx_proc_free(p);
+    assert_int_equal(atx_system_lost(sys), 0);
 }
 
 /* A frozen agent: declared lost within the liveness timeout, the running
@@ -467,7 +554,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(containment_with_cgroups, setup, teardown),
         cmocka_unit_test_setup_teardown(containment_without_cgroups, setup, teardown),
         cmocka_unit_test_setup_teardown(copies, setup, teardown),
+        cmocka_unit_test_setup_teardown(concurrent_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(unread_output_stalls_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(frozen_agent_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_end_kills_everything, setup, teardown),
     };

@@ -20,7 +20,10 @@
 #include <unistd.h>
 
 #define OUT_MAX (1u << 20)          /* queued for the agent before senders wait */
-#define PENDING_MAX (4u << 20)      /* held for slow readers before the pump stops reading */
+/* Held for a reader that is behind, per stream; past it the stream's bytes
+ * are dropped: the connection (other processes, copies, pings) never waits
+ * on one reader. */
+#define PENDING_MAX (16u << 20)
 #define START_WAIT_NS (60 * ATX_NSEC_PER_SEC)
 #define DEFAULT_INTERVAL_NS (5 * ATX_NSEC_PER_SEC)
 #define DEFAULT_TIMEOUT_NS (30 * ATX_NSEC_PER_SEC)
@@ -68,6 +71,7 @@ struct request {
 
 struct agent_conn {
     pthread_mutex_t mu;
+    pthread_mutex_t copy_mu; /* one copy in at a time: the agent writes one file at a time */
     pthread_cond_t cv;      /* answers, room to send, the loss */
     atx_proc *boot;
     int to_fd, from_fd, wake_fd;
@@ -83,9 +87,6 @@ struct agent_conn {
     agent_liveness lv;
     int64_t last_ping_at, ping_sent_at, last_rx_at;
     uint32_t ping_id;
-    bool paused;
-    int64_t paused_at;
-    size_t pending_total;
     bool lost, notify_lost;
     bool closing;           /* QUIT sent: its end is not a loss */
     char why[512];
@@ -101,7 +102,7 @@ struct agent_conn {
 static void flush_out(agent_conn *c)
 {
     while (c->out_len && !c->lost) {
-        ssize_t n = write(c->to_fd, c->out + c->out_off, c->out_len);
+        ssize_t n = atx_write_nosig(c->to_fd, c->out + c->out_off, c->out_len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -202,8 +203,6 @@ static void finish(aproc *p)
         if (p->w[i] >= 0)
             close(p->w[i]);
         p->w[i] = -1;
-        if (p->c)
-            p->c->pending_total -= p->pend[i].len;
         free(p->pend[i].buf);
         p->pend[i] = (pending){ 0 };
     }
@@ -279,6 +278,10 @@ static void deliver(aproc *p, int i, const unsigned char *data, size_t n)
         if (!n)
             return;
     }
+    if (q->len + n > PENDING_MAX)
+        n = PENDING_MAX - q->len; /* a reader this far behind loses the rest */
+    if (!n)
+        return;
     if (q->off + q->len + n > q->cap) {
         if (q->off) {
             memmove(q->buf, q->buf + q->off, q->len);
@@ -297,7 +300,6 @@ static void deliver(aproc *p, int i, const unsigned char *data, size_t n)
     }
     memcpy(q->buf + q->off + q->len, data, n);
     q->len += n;
-    p->c->pending_total += n;
 }
 
 static void flush_proc(aproc *p)
@@ -313,13 +315,11 @@ static void flush_proc(aproc *p)
             if (w <= 0) {
                 close(p->w[i]);
                 p->w[i] = -1;
-                p->c->pending_total -= q->len;
                 q->len = 0;
                 break;
             }
             q->off += (size_t)w;
             q->len -= (size_t)w;
-            p->c->pending_total -= (size_t)w;
         }
         if (!q->len)
             q->off = 0;
@@ -487,7 +487,13 @@ static void *pump_main(void *arg)
     struct pollfd *pfd = malloc(cap * sizeof(*pfd));
     aproc **who = malloc(cap * sizeof(*who));
     int *what = malloc(cap * sizeof(*what));
+    sigset_t pipe;
+    char lost_why[sizeof(c->why)];
 
+    /* A reader that went away is EPIPE here, never a signal. */
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     pthread_mutex_lock(&c->mu);
     while (!c->stopping) {
         size_t need = 3;
@@ -517,7 +523,7 @@ static void *pump_main(void *arg)
             hurry_at = (int)n;
             pfd[n++] = (struct pollfd){ .fd = c->lv.hurry_fd, .events = POLLIN };
         }
-        if (!c->lost && !c->paused) {
+        if (!c->lost) {
             in_at = (int)n;
             pfd[n++] = (struct pollfd){ .fd = c->from_fd, .events = POLLIN };
         }
@@ -542,17 +548,19 @@ static void *pump_main(void *arg)
         }
         /* Liveness: the next ping, or the answer's deadline. */
         int64_t now = atx_now_ns(), at = 0;
-        if (!c->lost && !c->paused && c->hello && !c->closing)
+        if (!c->lost && c->hello && !c->closing)
             at = c->ping_sent_at ? c->last_rx_at + c->lv.timeout_ns
                                  : c->last_ping_at + c->lv.interval_ns;
         if (!c->lost && c->hurry_at > 0 && (!at || c->hurry_at < at))
             at = c->hurry_at;
-        int ms = at ? (at <= now ? 0 : (int)((at - now) / ATX_NSEC_PER_MSEC + 1)) : -1;
+        int ms = at ? atx_poll_ms(at <= now ? 0 : at - now) : -1;
         bool notify = c->notify_lost;
         c->notify_lost = false;
+        if (notify)
+            snprintf(lost_why, sizeof(lost_why), "%s", c->why);
         pthread_mutex_unlock(&c->mu);
         if (notify && c->lv.on_lost)
-            c->lv.on_lost(c->lv.ud);
+            c->lv.on_lost(c->lv.ud, lost_why);
         int k = poll(pfd, n, ms);
         pthread_mutex_lock(&c->mu);
         if (k < 0 && errno != EINTR) {
@@ -588,27 +596,14 @@ static void *pump_main(void *arg)
             else if (what[i] < 3)
                 flush_proc(p);
         }
-        /* Back pressure: a reader that does not read stops the stream. */
         now = atx_now_ns();
-        bool pause = c->pending_total > PENDING_MAX;
-        if (pause && !c->paused) {
-            c->paused = true;
-            c->paused_at = now;
-        } else if (!pause && c->paused) {
-            c->paused = false;
-            /* The time we did not read does not count against the agent. */
-            if (c->ping_sent_at)
-                c->ping_sent_at += now - c->paused_at;
-            c->last_ping_at += now - c->paused_at;
-            c->last_rx_at += now - c->paused_at;
-        }
         if (!c->lost && c->hurry_at > 0 && now >= c->hurry_at) {
             c->hurry_at = -1; /* looked at once */
             if (owes(c))
                 lose(c, "was given up on: the run was cancelled a second time and it did not "
                         "answer in time");
         }
-        if (!c->lost && !c->paused && c->hello && !c->closing) {
+        if (!c->lost && c->hello && !c->closing) {
             /* Lost: a ping waits for its answer, and nothing at all came
              * from the agent for the liveness timeout (it answers a ping
              * every interval while it is there). */
@@ -629,9 +624,11 @@ static void *pump_main(void *arg)
     }
     bool notify = c->notify_lost;
     c->notify_lost = false;
+    if (notify)
+        snprintf(lost_why, sizeof(lost_why), "%s", c->why);
     pthread_mutex_unlock(&c->mu);
     if (notify && c->lv.on_lost)
-        c->lv.on_lost(c->lv.ud);
+        c->lv.on_lost(c->lv.ud, lost_why);
     free(pfd);
     free(who);
     free(what);
@@ -651,6 +648,7 @@ int agent_conn_start(atx_proc *boot, const char *system_id, const agent_liveness
         return atx_error_oom();
     }
     pthread_mutex_init(&c->mu, NULL);
+    pthread_mutex_init(&c->copy_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -759,6 +757,7 @@ void agent_conn_free(agent_conn *c, bool quick)
     free(c->in);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->copy_mu);
     free(c);
 }
 
@@ -822,11 +821,26 @@ static int ap_wait(void *impl, int64_t timeout_ns, atx_exit *ex)
             int64_t left = until - atx_now_ns();
             if (left <= 0)
                 return ATX_ETIMEDOUT;
-            ms = (int)(left / ATX_NSEC_PER_MSEC + 1);
+            ms = atx_poll_ms(left);
         }
         struct pollfd pfd = { .fd = p->wait_fd, .events = POLLIN };
         poll(&pfd, 1, ms);
     }
+}
+
+/* Milliseconds on the wire: 0 means none, so a span rounds up to 1 and a
+ * very long one stops short of the 32 bits. */
+static uint32_t wire_ms(int64_t ns)
+{
+    if (ns <= 0)
+        return 1;
+    int64_t ms = ns / ATX_NSEC_PER_MSEC + 1;
+    return ms >= (int64_t)UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)ms;
+}
+
+static uint32_t ms_until(int64_t deadline_ns)
+{
+    return deadline_ns ? wire_ms(deadline_ns - atx_now_ns()) : 0;
 }
 
 static void send_signal(aproc *p, int sig, int64_t grace_ns)
@@ -837,7 +851,7 @@ static void send_signal(aproc *p, int sig, int64_t grace_ns)
     if (!c)
         return;
     agent_put_u32(b, (uint32_t)sig);
-    agent_put_u32(b + 4, (uint32_t)(grace_ns > 0 ? grace_ns / ATX_NSEC_PER_MSEC : 0));
+    agent_put_u32(b + 4, grace_ns > 0 ? wire_ms(grace_ns) : 0);
     pthread_mutex_lock(&c->mu);
     if (!p->done && !c->lost)
         queue(c, AGENT_SIGNAL, p->id, b, 8, NULL, 0);
@@ -852,7 +866,7 @@ static int ap_kill_tree(void *impl, int sig, int64_t grace_ns)
     if (grace_ns > 0 && sig != SIGKILL) {
         /* The agent sends the KILL after the grace itself. */
         struct pollfd pfd = { .fd = p->wait_fd, .events = POLLIN };
-        poll(&pfd, 1, (int)(grace_ns / ATX_NSEC_PER_MSEC + 1));
+        poll(&pfd, 1, atx_poll_ms(grace_ns));
     }
     return 0;
 }
@@ -862,16 +876,15 @@ static int ap_set_deadline(void *impl, int64_t deadline_ns)
     aproc *p = impl;
     agent_conn *c = p->c;
     unsigned char b[4];
-    int64_t left = deadline_ns ? deadline_ns - atx_now_ns() : 0;
 
     if (!c)
         return 0;
-    agent_put_u32(b, deadline_ns ? (uint32_t)(left > 0 ? left / ATX_NSEC_PER_MSEC + 1 : 1) : 0);
+    agent_put_u32(b, ms_until(deadline_ns));
     pthread_mutex_lock(&c->mu);
     if (!p->done && !c->lost)
         queue(c, AGENT_DEADLINE, p->id, b, 4, NULL, 0);
     pthread_mutex_unlock(&c->mu);
-    return 0;
+    return 1; /* the agent's clock decides */
 }
 
 static void ap_free(void *impl)
@@ -956,13 +969,6 @@ static void put_str(buf *b, const char *s)
     put(b, s ? s : "", strlen(s ? s : "") + 1);
 }
 
-static uint32_t ms_until(int64_t deadline_ns)
-{
-    if (!deadline_ns)
-        return 0;
-    int64_t left = deadline_ns - atx_now_ns();
-    return left <= 0 ? 1 : (uint32_t)(left / ATX_NSEC_PER_MSEC + 1);
-}
 
 int agent_conn_spawn(agent_conn *c, const atx_spawn_opts *o, atx_proc **out)
 {
@@ -988,7 +994,7 @@ int agent_conn_spawn(agent_conn *c, const atx_spawn_opts *o, atx_proc **out)
         envc++;
     put_u32(&b, af);
     put_u32(&b, ms_until(o->deadline_ns));
-    put_u32(&b, (uint32_t)(o->kill_grace_ns > 0 ? o->kill_grace_ns / ATX_NSEC_PER_MSEC : 1000));
+    put_u32(&b, o->kill_grace_ns > 0 ? wire_ms(o->kill_grace_ns) : 1000);
     put_u32(&b, argc);
     for (uint32_t i = 0; i < argc; i++)
         put_str(&b, o->argv[i]);
@@ -1294,7 +1300,7 @@ static char *join(const char *a, const char *b)
     return asprintf(&s, "%s/%s", a, b) < 0 ? NULL : s;
 }
 
-int agent_conn_copy_in(agent_conn *c, const char *local, const char *remote)
+static int copy_in(agent_conn *c, const char *local, const char *remote)
 {
     struct stat st;
     entries es = { 0 };
@@ -1417,6 +1423,7 @@ typedef struct getter {
     agent_conn *c;
     const char *local;
     int root_fd;            /* the destination folder, or -1 */
+    bool rooted;            /* what was asked for was described (once) */
     int fd;                 /* the file being written, or -1 */
     uint64_t left;          /* its bytes still to come */
     uint32_t mode;
@@ -1529,8 +1536,11 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
     if (rd.bad)
         return;
     file_done(g);
-    if (!*rel) {
+    if (!*rel && g->rooted) {
+        type_c = 0; /* described twice: an agent confused, or hostile */
+    } else if (!*rel) {
         /* What was asked for: a file, or the folder to fill. */
+        g->rooted = true;
         if (type_c == 'f') {
             char parent[PATH_MAX];
             snprintf(parent, sizeof(parent), "%s", g->local);
@@ -1583,6 +1593,14 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
     g->left = type_c == 'f' ? size : 0;
     if (type_c == 'f' && !g->left)
         file_done(g);
+}
+
+int agent_conn_copy_in(agent_conn *c, const char *local, const char *remote)
+{
+    pthread_mutex_lock(&c->copy_mu);
+    int r = copy_in(c, local, remote);
+    pthread_mutex_unlock(&c->copy_mu);
+    return r;
 }
 
 int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local)

@@ -23,7 +23,9 @@ typedef struct agent_conn agent_conn;
 typedef struct agent_liveness {
     int64_t interval_ns;              /* a ping this often (0: 5 s) */
     int64_t timeout_ns;               /* lost when an answer is this late (0: 30 s) */
-    void (*on_lost)(void *ud);        /* from the pump thread, without locks held */
+    /* From the pump thread, without locks held, with what happened (it may
+     * come before agent_conn_start() returns). */
+    void (*on_lost)(void *ud, const char *why);
     void *ud;
     /* Readable once the run is cancelled in a hurry (-1: none): a system
      * that still owes an answer a second later is given up on. */
@@ -40,7 +42,9 @@ ATX_INTERNAL int agent_conn_start(atx_proc *boot, const char *system_id, const a
                      int64_t deadline_ns, agent_conn **out);
 /**
  * Say goodbye and free. @p quick: the agent is not waited for (lost, or a
- * hurried run); otherwise it gets a moment to kill what it started.
+ * hurried run); otherwise it gets a moment to kill what it started. Its
+ * processes still there end as lost and are detached: they may be freed
+ * later, but not while this runs in another thread.
  */
 ATX_INTERNAL void agent_conn_free(agent_conn *c, bool quick);
 
@@ -72,8 +76,9 @@ ATX_INTERNAL int atx_system_attach_agent(atx_system *s, const agent_liveness *lv
 ATX_INTERNAL bool atx_system_lost_why(atx_system *s, char *why, size_t len);
 /** Give up on the system now (a hurried run). */
 ATX_INTERNAL void atx_system_abandon(atx_system *s, const char *why);
-/** Say goodbye to the agent before the system goes back; one that stopped
- *  answering is reaped with a fresh process unless @p quick. */
+/** Say goodbye to the agent before the system goes back. One that stopped
+ *  answering is reaped by a fresh `atx-agent --reap` on the system, waited
+ *  for at most 1 s when @p quick (a hurried run), else 3 s. */
 ATX_INTERNAL void atx_system_stop_agent(atx_system *s, bool quick);
 
 #endif
