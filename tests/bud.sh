@@ -264,7 +264,7 @@ PY
 "$ATX" run --plan resume-plan.json -j 2 -o resumed -q --no-history >/dev/null 2>&1 &
 pid=$!
 n=400
-while [ "$(wc -l < resumed/results.jsonl 2>/dev/null || echo 0)" -lt 60 ] && [ $n -gt 0 ]; do sleep 0.01; n=$((n-1)); done
+while [ "$(wc -l 2>/dev/null < resumed/results.jsonl || echo 0)" -lt 60 ] && [ $n -gt 0 ]; do sleep 0.01; n=$((n-1)); done
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 before=$(st "len(s['runs']['$RUN2']['rows'])")
 rc=0; "$ATX" run --resume resumed -q > resumed.out 2>&1 || rc=$?
@@ -277,6 +277,35 @@ assert len(names) == 150 and len(set(names)) == 150, (len(names), len(set(names)
 PY
 [ "$before" -gt 0 ] || fail "nothing was uploaded before the kill: the resume tested little"
 pass "a --bud run killed after $before rows were uploaded: the resume sent the other $((150 - before)), none twice"
+
+# --- killed after the server stored a batch, before its answer came ---
+# The resumed run sends that batch again under the same Idempotency-Key (the
+# server, de-duplicating, stores it once), then the rest.
+RUN3=$(BUD_TOKEN=$TOKEN1 "$ATX" bud add-test-run --test-suite-name inflight)
+python3 - "$RUN3" <<'PY'
+import json, sys
+json.dump({"tests": [{"name": "/f/t%02d" % i, "command": ["true"]} for i in range(40)],
+           "aggregators": [{"plugin": "bud", "runner_account": "runner-1",
+                            "test_run_id": int(sys.argv[1]), "batch_size": 10,
+                            "batch_interval": "1h"}]},
+          open("inflight-plan.json", "w"))
+PY
+mkfifo gate
+bash -c 'read -r _ < gate; exec "$0" "$@"' "$ATX" run --plan inflight-plan.json -j 2 \
+  -o inflight -q --no-history >/dev/null 2>&1 &
+pid=$!
+fault /api/results "[{\"delay\": 0}, {\"kill\": $pid}]"
+echo go > gate
+rc=0; wait "$pid" || rc=$?
+expect_eq "killed between the server's work and its answer: exit" "$rc" 137
+expect_eq "batches stored before the resume" "$(st "len(s['runs']['$RUN3']['rows'])")" 20
+rc=0; "$ATX" run --resume inflight -q > inflight.out 2>&1 || rc=$?
+expect_eq "resumed after the kill: exit" "$rc" 0
+expect_eq "rows after the resume (all, distinct)" \
+  "$(st "(lambda n: [len(n), len(set(n))])([r['test_method'] for r in s['runs']['$RUN3']['rows']])")" "[40, 40]"
+expect_eq "the batch in flight sent again under its key" \
+  "$(st "[u.get('repeats', 0) for u in s['uploads'] if u['run_id'] == $RUN3]")" "[0, 1, 0, 0]"
+pass "killed after the server stored a batch: the resume resent it under its key, 40 rows once each"
 
 # --- 10,000 tests: at most 25 results requests; results arrive while the run goes ---
 python3 - "$RUN" <<'PY'

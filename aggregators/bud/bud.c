@@ -49,6 +49,10 @@ typedef struct bud_state {
     char run_id[128];
     size_t tests;
     size_t skip;                /* replayed results an earlier segment delivered */
+    char *resend;               /* the batch an earlier segment had in flight, or NULL */
+    char resend_key[33];        /* ... its Idempotency-Key */
+    size_t resend_last;         /* ... its last row's stream position */
+    size_t resend_rows;         /* ... and how many rows it has */
     size_t pos;                 /* results seen, replayed ones included */
 
     pthread_t thread;
@@ -188,6 +192,7 @@ static void bud_destroy(void *state)
     json_object_put(s->artifacts);
     json_object_put(s->files);
     free(s->spool);
+    free(s->resend);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -208,6 +213,65 @@ static void progress_write(bud_state *s, size_t pos)
     if (bud_write_atomic(s->results_dir, PROGRESS_FILE, text, strlen(text), 0644, false) < 0)
         atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot write %s/%s: a resumed run may send "
                        "some results twice", s->results_dir, PROGRESS_FILE);
+}
+
+/* Before a batch goes, the batch itself (its last position, key and
+ * body): a kill after the server took it and before the progress says so
+ * makes the resumed run send it again with the same key, which the server
+ * knows, rather than its rows in a new batch under a new key. */
+#define INFLIGHT_FILE "bud-inflight"
+
+static void inflight_write(bud_state *s, size_t last, size_t rows, const char *key,
+                           const char *body)
+{
+    char *text;
+    int n = asprintf(&text, "%zu %zu %s\n%s", last, rows, key, body);
+    if (n < 0 || bud_write_atomic(s->results_dir, INFLIGHT_FILE, text, (size_t)n, 0600,
+                                  false) < 0)
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot write %s/%s: a resumed run may send "
+                       "some results twice", s->results_dir, INFLIGHT_FILE);
+    if (n >= 0)
+        free(text);
+}
+
+/* The batch in flight when an earlier segment stopped, if it is past @p
+ * progress and within what the journal replays. */
+static void inflight_read(bud_state *s, size_t progress, size_t replayed)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", s->results_dir, INFLIGHT_FILE);
+    FILE *f = fopen(path, "re");
+    unsigned long long last, rows;
+    char key[33];
+    if (!f)
+        return;
+    if (fscanf(f, "%llu %llu %32[0-9a-f]", &last, &rows, key) == 3 && fgetc(f) == '\n' &&
+        last > progress && last <= replayed) {
+        size_t len = 0, cap = 0;
+        char *body = NULL;
+        for (;;) {
+            if (len + 4096 + 1 > cap) {
+                char *b = realloc(body, cap = cap ? cap * 2 : 65536);
+                if (!b)
+                    break;
+                body = b;
+            }
+            size_t got = fread(body + len, 1, cap - len - 1, f);
+            len += got;
+            if (got == 0)
+                break;
+        }
+        if (body && !ferror(f)) {
+            body[len] = '\0';
+            s->resend = body;
+            body = NULL;
+            snprintf(s->resend_key, sizeof(s->resend_key), "%s", key);
+            s->resend_last = (size_t)last;
+            s->resend_rows = (size_t)rows;
+        }
+        free(body);
+    }
+    fclose(f);
 }
 
 static size_t progress_read(const bud_state *s)
@@ -267,25 +331,14 @@ static void create_run(bud_state *s)
     json_object_put(o);
 }
 
-/* Send rows[0..n) as one results request; last: the stream position of
- * the last row. */
-static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
+/* Deliver one results request of @p n rows (or spool or keep it), under
+ * @p key; last: the stream position of its last row. */
+static void deliver(bud_state *s, const char *body, const char *key, size_t n, size_t last)
 {
-    json_object *o = json_object_new_object(), *arr = json_object_new_array_ext((int)n);
-    char key[33], why[1024];
+    char why[1024];
 
-    for (size_t i = 0; i < n; i++)
-        json_object_array_add(arr, rows[i]);
-    json_object_object_add(o, "results", arr);
-    json_object_object_add(o, "test_run_id",
-                           s->test_run_id > 0 ? json_object_new_int64(s->test_run_id) : NULL);
-    json_object_object_add(o, "product_id", NULL);
-    json_object_object_add(o, "runner_account", s->id.runner_account
-                                                    ? json_object_new_string(s->id.runner_account)
-                                                    : NULL);
-    add_run_fields(s, o);
-    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
-    bud_new_key(key);
+    if (!s->lost)
+        inflight_write(s, last, n, key, body);
     int out = bud_post_results(s->client, s->spool, body, strlen(body), key, why, sizeof(why));
     s->requests++;
     if (out == BUD_SENT) {
@@ -297,7 +350,9 @@ static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
         s->unreachable = true;
         atx_plugin_log(s->ctx, ATX_LOG_ERROR, "%zu results were neither delivered nor "
                        "spooled: %s", n, why);
-        json_object_put(o);
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s/%s", s->results_dir, INFLIGHT_FILE);
+        unlink(path); /* a resumed run sends from the progress on */
         return;
     } else {
         snprintf(s->last_error, sizeof(s->last_error), "%s", why);
@@ -316,6 +371,28 @@ static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
      * (unless an earlier batch was lost: then it sends from there). */
     if (!s->lost)
         progress_write(s, last);
+}
+
+/* Send rows[0..n) as one results request; last: the stream position of
+ * the last row. */
+static void send_batch(bud_state *s, json_object **rows, size_t n, size_t last)
+{
+    json_object *o = json_object_new_object(), *arr = json_object_new_array_ext((int)n);
+    char key[33];
+
+    for (size_t i = 0; i < n; i++)
+        json_object_array_add(arr, rows[i]);
+    json_object_object_add(o, "results", arr);
+    json_object_object_add(o, "test_run_id",
+                           s->test_run_id > 0 ? json_object_new_int64(s->test_run_id) : NULL);
+    json_object_object_add(o, "product_id", NULL);
+    json_object_object_add(o, "runner_account", s->id.runner_account
+                                                    ? json_object_new_string(s->id.runner_account)
+                                                    : NULL);
+    add_run_fields(s, o);
+    const char *body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    bud_new_key(key);
+    deliver(s, body, key, n, last);
     json_object_put(o);
 }
 
@@ -404,6 +481,12 @@ static void *uploader(void *arg)
     if (left)
         atx_plugin_log(s->ctx, ATX_LOG_WARNING, "%zu spooled results requests still "
                        "waiting in %s: %s", left, s->spool, why);
+    /* What an earlier segment had in flight, again under its key. */
+    if (s->resend) {
+        deliver(s, s->resend, s->resend_key, s->resend_rows, s->resend_last);
+        free(s->resend);
+        s->resend = NULL;
+    }
     if (s->test_run_id <= 0)
         create_run(s);
 
@@ -467,8 +550,16 @@ static int bud_begin(void *state, const atx_run_info *info)
     s->skip = info->replayed ? progress_read(s) : 0;
     if (s->skip > info->replayed)
         s->skip = info->replayed;
-    if (!info->replayed)
+    if (info->replayed) {
+        inflight_read(s, s->skip, info->replayed);
+        if (s->resend)
+            s->skip = s->resend_last; /* its rows go in it, not again */
+    } else {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s/%s", s->results_dir, INFLIGHT_FILE);
+        unlink(path);
         progress_write(s, 0);
+    }
     if ((e = pthread_create(&s->thread, NULL, uploader, s)) != 0)
         return atx_error_set(-e, "bud: cannot start the uploader: %s", strerror(e));
     s->started = true;

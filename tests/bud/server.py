@@ -32,6 +32,10 @@ Control API (no auth; these requests are neither faulted nor logged):
                              NB: libcurl silently resends a request once when
                              a *reused* connection dies before any answer byte
                              (true/"reset"); "partial" is never resent.
+          "kill": PID        handle the request (what it sends is stored),
+                             then SIGKILL PID and close with no answer: a
+                             client killed between the server's work and
+                             its answer
         A 401 answer carries WWW-Authenticate: Bearer.
         -> 200 {"queued": <faults pending for this matcher>}
   GET  /_control/faults  -> 200 {"faults": [{"method","path","prefix","pending"}]}
@@ -71,7 +75,7 @@ DEFAULT_USER = "admin@example.com:admin-password-123"
 RESULT_STR_FIELDS = ("runner_account", "test_suite_name", "url_test_software",
                      "ref_test_software", "url_software_under_test",
                      "ref_software_under_test")
-FAULT_KEYS = {"status", "retry_after", "drop", "delay", "detail"}
+FAULT_KEYS = {"status", "retry_after", "drop", "delay", "detail", "kill"}
 
 
 class HTTPError(Exception):
@@ -223,6 +227,7 @@ class State:
         self.runs = {}                     # id -> run (with rows, patches)
         self.next_run = 1
         self.uploads = []
+        self.upload_by_key = {}            # Idempotency-Key -> its upload
         self.artifacts = []
         self.next_artifact = 1
         self.requests = []
@@ -493,6 +498,14 @@ class Handler(BaseHTTPRequestHandler):
             with self.st.lock:
                 fault = self.st.pop_fault(self.command, path)
             if fault is not None and self._apply_fault(fault):
+                return
+            if fault is not None and fault.get("kill"):
+                try:
+                    self._api(path, body)
+                except Exception:
+                    pass
+                os.kill(int(fault["kill"]), signal.SIGKILL)
+                self._drop(True, 200)
                 return
             self._guarded(lambda: self._api(path, body))
         finally:
@@ -858,6 +871,14 @@ class Handler(BaseHTTPRequestHandler):
             fields["product_id"] = data.get("product_id")
             fields["created_by"] = "%s:%s" % (who["kind"], who["principal"])
             run = st.new_run(fields, now)
+        # A de-duplicating server (BUD_API.md allows one): a key it has
+        # stored is answered as before and stored no second time.
+        key = self.headers.get("Idempotency-Key")
+        if key and key in st.upload_by_key:
+            u = st.upload_by_key[key]
+            u["repeats"] = u.get("repeats", 0) + 1
+            return 201, {"message": "Results uploaded", "test_run_id": u["run_id"],
+                         "count": u["count"]}, []
         run["rows"].extend(rows)
         st.recompute(run)
         run["status"] = "Completed"
@@ -868,6 +889,8 @@ class Handler(BaseHTTPRequestHandler):
                   "rows": rows}
         record.update(who)
         st.uploads.append(record)
+        if key:
+            st.upload_by_key[key] = record
         return 201, {"message": "Results uploaded", "test_run_id": run["id"],
                      "count": len(rows)}, []
 
@@ -966,8 +989,10 @@ class Handler(BaseHTTPRequestHandler):
                 problems.append("fault %d: delay must be a number >= 0" % i)
             if "drop" in f and f["drop"] not in (True, False, "reset", "partial"):
                 problems.append("fault %d: drop must be true, \"reset\" or \"partial\"" % i)
-            if not ("status" in f or f.get("drop") or "delay" in f):
-                problems.append("fault %d: needs status, drop or delay" % i)
+            if "kill" in f and not (is_int(f["kill"]) and f["kill"] > 1):
+                problems.append("fault %d: kill must be a pid" % i)
+            if not ("status" in f or f.get("drop") or "delay" in f or "kill" in f):
+                problems.append("fault %d: needs status, drop, delay or kill" % i)
         if problems:
             raise HTTPError(422, problems)
         return self.st.add_faults(method.upper() if method != "*" else "*",
