@@ -393,10 +393,24 @@ static void copies(void **state)
     assert_int_equal(atx_system_copy_out(sys, "tree", path), 0);
     snprintf(cmd, sizeof(cmd),
              "cd %s/back && [ \"$(./tool)\" = ran ] && [ \"$(cat tree/sub/secret)\" = 'changed secret' ] "
-             "&& [ \"$(stat -c %%a tree/run.sh tree/sub/secret tree/sub)\" = \"$(printf '750\\n600\\n755')\" ] "
-             "&& [ \"$(readlink tree/sub/link)\" = secret ] && [ -d tree/empty ]",
+             "&& [ \"$(stat -c %%a tree/run.sh tree/sub/secret tree/sub)\" = \"$(printf '755\\n644\\n755')\" ] "
+             "&& ! [ -e tree/sub/link ] && ! [ -L tree/sub/link ] && [ -d tree/empty ]",
              scratch);
     assert_int_equal(system(cmd), 0);
+    /* Hostile modes and links: no setuid here, a link is not followed. */
+    sh(sys, &r, "cd tree && chmod 6755 run.sh && chmod 0777 sub && ln -s /etc/hostname sub/host", 0,
+       NULL, 0);
+    ran_release(&r);
+    snprintf(path, sizeof(path), "%s/back/tree2", scratch);
+    assert_int_equal(atx_system_copy_out(sys, "tree", path), 0);
+    snprintf(cmd, sizeof(cmd),
+             "cd %s/back && [ \"$(stat -c %%a tree2/run.sh tree2/sub)\" = \"$(printf '755\\n755')\" ] "
+             "&& ! [ -e tree2/sub/host ] && ! [ -L tree2/sub/host ]", scratch);
+    assert_int_equal(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/back/host", scratch);
+    assert_true(atx_system_copy_out(sys, "tree/sub/host", path) < 0);
+    assert_non_null(strstr(atx_error_last()->message, "symbolic link"));
+    assert_int_equal(access(path, F_OK), -1);
     assert_true(atx_system_copy_out(sys, "no/such/file", path) < 0);
     assert_true(atx_system_copy_in(sys, "/no/such/file", "x") < 0);
 }

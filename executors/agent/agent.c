@@ -930,10 +930,15 @@ static void get_path(uint32_t id, agent_reader *r)
         send_fail(id, EINVAL, "bad get request");
         return;
     }
-    /* Non-blocking: a FIFO there must not stop the agent. */
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    /* Non-blocking: a FIFO there must not stop the agent. A link is not
+     * followed: what it names is not what was written. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
     if (fd >= 0)
         fcntl(fd, F_SETFL, 0);
+    if (fd < 0 && errno == ELOOP) {
+        send_fail(id, ELOOP, "%s is a symbolic link: not followed", path);
+        return;
+    }
     if (fd < 0 || fstat(fd, &st) < 0) {
         send_fail(id, errno, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0)

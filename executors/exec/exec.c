@@ -511,7 +511,10 @@ static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *
         snprintf(src, sizeof(src), "%s/%s", base, sp->report);
     int cr = atx_system_copy_out(sys, src, local);
     size_t cases = 0;
-    if (cr < 0) {
+    if (cr < 0 && strstr(atx_error_last()->message, "symbolic link")) {
+        snprintf(why, sizeof(why), "the JUnit report %s is a symbolic link: not followed",
+                 sp->report);
+    } else if (cr < 0) {
         snprintf(why, sizeof(why), "the JUnit report %s was not written", sp->report);
     } else {
         char fname[PATH_MAX + 64];

@@ -1414,11 +1414,6 @@ static int copy_in(agent_conn *c, const char *local, const char *remote)
 
 /* ---- copies out ---- */
 
-typedef struct dirmode {
-    char *rel;
-    uint32_t mode;
-} dirmode;
-
 typedef struct getter {
     agent_conn *c;
     const char *local;
@@ -1430,8 +1425,6 @@ typedef struct getter {
     uint64_t mtime;
     int err;                /* the first trouble (-errno) */
     char errmsg[512];
-    dirmode *dirs;
-    size_t ndirs;
 } getter;
 
 static void get_fail(getter *g, int e, const char *what, const char *path)
@@ -1485,7 +1478,7 @@ static void file_done(getter *g)
 {
     if (g->fd < 0)
         return;
-    fchmod(g->fd, g->mode & 0777); /* no setuid, setgid or sticky bits from a system */
+    fchmod(g->fd, atx_taken_mode(g->mode));
     struct timespec ts[2] = { { 0, UTIME_OMIT },
                               { (time_t)(g->mtime / 1000000000u), (long)(g->mtime % 1000000000u) } };
     futimens(g->fd, ts);
@@ -1532,7 +1525,8 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
     uint32_t mode = agent_read_u32(&rd);
     uint64_t size = agent_read_u64(&rd), mtime = agent_read_u64(&rd);
     const char *rel = agent_read_str(&rd);
-    const char *target = type_c == 'l' ? agent_read_str(&rd) : NULL;
+    if (type_c == 'l')
+        agent_read_str(&rd); /* the target: not used */
     if (rd.bad)
         return;
     file_done(g);
@@ -1557,34 +1551,18 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
                 (g->root_fd = open(g->local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
                 get_fail(g, -errno, "cannot make", g->local);
             else
-                fchmod(g->root_fd, (mode & 0777) | 0700);
+                fchmod(g->root_fd, 0755);
         }
-    } else if (g->root_fd >= 0 && safe_rel(rel)) {
+    } else if (g->root_fd >= 0 && safe_rel(rel) && (type_c == 'd' || type_c == 'f')) {
+        /* Links are not made here: their targets are the system's word. */
         char leaf[NAME_MAX + 1];
         int dfd = parent_of(g, rel, leaf, sizeof(leaf));
-        if (dfd < 0) {
+        if (dfd < 0)
             get_fail(g, -errno, "cannot write below", g->local);
-        } else if (type_c == 'd') {
-            if (mkdirat(dfd, leaf, (mode & 0777) | 0700) < 0 && errno != EEXIST) {
-                get_fail(g, -errno, "cannot make a folder in", g->local);
-            } else if ((mode & 0700) != 0700) {
-                /* Filled first, made read-only at the end. */
-                dirmode *d = realloc(g->dirs, (g->ndirs + 1) * sizeof(*d));
-                if (d) {
-                    g->dirs = d;
-                    if ((d[g->ndirs].rel = strdup(rel)))
-                        d[g->ndirs++].mode = mode & 0777;
-                }
-            }
-        } else if (type_c == 'f') {
-            if ((g->fd = open_file(dfd, leaf)) < 0)
-                get_fail(g, -errno, "cannot write in", g->local);
-        } else if (type_c == 'l' && target) {
-            struct stat st;
-            if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
-                unlinkat(dfd, leaf, 0);
-            symlinkat(target, dfd, leaf);
-        }
+        else if (type_c == 'd' && mkdirat(dfd, leaf, 0755) < 0 && errno != EEXIST)
+            get_fail(g, -errno, "cannot make a folder in", g->local);
+        else if (type_c == 'f' && (g->fd = open_file(dfd, leaf)) < 0)
+            get_fail(g, -errno, "cannot write in", g->local);
         if (dfd >= 0)
             close(dfd);
     }
@@ -1628,21 +1606,6 @@ int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local)
     pthread_mutex_unlock(&c->mu);
     free(b.p);
     file_done(&g);
-    /* Read-only folders get their modes once filled, deepest first. */
-    for (size_t i = g.ndirs; i-- > 0;) {
-        char leaf[NAME_MAX + 1];
-        int dfd = g.root_fd >= 0 ? parent_of(&g, g.dirs[i].rel, leaf, sizeof(leaf)) : -1;
-        if (dfd >= 0) {
-            int fd = openat(dfd, leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (fd >= 0) {
-                fchmod(fd, g.dirs[i].mode);
-                close(fd);
-            }
-            close(dfd);
-        }
-        free(g.dirs[i].rel);
-    }
-    free(g.dirs);
     if (g.root_fd >= 0)
         close(g.root_fd);
     if (r == 0 && g.err)

@@ -237,6 +237,175 @@ int atx_empty_dir(const char *path)
     return 0;
 }
 
+/* ---- files taken from a system on this host ---- */
+
+static int write_full(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Copy the open regular file @in to @dfd/@name (made or replaced, never
+ * through a link), with @st's mtime and the taken mode. */
+static int take_file(int in, const struct stat *st, int dfd, const char *name)
+{
+    int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0 && errno == ELOOP && unlinkat(dfd, name, 0) == 0)
+        out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (out < 0)
+        return -errno;
+    int r = 0;
+    for (;;) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+        if (n > 0)
+            continue;
+        if (n == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
+            r = -errno;
+            break;
+        }
+        char buf[65536];
+        while ((n = read(in, buf, sizeof(buf))) != 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 || write_full(out, buf, (size_t)n) < 0) {
+                r = -errno;
+                break;
+            }
+        }
+        break;
+    }
+    fchmod(out, atx_taken_mode(st->st_mode));
+    struct timespec ts[2] = { { 0, UTIME_OMIT }, st->st_mtim };
+    futimens(out, ts);
+    if (close(out) < 0 && !r)
+        r = -errno;
+    return r;
+}
+
+/* The regular files and folders below @sfd into @dfd; both are closed. */
+static int take_below(int sfd, int dfd, int depth)
+{
+    DIR *d = fdopendir(sfd);
+    struct dirent *de;
+    int r = 0;
+
+    if (!d) {
+        r = -errno;
+        close(sfd);
+        close(dfd);
+        return r;
+    }
+    while (r == 0 && (de = readdir(d))) {
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            int in = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (in < 0)
+                continue;
+            r = take_file(in, &st, dfd, de->d_name);
+            close(in);
+        } else if (S_ISDIR(st.st_mode) && depth < 64) {
+            if (mkdirat(dfd, de->d_name, 0755) < 0 && errno != EEXIST) {
+                r = -errno;
+                break;
+            }
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            int dsub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0 || dsub < 0) {
+                r = -errno;
+                if (sub >= 0)
+                    close(sub);
+                if (dsub >= 0)
+                    close(dsub);
+                break;
+            }
+            r = take_below(sub, dsub, depth + 1);
+        }
+        /* Links, devices, FIFOs and sockets are not taken. */
+    }
+    closedir(d);
+    close(dfd);
+    return r;
+}
+
+int atx_copy_taken(const char *from, const char *to)
+{
+    struct stat st;
+    int in = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), r;
+
+    if (in < 0 && errno == ELOOP)
+        return atx_error_set(ATX_EINVAL, "%s is a symbolic link: not followed", from);
+    if (in < 0 || fstat(in, &st) < 0) {
+        r = -errno;
+        if (in >= 0)
+            close(in);
+        return atx_error_set(r, "cannot read %s: %s", from, strerror(-r));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        int out = -1;
+        if ((r = atx_mkdir_p(to)) < 0) {
+            close(in);
+            return r;
+        }
+        if ((out = open(to, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+            r = -errno;
+            close(in);
+            return atx_error_set(r, "cannot write %s: %s", to, strerror(-r));
+        }
+        fchmod(out, 0755);
+        if ((r = take_below(in, out, 0)) < 0)
+            return atx_error_set(r, "copying %s to %s failed: %s", from, to, strerror(-r));
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(in);
+        return atx_error_set(ATX_EINVAL, "%s is neither a file nor a folder", from);
+    }
+    char parent[PATH_MAX];
+    const char *name = to;
+    int dfd = AT_FDCWD;
+    if (snprintf(parent, sizeof(parent), "%s", to) >= (int)sizeof(parent)) {
+        close(in);
+        return atx_error_set(ATX_EINVAL, "path too long: %s", to);
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash) {
+        *slash = '\0';
+        name = to + (slash - parent) + 1;
+        if (slash != parent && (r = atx_mkdir_p(parent)) < 0) {
+            close(in);
+            return r;
+        }
+        if ((dfd = open(slash == parent ? "/" : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+            r = -errno;
+            close(in);
+            return atx_error_set(r, "cannot write %s: %s", to, strerror(-r));
+        }
+    }
+    r = take_file(in, &st, dfd, name);
+    close(in);
+    if (dfd >= 0)
+        close(dfd);
+    if (r < 0)
+        return atx_error_set(r, "copying %s to %s failed: %s", from, to, strerror(-r));
+    return 0;
+}
+
 void atx_strv_free(char **v)
 {
     if (!v)

@@ -51,6 +51,12 @@ ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
 
 /* mkdir -p with mode 0755. */
 ATX_INTERNAL int atx_mkdir_p(const char *path);
+/* The mode a file taken from a system keeps: 0755 if anyone could run it,
+ * else 0644; never setuid, setgid or sticky. */
+static inline unsigned atx_taken_mode(unsigned mode)
+{
+    return mode & 0111 ? 0755 : 0644;
+}
 /* Remove everything below a folder (links are removed, never followed). */
 ATX_INTERNAL int atx_empty_dir(const char *path);
 

@@ -261,7 +261,7 @@ static int local_copy_out(void *impl, const char *remote, const char *local)
 {
     char path[PATH_MAX * 2];
     system_path(impl, remote, path, sizeof(path));
-    return copy(path, local);
+    return atx_copy_taken(path, local);
 }
 
 /* Four kinds of slot: sharing this host's files or acting as a remote

@@ -92,8 +92,19 @@ ATX_API int atx_system_spawn(atx_system *sys, const atx_spawn_opts *opts, atx_pr
  * paths are relative to the system's work directory.
  */
 ATX_API int atx_system_copy_in(atx_system *sys, const char *local, const char *remote);
-/** Copy a file or tree from the system to a local path. */
+/**
+ * Copy a file or tree from the system to a local path. What comes from a
+ * system is hostile: only regular files and folders are made (links are
+ * neither followed nor recreated; @p remote itself being a link is an
+ * error), files get mode 0644 or 0755 and folders 0755, and nothing is
+ * written through a link already at @p local.
+ */
 ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char *local);
+/**
+ * atx_system_copy_out() for a provisioner whose system's files are on this
+ * host: copy @p from (a file or a folder) to @p to by the same rules.
+ */
+ATX_API int atx_copy_taken(const char *from, const char *to);
 /**
  * Liveness probe.
  * @return 0 if the system answers within @p timeout_ns, ATX_ELOST otherwise.

@@ -1,0 +1,73 @@
+# Files taken from a system are regular files only: a test whose JUnit
+# report is a link to a secret gets neither the link nor the secret into its
+# results, and a report made setuid comes back 0755 without the bit. On a
+# local slot (cgroups: copied on this host; an agent), over SSH and in a
+# podman container.
+. "$ATX_SRC/tests/lib.sh"
+. "$ATX_SRC/tests/ssh/peers.sh"
+export ATX_PLUGIN_PATH="$ATX_PLUGIN_DIR"
+trap 'peers_stop; cleanup' EXIT
+
+peers_init "$T/peers"
+peer_start lab1
+peer_trust lab1
+cat > "$T/pool.json" <<EOF2
+{"known_hosts": "$T/peers/known_hosts",
+ "hosts": [{"name": "lab1", "address": "127.0.0.1", "port": $PORT_lab1, "user": "root",
+            "identity": "$T/peers/client_key"}]}
+EOF2
+
+secret="atx-secret-$$-$RANDOM"
+report='<testsuite name="s"><testcase name="ok"/></testsuite>'
+# Each system has a secret of its own; the link points at it.
+link_cmd="echo $secret > /tmp/$secret && ln -sf /tmp/$secret report.xml; ln -sf /tmp/$secret other.xml"
+suid_cmd="printf '%s' '$report' > suid.xml && chmod 6755 suid.xml"
+
+plan() {
+  python3 - "$1" "$link_cmd" "$suid_cmd" <<'PY'
+import json, sys
+print(json.dumps({
+    "provisioners": [json.loads(sys.argv[1])],
+    "tests": [{"name": "/link", "executor": "junitxml", "command": ["sh", "-c", sys.argv[2]],
+               "report": "report.xml"},
+              {"name": "/suid", "executor": "junitxml", "command": ["sh", "-c", sys.argv[3]],
+               "report": "suid.xml"}],
+    "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"},
+                    {"plugin": "junit", "path": "junit.xml"}]}))
+PY
+}
+
+taken() {  # taken NAME PROVISIONER-JSON
+  local name=$1 rc=0 out="$T/out-$1"
+  plan "$2" > "$T/plan-$name.json"
+  "$ATX" run --plan "$T/plan-$name.json" -o "$out" -q > "$T/$name.log" 2>&1 || rc=$?
+  cat "$T/$name.log"
+  expect_eq "$name: exit code (the linked report is an error)" "$rc" 1
+  python3 - "$out/results.jsonl" <<'PY' || fail "$name: the results are not as expected"
+import json, sys
+rows = {}
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if not r.get("subtest"):
+        rows[r["test"]] = r
+link, suid = rows["/link"], rows["/suid"]
+assert (link["status"], link["error_type"]) == ("error", "junit-report"), link
+assert "report.xml" in link["note"] and "symbolic link" in link["note"], link["note"]
+assert suid["status"] == "pass", suid
+print("link:", link["note"])
+PY
+  [ -z "$(find "$out" -type l)" ] || fail "$name: a link in the results: $(find "$out" -type l)"
+  [ -z "$(find "$out" -perm /7000)" ] || fail "$name: setuid/setgid/sticky: $(find "$out" -perm /7000)"
+  ! grep -rq "$secret" "$out" || fail "$name: the secret reached the results: $(grep -rl "$secret" "$out")"
+  local kept
+  kept=$(find "$out" -name junit-report.xml -perm 0755 | wc -l)
+  expect_eq "$name: the setuid report kept as 0755" "$kept" 1
+  pass "$name: no link, no setuid bit, no secret in the results"
+}
+
+taken local-cgroup '{"plugin": "local", "slots": 1, "containment": "cgroup"}'
+taken local-agent '{"plugin": "local", "slots": 1, "containment": "agent"}'
+taken ssh '{"plugin": "ssh", "pool": "'"$T/pool.json"'"}'
+. "$ATX_SRC/tests/podman/image.sh"
+taken podman '{"plugin": "podman", "image": "'"$IMG"'", "slots": 1}'
+rm -f "/tmp/$secret"
