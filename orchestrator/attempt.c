@@ -44,7 +44,7 @@ int atx_attempt_make_dir(atx_attempt *a)
 
     if (a->dir)
         return 0;
-    if ((r = atx_text_safe_relpath(atx_test_name(a->ts->t), &safe)) < 0)
+    if ((r = atx_text_name_path(atx_test_name(a->ts->t), &safe)) < 0)
         return r;
     if (asprintf(&a->rel, "tests/%s/attempt-%d", safe, a->number) < 0 ||
         asprintf(&a->dir, "%s/%s", a->run->results_dir, a->rel) < 0) {

@@ -292,6 +292,77 @@ static void test_safe_relpath_stays_below(void **state)
     }
 }
 
+/* ---- atx_text_name_path ---- */
+
+static void expect_name_path(const char *in, const char *want)
+{
+    char *out = NULL;
+    assert_int_equal(atx_text_name_path(in, &out), 0);
+    assert_string_equal(out, want);
+    free(out);
+}
+
+static void test_name_path(void **state)
+{
+    (void)state;
+    expect_name_path("/demo/pass", "demo/pass");
+    expect_name_path("/a_b", "a_b");
+    expect_name_path("/a\\b", "a%5Cb");
+    expect_name_path("/c/./d", "c/%2E/d");
+    expect_name_path("/c/d", "c/d");
+    expect_name_path("/../x", "%2E%2E/x");
+    expect_name_path("/a//b/", "a/%E/b/%E");
+    expect_name_path("a", "%N/a");
+    expect_name_path("/%N/a", "%25N/a");
+    expect_name_path("/t\x1b[0m\x01", "t%1B[0m%01");
+    expect_name_path("", "%N/%E");
+    expect_name_path("/", "%E");
+}
+
+/* Different names, different folders; every part a file name below. */
+static void test_name_path_injective(void **state)
+{
+    static const char *const in[] = {
+        "/a_b", "/a\\b", "/a%5Cb", "/a\x01", "/a\x02", "/a_", "/c/./d", "/c/d", "/c//d",
+        "c/d", "/c/d/", "/c/%2E/d", "/..", "/%2E%2E", "/.", "/", "", "%N/x", "/%N/x",
+        "/%E", "//", "/x\x7f", "/x%7F",
+    };
+    size_t n = sizeof(in) / sizeof(in[0]);
+    char *out[sizeof(in) / sizeof(in[0])];
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(atx_text_name_path(in[i], &out[i]), 0);
+        assert_true(out[i][0] != '/' && out[i][0] != '\0');
+        char *copy = strdup(out[i]), *save = NULL;
+        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+            assert_string_not_equal(c, "..");
+            assert_string_not_equal(c, ".");
+            assert_true(strlen(c) < 255);
+        }
+        assert_null(strstr(out[i], "//"));
+        free(copy);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(out[i], out[k]) == 0)
+                fail_msg("'%s' and '%s' both map to %s", in[i], in[k], out[i]);
+    }
+    /* Long parts: kept below NAME_MAX, and still apart. */
+    char a[2000], b[2000];
+    memset(a, 'x', sizeof(a));
+    a[0] = '/';
+    a[sizeof(a) - 1] = '\0';
+    memcpy(b, a, sizeof(b));
+    b[1500] = 'y';
+    char *pa, *pb;
+    assert_int_equal(atx_text_name_path(a, &pa), 0);
+    assert_int_equal(atx_text_name_path(b, &pb), 0);
+    assert_true(strlen(pa) < 255);
+    assert_string_not_equal(pa, pb);
+    free(pa);
+    free(pb);
+    for (size_t i = 0; i < n; i++)
+        free(out[i]);
+}
+
 /* ---- atx_text_seconds ---- */
 
 static void expect_seconds(int64_t ns, const char *want)
@@ -556,6 +627,8 @@ int main(void)
         cmocka_unit_test(test_utf8_floor_every_cut),
         cmocka_unit_test(test_safe_relpath),
         cmocka_unit_test(test_safe_relpath_stays_below),
+        cmocka_unit_test(test_name_path),
+        cmocka_unit_test(test_name_path_injective),
         cmocka_unit_test(test_seconds),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_duration_parse_bad),

@@ -187,3 +187,69 @@ int atx_text_safe_relpath(const char *path, char **out)
     *out = buf;
     return 0;
 }
+
+/* One part of a name into out (room for 3 bytes per input byte + 20). */
+static size_t name_part(const char *p, size_t n, char *out)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+
+    if (n == 0) {
+        memcpy(out, "%E", 2);
+        return 2;
+    }
+    if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+        for (size_t i = 0; i < n; i++, o += 3)
+            memcpy(out + o, "%2E", 3);
+        return o;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (o > 200) {
+            /* Too long for a file name: the head, and a hash of it all. */
+            uint64_t h = 1469598103934665603ull;
+            for (size_t k = 0; k < n; k++)
+                h = (h ^ (unsigned char)p[k]) * 1099511628211ull;
+            o += (size_t)sprintf(out + o, "%%H%016llx", (unsigned long long)h);
+            return o;
+        }
+        if (c < 0x20 || c == 0x7F || c == '\\' || c == '%') {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+int atx_text_name_path(const char *name, char **out)
+{
+    size_t len = name ? strlen(name) : 0;
+    const char *p = name ? name : "";
+    /* Per byte at most 3, per part 20 more and a '/'; "%N/" once. */
+    char *buf = malloc(len * 24 + 32);
+    size_t o = 0;
+
+    if (!buf)
+        return atx_error_oom();
+    if (*p == '/') {
+        p++;
+        len--;
+    } else {
+        memcpy(buf, "%N/", 3);
+        o = 3;
+    }
+    for (;;) {
+        size_t n = strcspn(p, "/");
+        o += name_part(p, n, buf + o);
+        if (!p[n])
+            break;
+        buf[o++] = '/';
+        p += n + 1;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    return 0;
+}

@@ -44,6 +44,19 @@ ATX_API void atx_text_utc(int64_t wall_ns, int zulu, char buf[32]);
  */
 ATX_API int atx_text_safe_relpath(const char *path, char **out);
 
+/**
+ * A folder path below a directory for a name (a test's), one to one:
+ * different names never get the same path. The name's '/' separate the
+ * folders (one leading '/' dropped); in each part '%', '\\', control
+ * characters and DEL become "%XX"; a part that is empty becomes "%E", "."
+ * and ".." become "%2E" and "%2E%2E"; a name without its leading '/' starts
+ * with the part "%N". A part longer than 200 bytes keeps its first bytes
+ * and ends with "%H" and a hash of the whole part.
+ * @param out  receives a malloc'ed string (caller frees).
+ * @return 0 or ATX_ENOMEM.
+ */
+ATX_API int atx_text_name_path(const char *name, char **out);
+
 #ifdef __cplusplus
 }
 #endif
