@@ -425,7 +425,7 @@ static void tap_point_cb(void *ud, const tap_point *p)
 #endif
 
 #if EXEC_FLAVOUR == FLAVOUR_JUNIT
-static void junit_case_cb(void *ud, const junit_case *c)
+static int junit_case_cb(void *ud, const junit_case *c)
 {
     subs *sb = ud;
     char want[1024];
@@ -447,6 +447,7 @@ static void junit_case_cb(void *ud, const junit_case *c)
     sub_emit(sb, want, st[c->outcome], c->type ? c->type : types[c->outcome], c->message,
              c->seconds, c->system_out, err);
     free(err);
+    return 0;
 }
 #endif
 

@@ -2,12 +2,23 @@
  * Reading JUnit XML as the frameworks write it (pytest --junitxml, ctest
  * --output-junit, Maven Surefire and others): testcases inside testsuites,
  * each with an optional failure, error or skipped element and its output.
- * The file is parsed without network access and without expanding
- * external entities.
+ *
+ * A report is the test's output, so hostile: it is read whole up to a cap,
+ * parsed without network access, without a DTD loaded and without libxml2's
+ * XML_PARSE_HUGE (its limits on depth and names stay), and refused when it
+ * declares any entity. Entities are refused rather than expanded: even
+ * unexpanded in the tree, xmlNodeGetContent() and xmlGetProp() would expand
+ * nested ones afterwards (a 700-byte "billion laughs" is gigabytes), and no
+ * framework writes them.
  */
+#define _GNU_SOURCE 1
 #include "junit_import.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -25,7 +36,7 @@ static char *attr(const xmlNode *n, const char *name)
     return (char *)xmlGetProp(n, (const xmlChar *)name);
 }
 
-static void one_case(const xmlNode *tc, junit_case_fn fn, void *ud)
+static int one_case(const xmlNode *tc, junit_case_fn fn, void *ud)
 {
     char *name = attr(tc, "name"), *cls = attr(tc, "classname"), *time = attr(tc, "time");
     char *message = NULL, *type = NULL, *details = NULL, *out = NULL, *err = NULL;
@@ -60,7 +71,7 @@ static void one_case(const xmlNode *tc, junit_case_fn fn, void *ud)
     c.seconds = time ? strtod(time, NULL) : 0;
     if (c.seconds < 0)
         c.seconds = 0;
-    fn(ud, &c);
+    int stop = fn(ud, &c);
     xmlFree(name);
     xmlFree(cls);
     xmlFree(time);
@@ -69,44 +80,150 @@ static void one_case(const xmlNode *tc, junit_case_fn fn, void *ud)
     xmlFree(details);
     xmlFree(out);
     xmlFree(err);
+    return stop;
 }
 
-static void walk(const xmlNode *n, junit_case_fn fn, void *ud, size_t *cases)
+/* Recursive, but libxml2 (without XML_PARSE_HUGE) nests elements at most
+ * 256 deep. */
+static int walk(const xmlNode *n, junit_case_fn fn, void *ud, size_t *cases)
 {
-    for (; n; n = n->next) {
+    int stop = 0;
+
+    for (; n && !stop; n = n->next) {
         if (is(n, "testcase")) {
-            one_case(n, fn, ud);
+            stop = one_case(n, fn, ud);
             (*cases)++;
         } else if (is(n, "testsuite") || is(n, "testsuites")) {
-            walk(n->children, fn, ud, cases);
+            stop = walk(n->children, fn, ud, cases);
         }
     }
+    return stop;
+}
+
+/* Any declaration stops the parse: the report is refused. */
+static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
+                           const xmlChar *system_id, xmlChar *content)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+
+    (void)name, (void)type, (void)public_id, (void)system_id, (void)content;
+    *(bool *)ctxt->_private = true;
+    xmlStopParser(ctxt);
+}
+
+static void on_unparsed_entity_decl(void *ctx, const xmlChar *name, const xmlChar *public_id,
+                                    const xmlChar *system_id, const xmlChar *notation)
+{
+    on_entity_decl(ctx, name, 0, public_id, system_id, (xmlChar *)notation);
+}
+
+/* The whole file, if it is at most JUNIT_REPORT_MAX bytes: 0, 1 when it is
+ * longer, -errno. */
+static int read_capped(const char *path, char **out, size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), e = 0;
+
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        if (n == cap || !buf) {
+            if (buf)
+                cap *= 2;
+            /* One byte past the cap tells a longer file. */
+            if (cap > JUNIT_REPORT_MAX + 1)
+                cap = JUNIT_REPORT_MAX + 1;
+            char *b = realloc(buf, cap);
+            if (!b) {
+                e = -ENOMEM;
+                break;
+            }
+            buf = b;
+        }
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            e = -errno;
+            break;
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+        if (n > JUNIT_REPORT_MAX) {
+            e = 1;
+            break;
+        }
+    }
+    close(fd);
+    if (e) {
+        free(buf);
+        return e;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
 }
 
 int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
                       size_t whylen)
 {
+    xmlParserCtxtPtr ctxt;
     xmlDoc *doc;
-    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0;
+    bool entities = false;
+    int r;
 
     *cases = 0;
-    if (!f) {
+    r = read_capped(path, &text, &len);
+    if (r == 1) {
+        snprintf(why, whylen, "the JUnit report %s is longer than %u MiB: not read", path,
+                 (unsigned)(JUNIT_REPORT_MAX >> 20));
+        return -1;
+    }
+    if (r == -ENOENT || r == -ENOTDIR) {
         snprintf(why, whylen, "the JUnit report %s was not written", path);
         return -1;
     }
-    fclose(f);
-    doc = xmlReadFile(path, NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
-                                      XML_PARSE_HUGE);
-    if (!doc) {
-        const xmlError *e = xmlGetLastError();
+    if (r < 0) {
+        snprintf(why, whylen, "the JUnit report %s cannot be read: %s", path, strerror(-r));
+        return -1;
+    }
+    if (len > INT_MAX || !(ctxt = xmlNewParserCtxt())) {
+        free(text);
+        snprintf(why, whylen, "the JUnit report %s cannot be read: out of memory", path);
+        return -1;
+    }
+    ctxt->_private = &entities;
+    ctxt->sax->entityDecl = on_entity_decl;
+    ctxt->sax->unparsedEntityDecl = on_unparsed_entity_decl;
+    /* No XML_PARSE_NOENT, _DTDLOAD, _DTDVALID, _XINCLUDE or _HUGE: nothing
+     * is substituted or fetched, and libxml2's limits hold. */
+    doc = xmlCtxtReadMemory(ctxt, text ? text : "", (int)len, path, NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    free(text);
+    if (entities) {
+        xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
+        snprintf(why, whylen, "the JUnit report %s declares entities (<!ENTITY>), which atx "
+                 "does not expand: not read", path);
+        return -1;
+    }
+    if (!doc || !ctxt->wellFormed) {
+        const xmlError *e = xmlCtxtGetLastError(ctxt);
         snprintf(why, whylen, "the JUnit report %s is not XML%s%s", path,
                  e && e->message ? ": " : "", e && e->message ? e->message : "");
         /* libxml's message ends in a newline. */
         size_t n = strlen(why);
         while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
             why[--n] = '\0';
+        xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
         return -1;
     }
+    xmlFreeParserCtxt(ctxt);
     xmlNode *root = xmlDocGetRootElement(doc);
     if (!root || !(is(root, "testsuites") || is(root, "testsuite"))) {
         snprintf(why, whylen, "the JUnit report %s has no <testsuites> or <testsuite> root "
@@ -114,7 +231,7 @@ int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *case
         xmlFreeDoc(doc);
         return -1;
     }
-    walk(root, fn, ud, cases);
+    r = walk(root, fn, ud, cases);
     xmlFreeDoc(doc);
-    return 0;
+    return r;
 }

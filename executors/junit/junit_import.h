@@ -18,12 +18,18 @@ typedef struct junit_case {
     double seconds;            /* time=, 0 when missing */
 } junit_case;
 
-typedef void (*junit_case_fn)(void *ud, const junit_case *c);
+/* Called for each testcase, in order; strings live for the call. Nonzero
+ * stops the reading (junit_import_file returns it). */
+typedef int (*junit_case_fn)(void *ud, const junit_case *c);
+
+/* Reports longer than this are refused, not read. */
+#define JUNIT_REPORT_MAX (64u << 20)
 
 /*
  * Read every <testcase> of a JUnit XML file (a <testsuites> or <testsuite>
- * root, suites nested or not). Returns 0, or -1 with why set to one
- * sentence (missing file, not XML, not JUnit).
+ * root, suites nested or not). Returns 0; what fn returned when it stopped
+ * the reading; or -1 with why set to one sentence (missing, longer than
+ * JUNIT_REPORT_MAX, not XML, declaring entities, not JUnit).
  */
 int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
                       size_t whylen);
