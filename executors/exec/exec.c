@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <signal.h>
@@ -265,9 +266,9 @@ static void set_outcome(atx_result *res, bool timed_out, bool interrupted, int64
 
 #if EXEC_FLAVOUR == FLAVOUR_EXEC
 static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *res,
-                     const atx_capture *cap, int64_t started)
+                     const atx_capture *cap, int64_t started, int64_t deadline)
 {
-    (void)s, (void)a, (void)sp, (void)res, (void)cap, (void)started;
+    (void)s, (void)a, (void)sp, (void)res, (void)cap, (void)started, (void)deadline;
     return 0;
 }
 #else
@@ -281,57 +282,123 @@ static bool cut_short(const atx_result *res)
                  strcmp(t, "spawn") == 0);
 }
 
+/* A name given to a subresult, in a set of them (open addressing). As the
+ * stem of others ("name (k)"), next is the k to try first, so that n
+ * repeats of one name cost O(n) together, not O(n^2). */
+typedef struct name_slot {
+    char *name;             /* NULL: free */
+    uint64_t hash;
+    unsigned long next;
+} name_slot;
+
 typedef struct subs {
     atx_attempt *a;
     int64_t started;
+    int64_t deadline;       /* monotonic; reading stops there */
+    bool late;              /* it did */
     size_t n, failed, errors, skipped;
     char first_bad[256];
-    char **names;           /* subtest names used, to keep them unique */
+    name_slot *names;       /* subtest names used, to keep them unique */
     size_t nnames, cap;
+    uint64_t seed;          /* per attempt: a test cannot aim at one slot */
     int err;
 } subs;
 
-/* A unique subtest name: "name", else "name (2)", ... */
-static char *unique_name(subs *sb, const char *want)
+static uint64_t name_hash(const subs *sb, const char *s)
 {
+    uint64_t h = 0xcbf29ce484222325u ^ sb->seed;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3u;
+    /* FNV-1a's low bits, which pick the slot, mixed with the high ones. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The slot holding @p name, or the free one where it would go. */
+static name_slot *name_find(const subs *sb, const char *name, uint64_t hash)
+{
+    size_t mask = sb->cap - 1;
+    for (size_t j = (size_t)hash & mask;; j = (j + 1) & mask) {
+        name_slot *e = &sb->names[j];
+        if (!e->name || (e->hash == hash && strcmp(e->name, name) == 0))
+            return e;
+    }
+}
+
+/* Room for one more name: the table stays at most half full. */
+static int name_room(subs *sb)
+{
+    if (sb->cap && (sb->nnames + 1) * 2 <= sb->cap)
+        return 0;
+    size_t cap = sb->cap ? sb->cap * 2 : 64;
+    name_slot *old = sb->names, *nn = calloc(cap, sizeof(*nn));
+    if (!nn)
+        return ATX_ENOMEM;
+    size_t oldcap = sb->cap;
+    sb->names = nn;
+    sb->cap = cap;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].name)
+            *name_find(sb, old[i].name, old[i].hash) = old[i];
+    free(old);
+    return 0;
+}
+
+/* A unique subtest name: "name", else "name (2)", "name (3)", ... Owned by
+ * the set; NULL when out of memory. */
+static const char *unique_name(subs *sb, const char *want)
+{
+    uint64_t h = name_hash(sb, want);
     char *name = NULL;
-    for (int k = 1; !name || k < 10000; k++) {
-        free(name);
-        name = NULL;
-        if ((k == 1 ? asprintf(&name, "%s", want) : asprintf(&name, "%s (%d)", want, k)) < 0)
+
+    if (name_room(sb) < 0)
+        return NULL;
+    name_slot *stem = name_find(sb, want, h);
+    if (!stem->name) {
+        if (!(name = strdup(want)))
             return NULL;
-        bool taken = false;
-        for (size_t i = 0; i < sb->nnames && !taken; i++)
-            taken = strcmp(sb->names[i], name) == 0;
-        if (!taken)
-            break;
-    }
-    if (sb->nnames == sb->cap) {
-        size_t cap = sb->cap ? sb->cap * 2 : 32;
-        char **nn = realloc(sb->names, cap * sizeof(*nn));
-        if (!nn) {
+    } else {
+        /* Each name tried and found taken is one "want (k)" of the set:
+         * over all calls, no more tries than names. */
+        for (;;) {
+            unsigned long k = stem->next ? stem->next : 2;
+            if (asprintf(&name, "%s (%lu)", want, k) < 0)
+                return NULL;
+            stem->next = k + 1;
+            h = name_hash(sb, name);
+            if (!name_find(sb, name, h)->name)
+                break;
             free(name);
-            return NULL;
         }
-        sb->names = nn;
-        sb->cap = cap;
     }
-    sb->names[sb->nnames++] = name;
+    name_slot *e = name_find(sb, name, h);
+    *e = (name_slot){ .name = name, .hash = h };
+    sb->nnames++;
     return name;
 }
 
 static void subs_release(subs *sb)
 {
-    for (size_t i = 0; i < sb->nnames; i++)
-        free(sb->names[i]);
+    for (size_t i = 0; i < sb->cap; i++)
+        free(sb->names[i].name);
     free(sb->names);
+}
+
+/* Whether reading the output has reached the test's deadline (it stops). */
+static bool subs_late(subs *sb)
+{
+    if (!sb->late && sb->deadline > 0 && atx_now_ns() >= sb->deadline)
+        sb->late = true;
+    return sb->late;
 }
 
 static void sub_emit(subs *sb, const char *want, atx_status st, const char *type,
                      const char *note, double seconds, const char *out, const char *err)
 {
     const char *test = atx_test_name(atx_attempt_test(sb->a));
-    char *name = unique_name(sb, want && *want ? want : "(unnamed)");
+    const char *name = unique_name(sb, want && *want ? want : "(unnamed)");
     atx_result *r;
 
     if (!name || atx_result_new(test, name, &r) < 0) {
@@ -382,7 +449,7 @@ static void sum_up(atx_result *res, const subs *sb, const char *what)
 }
 
 #if EXEC_FLAVOUR == FLAVOUR_TAP
-static void tap_point_cb(void *ud, const tap_point *p)
+static int tap_point_cb(void *ud, const tap_point *p)
 {
     subs *sb = ud;
     char want[512], note[600];
@@ -421,6 +488,7 @@ static void tap_point_cb(void *ud, const tap_point *p)
         break;
     }
     sub_emit(sb, want, st, type, n, 0, p->diagnostics, NULL);
+    return sb->err < 0 || subs_late(sb);
 }
 #endif
 
@@ -447,14 +515,54 @@ static int junit_case_cb(void *ud, const junit_case *c)
     sub_emit(sb, want, st[c->outcome], c->type ? c->type : types[c->outcome], c->message,
              c->seconds, c->system_out, err);
     free(err);
-    return 0;
+    return sb->err < 0 || subs_late(sb);
 }
 #endif
 
-static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *res,
-                     const atx_capture *cap, int64_t started)
+#if EXEC_FLAVOUR == FLAVOUR_TAP
+/* The own result from the test points and the stream's plan. */
+static void tap_sum_up(atx_result *res, const subs *sb, const tap_summary *sum)
 {
-    subs sb = { .a = a, .started = started };
+    char note[700];
+
+    sum_up(res, sb, "test points");
+    if (sum->bailed) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "bail-out");
+        snprintf(note, sizeof(note), "Bail out!%s%s", *sum->bail_reason ? " " : "",
+                 sum->bail_reason);
+        atx_result_set_note(res, note);
+    } else if (sum->skip_all && sb->n == 0 && atx_result_status(res) == ATX_STATUS_PASS) {
+        atx_result_set_status(res, ATX_STATUS_SKIP);
+        atx_result_set_note(res, "the TAP plan skips every test (1..0 # SKIP)");
+    } else if (sum->problem[0] && !sum->skip_all) {
+        atx_result_set_status(res, ATX_STATUS_ERROR);
+        atx_result_set_error_type(res, "tap-plan");
+        atx_result_set_note(res, sum->problem);
+    }
+}
+#endif
+
+/* Reading the output counts against the test's timeout: past it, the test
+ * is one that timed out, with the subresults read by then. */
+static void set_late(atx_result *res, atx_attempt *a, const subs *sb, const char *what,
+                     const char *items)
+{
+    char note[300], secs[32];
+
+    atx_text_seconds(atx_attempt_timeout(a), secs);
+    snprintf(note, sizeof(note), "timed out after %ss while its %s was read (%zu %s read)",
+             secs, what, sb->n, items);
+    atx_result_set_status(res, ATX_STATUS_ERROR);
+    atx_result_set_error_type(res, "timeout");
+    atx_result_set_note(res, note);
+}
+
+static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *res,
+                     const atx_capture *cap, int64_t started, int64_t deadline)
+{
+    subs sb = { .a = a, .started = started, .deadline = deadline,
+                .seed = (uint64_t)atx_now_ns() ^ (uint64_t)(uintptr_t)&sb };
 #if EXEC_FLAVOUR == FLAVOUR_TAP
     char *data = NULL;
     size_t len = 0;
@@ -475,21 +583,10 @@ static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *
         return ATX_ENOMEM;
     tap_parse(data ? data : "", len, tap_point_cb, &sb, &sum);
     free(data);
-    sum_up(res, &sb, "test points");
-    if (sum.bailed) {
-        atx_result_set_status(res, ATX_STATUS_ERROR);
-        atx_result_set_error_type(res, "bail-out");
-        snprintf(note, sizeof(note), "Bail out!%s%s", *sum.bail_reason ? " " : "",
-                 sum.bail_reason);
-        atx_result_set_note(res, note);
-    } else if (sum.skip_all && sb.n == 0 && atx_result_status(res) == ATX_STATUS_PASS) {
-        atx_result_set_status(res, ATX_STATUS_SKIP);
-        atx_result_set_note(res, "the TAP plan skips every test (1..0 # SKIP)");
-    } else if (sum.problem[0] && !sum.skip_all) {
-        atx_result_set_status(res, ATX_STATUS_ERROR);
-        atx_result_set_error_type(res, "tap-plan");
-        atx_result_set_note(res, sum.problem);
-    }
+    if (sb.late)
+        set_late(res, a, &sb, "TAP stream", "test points");
+    else
+        tap_sum_up(res, &sb, &sum);
 #elif EXEC_FLAVOUR == FLAVOUR_JUNIT
     char why[1200], local[PATH_MAX + 64], note[1300];
     const char *rel = NULL;
@@ -522,7 +619,10 @@ static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *
         snprintf(fname, sizeof(fname), "%s/junit-report.xml", rel);
         atx_result_add_file(res, fname);
     }
-    if (cr < 0 || junit_import_file(local, junit_case_cb, &sb, &cases, why, sizeof(why)) < 0) {
+    int ir = cr < 0 ? -1 : junit_import_file(local, junit_case_cb, &sb, &cases, why, sizeof(why));
+    if (sb.late) {
+        set_late(res, a, &sb, "JUnit report", "testcases");
+    } else if (ir < 0) {
         /* Name the file as the test wrote it, not our copy. */
         char *at = strstr(why, local);
         if (at)
@@ -607,7 +707,7 @@ static int exec_run(void *state, atx_attempt *a)
     atx_result_set_times(res, started_wall, duration);
     set_capture(res, ATX_STREAM_STDOUT, &cap[0]);
     set_capture(res, ATX_STREAM_STDERR, &cap[1]);
-    if ((r = interpret(s, a, &sp, res, cap, started_wall)) < 0)
+    if ((r = interpret(s, a, &sp, res, cap, started_wall, deadline)) < 0)
         goto out;
     r = atx_attempt_emit(a, res);
     res = NULL;

@@ -9,6 +9,7 @@
 #include "tap.h"
 
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +23,22 @@ typedef struct pending {
     size_t diag_len, diag_cap;
 } pending;
 
-static void flush(pending *pd, tap_point_fn fn, void *ud)
+/* The pending point to fn; fn's word whether to stop. */
+static int flush(pending *pd, tap_point_fn fn, void *ud)
 {
+    int stop;
+
     if (!pd->have)
-        return;
+        return 0;
     pd->p.description = pd->desc ? pd->desc : "";
     pd->p.directive = pd->directive;
     pd->p.diagnostics = pd->diag_len ? pd->diag : NULL;
-    fn(ud, &pd->p);
+    stop = fn(ud, &pd->p);
     free(pd->desc);
     free(pd->directive);
     free(pd->diag);
     memset(pd, 0, sizeof(*pd));
+    return stop;
 }
 
 static void diag_add(pending *pd, const char *line, size_t len)
@@ -67,6 +72,18 @@ static char *dup_trim(const char *s, size_t len)
     return strndup(s, len);
 }
 
+/* The decimal number at s (before end), saturated at LONG_MAX; the end of
+ * its digits. The stream is not NUL-terminated: strtol() would read on. */
+static const char *number(const char *s, const char *end, long *out)
+{
+    long n = 0;
+
+    for (; s < end && isdigit((unsigned char)*s); s++)
+        n = n > (LONG_MAX - 9) / 10 ? LONG_MAX : n * 10 + (*s - '0');
+    *out = n;
+    return s;
+}
+
 /* Split "desc # DIRECTIVE reason" at the first unescaped '#'. */
 static void test_point(const char *s, size_t len, bool ok, long *count, pending *pd)
 {
@@ -75,11 +92,8 @@ static void test_point(const char *s, size_t len, bool ok, long *count, pending 
 
     while (s < end && *s == ' ')
         s++;
-    if (s < end && isdigit((unsigned char)*s)) {
-        num = strtol(s, (char **)&s, 10);
-        if (s > end)
-            s = end;
-    }
+    if (s < end && isdigit((unsigned char)*s))
+        s = number(s, end, &num);
     while (s < end && *s == ' ')
         s++;
     if (s < end && *s == '-') {
@@ -129,7 +143,7 @@ void tap_parse(const char *data, size_t len, tap_point_fn fn, void *ud, tap_summ
 
     memset(sum, 0, sizeof(*sum));
     sum->planned = -1;
-    while (p < end && !sum->bailed) {
+    while (p < end && !sum->bailed && !sum->stopped) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t l = (size_t)((nl ? nl : end) - p);
         const char *line = p;
@@ -163,28 +177,32 @@ void tap_parse(const char *data, size_t len, tap_point_fn fn, void *ud, tap_summ
             }
         }
         if (l >= 2 && strncmp(line, "ok", 2) == 0 && (l == 2 || line[2] == ' ')) {
-            flush(&pd, fn, ud);
+            if ((sum->stopped = flush(&pd, fn, ud) != 0))
+                break;
             test_point(line + 2, l - 2, true, &count, &pd);
         } else if (l >= 6 && strncmp(line, "not ok", 6) == 0 && (l == 6 || line[6] == ' ')) {
-            flush(&pd, fn, ud);
+            if ((sum->stopped = flush(&pd, fn, ud) != 0))
+                break;
             test_point(line + 6, l - 6, false, &count, &pd);
-        } else if (l >= 3 && strncmp(line, "1..", 3) == 0 && isdigit((unsigned char)line[3])) {
-            flush(&pd, fn, ud);
+        } else if (l >= 4 && strncmp(line, "1..", 3) == 0 && isdigit((unsigned char)line[3])) {
+            if ((sum->stopped = flush(&pd, fn, ud) != 0))
+                break;
             if (plan_seen) {
                 snprintf(sum->problem, sizeof(sum->problem), "more than one plan line");
                 continue;
             }
             plan_seen = true;
-            sum->planned = strtol(line + 3, NULL, 10);
+            number(line + 3, line + l, &sum->planned);
             const char *hash = memchr(line, '#', l);
             if (sum->planned == 0 && hash) {
                 const char *d = hash + 1;
-                while (*d == ' ')
+                while (d < line + l && *d == ' ')
                     d++;
-                sum->skip_all = strncasecmp(d, "skip", 4) == 0;
+                sum->skip_all = line + l - d >= 4 && strncasecmp(d, "skip", 4) == 0;
             }
         } else if (l >= 9 && strncmp(line, "Bail out!", 9) == 0) {
-            flush(&pd, fn, ud);
+            if ((sum->stopped = flush(&pd, fn, ud) != 0))
+                break;
             sum->bailed = true;
             char *why = dup_trim(line + 9, l - 9);
             snprintf(sum->bail_reason, sizeof(sum->bail_reason), "%s", why ? why : "");
@@ -195,9 +213,11 @@ void tap_parse(const char *data, size_t len, tap_point_fn fn, void *ud, tap_summ
         /* Anything else: "TAP version 13", comments before any point,
          * indented subtests, the program's other output. */
     }
-    flush(&pd, fn, ud);
+    /* A stop came right after a flush: nothing is pending then. */
+    if (!sum->stopped)
+        sum->stopped = flush(&pd, fn, ud) != 0;
     sum->seen = count;
-    if (!sum->problem[0] && !sum->bailed) {
+    if (!sum->problem[0] && !sum->bailed && !sum->stopped) {
         if (sum->planned < 0)
             snprintf(sum->problem, sizeof(sum->problem), "no plan line (1..N): %ld test points "
                      "and the stream may have been cut short", count);

@@ -28,12 +28,15 @@ typedef struct tap_summary {
     char bail_reason[512];
     bool skip_all;            /* 1..0 # SKIP */
     char problem[512];        /* a malformed stream, or a plan mismatch; "" if none */
+    bool stopped;             /* the callback stopped the reading */
 } tap_summary;
 
-/* Called for each test point, in order; strings live for the call. */
-typedef void (*tap_point_fn)(void *ud, const tap_point *p);
+/* Called for each test point, in order; strings live for the call. Nonzero
+ * stops the reading. */
+typedef int (*tap_point_fn)(void *ud, const tap_point *p);
 
-/* Read a whole stream. Never fails: trouble is described in sum->problem. */
+/* Read a whole stream (in time linear in its length), or up to where fn
+ * stopped it. Never fails: trouble is described in sum->problem. */
 void tap_parse(const char *data, size_t len, tap_point_fn fn, void *ud, tap_summary *sum);
 
 #endif
