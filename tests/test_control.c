@@ -632,6 +632,14 @@ static void test_testout_partial_and_multiple(void **state)
                    "{\"status\": \"info\", \"files\": [\"again.txt\"]}");
     expect_output_link("files/there.txt");
     expect_output_link("files/again.txt");
+    /* One copy of the output, two names. */
+    char p1[1024], p2[1024];
+    struct stat s1, s2;
+    snprintf(p1, sizeof(p1), "%s/files/there.txt", attempt);
+    snprintf(p2, sizeof(p2), "%s/files/again.txt", attempt);
+    assert_int_equal(stat(p1, &s1), 0);
+    assert_int_equal(stat(p2, &s2), 0);
+    assert_true(s1.st_ino == s2.st_ino);
     expect_no_file("files/here.txt");
     expect_no_file("files/output.txt");
     fmf_control_free(c);
@@ -1108,9 +1116,163 @@ static void test_caps(void **state)
     for (int i = 0; i < 4; i++)
         assert_int_equal(feed_chunks(c, &b, 1u << 20), 0);
     assert_int_equal(feed_chunks(c, &b, 1u << 20), ATX_EPARSE);
-    expect_error(c, "result: partial results exceed 67108864 bytes of JSON");
+    expect_error(c, "more than the 3 MiB left of the 64 MiB the attempt's results may hold");
     assert_int_equal(fmf_control_finish(c, 0, FMF_END_EXITED, NULL, output_file), 0);
     assert_int_equal(fmf_control_result_count(c), 1);
+    fmf_control_free(c);
+    sb_free(&b);
+}
+
+/* A JSON text of @n copies of @elem in a list, as a partial result. */
+static char *many(const char *elem, size_t n)
+{
+    size_t el = strlen(elem), o = 0;
+    char *s = malloc(64 + n * (el + 1));
+    assert_non_null(s);
+    o += (size_t)sprintf(s, "{\"partial\": true, \"x\": [");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(s + o, elem, el);
+        o += el;
+        s[o++] = ',';
+    }
+    strcpy(s + o - (n ? 1 : 0), "]}");
+    return s;
+}
+
+/* Memory is counted as parsed, not as text: small objects cost ~250x. */
+static void test_caps_parsed_memory(void **state)
+{
+    (void)state;
+    sbuf b = { 0 };
+    sb_result(&b, "{\"name\": \"kept\", \"status\": \"pass\"}", NULL, 0);
+    char *s = many("{}", 60000); /* 180 kB of text, ~48 MiB parsed */
+    sb_result(&b, s, NULL, 0);
+    sb_result(&b, s, NULL, 0);
+    free(s);
+    fmf_control *c = start();
+    assert_int_equal(feed_chunks(c, &b, 65536), ATX_EPARSE);
+    expect_error(c, "180025 bytes of JSON would take about 47 MiB parsed, more than the 17 MiB left");
+    assert_int_equal(fmf_control_finish(c, 1, FMF_END_EXITED, NULL, output_file), 0);
+    /* What was recorded stays: the subtest, the first partial, the fallback's note. */
+    assert_int_equal(fmf_control_result_count(c), 2);
+    assert_string_equal(fmf_control_result_line(c, 0), "{\"name\":\"kept\",\"status\":\"pass\"}");
+    json_object *own = (json_object *)fmf_control_result(c, 1), *v;
+    assert_true(json_object_object_get_ex(own, "x", &v));
+    assert_int_equal(json_object_array_length(v), 60000);
+    assert_true(json_object_object_get_ex(own, "status", &v));
+    assert_string_equal(json_object_get_string(v), "infra");
+    fmf_control_free(c);
+    sb_free(&b);
+    rm_rf(attempt);
+
+    /* Numbers and strings are counted too; text alone would pass. */
+    s = many("1", 1000000);
+    sb_result(&b, s, NULL, 0);
+    free(s);
+    c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "2000025 bytes of JSON would take about 109 MiB parsed");
+    fmf_control_free(c);
+    sb_free(&b);
+}
+
+static void test_caps_depth(void **state)
+{
+    (void)state;
+    sbuf b = { 0 };
+    char json[512];
+    size_t o = (size_t)sprintf(json, "{\"deep\": ");
+    for (int i = 1; i < FMF_CONTROL_DEPTH_MAX; i++)
+        json[o++] = '[';
+    for (int i = 1; i < FMF_CONTROL_DEPTH_MAX; i++)
+        json[o++] = ']';
+    strcpy(json + o, ", \"status\": \"fail\"}");
+    sb_result(&b, json, NULL, 0);
+    fmf_control *c = run(&b, 0);
+    assert_null(fmf_control_error(c));
+    assert_int_equal(fmf_control_result_count(c), 1);
+    /* Parsed again for the executor, at the same depth. */
+    json_object *r = (json_object *)fmf_control_result(c, 0), *v;
+    assert_non_null(r);
+    assert_true(json_object_object_get_ex(r, "status", &v));
+    assert_string_equal(json_object_get_string(v), "fail");
+    fmf_control_free(c);
+    sb_free(&b);
+    rm_rf(attempt);
+
+    o = (size_t)sprintf(json, "{\"deep\": ");
+    for (int i = 0; i < 200; i++)
+        json[o++] = '[';
+    json[o] = '\0';
+    sb_result(&b, json, NULL, 0);
+    c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "result: bad JSON (nested deeper than 64 at byte 72)");
+    fmf_control_free(c);
+    sb_free(&b);
+}
+
+/* File entries are checked against the budgets before any file is made. */
+static void test_caps_files(void **state)
+{
+    (void)state;
+    sbuf b = { 0 };
+    sb_result(&b, "{\"name\": \"first\", \"files\": [{\"name\": \"log\", \"length\": 3}]}", "abc", 3);
+    sb_result(&b, "{\"files\": [{\"name\": \"a\", \"length\": 1},"
+                  " {\"name\": \"huge\", \"length\": 9223372036854775807}]}", NULL, 0);
+    fmf_control *c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "result: files[1] (files/huge) declares 9223372036854775807 bytes; the "
+                    "attempt's files may take 1073741820 more (of 1073741824)");
+    assert_int_equal(fmf_control_finish(c, 0, FMF_END_EXITED, NULL, output_file), 0);
+    expect_file("files/first/log", "abc", 3);
+    expect_no_file("files/a");
+    expect_no_file("files/huge");
+    fmf_control_free(c);
+    sb_free(&b);
+    rm_rf(attempt);
+
+    /* Each fits, together they do not. */
+    sb_result(&b, "{\"files\": [{\"name\": \"a\", \"length\": 600000000},"
+                  " {\"name\": \"b\", \"length\": 600000000}]}", NULL, 0);
+    c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "result: files[1] (files/b) declares 600000000 bytes");
+    expect_no_file("files/a");
+    fmf_control_free(c);
+    sb_free(&b);
+    rm_rf(attempt);
+
+    /* Too many files and folders: counted with the folders they need. */
+    sbuf j = { 0 };
+    sb_str(&j, "{\"files\": [");
+    for (int i = 0; i <= FMF_CONTROL_FILES_MAX / 2; i++) {
+        char e[64];
+        snprintf(e, sizeof(e), "%s{\"name\": \"d%d/f\", \"length\": 0}", i ? ", " : "", i);
+        sb_str(&j, e);
+    }
+    sb_str(&j, "]}");
+    sb_result(&b, j.p, NULL, 0);
+    c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "result: files[5000] (files/d5000/f): more than 10000 files and folders below files/");
+    expect_no_file("files/d0");
+    fmf_control_free(c);
+    sb_free(&b);
+    sb_free(&j);
+    rm_rf(attempt);
+
+    /* A name too long for the file system, next to a fine one. */
+    char json[1400];
+    memset(json, 0, sizeof(json));
+    int n = snprintf(json, sizeof(json), "{\"files\": [{\"name\": \"ok\", \"length\": 0}, {\"name\": \"");
+    memset(json + n, 'x', 300);
+    strcpy(json + n + 300, "\", \"length\": 0}]}");
+    sb_result(&b, json, NULL, 0);
+    c = start();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    expect_error(c, "is too long a path");
+    expect_no_file("files/ok");
     fmf_control_free(c);
     sb_free(&b);
 }
@@ -1337,6 +1499,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_stops_everything, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps_parsed_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps_depth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_splits, setup, teardown),
         cmocka_unit_test(test_duration_spec),
         cmocka_unit_test_setup_teardown(test_new_errors, setup, teardown),

@@ -29,7 +29,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define JSON_DEPTH 64
+/* What json-c holds per value, beyond the text (measured with json-c 0.16
+ * on x86_64, rounded up): an object with its 16-slot hash table, an array
+ * with its 32 slots, a scalar, a key (its copy and hash entry), and the
+ * slot a value takes in its parent. */
+#define COST_OBJECT 800u
+#define COST_ARRAY 160u
+#define COST_SCALAR 96u
+#define COST_KEY 64u
+#define COST_SLOT 16u
+/* A written result beside its line: its entry, paths and their allocations. */
+#define COST_WRITTEN 64u
 #define TO_STRING_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 #define FALLBACK_OUTPUT "output.txt"
 
@@ -142,7 +152,7 @@ typedef struct rec {
     size_t key_len;
     char *dir;          /* the result's folder below files/ ("" = files/ itself) */
     char *testout;      /* normalised testout already claimed, or NULL */
-    size_t bytes;       /* JSON bytes merged in (pending budget) */
+    size_t bytes;       /* estimated memory of the JSON merged in */
     struct rec *prev, *next;
 } rec;
 
@@ -154,7 +164,6 @@ typedef struct upload {
 typedef struct written {
     char *line;
     char **paths;       /* NULL-terminated, relative to the attempt directory */
-    json_object *parsed;
 } written;
 
 enum state { ST_LINE, ST_JSON, ST_FILE, ST_FAILED, ST_FINISHED };
@@ -181,15 +190,21 @@ struct fmf_control {
 
     hmap pending;               /* key -> rec */
     rec *pend_head, *pend_tail;
-    size_t pend_count, pend_bytes;
+    size_t pend_count;
 
     hmap testouts;              /* rel paths claimed by testout links */
     char **links;
     size_t n_links, cap_links;
 
     written *res;
-    size_t n_res, cap_res, res_bytes;
+    size_t n_res, cap_res;
     bool own_final;
+    json_object *parsed;        /* fmf_control_result()'s one parsed line */
+    size_t parsed_idx;
+
+    size_t held;                /* estimated memory of results held (FMF_CONTROL_MEMORY_MAX) */
+    hmap made;                  /* rel paths below files/ made or reserved (files and folders) */
+    uint64_t file_bytes;        /* file data declared so far */
 
     char *err;
 };
@@ -365,6 +380,44 @@ static int open_below(fmf_control *c, const char *rel, int flags)
     return r;
 }
 
+/*
+ * Count @rel and the folders above it below files/ as made (they will be
+ * made next); the count is checked for all of them at once.
+ * @bounded: refuse (-EDQUOT) past FMF_CONTROL_FILES_MAX.
+ * @return 0, -EDQUOT or -ENOMEM.
+ */
+static int reserve_path(fmf_control *c, const char *rel, bool bounded)
+{
+    size_t n = strlen(rel), missing = 0, i = n;
+
+    /* From the path up to the first prefix already made: a new path costs
+     * hashing its new prefixes only, which the count bounds. */
+    for (;;) {
+        if (hmap_get(&c->made, rel, i))
+            break;
+        missing++;
+        while (i && rel[i - 1] != '/')
+            i--;
+        if (!i)
+            break;
+        i--;
+    }
+    if (!missing)
+        return 0;
+    if (bounded && c->made.count + missing > FMF_CONTROL_FILES_MAX)
+        return -EDQUOT;
+    for (size_t k = i ? i + 1 : 0; k <= n; k++) {
+        if (k < n && rel[k] != '/')
+            continue;
+        if (k && !hmap_get(&c->made, rel, k)) {
+            if (hmap_put(&c->made, rel, k, (void *)1) < 0)
+                return -ENOMEM;
+            c->held += k + COST_KEY;
+        }
+    }
+    return 0;
+}
+
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
@@ -441,10 +494,16 @@ static int merge(json_object *dst, json_object *src)
  * Reserve files/<rel> for a link to the test output: an empty placeholder is
  * created now (so a later upload or testout of the same path is refused, as
  * ATEX's immediate link would be) and replaced by the link at finish.
+ * @bounded: within FMF_CONTROL_FILES_MAX (-EDQUOT past it).
  * @return 0, -EEXIST if the path is taken, or another -errno.
  */
-static int claim_testout(fmf_control *c, const char *rel)
+static int claim_testout(fmf_control *c, const char *rel, bool bounded)
 {
+    int r = reserve_path(c, rel, bounded);
+
+    if (r < 0)
+        return r;
+
     if (c->n_links == c->cap_links) {
         size_t cap = c->cap_links ? c->cap_links * 2 : 8;
         char **l = realloc(c->links, cap * sizeof(*l));
@@ -523,6 +582,26 @@ static int link_output(fmf_control *c, const char *rel, const char *output_path)
     return r;
 }
 
+/* files/<rel> as a second name of files/<first> (the output copied once):
+ * every testout of an attempt holds the same bytes. */
+static int link_again(fmf_control *c, const char *first, const char *rel)
+{
+    char *from, *to;
+    int r = 0;
+
+    if (asprintf(&from, "%s/%s", c->files_dir, first) < 0)
+        return -ENOMEM;
+    if (asprintf(&to, "%s/%s", c->files_dir, rel) < 0) {
+        free(from);
+        return -ENOMEM;
+    }
+    if ((unlink(to) < 0 && errno != ENOENT) || link(from, to) < 0)
+        r = -errno;
+    free(from);
+    free(to);
+    return r;
+}
+
 /* ---- writing results ---- */
 
 static void paths_free(char **paths, size_t k)
@@ -564,7 +643,7 @@ static int claim_result_testout(fmf_control *c, rec *r)
     size_t tl = (size_t)json_object_get_string_len(to);
     char *tn = safe_path(json_object_get_string(to), tl);
     char *rel = tn ? path_join(r->dir, tn) : NULL;
-    int ret = rel ? claim_testout(c, rel) : -ENOMEM;
+    int ret = rel ? claim_testout(c, rel, true) : -ENOMEM;
     if (ret == 0) {
         r->testout = tn;
         json_object_object_del(r->obj, "testout");
@@ -574,6 +653,8 @@ static int claim_result_testout(fmf_control *c, rec *r)
         ret = ret == -ENOMEM ? fail_oom(c)
             : ret == -EEXIST ? fail(c, ATX_EPARSE, "result: testout '%s': files/%s already exists", q,
                                     shown(p, rel))
+            : ret == -EDQUOT ? fail(c, ATX_EPARSE, "result: testout '%s': more than %d files and "
+                                    "folders below files/", q, FMF_CONTROL_FILES_MAX)
             : fail(c, ret, "result: testout '%s': cannot create files/%s: %s", q, shown(p, rel),
                    strerror(-ret));
     }
@@ -644,15 +725,20 @@ static int write_result(fmf_control *c, rec *r, bool bounded)
     }
     list = NULL;
 
-    size_t len;
+    size_t len, cost;
     const char *s = json_object_to_json_string_length(r->obj, TO_STRING_FLAGS, &len);
-    if (!s || len >= FMF_CONTROL_RESULTS_BYTES_MAX * 2u || !(line = malloc(len + 1)))
+    if (!s || len >= SIZE_MAX / 2 || !(line = malloc(len + 1)))
         goto oom;
-    if (bounded && c->res_bytes + len > FMF_CONTROL_RESULTS_BYTES_MAX) {
+    cost = len + COST_WRITTEN;
+    for (size_t i = 0; i < k; i++)
+        cost += strlen(paths[i]) + COST_SLOT * 2;
+    /* The pending result it came from held more (its parsed form), so only
+     * results written during the test can go past the budget. */
+    if (bounded && c->held + cost > FMF_CONTROL_MEMORY_MAX) {
         free(line);
         paths_free(paths, k);
-        return fail(c, ATX_EPARSE, "result: more than %u bytes of results",
-                    FMF_CONTROL_RESULTS_BYTES_MAX);
+        return fail(c, ATX_EPARSE, "result: the attempt's results would hold more than %u MiB",
+                    FMF_CONTROL_MEMORY_MAX >> 20);
     }
     memcpy(line, s, len);
     line[len] = '\n';
@@ -663,8 +749,8 @@ static int write_result(fmf_control *c, rec *r, bool bounded)
         paths_free(paths, k);
         return fail(c, ret, "cannot write the results file: %s", strerror(-ret));
     }
-    c->res[c->n_res++] = (written){ .line = line, .paths = paths, .parsed = NULL };
-    c->res_bytes += len;
+    c->res[c->n_res++] = (written){ .line = line, .paths = paths };
+    c->held += cost;
     if (r->key[0] == '\0')
         c->own_final = true;
     return 0;
@@ -692,7 +778,7 @@ static void pending_unlink(fmf_control *c, rec *r)
         c->pend_tail = r->prev;
     r->prev = r->next = NULL;
     c->pend_count--;
-    c->pend_bytes -= r->bytes;
+    c->held -= r->bytes;
 }
 
 static int pending_add(fmf_control *c, rec *r)
@@ -707,7 +793,7 @@ static int pending_add(fmf_control *c, rec *r)
         c->pend_head = r;
     c->pend_tail = r;
     c->pend_count++;
-    c->pend_bytes += r->bytes;
+    c->held += r->bytes;
     return 0;
 }
 
@@ -719,11 +805,7 @@ static int report(fmf_control *c)
 
     c->cur = NULL;
     if (c->cur_partial) {
-        if (c->pend_bytes + r->bytes > FMF_CONTROL_PENDING_BYTES_MAX) {
-            rec_free(r);
-            return fail(c, ATX_EPARSE, "result: partial results exceed %u bytes of JSON",
-                        FMF_CONTROL_PENDING_BYTES_MAX);
-        }
+        /* Within FMF_CONTROL_MEMORY_MAX: checked before it was parsed. */
         if (!p) {
             if (c->pend_count >= FMF_CONTROL_PENDING_MAX) {
                 rec_free(r);
@@ -738,7 +820,7 @@ static int report(fmf_control *c)
         }
         ret = merge(p->obj, r->obj);
         p->bytes += r->bytes;
-        c->pend_bytes += r->bytes;
+        c->held += r->bytes;
         rec_free(r);
         return ret < 0 ? fail_oom(c) : 0;
     }
@@ -835,15 +917,128 @@ static int check_file_entry(fmf_control *c, json_object *e, size_t i, const char
         return fail_oom(c);
     }
     c->n_ups++;
+    /* Refused here rather than by open() after the files before it were made. */
+    size_t comp = 0;
+    for (const char *p = u->rel; ; p++) {
+        if (*p && *p != '/') {
+            comp++;
+            continue;
+        }
+        if (comp > NAME_MAX || (size_t)(p - u->rel) + strlen(c->files_dir) + 1 >= PATH_MAX) {
+            char q[256];
+            return fail(c, ATX_EPARSE, "result: files[%zu]: files/%s is too long a path", i,
+                        shown(q, u->rel));
+        }
+        if (!*p)
+            return 0;
+        comp = 0;
+    }
+}
+
+/*
+ * The files of the result being received fit the attempt's budgets: count
+ * and declared bytes. Checked for all of them before any is made.
+ */
+static int reserve_uploads(fmf_control *c)
+{
+    uint64_t left = FMF_CONTROL_FILES_BYTES_MAX - c->file_bytes;
+    char q[256];
+
+    for (size_t i = 0; i < c->n_ups; i++) {
+        if (c->ups[i].len > left)
+            return fail(c, ATX_EPARSE,
+                        "result: files[%zu] (files/%s) declares %llu bytes; the attempt's files "
+                        "may take %llu more (of %llu)",
+                        i, shown(q, c->ups[i].rel), (unsigned long long)c->ups[i].len,
+                        (unsigned long long)left, (unsigned long long)FMF_CONTROL_FILES_BYTES_MAX);
+        left -= c->ups[i].len;
+    }
+    for (size_t i = 0; i < c->n_ups; i++) {
+        int r = reserve_path(c, c->ups[i].rel, true);
+        if (r == -ENOMEM)
+            return fail_oom(c);
+        if (r < 0)
+            return fail(c, ATX_EPARSE, "result: files[%zu] (files/%s): more than %d files and "
+                        "folders below files/", i, shown(q, c->ups[i].rel), FMF_CONTROL_FILES_MAX);
+    }
+    c->file_bytes = FMF_CONTROL_FILES_BYTES_MAX - left;
     return 0;
+}
+
+/*
+ * What json-c would hold for the JSON text @s (see COST_*), from one pass
+ * over the text that allocates nothing. Only a bound for valid JSON: the
+ * parser judges the rest.
+ * @return the estimate, or SIZE_MAX if it nests deeper than
+ *         FMF_CONTROL_DEPTH_MAX (*at: the offset where it does).
+ */
+static size_t json_cost(const char *s, size_t n, size_t *at)
+{
+    size_t cost = n, depth = 0;
+    bool in_str = false, esc = false, in_tok = false;
+
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (ch == '\\')
+                esc = true;
+            else if (ch == '"')
+                in_str = false;
+            continue;
+        }
+        bool tok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   ch == '-' || ch == '+' || ch == '.';
+        if (tok && !in_tok)
+            cost += COST_SCALAR + COST_SLOT;
+        in_tok = tok;
+        switch (ch) {
+        case '"':
+            /* A key's cost is taken at its ':'. */
+            in_str = true;
+            cost += COST_SCALAR + COST_SLOT;
+            break;
+        case ':':
+            cost = cost - COST_SCALAR - COST_SLOT + COST_KEY;
+            break;
+        case '{':
+        case '[':
+            if (++depth > FMF_CONTROL_DEPTH_MAX) {
+                *at = i;
+                return SIZE_MAX;
+            }
+            cost += (ch == '{' ? COST_OBJECT : COST_ARRAY) + COST_SLOT;
+            break;
+        case '}':
+        case ']':
+            if (depth)
+                depth--;
+            break;
+        }
+    }
+    return cost;
 }
 
 /* The JSON of a `result` is complete: check it and start reading its files. */
 static int received_json(fmf_control *c)
 {
     json_object *obj, *v, *files = NULL;
+    size_t cost, at = 0;
     rec *r;
 
+    /* Refused before it is parsed: parsed, a few MiB of small objects take
+     * gigabytes. */
+    cost = json_cost(c->json ? c->json : "", c->json_len, &at);
+    if (cost == SIZE_MAX)
+        return fail(c, ATX_EPARSE, "result: bad JSON (nested deeper than %d at byte %zu)",
+                    FMF_CONTROL_DEPTH_MAX, at);
+    if (c->held + cost > FMF_CONTROL_MEMORY_MAX)
+        return fail(c, ATX_EPARSE,
+                    "result: %zu bytes of JSON would take about %zu MiB parsed, more than the "
+                    "%zu MiB left of the %u MiB the attempt's results may hold",
+                    c->json_len, (cost + (1u << 20) - 1) >> 20,
+                    (FMF_CONTROL_MEMORY_MAX - c->held) >> 20, FMF_CONTROL_MEMORY_MAX >> 20);
     json_tokener_reset(c->tok);
     obj = json_tokener_parse_ex(c->tok, c->json ? c->json : "", (int)c->json_len);
     enum json_tokener_error je = json_tokener_get_error(c->tok);
@@ -871,7 +1066,7 @@ static int received_json(fmf_control *c)
         return fail_oom(c);
     }
     r->obj = obj;
-    r->bytes = c->json_len;
+    r->bytes = cost;
     c->cur = r;
 
     const char *name = NULL;
@@ -924,6 +1119,9 @@ static int received_json(fmf_control *c)
         }
         if (json_object_object_add(obj, "files", names) < 0)
             return fail_oom(c);
+        int ret = reserve_uploads(c);
+        if (ret < 0)
+            return ret;
     }
     c->up_idx = 0;
     c->up_fd = -1;
@@ -1185,7 +1383,8 @@ static int claim_fallback_output(fmf_control *c, char **out)
         char *name;
         if (i == 1 ? !(name = strdup(FALLBACK_OUTPUT)) : asprintf(&name, "output-%u.txt", i) < 0)
             return -ENOMEM;
-        int r = claim_testout(c, name);
+        /* The fallback is kept past the caps: it is the attempt's own record. */
+        int r = claim_testout(c, name, false);
         if (r == 0) {
             *out = name;
             return 0;
@@ -1293,10 +1492,15 @@ int fmf_control_finish(fmf_control *c, int exit_code, fmf_end_kind end, const ch
             ret = atx_error_set(r, "cannot write a pending result: %s", atx_strerror(r));
         rec_free(p);
     }
-    for (size_t i = 0; i < c->n_links; i++) {
+    /* One copy of the output, however many results link it. */
+    for (size_t i = 0, copied = SIZE_MAX; i < c->n_links; i++) {
+        if (copied != SIZE_MAX && link_again(c, c->links[copied], c->links[i]) == 0)
+            continue;
         r = link_output(c, c->links[i], output_path);
         if (r < 0 && !ret)
             ret = r;
+        if (r == 0 && output_path && copied == SIZE_MAX)
+            copied = i;
     }
     if (c->results_fd >= 0) {
         if (close(c->results_fd) < 0 && !ret)
@@ -1322,10 +1526,17 @@ const struct json_object *fmf_control_result(const fmf_control *c, size_t i)
 {
     if (!c || i >= c->n_res)
         return NULL;
-    written *w = &((fmf_control *)c)->res[i]; /* parsed lazily: a cache, not a visible change */
-    if (!w->parsed)
-        w->parsed = json_tokener_parse(w->line);
-    return w->parsed;
+    /* One parsed at a time: all of them at once would take many times the
+     * memory their lines do. A cache, not a visible change. */
+    fmf_control *m = (fmf_control *)c;
+    if (!m->parsed || m->parsed_idx != i) {
+        json_object_put(m->parsed);
+        /* Its own tokener: json_tokener_parse() stops at half the depth results may have. */
+        json_tokener_reset(m->tok);
+        m->parsed = json_tokener_parse_ex(m->tok, m->res[i].line, (int)strlen(m->res[i].line));
+        m->parsed_idx = i;
+    }
+    return m->parsed;
 }
 
 const char *const *fmf_control_result_paths(const fmf_control *c, size_t i)
@@ -1364,7 +1575,7 @@ int fmf_control_new(const char *attempt_dir, const fmf_control_hooks *hooks, fmf
     c->results_fd = c->up_fd = -1;
     if (hooks)
         c->hooks = *hooks;
-    c->pending.seed = c->testouts.seed = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);
+    c->pending.seed = c->testouts.seed = c->made.seed = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);
     if (!(path = strdup(attempt_dir)) || asprintf(&c->files_dir, "%s/files", attempt_dir) < 0) {
         c->files_dir = NULL;
         r = atx_error_set(-ENOMEM, "out of memory");
@@ -1390,7 +1601,7 @@ int fmf_control_new(const char *attempt_dir, const fmf_control_hooks *hooks, fmf
         r = atx_error_set(-errno, "cannot create %s: %s", path, strerror(errno));
         goto fail;
     }
-    if (!(c->tok = json_tokener_new_ex(JSON_DEPTH))) {
+    if (!(c->tok = json_tokener_new_ex(FMF_CONTROL_DEPTH_MAX + 1))) {
         r = atx_error_set(-ENOMEM, "out of memory");
         goto fail;
     }
@@ -1429,8 +1640,9 @@ void fmf_control_free(fmf_control *c)
         for (char **p = c->res[i].paths; p && *p; p++)
             free(*p);
         free(c->res[i].paths);
-        json_object_put(c->res[i].parsed);
     }
+    json_object_put(c->parsed);
+    hmap_release(&c->made);
     free(c->res);
     if (c->tok)
         json_tokener_free(c->tok);

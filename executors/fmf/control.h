@@ -5,8 +5,8 @@
  * (TEST_CONTROL.md: `result`, `exitcode`, `duration`, `disconnect`, `noop`)
  * and writes the attempt's per-test results: `<attempt>/results` (JSON lines)
  * and `<attempt>/files/`. File payloads go straight to disk as they arrive;
- * only JSON and control lines are buffered, with caps (below) whose overflow is
- * a protocol error, never a crash.
+ * only JSON and control lines are buffered, with caps (below) on memory, files
+ * and bytes whose overflow is a protocol error, never a crash.
  *
  * Threads: an fmf_control is used by one thread at a time; hooks run on the
  * thread that calls fmf_control_feed(). Errors are ints as in atx/error.h.
@@ -19,13 +19,23 @@
 
 struct json_object;
 
-/* Limits. Going past one is a protocol error of the test. */
+/*
+ * Limits, per attempt. Going past one is a protocol error of the test; what
+ * was recorded before it stays. Memory is counted as json-c will hold it
+ * (about 800 bytes an object, 170 an array, 110 a scalar, 64 a key, plus the
+ * text), estimated from the JSON text before it is parsed, so a result that
+ * would not fit is refused without being parsed.
+ */
 #define FMF_CONTROL_LINE_MAX 4096                        /* a control line, with its newline */
-#define FMF_CONTROL_JSON_MAX (16u * 1024 * 1024)         /* one `result` JSON */
+#define FMF_CONTROL_JSON_MAX (16u * 1024 * 1024)         /* one `result` JSON text */
+#define FMF_CONTROL_DEPTH_MAX 64                         /* nesting of one result */
+#define FMF_CONTROL_MEMORY_MAX (64u * 1024 * 1024)       /* results held: pending partials
+                                                            parsed, written lines, the one
+                                                            being parsed, file names */
 #define FMF_CONTROL_PENDING_MAX 10000                    /* partial results kept at once */
-#define FMF_CONTROL_PENDING_BYTES_MAX (64u * 1024 * 1024) /* JSON merged into them */
 #define FMF_CONTROL_RESULTS_MAX 1000000                  /* results written by the test */
-#define FMF_CONTROL_RESULTS_BYTES_MAX (256u * 1024 * 1024) /* and their lines' bytes */
+#define FMF_CONTROL_FILES_MAX 10000                      /* files and folders made below files/ */
+#define FMF_CONTROL_FILES_BYTES_MAX (1024ull * 1024 * 1024) /* file data declared by results */
 
 typedef struct fmf_control fmf_control;
 
@@ -110,8 +120,9 @@ size_t fmf_control_result_count(const fmf_control *c);
 const char *fmf_control_result_line(const fmf_control *c, size_t i);
 
 /**
- * Result @p i parsed (parsed on first use and kept; owned by @p c). NULL if
- * out of range or out of memory.
+ * Result @p i parsed, owned by @p c and valid until the next call of this
+ * function or fmf_control_free() (one is kept at a time). NULL if out of
+ * range or out of memory.
  */
 const struct json_object *fmf_control_result(const fmf_control *c, size_t i);
 
