@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <unistd.h>
 
@@ -166,14 +165,68 @@ static int read_capped(const char *path, char **out, size_t *len)
     return 0;
 }
 
-int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
-                      size_t whylen)
+int junit_import_buffer(const char *text, size_t len, const char *name, junit_case_fn fn,
+                        void *ud, size_t *cases, char *why, size_t whylen)
 {
     xmlParserCtxtPtr ctxt;
     xmlDoc *doc;
+    bool entities = false;
+    int r;
+
+    *cases = 0;
+    if (len > JUNIT_REPORT_MAX) {
+        snprintf(why, whylen, "the JUnit report %s is longer than %u MiB: not read", name,
+                 (unsigned)(JUNIT_REPORT_MAX >> 20));
+        return -1;
+    }
+    if (!(ctxt = xmlNewParserCtxt())) {
+        snprintf(why, whylen, "the JUnit report %s cannot be read: out of memory", name);
+        return -1;
+    }
+    ctxt->_private = &entities;
+    ctxt->sax->entityDecl = on_entity_decl;
+    ctxt->sax->unparsedEntityDecl = on_unparsed_entity_decl;
+    /* No XML_PARSE_NOENT, _DTDLOAD, _DTDVALID, _XINCLUDE or _HUGE: nothing
+     * is substituted or fetched, and libxml2's limits hold. */
+    doc = xmlCtxtReadMemory(ctxt, len ? text : "", (int)len, name, NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (entities) {
+        xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
+        snprintf(why, whylen, "the JUnit report %s declares entities (<!ENTITY>), which atx "
+                 "does not expand: not read", name);
+        return -1;
+    }
+    if (!doc || !ctxt->wellFormed) {
+        const xmlError *e = xmlCtxtGetLastError(ctxt);
+        snprintf(why, whylen, "the JUnit report %s is not XML%s%s", name,
+                 e && e->message ? ": " : "", e && e->message ? e->message : "");
+        /* libxml's message ends in a newline. */
+        size_t n = strlen(why);
+        while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
+            why[--n] = '\0';
+        xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
+        return -1;
+    }
+    xmlFreeParserCtxt(ctxt);
+    xmlNode *root = xmlDocGetRootElement(doc);
+    if (!root || !(is(root, "testsuites") || is(root, "testsuite"))) {
+        snprintf(why, whylen, "the JUnit report %s has no <testsuites> or <testsuite> root "
+                 "(found <%s>)", name, root ? (const char *)root->name : "nothing");
+        xmlFreeDoc(doc);
+        return -1;
+    }
+    r = walk(root, fn, ud, cases);
+    xmlFreeDoc(doc);
+    return r;
+}
+
+int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
+                      size_t whylen)
+{
     char *text = NULL;
     size_t len = 0;
-    bool entities = false;
     int r;
 
     *cases = 0;
@@ -191,47 +244,7 @@ int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *case
         snprintf(why, whylen, "the JUnit report %s cannot be read: %s", path, strerror(-r));
         return -1;
     }
-    if (len > INT_MAX || !(ctxt = xmlNewParserCtxt())) {
-        free(text);
-        snprintf(why, whylen, "the JUnit report %s cannot be read: out of memory", path);
-        return -1;
-    }
-    ctxt->_private = &entities;
-    ctxt->sax->entityDecl = on_entity_decl;
-    ctxt->sax->unparsedEntityDecl = on_unparsed_entity_decl;
-    /* No XML_PARSE_NOENT, _DTDLOAD, _DTDVALID, _XINCLUDE or _HUGE: nothing
-     * is substituted or fetched, and libxml2's limits hold. */
-    doc = xmlCtxtReadMemory(ctxt, text ? text : "", (int)len, path, NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    r = junit_import_buffer(text, len, path, fn, ud, cases, why, whylen);
     free(text);
-    if (entities) {
-        xmlFreeDoc(doc);
-        xmlFreeParserCtxt(ctxt);
-        snprintf(why, whylen, "the JUnit report %s declares entities (<!ENTITY>), which atx "
-                 "does not expand: not read", path);
-        return -1;
-    }
-    if (!doc || !ctxt->wellFormed) {
-        const xmlError *e = xmlCtxtGetLastError(ctxt);
-        snprintf(why, whylen, "the JUnit report %s is not XML%s%s", path,
-                 e && e->message ? ": " : "", e && e->message ? e->message : "");
-        /* libxml's message ends in a newline. */
-        size_t n = strlen(why);
-        while (n && (why[n - 1] == '\n' || why[n - 1] == ' '))
-            why[--n] = '\0';
-        xmlFreeDoc(doc);
-        xmlFreeParserCtxt(ctxt);
-        return -1;
-    }
-    xmlFreeParserCtxt(ctxt);
-    xmlNode *root = xmlDocGetRootElement(doc);
-    if (!root || !(is(root, "testsuites") || is(root, "testsuite"))) {
-        snprintf(why, whylen, "the JUnit report %s has no <testsuites> or <testsuite> root "
-                 "(found <%s>)", path, root ? (const char *)root->name : "nothing");
-        xmlFreeDoc(doc);
-        return -1;
-    }
-    r = walk(root, fn, ud, cases);
-    xmlFreeDoc(doc);
     return r;
 }

@@ -34,4 +34,9 @@ typedef int (*junit_case_fn)(void *ud, const junit_case *c);
 int junit_import_file(const char *path, junit_case_fn fn, void *ud, size_t *cases, char *why,
                       size_t whylen);
 
+/* The same for a report in memory (@p len bytes, no NUL needed), named
+ * @p name in why. */
+int junit_import_buffer(const char *text, size_t len, const char *name, junit_case_fn fn,
+                        void *ud, size_t *cases, char *why, size_t whylen);
+
 #endif

@@ -32,7 +32,8 @@ static int flush(pending *pd, tap_point_fn fn, void *ud)
         return 0;
     pd->p.description = pd->desc ? pd->desc : "";
     pd->p.directive = pd->directive;
-    pd->p.diagnostics = pd->diag_len ? pd->diag : NULL;
+    /* A NUL byte ends the strings handed on: one first leaves none. */
+    pd->p.diagnostics = pd->diag_len && pd->diag[0] ? pd->diag : NULL;
     stop = fn(ud, &pd->p);
     free(pd->desc);
     free(pd->directive);
