@@ -1119,16 +1119,14 @@ static void serve(void)
             if (got > 0)
                 have += (size_t)got;
             size_t off = 0;
-            while (have - off >= AGENT_HEADER_SIZE) {
-                uint32_t len = agent_get_u32(in + off);
-                if (len > AGENT_MAX_PAYLOAD)
-                    shutdown_all(2); /* not our protocol */
-                if (have - off < AGENT_HEADER_SIZE + len)
-                    break;
-                handle(in[off + 4], agent_get_u32(in + off + 5), in + off + AGENT_HEADER_SIZE,
-                       len);
-                off += AGENT_HEADER_SIZE + len;
+            agent_frame f;
+            int whole;
+            while ((whole = agent_frame_next(in + off, have - off, &f)) > 0) {
+                handle(f.type, f.id, f.payload, f.len);
+                off += AGENT_HEADER_SIZE + (size_t)f.len;
             }
+            if (whole < 0)
+                shutdown_all(2); /* not our protocol */
             memmove(in, in + off, have - off);
             have -= off;
         }

@@ -127,6 +127,37 @@ static inline uint64_t agent_get_u64(const unsigned char *p)
     return (uint64_t)agent_get_u32(p) | (uint64_t)agent_get_u32(p + 4) << 32;
 }
 
+/* A whole frame at the start of received bytes. */
+typedef struct agent_frame {
+    uint8_t type;
+    uint32_t id;
+    const unsigned char *payload;  /* in the received bytes */
+    uint32_t len;
+} agent_frame;
+
+/*
+ * The frame at the start of @p buf, of which @p have bytes were received:
+ * 1 with *f set (the frame is AGENT_HEADER_SIZE + f->len bytes); 0 when
+ * more bytes are needed; -1 when its header announces a payload over
+ * AGENT_MAX_PAYLOAD (a corrupt or hostile stream: end the connection).
+ * Both sides split what they read with it.
+ */
+static inline int agent_frame_next(const unsigned char *buf, size_t have, agent_frame *f)
+{
+    if (have < AGENT_HEADER_SIZE)
+        return 0;
+    uint32_t len = agent_get_u32(buf);
+    if (len > AGENT_MAX_PAYLOAD)
+        return -1;
+    if (have - AGENT_HEADER_SIZE < len)
+        return 0;
+    f->type = buf[4];
+    f->id = agent_get_u32(buf + 5);
+    f->payload = buf + AGENT_HEADER_SIZE;
+    f->len = len;
+    return 1;
+}
+
 /* A cursor over a received payload; every read is bounds-checked. */
 typedef struct agent_reader {
     const unsigned char *p;

@@ -432,19 +432,17 @@ static void take_in(agent_conn *c)
     c->in_len += (size_t)n;
     c->last_rx_at = atx_now_ns();
     size_t off = 0;
-    while (c->in_len - off >= AGENT_HEADER_SIZE) {
-        const unsigned char *h = c->in + off;
-        uint32_t len = agent_get_u32(h);
-        if (len > AGENT_MAX_PAYLOAD) {
-            lose(c, "lost its agent: a frame too large (not the atx agent protocol)");
-            return;
-        }
-        if (c->in_len - off < AGENT_HEADER_SIZE + (size_t)len)
-            break;
-        dispatch(c, h[4], agent_get_u32(h + 5), h + AGENT_HEADER_SIZE, len);
-        off += AGENT_HEADER_SIZE + len;
+    agent_frame f;
+    int got;
+    while ((got = agent_frame_next(c->in + off, c->in_len - off, &f)) > 0) {
+        dispatch(c, f.type, f.id, f.payload, f.len);
+        off += AGENT_HEADER_SIZE + (size_t)f.len;
         if (c->lost)
             return;
+    }
+    if (got < 0) {
+        lose(c, "lost its agent: a frame too large (not the atx agent protocol)");
+        return;
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
