@@ -1,8 +1,10 @@
-# libFuzzer targets for the parsers, run for a bounded time each. Built only
-# with -DATX_FUZZ=ON (clang); `make check` runs them in their own build.
+# libFuzzer targets for the parsers of what tests and systems hand atx, run
+# for a bounded time each. Built only with -DATX_FUZZ=ON (clang); `make
+# check` runs them in their own build.
 if(ATX_FUZZ)
-  set(ATX_FUZZ_SECONDS 30 CACHE STRING "How long each fuzz target runs in ctest")
-  foreach(target fmf control)
+  set(ATX_FUZZ_SECONDS 10 CACHE STRING "How long each fuzz target runs in ctest")
+  set(ATX_FUZZ_TARGETS fmf control tap junit plan pool frames)
+  foreach(target ${ATX_FUZZ_TARGETS})
     add_executable(fuzz_${target} fuzz/fuzz_${target}.c)
     target_compile_options(fuzz_${target} PRIVATE -fsanitize=fuzzer)
     target_link_options(fuzz_${target} PRIVATE -fsanitize=fuzzer)
@@ -18,6 +20,21 @@ if(ATX_FUZZ)
       WORKING_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR})
     set_tests_properties(fuzz_${target} PROPERTIES TIMEOUT 600)
   endforeach()
+  # All of them, for `cmake --build --target fuzz`.
+  list(TRANSFORM ATX_FUZZ_TARGETS PREPEND fuzz_ OUTPUT_VARIABLE _fuzzers)
+  add_custom_target(fuzz DEPENDS ${_fuzzers})
   target_link_libraries(fuzz_fmf PRIVATE atx-fmf)
   target_link_libraries(fuzz_control PRIVATE atx-fmf-control)
+  target_sources(fuzz_tap PRIVATE ${PROJECT_SOURCE_DIR}/executors/tap/tap.c)
+  target_sources(fuzz_junit PRIVATE ${PROJECT_SOURCE_DIR}/executors/junit/junit_import.c)
+  target_link_libraries(fuzz_junit PRIVATE PkgConfig::LIBXML2)
+  # The plan reader is libatx's; the fuzzer registers stand-in plugins.
+  target_link_libraries(fuzz_plan PRIVATE atx PkgConfig::JSONC)
+  # The pool file is read by the ssh provisioner's create: its sources are
+  # built in, used through a run like any plugin.
+  target_sources(fuzz_pool PRIVATE ${PROJECT_SOURCE_DIR}/provisioners/ssh/ssh.c
+    ${PROJECT_SOURCE_DIR}/provisioners/ssh/session.c ${PROJECT_SOURCE_DIR}/provisioners/ssh/proc.c
+    ${PROJECT_SOURCE_DIR}/provisioners/ssh/copy.c)
+  target_link_libraries(fuzz_pool PRIVATE atx PkgConfig::JSONC PkgConfig::LIBSSH Threads::Threads)
+  target_include_directories(fuzz_frames PRIVATE ${PROJECT_SOURCE_DIR}/executors/agent)
 endif()
