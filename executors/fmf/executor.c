@@ -32,7 +32,8 @@
 
 #define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
 #define MAX_REBOOTS 16
-#define OUTPUT_CAP (64 * 1024)
+#define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
+#define OUTPUT_KEEP (8 * 1024 * 1024) /* of the output, on disk: head and tail each */
 
 /* A tree, or a tmt plan in one, that tests were discovered from. */
 typedef struct plan_info {
@@ -61,6 +62,7 @@ typedef struct sysdata {
 typedef struct fmf_exec {
     atx_plugin_ctx *ctx;
     int64_t grace_ns;
+    uint64_t keep_head, keep_tail; /* output_head, output_tail */
     plan_info **plans;       /* written during discovery only */
     size_t nplans;
 } fmf_exec;
@@ -144,7 +146,8 @@ static void fmf_destroy(void *state);
 
 static int fmf_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "kill_grace", NULL };
+    static const char *const keys[] = { "kill_grace", "output_head", "output_tail", NULL };
+    int64_t head = OUTPUT_KEEP, tail = OUTPUT_KEEP;
     fmf_exec *x;
     int r;
 
@@ -154,10 +157,18 @@ static int fmf_create(atx_plugin_ctx *ctx, void **out)
     if (!x)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     x->ctx = ctx;
-    if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0) {
+    if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "output_head", &head)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "output_tail", &tail)) < 0) {
         fmf_destroy(x);
         return r;
     }
+    if (head < 0 || tail < 0) {
+        fmf_destroy(x);
+        return atx_error_set(ATX_EINVAL, "fmf: output_head and output_tail must not be negative");
+    }
+    x->keep_head = (uint64_t)head;
+    x->keep_tail = (uint64_t)tail;
     *out = x;
     return 0;
 }
@@ -967,8 +978,10 @@ static void fmf_finish(void *state, atx_system *sys, void *sys_state)
 
 typedef struct attempt_io {
     fmf_control *control;
-    int out_fd;              /* the whole merged output */
-    uint64_t written;        /* ... this much of it */
+    int out_fd;              /* the merged output: head, then the tail as a ring */
+    uint64_t head, tail;     /* bytes kept of each end */
+    uint64_t total;          /* bytes the test wrote */
+    uint64_t written;        /* the file's length */
     atx_capture cap;         /* head and tail for the result */
     int64_t deadline;
     int64_t saved_at;        /* duration save/restore */
@@ -978,21 +991,136 @@ typedef struct attempt_io {
     bool protocol_error;
 } attempt_io;
 
+/*
+ * Byte s of the output is kept at offset s while s < head, then at
+ * head + (s - head) % tail: an output that fits is the file as it is (no
+ * cost beyond a comparison), a longer one rings in the tail's place and is
+ * put in order once, at the end (keep_output_end()).
+ */
 static int on_output(void *ud, int stream, const char *data, size_t len)
 {
     attempt_io *io = ud;
     (void)stream;
     atx_capture_append(&io->cap, data, len);
     while (len) {
-        ssize_t n = pwrite(io->out_fd, data, len, (off_t)io->written);
-        if (n < 0 && errno == EINTR)
+        uint64_t s = io->total, off, room;
+        if (s < io->head) {
+            off = s;
+            room = io->head - s;
+        } else if (io->tail == 0) {
+            break;
+        } else {
+            if (len > io->tail) {
+                /* Written over within this call anyway. */
+                io->total += len - io->tail;
+                data += len - io->tail;
+                len = (size_t)io->tail;
+                continue;
+            }
+            uint64_t at = (s - io->head) % io->tail;
+            off = io->head + at;
+            room = io->tail - at;
+        }
+        size_t n = room < len ? (size_t)room : len;
+        ssize_t w = pwrite(io->out_fd, data, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (w <= 0)
             break; /* a full disk loses output, not the result */
-        data += n;
-        len -= (size_t)n;
-        io->written += (uint64_t)n;
+        data += w;
+        len -= (size_t)w;
+        io->total += (uint64_t)w;
+        if (off + (uint64_t)w > io->written)
+            io->written = off + (uint64_t)w;
     }
+    io->total += len;
+    return 0;
+}
+
+static int pread_all(int fd, char *buf, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t r = pread(fd, buf, n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return r < 0 ? -errno : -EIO;
+        buf += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const char *buf, size_t n, uint64_t off)
+{
+    while (n) {
+        ssize_t w = pwrite(fd, buf, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        buf += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Move @len bytes of @fd from @src to @dst (the ranges may overlap), a
+ * chunk at a time: the tail may be as long as configured. */
+static int file_move(int fd, uint64_t dst, uint64_t src, uint64_t len)
+{
+    size_t cap = len < (1u << 20) ? (size_t)len : (1u << 20);
+    char *buf = cap ? malloc(cap) : NULL;
+    int r = 0;
+
+    if (cap && !buf)
+        return -ENOMEM;
+    for (uint64_t done = 0; r == 0 && done < len;) {
+        size_t n = len - done < cap ? (size_t)(len - done) : cap;
+        /* Forward when moving down, backward when moving up: nothing is
+         * read after it was written over. */
+        uint64_t at = dst <= src ? done : len - done - n;
+        if ((r = pread_all(fd, buf, n, src + at)) == 0)
+            r = pwrite_all(fd, buf, n, dst + at);
+        done += n;
+    }
+    free(buf);
+    return r;
+}
+
+/*
+ * An output longer than head + tail: the file becomes head, a marker line
+ * saying how many bytes were left out, and the tail in order (cut on UTF-8
+ * boundaries as atx_capture_collect() cuts, so the kept text decodes).
+ * @return 0 or -errno (the file is then as the ring left it).
+ */
+static int keep_output_end(attempt_io *io)
+{
+    if (io->out_fd < 0 || io->total <= io->head + io->tail)
+        return 0;
+    char edge[4], marker[96];
+    size_t k = io->head < sizeof(edge) ? (size_t)io->head : sizeof(edge), skip = 0;
+    uint64_t at = io->tail ? (io->total - io->head) % io->tail : 0;
+    int r = pread_all(io->out_fd, edge, k, io->head - k);
+    if (r < 0)
+        return r;
+    uint64_t head = io->head - k + atx_text_utf8_floor(edge, k, k);
+    /* The ring's newer part [0, at) goes after its end: then the tail is
+     * in order at head + at. */
+    if (io->tail && ((r = file_move(io->out_fd, io->head + io->tail, io->head, at)) < 0 ||
+                     (r = pread_all(io->out_fd, edge, io->tail < 3 ? (size_t)io->tail : 3,
+                                    io->head + at)) < 0))
+        return r;
+    while (skip < 3 && skip < io->tail && ((unsigned char)edge[skip] & 0xC0) == 0x80)
+        skip++;
+    int mlen = snprintf(marker, sizeof(marker), "\n[... %llu bytes omitted ...]\n",
+                        (unsigned long long)(io->total - head - io->tail + skip));
+    if ((r = file_move(io->out_fd, head + (uint64_t)mlen, io->head + at + skip, io->tail - skip)) < 0 ||
+        (r = pwrite_all(io->out_fd, marker, (size_t)mlen, head)) < 0)
+        return r;
+    io->written = head + (uint64_t)mlen + io->tail - skip;
     return 0;
 }
 
@@ -1135,7 +1263,10 @@ static int fmf_run(void *state, atx_attempt *a)
     size_t pi = (size_t)json_object_get_int(json_object_object_get_ex(spec, "plan", &v) ? v : NULL);
     plan_info *plan = x->plans[pi];
     json_object_object_get_ex(spec, "metadata", &meta);
-    atx_capture_init(&io.cap, OUTPUT_CAP, OUTPUT_CAP);
+    io.head = x->keep_head;
+    io.tail = x->keep_tail;
+    atx_capture_init(&io.cap, io.head < OUTPUT_CAP ? (size_t)io.head : OUTPUT_CAP,
+                     io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
     fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
@@ -1145,7 +1276,7 @@ static int fmf_run(void *state, atx_attempt *a)
      * one per test is what costs most), only the copies its results keep. */
     /* Written over from the start and cut to its length at the end: the
      * file's blocks are reused rather than freed and taken again. */
-    io.out_fd = open(sd->output, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    io.out_fd = open(sd->output, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     /* JSON is YAML: the resolved metadata for TMT_TEST_METADATA. */
     const char *meta_path = sd->meta_local ? sd->meta_local : sd->metadata;
     if (io.out_fd < 0 ||
@@ -1274,7 +1405,11 @@ static int fmf_run(void *state, atx_attempt *a)
         exit_code = io.exitcode;
 
 finish:;
-    /* The output file holds this test's output and no more. */
+    int r2;
+    /* The output file holds this test's output (its head and tail) and no more. */
+    if ((r2 = keep_output_end(&io)) < 0)
+        atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot put the tail of %s in order: %s", sd->output,
+                       strerror(-r2));
     if (io.out_fd >= 0 && ftruncate(io.out_fd, (off_t)io.written) < 0)
         atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot cut %s: %s", sd->output, strerror(errno));
     int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, sd->output);
