@@ -24,6 +24,7 @@
 #include <atx/plugin/aggregator.h>
 #include <atx/plugin/text.h>
 
+#include <errno.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <pthread.h>
@@ -200,6 +201,19 @@ static void bud_destroy(void *state)
 
 /* ---- progress: what a resumed run need not send again ---- */
 
+/* One of our files in the results folder, read as we wrote it: a link a
+ * test left in its place is not followed. */
+static FILE *open_beneath(const bud_state *s, const char *name)
+{
+    int fd;
+    FILE *f;
+    if (bud_open_beneath(s->results_dir, name, &fd, NULL, 0) < 0)
+        return NULL;
+    if (!(f = fdopen(fd, "r")))
+        close(fd);
+    return f;
+}
+
 #define PROGRESS_FILE "bud-progress"
 
 /* Results up to this stream position were delivered (or spooled). */
@@ -238,9 +252,7 @@ static void inflight_write(bud_state *s, size_t last, size_t rows, const char *k
  * progress and within what the journal replays. */
 static void inflight_read(bud_state *s, size_t progress, size_t replayed)
 {
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof(path), "%s/%s", s->results_dir, INFLIGHT_FILE);
-    FILE *f = fopen(path, "re");
+    FILE *f = open_beneath(s, INFLIGHT_FILE);
     unsigned long long last, rows;
     char key[33];
     if (!f)
@@ -276,10 +288,8 @@ static void inflight_read(bud_state *s, size_t progress, size_t replayed)
 
 static size_t progress_read(const bud_state *s)
 {
-    char path[PATH_MAX + 32];
     unsigned long long n = 0;
-    snprintf(path, sizeof(path), "%s/%s", s->results_dir, PROGRESS_FILE);
-    FILE *f = fopen(path, "re");
+    FILE *f = open_beneath(s, PROGRESS_FILE);
     if (f) {
         if (fscanf(f, "%llu", &n) != 1)
             n = 0;
@@ -408,26 +418,35 @@ static void finish_run(bud_state *s, const atx_summary *sum)
                        "the test run's status were not sent", s->id.backend);
         return;
     }
+    /* Every file is opened beneath the results folder, no link followed
+     * (a test can leave a link to anything there): the upload reads the
+     * open file, never a name. */
     json_object *list = s->artifacts ? json_object_get(s->artifacts) : json_object_new_array();
-    if (!s->artifacts) {
-        char junit[PATH_MAX + 16];
-        snprintf(junit, sizeof(junit), "%s/junit.xml", s->results_dir);
-        if (access(junit, R_OK) == 0)
-            json_object_array_add(list, json_object_new_string(junit));
-    }
+    if (!s->artifacts)
+        json_object_array_add(list, json_object_new_string("junit.xml"));
+    size_t rlen = strlen(s->results_dir);
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         const char *f = json_object_get_string(json_object_array_get_idx(list, i));
-        char path[PATH_MAX + 16];
         if (!f)
             continue;
-        snprintf(path, sizeof(path), "%s%s%s", f[0] == '/' ? "" : s->results_dir,
-                 f[0] == '/' ? "" : "/", f);
-        if (bud_upload_file(s->client, path, s->test_run_id, NULL, &r, why, sizeof(why)) < 0)
-            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: %s", path,
-                           why);
+        const char *rel = f;
+        if (f[0] == '/') {
+            if (strncmp(f, s->results_dir, rlen) != 0 || f[rlen] != '/') {
+                atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: it is not "
+                               "in the results folder %s", f, s->results_dir);
+                continue;
+            }
+            rel = f + rlen + 1;
+        }
+        int e = bud_upload_file(s->client, s->results_dir, rel, s->test_run_id, NULL, &r, why,
+                                sizeof(why));
+        if (e == -ENOENT && !s->artifacts)
+            ; /* no JUnit report in this run */
+        else if (e < 0)
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: %s", f, why);
         else if (r.status != 201 && r.status != 200)
-            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: HTTP %ld",
-                           path, r.status);
+            atx_plugin_log(s->ctx, ATX_LOG_WARNING, "artifact %s not uploaded: HTTP %ld", f,
+                           r.status);
         bud_resp_release(&r);
     }
     json_object_put(list);
@@ -436,9 +455,8 @@ static void finish_run(bud_state *s, const atx_summary *sum)
         json_object *f = json_object_array_get_idx(s->files, i);
         const char *rel = json_object_get_string(json_object_array_get_idx(f, 0));
         const char *test = json_object_get_string(json_object_array_get_idx(f, 1));
-        char path[PATH_MAX + 16];
-        snprintf(path, sizeof(path), "%s/%s", s->results_dir, rel);
-        if (bud_upload_file(s->client, path, s->test_run_id, test, &r, why, sizeof(why)) < 0 ||
+        if (bud_upload_file(s->client, s->results_dir, rel, s->test_run_id, test, &r, why,
+                            sizeof(why)) < 0 ||
             (r.status != 201 && r.status != 200))
             atx_plugin_log(s->ctx, ATX_LOG_WARNING, "file %s of %s not uploaded: %s", rel, test,
                            r.status ? "the server refused it" : why);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -643,9 +645,47 @@ static int relogin(bud_client *c, char *why, size_t whylen)
     return 0;
 }
 
+/* A file handed to curl from its open descriptor: nothing is opened by
+ * name once it was checked. */
+typedef struct upload {
+    int fd;
+    curl_off_t size;        /* from fstat when opened: what is sent */
+    curl_off_t off;         /* the next byte curl reads (it may rewind) */
+    const char *name;       /* the part's filename */
+    long run_id;
+    const char *test_case;
+} upload;
+
+static size_t upload_read(char *dst, size_t size, size_t n, void *ud)
+{
+    upload *u = ud;
+    size_t want = size * n;
+    if (u->off >= u->size)
+        return 0;
+    if ((curl_off_t)want > u->size - u->off)
+        want = (size_t)(u->size - u->off);
+    ssize_t got;
+    while ((got = pread(u->fd, dst, want, (off_t)u->off)) < 0 && errno == EINTR)
+        ;
+    /* Shorter than it was when opened: the part cannot be whole. */
+    if (got <= 0)
+        return CURL_READFUNC_ABORT;
+    u->off += got;
+    return (size_t)got;
+}
+
+static int upload_seek(void *ud, curl_off_t offset, int origin)
+{
+    upload *u = ud;
+    if (origin != SEEK_SET || offset < 0 || offset > u->size)
+        return CURL_SEEKFUNC_CANTSEEK;
+    u->off = offset;
+    return CURL_SEEKFUNC_OK;
+}
+
 static int call(bud_client *c, const char *method, const char *path, const char *body,
-                size_t len, const char *idem_key, unsigned flags, const char *file,
-                long run_id, const char *test_case, bud_resp *resp, char *why, size_t whylen)
+                size_t len, const char *idem_key, unsigned flags, upload *file,
+                bud_resp *resp, char *why, size_t whylen)
 {
     char url[2048];
     bool relogged = false;
@@ -661,17 +701,20 @@ static int call(bud_client *c, const char *method, const char *path, const char 
             mime = curl_mime_init(c->curl);
             curl_mimepart *part = curl_mime_addpart(mime);
             curl_mime_name(part, "file");
-            curl_mime_filedata(part, file);
-            if (run_id > 0) {
-                snprintf(num, sizeof(num), "%ld", run_id);
+            file->off = 0;
+            curl_mime_data_cb(part, file->size, upload_read, upload_seek, NULL, file);
+            curl_mime_filename(part, file->name);
+            curl_mime_type(part, "application/octet-stream");
+            if (file->run_id > 0) {
+                snprintf(num, sizeof(num), "%ld", file->run_id);
                 part = curl_mime_addpart(mime);
                 curl_mime_name(part, "run_id");
                 curl_mime_data(part, num, CURL_ZERO_TERMINATED);
             }
-            if (test_case) {
+            if (file->test_case) {
                 part = curl_mime_addpart(mime);
                 curl_mime_name(part, "test_case");
-                curl_mime_data(part, test_case, CURL_ZERO_TERMINATED);
+                curl_mime_data(part, file->test_case, CURL_ZERO_TERMINATED);
             }
         }
         bud_resp_release(resp);
@@ -714,14 +757,123 @@ int bud_call(bud_client *c, const char *method, const char *path, const char *bo
              size_t len, const char *idem_key, unsigned flags, bud_resp *resp, char *why,
              size_t whylen)
 {
-    return call(c, method, path, body, len, idem_key, flags, NULL, 0, NULL, resp, why, whylen);
+    return call(c, method, path, body, len, idem_key, flags, NULL, resp, why, whylen);
 }
 
-int bud_upload_file(bud_client *c, const char *file, long run_id, const char *test_case,
-                    bud_resp *resp, char *why, size_t whylen)
+/* openat2's RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS by hand: one component
+ * at a time, none a link, no "..". */
+static int open_fallback(int dfd, const char *rel, int flags)
 {
-    return call(c, "POST", "/uploads", NULL, 0, NULL, BUD_AUTH | BUD_RELOGIN, file, run_id,
-                test_case, resp, why, whylen);
+    char path[PATH_MAX], *save = NULL;
+    int cur = dfd;
+
+    if (snprintf(path, sizeof(path), "%s", rel) >= (int)sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *part = strtok_r(path, "/", &save); part;) {
+        char *after = strtok_r(NULL, "/", &save);
+        int next = -1;
+        if (strcmp(part, "..") == 0)
+            errno = EXDEV;
+        else if (strcmp(part, ".") == 0) {
+            part = after;
+            continue;
+        } else
+            next = openat(cur, part, after ? O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+                                           : flags | O_NOFOLLOW);
+        int e = errno;
+        if (cur != dfd)
+            close(cur);
+        if (next < 0) {
+            errno = e;
+            return -1;
+        }
+        cur = next;
+        part = after;
+    }
+    if (cur == dfd) {
+        errno = EISDIR;
+        return -1;
+    }
+    return cur;
+}
+
+int bud_open_beneath(const char *root, const char *rel, int *out, char *why, size_t whylen)
+{
+    struct open_how how = {
+        .flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    struct stat st;
+    int dfd, fd, e;
+
+    if (!*rel || rel[0] == '/') {
+        say(why, whylen, "%s is not a path inside %s", rel, root);
+        return ATX_EINVAL;
+    }
+    if ((dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        say(why, whylen, "cannot open %s: %s", root, strerror(errno));
+        return -errno;
+    }
+    fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+        /* No openat2: before Linux 5.6, or a seccomp filter that does not
+         * know it (older container runtimes answer EPERM). */
+        fd = open_fallback(dfd, rel, (int)how.flags);
+    e = errno;
+    close(dfd);
+    if (fd < 0) {
+        if (e == ELOOP || e == EXDEV || e == ENOTDIR)
+            say(why, whylen, "%s/%s is (or passes through) a link, or leads out of %s: "
+                "not opened", root, rel, root);
+        else
+            say(why, whylen, "cannot open %s/%s: %s", root, rel, strerror(e));
+        return -e;
+    }
+    /* Only a plain file of its own: a device or FIFO could hold the upload
+     * forever, and a second name (a hard link) could be anyone's file. */
+    if (fstat(fd, &st) < 0) {
+        e = errno;
+        close(fd);
+        say(why, whylen, "cannot read %s/%s: %s", root, rel, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
+        say(why, whylen, "%s/%s is %s: not opened", root, rel,
+            S_ISDIR(st.st_mode) ? "a folder" : !S_ISREG(st.st_mode) ? "not a plain file"
+            : "a file with several names (a hard link)");
+        close(fd);
+        return ATX_EINVAL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *out = fd;
+    return 0;
+}
+
+int bud_upload_file(bud_client *c, const char *root, const char *rel, long run_id,
+                    const char *test_case, bud_resp *resp, char *why, size_t whylen)
+{
+    struct stat st;
+    int fd, e;
+
+    memset(resp, 0, sizeof(*resp));
+    if ((e = bud_open_beneath(root, rel, &fd, why, whylen)) < 0)
+        return e;
+    if (fstat(fd, &st) < 0) {
+        e = -errno;
+        close(fd);
+        return e;
+    }
+    const char *slash = strrchr(rel, '/');
+    upload u = { .fd = fd, .size = (curl_off_t)st.st_size, .name = slash ? slash + 1 : rel,
+                 .run_id = run_id, .test_case = test_case };
+    e = call(c, "POST", "/uploads", NULL, 0, NULL, BUD_AUTH | BUD_RELOGIN, &u, resp, why,
+             whylen);
+    close(fd);
+    return e;
 }
 
 /* ---- results, spool, replay ---- */

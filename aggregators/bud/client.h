@@ -99,9 +99,21 @@ int bud_call(bud_client *c, const char *method, const char *path, const char *bo
              size_t len, const char *idem_key, unsigned flags, bud_resp *resp, char *why,
              size_t whylen);
 
-/* POST /uploads: a file as multipart (run_id <= 0: none). */
-int bud_upload_file(bud_client *c, const char *file, long run_id, const char *test_case,
-                    bud_resp *resp, char *why, size_t whylen);
+/*
+ * Open root/rel for reading beneath root without following any link, in
+ * rel or at its end (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, else
+ * one component at a time with O_NOFOLLOW); rel is relative, without
+ * "..". Only a plain file with one name is opened: a link, a hard link, a
+ * FIFO or a device is refused (why says which). *fd is O_CLOEXEC, the
+ * caller's to close.
+ */
+int bud_open_beneath(const char *root, const char *rel, int *fd, char *why, size_t whylen);
+
+/* POST /uploads: root/rel (opened with bud_open_beneath; curl reads the
+ * open file, never the name) as multipart (run_id <= 0: none). A file
+ * that cannot be opened so fails with no request sent. */
+int bud_upload_file(bud_client *c, const char *root, const char *rel, long run_id,
+                    const char *test_case, bud_resp *resp, char *why, size_t whylen);
 
 /* ---- results: upload, spool, replay ---- */
 

@@ -4,6 +4,8 @@
   ctl.py fault PORT PATH FAULTS_JSON [METHOD]   queue faults on the test server
   ctl.py state PORT [PYTHON_EXPR]               the server's state, or an
                                                 expression of it (s = state)
+  ctl.py watch PORT TEXT                        count the requests whose body
+                                                holds TEXT (state's "watch")
   ctl.py daemon PORT LINE [SOURCE_ADDRESS]      send one line to a daemon's
                                                 control socket, print the reply
 """
@@ -29,6 +31,8 @@ def main():
         method = sys.argv[5] if len(sys.argv) > 5 else "POST"
         print(control(port, "/_control/faults", {
             "path": sys.argv[3], "method": method, "faults": json.loads(sys.argv[4])}))
+    elif cmd == "watch":
+        print(control(port, "/_control/watch", {"needle": sys.argv[3]}))
     elif cmd == "state":
         s = control(port, "/_control/state")
         if len(sys.argv) > 3:

@@ -41,6 +41,9 @@ Control API (no auth; these requests are neither faulted nor logged):
   GET  /_control/faults  -> 200 {"faults": [{"method","path","prefix","pending"}]}
   POST /_control/reset   clear all queued faults (state is kept) -> 200 {"status":"ok"}
   POST /_control/revoke  {"token": T} -> 200 {"revoked": true|false}
+  POST /_control/watch   {"needle": TEXT}: from now on, count the requests
+        whose body holds TEXT (its bytes, UTF-8) -> 200 {"watching": N};
+        the counts are in the state's "watch" ({TEXT: count})
   GET  /_control/state   -> 200 {"uploads","runs","runners","heartbeats",
                                  "artifacts","requests","logins",...}
   POST /_control/save    write DIR/state.json -> 200 {"path": ...|null}
@@ -234,6 +237,7 @@ class State:
         self.logins = 0
         self.login_failures = 0
         self.matchers = []                 # fault queues
+        self.watch = {}                    # needle -> requests holding it
 
     # faults -------------------------------------------------------------
     def add_faults(self, method, path, prefix, faults):
@@ -350,6 +354,7 @@ class State:
             "revoked": self.revoked,
             "faults": self.faults_view(),
             "version": self.version,
+            "watch": dict(self.watch),
         }
 
     def save(self):
@@ -494,6 +499,10 @@ class Handler(BaseHTTPRequestHandler):
             self._guarded(lambda: self._control(path, body))
             return
         fault = None
+        with self.st.lock:
+            for needle in self.st.watch:
+                if needle.encode("utf-8") in body:
+                    self.st.watch[needle] += 1
         try:
             with self.st.lock:
                 fault = self.st.pop_fault(self.command, path)
@@ -958,6 +967,13 @@ class Handler(BaseHTTPRequestHandler):
                     raise HTTPError(422, [verr(["body", "token"],
                                                "Field required", "missing")])
                 obj = {"revoked": st.revoke(data["token"])}
+            elif path == "/_control/watch" and cmd == "POST":
+                data = parse_json(body)
+                if not isinstance(data.get("needle"), str) or not data["needle"]:
+                    raise HTTPError(422, [verr(["body", "needle"],
+                                               "Field required", "missing")])
+                st.watch.setdefault(data["needle"], 0)
+                obj = {"watching": len(st.watch)}
             elif path == "/_control/save" and cmd == "POST":
                 obj = {"path": st.save()}
             else:

@@ -1,0 +1,1 @@
+atx_script_test(hostile_bud)
