@@ -145,10 +145,10 @@ int atx_plugin_config_duration(const atx_plugin_ctx *c, const char *key, int64_t
     if (!v)
         return 0;
     if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
-        double s = json_object_get_double(v);
-        if (s < 0)
+        int64_t ns = atx_seconds_ns(json_object_get_double(v));
+        if (ns < 0)
             return atx_error_set(ATX_EINVAL, "%s: '%s' must not be negative", c->name, key);
-        *out = (int64_t)(s * 1e9);
+        *out = ns;
         return 0;
     }
     if (json_object_is_type(v, json_type_string)) {

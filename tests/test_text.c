@@ -419,6 +419,15 @@ static void test_duration_parse(void **state)
     expect_duration("0.25s", 250 * ATX_NSEC_PER_MSEC);
     expect_duration("  10s  ", 10 * SEC);
     expect_duration("0", 0);
+    /* Cut to 100 years: an instant plus any of them does not overflow. */
+    expect_duration("106751d", ATX_DURATION_MAX);
+    expect_duration("36500d 36500d", ATX_DURATION_MAX);
+    assert_int_equal(atx_seconds_ns(strtod("1e400", NULL)), ATX_DURATION_MAX);
+    assert_int_equal(atx_seconds_ns(-1), -1);
+    assert_int_equal(atx_seconds_ns(strtod("nan", NULL)), -1);
+    assert_int_equal(atx_seconds_ns(1.5), 1500 * ATX_NSEC_PER_MSEC);
+    assert_int_equal(atx_add_sat(INT64_MAX - 1, ATX_DURATION_MAX), INT64_MAX);
+    assert_int_equal(atx_add_sat(INT64_MIN + 1, -ATX_DURATION_MAX), INT64_MIN);
 }
 
 static void test_duration_parse_bad(void **state)

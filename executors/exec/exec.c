@@ -408,7 +408,9 @@ static void sub_emit(subs *sb, const char *want, atx_status st, const char *type
     atx_result_set_status(r, st);
     atx_result_set_error_type(r, type);
     atx_result_set_note(r, note);
-    atx_result_set_times(r, sb->started, (int64_t)(seconds * 1e9));
+    /* A report's time may be NaN, negative or past any clock. */
+    int64_t ns = atx_seconds_ns(seconds);
+    atx_result_set_times(r, sb->started, ns < 0 ? 0 : ns);
     if (out)
         atx_result_set_output(r, ATX_STREAM_STDOUT, out, strlen(out), strlen(out));
     if (err)

@@ -1148,9 +1148,10 @@ static void on_duration(void *ud, const char *spec)
     if (fmf_duration_spec_parse(spec, &op, &ns) < 0)
         return; /* the parser validated it already */
     switch (op) {
-    case FMF_DURATION_SET: io->deadline = now + ns; break;
-    case FMF_DURATION_ADD: io->deadline += ns; break;
-    case FMF_DURATION_SUB: io->deadline -= ns; break;
+    /* Saturating: "+106751d" twice must not wrap the deadline around. */
+    case FMF_DURATION_SET: io->deadline = atx_add_sat(now, ns); break;
+    case FMF_DURATION_ADD: io->deadline = atx_add_sat(io->deadline, ns); break;
+    case FMF_DURATION_SUB: io->deadline = atx_add_sat(io->deadline, -ns); break;
     case FMF_DURATION_SAVE:
         if (io->save_depth++ == 0)
             io->saved_at = now;
@@ -1158,7 +1159,7 @@ static void on_duration(void *ud, const char *spec)
     case FMF_DURATION_RESTORE:
         /* Only the outermost pair counts: time in between is not charged. */
         if (io->save_depth > 0 && --io->save_depth == 0)
-            io->deadline += now - io->saved_at;
+            io->deadline = atx_add_sat(io->deadline, now - io->saved_at);
         break;
     }
 }

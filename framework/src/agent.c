@@ -838,7 +838,7 @@ static uint32_t wire_ms(int64_t ns)
 
 static uint32_t ms_until(int64_t deadline_ns)
 {
-    return deadline_ns ? wire_ms(deadline_ns - atx_now_ns()) : 0;
+    return deadline_ns ? wire_ms(atx_add_sat(deadline_ns, -atx_now_ns())) : 0;
 }
 
 static void send_signal(aproc *p, int sig, int64_t grace_ns)

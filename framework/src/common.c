@@ -56,6 +56,15 @@ const char *atx_log_level_name(atx_log_level level)
     return "unknown";
 }
 
+int64_t atx_seconds_ns(double seconds)
+{
+    if (!(seconds >= 0))
+        return -1; /* NaN too */
+    if (seconds >= (double)(ATX_DURATION_MAX / ATX_NSEC_PER_SEC))
+        return ATX_DURATION_MAX;
+    return (int64_t)(seconds * 1e9);
+}
+
 int atx_duration_parse(const char *text, int64_t *out)
 {
     const char *p = text;
@@ -111,7 +120,8 @@ int atx_duration_parse(const char *text, int64_t *out)
     }
     if (parts == 0)
         goto bad;
-    *out = total;
+    /* What fits is kept, cut to the longest duration atx keeps. */
+    *out = total > ATX_DURATION_MAX ? ATX_DURATION_MAX : total;
     return 0;
 bad:
     return atx_error_set(ATX_EINVAL,

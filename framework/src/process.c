@@ -74,7 +74,9 @@ static int64_t deadline_due(const runner *r)
 {
     if (!r->deadline)
         return 0;
-    return r->system_clock ? r->deadline + grace(r) + SYSTEM_CLOCK_SLACK_NS : r->deadline;
+    return r->system_clock
+               ? atx_add_sat(r->deadline, atx_add_sat(grace(r), SYSTEM_CLOCK_SLACK_NS))
+               : r->deadline;
 }
 
 static bool hurried(const runner *r)

@@ -108,7 +108,7 @@ int atx_test_set_duration(atx_test *t, int64_t ns)
 {
     if (!t || ns < 0)
         return atx_error_set(ATX_EINVAL, "a duration is not negative");
-    t->duration_ns = ns;
+    t->duration_ns = ns > ATX_DURATION_MAX ? ATX_DURATION_MAX : ns;
     return 0;
 }
 
@@ -116,7 +116,7 @@ int atx_test_set_timeout(atx_test *t, int64_t ns)
 {
     if (!t || (ns <= 0 && ns != ATX_TEST_INHERIT))
         return atx_error_set(ATX_EINVAL, "a timeout is positive");
-    t->timeout_ns = ns;
+    t->timeout_ns = ns > ATX_DURATION_MAX ? ATX_DURATION_MAX : ns;
     return 0;
 }
 

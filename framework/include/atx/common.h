@@ -35,6 +35,18 @@ extern "C" {
 /** Durations and instants are nanoseconds in an int64_t. */
 #define ATX_NSEC_PER_MSEC INT64_C(1000000)
 #define ATX_NSEC_PER_SEC INT64_C(1000000000)
+/** The longest duration atx keeps (100 years): longer ones are cut to it, so
+ *  an instant plus a duration never overflows. */
+#define ATX_DURATION_MAX (INT64_C(100) * 365 * 86400 * ATX_NSEC_PER_SEC)
+
+/** @p a + @p b, saturating at INT64_MAX and INT64_MIN instead of overflowing. */
+static inline int64_t atx_add_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
 
 /**
  * Global initialisation of the libraries atx builds on (libxml2, ...).
@@ -59,6 +71,13 @@ ATX_API int64_t atx_wallclock_ns(void);
  * @return 0, or ATX_EINVAL with detail in atx_error_last().
  */
 ATX_API int atx_duration_parse(const char *text, int64_t *out);
+
+/**
+ * Seconds (from a report, a configuration) as nanoseconds, cut to
+ * ATX_DURATION_MAX.
+ * @return the nanoseconds, or -1 for NaN and negative values.
+ */
+ATX_API int64_t atx_seconds_ns(double seconds);
 
 #ifdef __cplusplus
 }
