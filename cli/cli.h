@@ -5,6 +5,7 @@
 #include <atx.h>
 #include <atx/plugin/aggregator.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct cli_output {
     int verbosity;     /* -1 quiet, 0 normal, 1 verbose */
@@ -14,6 +15,9 @@ typedef struct cli_output {
 } cli_output;
 
 /* Log callback printing "atx: level: message" to stderr. */
+/* Text from tests (names, notes) onto a terminal or log: control
+ * characters shown as ^X, never sent. */
+void cli_put_clean(FILE *f, const char *s);
 void cli_log(void *userdata, atx_log_level level, const char *origin, const char *message);
 
 /* The progress display: an in-process aggregator. */

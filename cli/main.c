@@ -65,7 +65,8 @@ static const char usage_text[] =
     "  --bud                upload results to Bud TMP as they come (see atx bud --help);\n"
     "                       with --backend-url URL, --runner-account NAME,\n"
     "                       --test-run-id N (else a run is made), --username EMAIL\n"
-    "                       and --password P (to log in again on 401),\n"
+    "                       and --password-file FILE (or $BUD_PASSWORD; --password P\n"
+    "                       shows it to ps) to log in again on 401,\n"
     "                       --test-suite-name, --url-test-software,\n"
     "                       --ref-test-software, --url-software-under-test,\n"
     "                       --ref-software-under-test\n"
@@ -117,8 +118,8 @@ typedef struct options {
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
     bool bud;
     cli_bud_opts budo;
-    int argc;           /* the command's own arguments, kept in the journal */
-    char **argv;
+    char *password;     /* --password or --password-file */
+    json_object *kept;  /* the command line as parsed, without secrets: the journal's */
     bool no_reports;
     char **paths;
     int npaths_args;
@@ -129,8 +130,8 @@ static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
-           O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_SUITE, O_UTS, O_RTS, O_USUT,
-           O_RSUT };
+           O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
+           O_RTS, O_USUT, O_RSUT };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -156,6 +157,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "test-run-id", required_argument, NULL, O_TRID },
         { "username", required_argument, NULL, O_USER },
         { "password", required_argument, NULL, O_PASS },
+        { "password-file", required_argument, NULL, O_PASSFILE },
         { "test-suite-name", required_argument, NULL, O_SUITE },
         { "url-test-software", required_argument, NULL, O_UTS },
         { "ref-test-software", required_argument, NULL, O_RTS },
@@ -170,20 +172,57 @@ static int parse_options(int argc, char **argv, options *o)
     char *end;
 
     o->reruns = -1;
-    o->argc = argc - 1;
-    o->argv = argv + 1;
+    json_object_put(o->kept);
+    o->kept = json_object_new_array();
     optind = 0; /* a full reset: the options may be parsed twice (--resume) */
     while ((c = getopt_long(argc, argv, "c:j:o:qv", longopts, NULL)) != -1) {
         if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
             c != O_RESUME)
             o->other_opts++;
+        /* What the journal keeps is rebuilt from what was parsed (an
+         * abbreviated --pass=X included), secrets left out. */
+        if (c != O_PASS && c != '?') {
+            const struct option *lo = longopts;
+            while (lo->name && lo->val != c)
+                lo++;
+            char name[64];
+            snprintf(name, sizeof(name), "--%s", lo->name ? lo->name : "?");
+            json_object_array_add(o->kept, json_object_new_string(name));
+            if (lo->has_arg && optarg)
+                json_object_array_add(o->kept, json_object_new_string(optarg));
+        }
         switch (c) {
         case O_RESUME: o->resume = optarg; break;
         case O_BUD: o->bud = true; break;
         case O_BACKEND: o->budo.backend = optarg; break;
         case O_ACCOUNT: o->budo.runner_account = optarg; break;
         case O_USER: o->budo.username = optarg; break;
-        case O_PASS: o->budo.password = optarg; break;
+        case O_PASS:
+            /* Kept, and wiped from what ps shows. */
+            free(o->password);
+            if (!(o->password = strdup(optarg)))
+                return usage_error("out of memory");
+            o->budo.password = o->password;
+            memset(optarg, 'x', strlen(optarg));
+            break;
+        case O_PASSFILE: {
+            char line[512];
+            FILE *f = fopen(optarg, "re");
+            size_t n = f && fgets(line, sizeof(line), f) ? strcspn(line, "\r\n") : 0;
+            if (f)
+                fclose(f);
+            if (!n)
+                return usage_error("--password-file %s: %s", optarg,
+                                   f ? "no password on its first line" : strerror(errno));
+            line[n] = '\0';
+            free(o->password);
+            o->password = strdup(line);
+            explicit_bzero(line, sizeof(line));
+            if (!o->password)
+                return usage_error("out of memory");
+            o->budo.password = o->password;
+            break;
+        }
         case O_SUITE: o->budo.test_suite_name = optarg; break;
         case O_UTS: o->budo.url_test_software = optarg; break;
         case O_RTS: o->budo.ref_test_software = optarg; break;
@@ -271,6 +310,8 @@ static int parse_options(int argc, char **argv, options *o)
     }
     o->paths = argv + optind;
     o->npaths_args = argc - optind;
+    for (int i = optind; i < argc; i++)
+        json_object_array_add(o->kept, json_object_new_string(argv[i]));
     return 0;
 }
 
@@ -668,6 +709,7 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     free(now.provisioners);
     free(now.plugin_paths);
     json_object_put(now.context);
+    json_object_put(now.kept);
     *o = was;
     /* Relative paths in the command line are the run's folder's. */
     if (cwd && chdir(cwd) < 0) {
@@ -690,26 +732,14 @@ static void free_strv(char **v)
     free(v);
 }
 
-/* Keep how atx was invoked in the journal, for --resume. */
+/* Keep how atx was invoked in the journal, for --resume: the options as
+ * parsed, without secrets (a resume asks the vault, the environment or a
+ * password file for them). */
 static int keep_invocation(const options *o, atx_run *run)
 {
     char cwd[PATH_MAX];
-    json_object *arr = json_object_new_array();
-    int r;
-
-    for (int i = 0; i < o->argc; i++) {
-        /* Secrets stay out of the journal: a resume asks the vault, or the
-         * environment, for them. */
-        if (strcmp(o->argv[i], "--password") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(o->argv[i], "--password=", 11) == 0)
-            continue;
-        json_object_array_add(arr, json_object_new_string(o->argv[i]));
-    }
-    r = atx_run_set_meta(run, "argv", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
-    json_object_put(arr);
+    int r = atx_run_set_meta(run, "argv",
+                             json_object_to_json_string_ext(o->kept, JSON_C_TO_STRING_PLAIN));
     if (r == 0 && getcwd(cwd, sizeof(cwd)))
         r = atx_run_set_meta(run, "cwd", cwd);
     return r;
@@ -742,6 +772,7 @@ static int cmd_run(options *o)
         atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
         (!o->resume && keep_invocation(o, run) < 0) ||
         (hist && atx_run_set_history(run, hist) < 0) ||
+        (o->password && atx_run_add_secret(run, o->password) < 0) ||
         (o->bud && cli_bud_add(run, &o->budo) < 0)) {
         rc = fail_last();
         goto out;
@@ -889,7 +920,7 @@ static int cmd_list(options *o)
                                    json_object_new_boolean(atx_test_destructive(t)));
             json_object_array_add(arr, to);
         } else {
-            printf("%s", atx_test_name(t));
+            cli_put_clean(stdout, atx_test_name(t));
             for (size_t k = 0; k < atx_labels_count(req); k++) {
                 const char *key, *val;
                 atx_labels_at(req, k, &key, &val);

@@ -27,6 +27,23 @@ static void clear_line_locked(void)
     }
 }
 
+void cli_put_clean(FILE *f, const char *s)
+{
+    /* Control characters (ESC above all) and the C1 ones in UTF-8 would be
+     * the test's commands to the terminal: shown as ^X instead. */
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        if (*p < 0x20 || *p == 0x7F) {
+            putc('^', f);
+            putc(*p == 0x7F ? '?' : *p + 0x40, f);
+        } else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) {
+            fputs("^?", f);
+            p++;
+        } else {
+            putc(*p, f);
+        }
+    }
+}
+
 void cli_log(void *userdata, atx_log_level level, const char *origin, const char *message)
 {
     const cli_output *out = userdata;
@@ -36,9 +53,11 @@ void cli_log(void *userdata, atx_log_level level, const char *origin, const char
         return;
     pthread_mutex_lock(&out_mu);
     clear_line_locked();
-    fprintf(stderr, "atx: %s: %s%s%s\n", atx_log_level_name(level),
+    fprintf(stderr, "atx: %s: %s%s", atx_log_level_name(level),
             origin && strcmp(origin, "orchestrator") != 0 ? origin : "",
-            origin && strcmp(origin, "orchestrator") != 0 ? ": " : "", message);
+            origin && strcmp(origin, "orchestrator") != 0 ? ": " : "");
+    cli_put_clean(stderr, message);
+    putc('\n', stderr);
     pthread_mutex_unlock(&out_mu);
 }
 
@@ -211,9 +230,18 @@ static int progress_result(void *state, const atx_result *r)
         const char *sub = atx_result_subtest(r);
         pthread_mutex_lock(&out_mu);
         clear_line_locked();
-        fprintf(stdout, "%s %s%s%s (%ss%s)%s%s\n", status_label(out, r), atx_result_test(r),
-                sub ? " :: " : "", sub ? sub : "", secs, extra, note && *note ? ": " : "",
-                note && *note ? note : "");
+        fprintf(stdout, "%s ", status_label(out, r));
+        cli_put_clean(stdout, atx_result_test(r));
+        if (sub) {
+            fputs(" :: ", stdout);
+            cli_put_clean(stdout, sub);
+        }
+        fprintf(stdout, " (%ss%s)", secs, extra);
+        if (note && *note) {
+            fputs(": ", stdout);
+            cli_put_clean(stdout, note);
+        }
+        putc('\n', stdout);
         if (!atx_result_final(r))
             fprintf(stdout, "  (will be rerun)\n");
         fflush(stdout);

@@ -127,10 +127,13 @@ struct atx_run {
     char *run_id;
     atx_plugins *plugins;
     bool own_plugins;
-    atx_log_fn log;
+    atx_log_fn log;         /* masked_log when the caller gave one */
     void *log_ud;
+    atx_log_fn user_log;    /* the caller's */
+    void *user_log_ud;
     atx_log_level log_level;
     atx_policy policy;
+    atx_secrets secrets;    /* set before the run starts, read-only after */
 
     atx_vec tests;          /* test_state* in insertion order */
     atx_vec classes;        /* klass* */

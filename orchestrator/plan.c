@@ -41,10 +41,10 @@ static int get_duration(const plan_ctx *pc, const char *where, const char *key,
                         json_object *v, int64_t *out)
 {
     if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
-        double s = json_object_get_double(v);
-        if (s < 0)
+        int64_t ns = atx_seconds_ns(json_object_get_double(v));
+        if (ns < 0)
             return fail(pc, ATX_EINVAL, where, "'%s' must not be negative", key);
-        *out = (int64_t)(s * 1e9);
+        *out = ns;
         return 0;
     }
     if (json_object_is_type(v, json_type_string)) {
@@ -230,7 +230,17 @@ static int load_policy(const plan_ctx *pc, json_object *o)
         size_t d = 0;
         while (d < ATX_ARRAY_SIZE(durations) && strcmp(key, durations[d].key) != 0)
             d++;
-        if (strcmp(key, "reruns") == 0) {
+        if (strcmp(key, "mask_env") == 0) {
+            if (!json_object_is_type(val, json_type_array))
+                return fail(pc, ATX_EINVAL, "policy", "mask_env must be a list of variable names");
+            for (size_t i = 0; i < json_object_array_length(val); i++) {
+                json_object *n = json_object_array_get_idx(val, i);
+                if (!json_object_is_type(n, json_type_string) ||
+                    atx_run_mask_env(pc->run, json_object_get_string(n)) < 0)
+                    return fail(pc, ATX_EINVAL, "policy",
+                                "mask_env must be a list of variable names");
+            }
+        } else if (strcmp(key, "reruns") == 0) {
             if ((r = get_int(pc, "policy", key, val, 0, &p.reruns)) < 0)
                 return r;
         } else if (strcmp(key, "max_running") == 0) {

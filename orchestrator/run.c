@@ -117,6 +117,40 @@ void atx_run_cancel(atx_run *run, int hurry)
     (void)n;
 }
 
+/* ---- secrets ---- */
+
+/* Variables whose values are always secrets: Bud's credentials. */
+static const char *const secret_env[] = { "BUD_TOKEN", "BUD_PASSWORD", "BUD_RUNNER_TOKEN",
+                                          "RUNNER_API_KEY" };
+
+/* What the caller sees of a log line: its secrets masked. */
+static void masked_log(void *ud, atx_log_level level, const char *origin, const char *message)
+{
+    atx_run *run = ud;
+    char *m = NULL;
+    if (atx_secrets_mask(&run->secrets, message, strlen(message), &m, NULL) > 0)
+        message = m;
+    run->user_log(run->user_log_ud, level, origin, message);
+    free(m);
+}
+
+int atx_run_mask_env(atx_run *run, const char *name)
+{
+    int r;
+    if (!run)
+        return atx_error_set(ATX_EINVAL, "no run");
+    if ((r = atx_env_hide(name)) < 0)
+        return r;
+    return atx_secrets_add(&run->secrets, getenv(name));
+}
+
+int atx_run_add_secret(atx_run *run, const char *value)
+{
+    if (!run)
+        return atx_error_set(ATX_EINVAL, "no run");
+    return atx_secrets_add(&run->secrets, value);
+}
+
 /* ---- building ---- */
 
 int atx_run_new(const atx_run_opts *opts, atx_run **out)
@@ -139,8 +173,12 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     pthread_mutex_init(&run->agg_mu, NULL);
     pthread_cond_init(&run->agg_cv, NULL);
     atomic_init(&run->cancel_level, 0);
-    run->log = opts->log;
-    run->log_ud = opts->log_userdata;
+    run->user_log = opts->log;
+    run->user_log_ud = opts->log_userdata;
+    if (opts->log) {
+        run->log = masked_log;
+        run->log_ud = run;
+    }
     run->log_level = opts->log_level;
     run->policy = (atx_policy)ATX_POLICY_INIT;
     run->policy.timeout_ns = DEFAULT_TIMEOUT_NS;
@@ -151,6 +189,9 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     run->policy.liveness_timeout_ns = DEFAULT_LIVENESS_TIMEOUT_NS;
     run->policy.liveness_interval_ns = DEFAULT_LIVENESS_INTERVAL_NS;
     run->jr_mode = ATX_JOURNAL_NEW;
+    for (size_t i = 0; i < ATX_ARRAY_SIZE(secret_env); i++)
+        if ((r = atx_run_mask_env(run, secret_env[i])) < 0)
+            goto fail;
 
     if (opts->results_dir[0] == '/') {
         r = atx_strdup_into(&run->results_dir, opts->results_dir);
@@ -275,6 +316,7 @@ void atx_run_free(atx_run *run)
     free(run->hostname);
     free(run->results_dir);
     free(run->run_id);
+    atx_secrets_free(&run->secrets);
     free(run);
 }
 
@@ -292,6 +334,12 @@ int atx_run_set_policy(atx_run *run, const atx_policy *policy)
         p.max_running < 0 || p.reserve_timeout_ns < 0 || p.prepare_timeout_ns < 0 ||
         p.release_timeout_ns < 0 || p.liveness_timeout_ns < 0 || p.liveness_interval_ns < 0)
         return atx_error_set(ATX_EINVAL, "policy values must not be negative");
+    int64_t *spans[] = { &p.timeout_ns, &p.deadline_ns, &p.kill_grace_ns, &p.reserve_timeout_ns,
+                         &p.prepare_timeout_ns, &p.release_timeout_ns, &p.liveness_timeout_ns,
+                         &p.liveness_interval_ns };
+    for (size_t i = 0; i < ATX_ARRAY_SIZE(spans); i++)
+        if (*spans[i] > ATX_DURATION_MAX)
+            *spans[i] = ATX_DURATION_MAX;
     if (!p.timeout_ns)
         p.timeout_ns = DEFAULT_TIMEOUT_NS;
     if (!p.kill_grace_ns)
@@ -407,9 +455,10 @@ static int split_lifecycle(const char *plugin, const char *config, lifecycle *lc
     }
     if (r == 0 && json_object_object_get_ex(o, "ready_timeout", &v)) {
         const char *t = json_object_get_string(v);
-        if (json_object_is_type(v, json_type_int))
-            lc->ready_timeout_ns = json_object_get_int64(v) * ATX_NSEC_PER_SEC;
-        else if (!json_object_is_type(v, json_type_string) ||
+        if (json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)) {
+            if ((lc->ready_timeout_ns = atx_seconds_ns(json_object_get_double(v))) < 0)
+                r = atx_error_set(ATX_EINVAL, "%s: 'ready_timeout' must not be negative", plugin);
+        } else if (!json_object_is_type(v, json_type_string) ||
                  atx_duration_parse(t, &lc->ready_timeout_ns) < 0)
             r = atx_error_set(ATX_EINVAL, "%s: 'ready_timeout' must be a duration", plugin);
     }

@@ -288,7 +288,11 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
         atx_result *r = a->results.items[i];
         if (atx_result_started(r) == 0)
             atx_result_set_times(r, a->started_wall, dur);
+        atx_result_mask(r, &run->secrets);
     }
+    /* What the test left in its folder: the secrets it saw, masked. */
+    if (run->secrets.n && a->dir)
+        atx_secrets_mask_tree(&run->secrets, a->dir);
     atx_system_set_fresh(w->sys, 0);
     if (atx_test_destructive(ts->t))
         flags |= ATX_RELEASE_DIRTY;

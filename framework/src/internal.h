@@ -51,6 +51,27 @@ ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);
 
 /* mkdir -p with mode 0755. */
 ATX_INTERNAL int atx_mkdir_p(const char *path);
+/* Secrets (secret.c): values masked as "[MASKED]" wherever test data is
+ * written; variables hidden from every process spawned on this host. */
+typedef struct atx_secrets {
+    char **v;
+    size_t n;
+} atx_secrets;
+ATX_INTERNAL int atx_secrets_add(atx_secrets *s, const char *value);
+ATX_INTERNAL void atx_secrets_free(atx_secrets *s);
+/* 1 with *out (malloc'ed, NUL-terminated) when data held a secret, 0 when
+ * not (nothing allocated), or ATX_ENOMEM. */
+ATX_INTERNAL int atx_secrets_mask(const atx_secrets *s, const char *data, size_t len, char **out,
+                                  size_t *outlen);
+/* Every regular file below dir rewritten masked (links not followed). */
+ATX_INTERNAL int atx_secrets_mask_tree(const atx_secrets *s, const char *dir);
+ATX_INTERNAL int atx_env_hide(const char *name);
+/* A result's test-made text (subtest, status word, note, error type,
+ * output) masked. */
+ATX_INTERNAL int atx_result_mask(atx_result *r, const atx_secrets *s);
+/* Drop the hidden variables' "NAME=value" entries from a NULL-ended list. */
+ATX_INTERNAL void atx_env_drop_hidden(const char **envp);
+
 /* The mode a file taken from a system keeps: 0755 if anyone could run it,
  * else 0644; never setuid, setgid or sticky. */
 static inline unsigned atx_taken_mode(unsigned mode)

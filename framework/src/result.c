@@ -305,3 +305,37 @@ const char *atx_result_output(const atx_result *r, atx_stream stream, size_t *le
         *total = r->out[stream].total;
     return r->out[stream].data;
 }
+
+static int mask_str(char **field, const atx_secrets *s)
+{
+    char *m;
+    int r = *field ? atx_secrets_mask(s, *field, strlen(*field), &m, NULL) : 0;
+    if (r > 0) {
+        free(*field);
+        *field = m;
+    }
+    return r < 0 ? r : 0;
+}
+
+int atx_result_mask(atx_result *r, const atx_secrets *s)
+{
+    int e = 0;
+
+    if (!r || !s || !s->n)
+        return 0;
+    if ((e = mask_str(&r->subtest, s)) < 0 || (e = mask_str(&r->word, s)) < 0 ||
+        (e = mask_str(&r->note, s)) < 0 || (e = mask_str(&r->error_type, s)) < 0)
+        return e;
+    for (int i = 0; i < 2; i++) {
+        char *m;
+        size_t n;
+        if (!r->out[i].data || (e = atx_secrets_mask(s, r->out[i].data, r->out[i].len, &m, &n)) <= 0)
+            continue;
+        if (r->out[i].total == r->out[i].len)
+            r->out[i].total = n;
+        free(r->out[i].data);
+        r->out[i].data = m;
+        r->out[i].len = n;
+    }
+    return e < 0 ? e : 0;
+}

@@ -293,7 +293,8 @@ static const atx_proc_ops local_proc_ops = {
 
 /* ---- building what the child needs ---- */
 
-/* The child's environment: the inherited (or empty) one with opts->env over it. */
+/* The child's environment: the inherited (or empty) one with opts->env over
+ * it, without the variables that hold atx's secrets. */
 static const char **build_env(const atx_spawn_opts *opts)
 {
     size_t nbase = 0, nadd = 0, n = 0;
@@ -320,6 +321,7 @@ static const char **build_env(const atx_spawn_opts *opts)
     for (size_t j = 0; j < nadd; j++)
         envp[n++] = opts->env[j];
     envp[n] = NULL;
+    atx_env_drop_hidden(envp);
     return envp;
 }
 

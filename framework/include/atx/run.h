@@ -130,6 +130,19 @@ ATX_API void atx_run_free(atx_run *run);
 
 /** Replace the policy (copied). */
 ATX_API int atx_run_set_policy(atx_run *run, const atx_policy *policy);
+
+/**
+ * Treat the environment variable @p name as a secret: it is removed from the
+ * environment of every process atx spawns on this host (from now on, for the
+ * whole program), and its value is masked as "[MASKED]" wherever test data
+ * is written: results, reports, the journal, log lines, the files of attempt
+ * folders. BUD_TOKEN, BUD_PASSWORD, BUD_RUNNER_TOKEN and RUNNER_API_KEY
+ * always are. Call before atx_run_execute().
+ */
+ATX_API int atx_run_mask_env(atx_run *run, const char *name);
+/** A secret value the caller holds (a password, a token): masked the same
+ *  way. Values shorter than 4 bytes are not masked. */
+ATX_API int atx_run_add_secret(atx_run *run, const char *value);
 ATX_API const atx_policy *atx_run_policy(const atx_run *run);
 
 /**
