@@ -7,7 +7,7 @@ BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 TSAN_BUILD  ?= build-tsan
 FUZZ_BUILD  ?= build-fuzz
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 7
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
 
@@ -78,7 +78,7 @@ test-fuzz: deps-test
 	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DATX_WERROR=ON -DATX_FUZZ=ON \
 	      -DATX_SANITIZE=address,undefined -DATX_TEST_AREAS=fuzz -DATX_EXAMPLES=OFF \
 	      -DATX_FUZZ_SECONDS=$(FUZZ_SECONDS)
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_fmf fuzz_control
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
 	ctest --test-dir $(FUZZ_BUILD) -j $(JOBS) --output-on-failure
 
 check: test test-asan test-tsan test-fuzz
