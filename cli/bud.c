@@ -56,6 +56,8 @@ static const char bud_usage[] =
     "       atx bud daemon --runner-account NAME [--interval SECONDS] [--port N]\n"
     "                      [--bind-host ADDRESS] [--location TEXT]\n"
     "common: --backend-url URL (BUD_BACKEND_URL, budBackend in app.properties)\n"
+    "        --trust-app-properties (BUD_TRUST_APP_PROPERTIES=1): credentials from\n"
+    "        the flags or environment may go to the backend app.properties names\n"
     "The API key comes from --api-key or RUNNER_API_KEY; tokens live in the\n"
     "vault ~/.bud/config.json (mode 0600).\n";
 
@@ -95,7 +97,7 @@ typedef struct bud_cli {
 static int parse(int argc, char **argv, bud_cli *b)
 {
     enum { O_BACKEND = 256, O_USER, O_PASS, O_KEY, O_PORT, O_LOC, O_REREG, O_FORMAT, O_ACCOUNT,
-           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL };
+           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL, O_TRUST };
     static const struct option opts[] = {
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "username", required_argument, NULL, O_USER },
@@ -112,6 +114,7 @@ static int parse(int argc, char **argv, bud_cli *b)
         { "bind-host", required_argument, NULL, O_BIND },
         { "token", required_argument, NULL, O_TOKEN },
         { "email", required_argument, NULL, O_EMAIL },
+        { "trust-app-properties", no_argument, NULL, O_TRUST },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { NULL, 0, NULL, 0 },
@@ -134,6 +137,7 @@ static int parse(int argc, char **argv, bud_cli *b)
         case O_SUITE: b->suite = optarg; break;
         case O_CASES: b->cases = optarg; break;
         case O_BIND: b->bind_host = optarg; break;
+        case O_TRUST: b->fl.trust_properties = true; break;
         case O_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json"))
                 return usage("--output-format is text or json, not '%s'", optarg);
@@ -164,6 +168,8 @@ static int client_for(bud_cli *b, bud_identity *id, bud_client **c)
     char why[1024];
     if (bud_identity_resolve(&b->fl, id, why, sizeof(why)) < 0)
         return fail(EXIT_USAGE, "%s", why);
+    if (id->warning)
+        fprintf(stderr, "atx: warning: %s\n", id->warning);
     bud_client_opts co = { .id = id, .log = log_stderr, .log_ud = b->out };
     if (bud_client_new(&co, c, why, sizeof(why)) < 0) {
         bud_identity_release(id);
@@ -753,6 +759,8 @@ static int cmd_daemon(bud_cli *b)
         b->interval = 60;
     if (bud_identity_resolve(&b->fl, &d.id, why, sizeof(why)) < 0)
         return fail(EXIT_USAGE, "%s", why);
+    if (d.id.warning)
+        fprintf(stderr, "atx: warning: %s\n", d.id.warning);
     d.account = d.id.runner_account;
     if (!d.id.token) {
         bud_identity_release(&d.id);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Hostile tests against Bud (issue 12): a result file or artifact that is a
-# link (or a hard link, a FIFO) to a secret is not uploaded. Every check
-# reads what the servers (tests/bud/server.py, two of them) received.
+# link (or a hard link, a FIFO) to a secret is not uploaded; an
+# app.properties someone else can write, or one above the repository or
+# $HOME, is not used, and credentials from the environment or flags never
+# reach a backend only app.properties names. Every check reads what the servers
+# (tests/bud/server.py, two of them) received.
 . "$ATX_SRC/tests/lib.sh"
 SERVER="$ATX_SRC/tests/bud/server.py"
 CTL="$ATX_SRC/tests/bud/ctl.py"
@@ -111,3 +114,73 @@ for f in planted.txt sub/inner.txt hard.txt fifo real/relative.txt ../home/priva
   grep -qF "artifact $f not uploaded" res2.err || fail "no warning for $f: $(cat res2.err)"
 done
 pass "links (at the end, in the middle, relative), a hard link, a FIFO, '..' and a path outside: none uploaded, each warned once (run took $ms ms)"
+
+# --- (5) app.properties ---
+# bud status as runner-1 (whose vault entry names A) with BUD_TOKEN in the
+# environment, from FOLDER: A unless an app.properties is used.
+status_from() { (cd "$1" && BUD_TOKEN=$TOKEN1 "$ATX" bud status --runner-account runner-1 \
+                   --output-format json > "$T/st.out" 2> "$T/st.err") || true; }
+backend() { python3 -c "import json; print(json.load(open('$T/st.out'))['backend'])"; }
+nB() { stB "len(s['requests'])"; }
+mkdir -p up/proj
+printf 'budBackend=%s\n' "$B" > up/app.properties
+chmod 664 up/app.properties
+status_from up/proj
+expect_eq "group-writable app.properties: warning lines" \
+  "$(grep -c "ignored $T/up/app.properties: others can write it (mode 0664)" st.err)" 1
+expect_eq "group-writable app.properties: requests to the server it names" "$(nB)" 0
+expect_eq "group-writable app.properties: backend" "$(backend)" "$A"
+chmod 646 up/app.properties
+status_from up/proj
+grep -q "others can write it (mode 0646)" st.err || fail "world-writable: $(cat st.err)"
+expect_eq "world-writable app.properties: requests to the server it names" "$(nB)" 0
+chmod 644 up/app.properties
+if [ "$(id -u)" = 0 ]; then
+  chown 65534 up/app.properties
+  status_from up/proj
+  grep -q "ignored $T/up/app.properties: it belongs to uid 65534, not to you" st.err ||
+    fail "foreign owner: $(cat st.err)"
+  expect_eq "someone else's app.properties: requests to the server it names" "$(nB)" 0
+  chown 0 up/app.properties
+  pass "an app.properties that others can write or that is someone else's is ignored, said once"
+else
+  pass "an app.properties that others can write is ignored, said once (not root: no foreign owner test)"
+fi
+# The user's own: its backend gets no credential from the environment or flags.
+status_from up/proj
+grep -q "the credentials from BUD_TOKEN are not sent there" st.err || fail "$(cat st.err)"
+expect_eq "own app.properties, BUD_TOKEN: requests to the server it names" "$(nB)" 0
+rc=0
+(cd up/proj && "$ATX" bud add-test-run --test-suite-name x --email "$ADMIN" --password "$ADMIN_PW" \
+   > "$T/st.out" 2> "$T/st.err") || rc=$?
+expect_eq "own app.properties, --password: exit" "$rc" 2
+grep -q "the credentials from --password are not sent there" st.err || fail "$(cat st.err)"
+rc=0
+(cd up/proj && BUD_PASSWORD=$ADMIN_PW "$ATX" run "$T/work" --no-history -o "$T/res3" --bud \
+   --username "$ADMIN" > "$T/st.out" 2> "$T/st.err") || rc=$?
+[ "$rc" -ne 0 ] || fail "atx run --bud with BUD_PASSWORD and a project's backend ran"
+grep -q "the credentials from BUD_PASSWORD are not sent there" st.err || fail "$(cat st.err)"
+expect_eq "own app.properties, BUD_PASSWORD: requests to the server it names" "$(nB)" 0
+pass "credentials from the environment or flags do not go to a backend only app.properties names"
+# The user says otherwise: then they do.
+(cd up/proj && BUD_TRUST_APP_PROPERTIES=1 BUD_TOKEN=$TOKEN1 "$ATX" bud status \
+   --output-format json > "$T/st.out" 2> "$T/st.err") || true
+expect_eq "BUD_TRUST_APP_PROPERTIES=1: B saw the token" \
+  "$(stB "len([r for r in s['requests'] if r['headers'].get('authorization') == 'Bearer $TOKEN1'])")" 1
+(cd up/proj && BUD_TOKEN=$TOKEN1 "$ATX" bud status --trust-app-properties --output-format json \
+   > "$T/st.out" 2> "$T/st.err") || true
+expect_eq "--trust-app-properties: B saw the token" \
+  "$(stB "len([r for r in s['requests'] if r['headers'].get('authorization') == 'Bearer $TOKEN1'])")" 2
+pass "BUD_TRUST_APP_PROPERTIES=1 and --trust-app-properties let them go there"
+n0=$(nB)
+# Above the repository's root and above $HOME: not searched.
+mkdir -p up/repo/.git up/repo/sub
+status_from up/repo/sub
+expect_eq "app.properties above the repository: backend" "$(backend)" "$A"
+printf 'budBackend=%s\n' "$B" > "$T/app.properties"
+mkdir -p "$HOME/proj"
+status_from "$HOME/proj"
+expect_eq "app.properties above \$HOME: backend" "$(backend)" "$A"
+expect_eq "requests to B from folders below the repository and \$HOME" "$(( $(nB) - n0 ))" 0
+rm "$T/app.properties"
+pass "the upward search stops at the repository's root and at \$HOME"

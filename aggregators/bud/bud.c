@@ -115,6 +115,8 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
         free(s);
         return atx_error_set(r, "bud: %s", why);
     }
+    if (s->id.warning)
+        atx_plugin_log(ctx, ATX_LOG_WARNING, "%s", s->id.warning);
     if (!s->id.token && !(s->id.email && s->id.password)) {
         atx_plugin_log(ctx, ATX_LOG_WARNING, "no token (BUD_TOKEN, the vault) and no "
                        "login: uploads will be refused and spooled");

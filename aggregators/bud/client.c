@@ -261,28 +261,73 @@ static bool secret_key(const char *key)
     return false;
 }
 
-/* Find app.properties upward from the working folder; read budBackend and
- * budRunnerAccount. */
+/* Where the upward search for app.properties ends: a repository's root
+ * (the folder with .git) or the home folder. Above them live files the
+ * project did not put there. */
+static bool search_ends(const char *dir, const struct stat *home)
+{
+    char git[PATH_MAX + 8];
+    struct stat st;
+    snprintf(git, sizeof(git), "%s/.git", strcmp(dir, "/") ? dir : "");
+    if (lstat(git, &st) == 0)
+        return true;
+    return home && stat(dir, &st) == 0 && st.st_dev == home->st_dev && st.st_ino == home->st_ino;
+}
+
+/* Find app.properties upward from the working folder (to the repository's
+ * root or $HOME); read budBackend and budRunnerAccount. One that is not
+ * the user's own, or that others can write, is not used (id->warning
+ * says so): anyone who can write it could send us to their server. */
 static int read_properties(bud_identity *id, char **backend, char **account, char *why,
                            size_t whylen)
 {
     char dir[PATH_MAX], path[PATH_MAX + 32];
+    const char *home = getenv("HOME");
+    struct stat hst, st;
+    bool have_home = home && *home && stat(home, &hst) == 0;
     FILE *f = NULL;
+    int fd;
 
     if (!getcwd(dir, sizeof(dir)))
         return 0;
     for (;;) {
         snprintf(path, sizeof(path), "%s/app.properties", strcmp(dir, "/") ? dir : "");
-        if ((f = fopen(path, "re")))
+        /* Not blocking on a FIFO someone left in its place. */
+        if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) >= 0)
             break;
-        char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) {
-            if (strcmp(dir, "/") == 0)
-                return 0;
-            strcpy(dir, "/");
-            continue;
+        if (errno != ENOENT && errno != ENOTDIR) {
+            if (asprintf(&id->warning, "ignored %s: %s", path, strerror(errno)) < 0)
+                id->warning = NULL;
+            return 0;
         }
-        *slash = '\0';
+        if (search_ends(dir, have_home ? &hst : NULL) || strcmp(dir, "/") == 0)
+            return 0;
+        char *slash = strrchr(dir, '/');
+        if (slash == dir)
+            strcpy(dir, "/");
+        else
+            *slash = '\0';
+    }
+    const char *bad = NULL;
+    char because[128];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        bad = "it is not a plain file";
+    else if (st.st_uid != geteuid()) {
+        snprintf(because, sizeof(because), "it belongs to uid %u, not to you",
+                 (unsigned)st.st_uid);
+        bad = because;
+    } else if (st.st_mode & 022) {
+        snprintf(because, sizeof(because), "others can write it (mode %04o)",
+                 (unsigned)(st.st_mode & 07777));
+        bad = because;
+    }
+    if (bad || !(f = fdopen(fd, "r"))) {
+        close(fd);
+        if (asprintf(&id->warning, "ignored %s: %s; an app.properties is used only when it "
+                     "is yours and no one else can write it", path,
+                     bad ? bad : strerror(errno)) < 0)
+            id->warning = NULL;
+        return 0;
     }
     char line[4096];
     int lineno = 0, r = 0;
@@ -336,7 +381,19 @@ void bud_identity_release(bud_identity *id)
     free(id->api_key);
     free(id->vault);
     free(id->properties);
+    free(id->warning);
     memset(id, 0, sizeof(*id));
+}
+
+bool bud_account_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 1 || n > 64 || name[0] == '.')
+        return false;
+    for (; *name; name++)
+        if (!(isalnum((unsigned char)*name) || *name == '.' || *name == '_' || *name == '-'))
+            return false;
+    return true;
 }
 
 /* Two backend URLs naming the same server (trailing "/" and "/api" aside). */
@@ -387,9 +444,36 @@ int bud_identity_resolve(const bud_flags *fl, bud_identity *id, char *why, size_
     const char *backend = first(fl->backend, first(getenv("BUD_BACKEND_URL"),
                                                    first(pbackend, jstr(ventry, "backend"))));
     const char *token = first(fl->token, first(getenv("BUD_TOKEN"), getenv("BUD_RUNNER_TOKEN")));
+    const char *vbackend = jstr(ventry, "backend");
+    if (account && !bud_account_valid(account)) {
+        say(why, whylen, "runner account '%s' (from %s) is not a name: 1 to 64 letters, digits, "
+            "'.', '_' or '-', not starting with '.'", account,
+            account == fl->runner_account ? "the flags" : account == paccount
+            ? id->properties : "BUD_RUNNER_ACCOUNT");
+        r = ATX_EINVAL;
+        goto out;
+    }
+    /* Credentials from the flags or the environment go only to a backend
+     * the user named (flags, environment) or the vault holds a token for:
+     * a project's app.properties must not be able to point them elsewhere. */
+    const char *given = first(fl->token, NULL) ? "--token" : first(getenv("BUD_TOKEN"), NULL)
+                        ? "BUD_TOKEN" : first(getenv("BUD_RUNNER_TOKEN"), NULL)
+                        ? "BUD_RUNNER_TOKEN" : first(fl->password, NULL) ? "--password"
+                        : first(getenv("BUD_PASSWORD"), NULL) ? "BUD_PASSWORD"
+                        : first(fl->api_key, NULL) ? "--api-key"
+                        : first(getenv("RUNNER_API_KEY"), NULL) ? "RUNNER_API_KEY" : NULL;
+    const char *trust = getenv("BUD_TRUST_APP_PROPERTIES");
+    if (given && pbackend && backend == pbackend && !fl->trust_properties &&
+        !(trust && strcmp(trust, "1") == 0) && !(vbackend && same_backend(vbackend, pbackend))) {
+        say(why, whylen, "%s names the backend %s, which the flags, the environment and the "
+            "vault do not: the credentials from %s are not sent there (name it with "
+            "--backend-url or BUD_BACKEND_URL, or set BUD_TRUST_APP_PROPERTIES=1)",
+            id->properties, pbackend, given);
+        r = ATX_EINVAL;
+        goto out;
+    }
     /* A vault token goes only to the server it was issued by: a project's
      * app.properties must not be able to point it elsewhere. */
-    const char *vbackend = jstr(ventry, "backend");
     if (!token && jstr(ventry, "token") &&
         (!vbackend || same_backend(vbackend, backend ? backend : DEFAULT_BACKEND)))
         token = jstr(ventry, "token");

@@ -28,22 +28,34 @@ typedef struct bud_identity {
     char *api_key;          /* RUNNER_API_KEY: registration only */
     char *vault;            /* the vault's path (~/.bud/config.json) */
     char *properties;       /* the app.properties used, if any */
+    char *warning;          /* one sentence for the user (an app.properties not used), or NULL */
 } bud_identity;
 
 /* What the command line gave (NULL: not given). */
 typedef struct bud_flags {
     const char *backend, *token, *runner_account, *email, *password, *api_key;
+    bool trust_properties;  /* credentials may go to app.properties' backend */
 } bud_flags;
 
 /*
  * Resolve with BUD_API.md's precedence: flags, environment (BUD_BACKEND_URL,
  * BUD_TOKEN, BUD_RUNNER_ACCOUNT, BUD_RUNNER_TOKEN, RUNNER_API_KEY),
- * app.properties (found upward from the working folder; non-secret keys
- * only), the vault. Fails on a vault others can read and on an
- * app.properties holding a secret (naming the key).
+ * app.properties (found upward from the working folder to the repository's
+ * root or $HOME; non-secret keys only; used only when it is the user's own
+ * and no one else can write it, else id->warning says why not), the vault.
+ * Fails on a vault others can read, on an app.properties holding a secret
+ * (naming the key), on a runner account that is not a name
+ * (bud_account_valid), and when credentials from the flags or the
+ * environment would go to a backend that only app.properties names and the
+ * vault holds no token for (unless trust_properties or
+ * BUD_TRUST_APP_PROPERTIES=1).
  */
 int bud_identity_resolve(const bud_flags *flags, bud_identity *id, char *why, size_t whylen);
 void bud_identity_release(bud_identity *id);
+
+/* A runner account usable as a file name: 1 to 64 of [A-Za-z0-9._-], not
+ * starting with '.'. */
+bool bud_account_valid(const char *name);
 
 /* The vault's default path: $HOME/.bud/config.json (malloc'd). */
 char *bud_vault_path(void);
