@@ -44,6 +44,7 @@
 #define EXIT_USAGE 2
 #define EXIT_INFRA 3
 #define DEFAULT_PORT 53035
+#define MAX_PLAN_DIRS 16
 
 #define usage(...) cli_usage("bud", __VA_ARGS__)
 #define fail cli_error
@@ -54,7 +55,7 @@ static const char bud_usage[] =
     "       atx bud status [--runner-account NAME] [--output-format text|json]\n"
     "       atx bud add-test-run --test-suite-name NAME [--test-case-list TEXT]\n"
     "       atx bud daemon --runner-account NAME [--interval SECONDS] [--port N]\n"
-    "                      [--bind-host ADDRESS] [--location TEXT]\n"
+    "                      [--bind-host ADDRESS] [--location TEXT] [--plan-dir DIR]...\n"
     "common: --backend-url URL (BUD_BACKEND_URL, budBackend in app.properties)\n"
     "        --trust-app-properties (BUD_TRUST_APP_PROPERTIES=1): credentials from\n"
     "        the flags or environment may go to the backend app.properties names\n"
@@ -91,13 +92,15 @@ typedef struct bud_cli {
     const char *username, *location, *format, *suite, *cases, *bind_host;
     int port, interval;
     bool re_register;
+    const char *plan_dirs[MAX_PLAN_DIRS]; /* the daemon runs plans below these only */
+    int nplan_dirs;
     cli_output *out;
 } bud_cli;
 
 static int parse(int argc, char **argv, bud_cli *b)
 {
     enum { O_BACKEND = 256, O_USER, O_PASS, O_KEY, O_PORT, O_LOC, O_REREG, O_FORMAT, O_ACCOUNT,
-           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL, O_TRUST };
+           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL, O_PLAN_DIR, O_TRUST };
     static const struct option opts[] = {
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "username", required_argument, NULL, O_USER },
@@ -114,6 +117,7 @@ static int parse(int argc, char **argv, bud_cli *b)
         { "bind-host", required_argument, NULL, O_BIND },
         { "token", required_argument, NULL, O_TOKEN },
         { "email", required_argument, NULL, O_EMAIL },
+        { "plan-dir", required_argument, NULL, O_PLAN_DIR },
         { "trust-app-properties", no_argument, NULL, O_TRUST },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
@@ -138,6 +142,11 @@ static int parse(int argc, char **argv, bud_cli *b)
         case O_CASES: b->cases = optarg; break;
         case O_BIND: b->bind_host = optarg; break;
         case O_TRUST: b->fl.trust_properties = true; break;
+        case O_PLAN_DIR:
+            if (b->nplan_dirs == MAX_PLAN_DIRS)
+                return usage("at most %d --plan-dir", MAX_PLAN_DIRS);
+            b->plan_dirs[b->nplan_dirs++] = optarg;
+            break;
         case O_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json"))
                 return usage("--output-format is text or json, not '%s'", optarg);
@@ -443,6 +452,10 @@ typedef struct daemon {
     size_t heartbeats, heartbeat_failures;
     int runs;
     int sig_pipe[2];
+    char control_token[65];  /* clients' key: its own, not the runner's bearer token */
+    char tokenfile[PATH_MAX + 64];
+    char *plan_dirs[MAX_PLAN_DIRS]; /* resolved: runs only of plans below them */
+    int nplan_dirs;
 } daemon_t;
 
 static int g_sig_fd = -1;
@@ -578,27 +591,78 @@ static json_object *err(const char *msg)
     return o;
 }
 
+/* Why @p plan may not run, or NULL; real gets its resolved path. A plan
+ * is a program: it must lie below a folder --plan-dir allows (after every
+ * link and ".." is resolved), and neither it nor any folder from that one
+ * down to it may be writable by everyone, or anyone could change what runs
+ * between the request and the run. */
+static const char *plan_refusal(daemon_t *d, const char *plan, char real[PATH_MAX],
+                                char *msg, size_t msglen)
+{
+    struct stat st;
+    size_t dlen = 0;
+    int i;
+
+    if (!d->nplan_dirs)
+        return "refused: runs are off (the daemon was started without --plan-dir)";
+    if (!realpath(plan, real) || stat(real, &st) < 0)
+        return "refused: the plan cannot be found";
+    if (!S_ISREG(st.st_mode))
+        return "refused: the plan is not a file";
+    for (i = 0; i < d->nplan_dirs; i++) {
+        dlen = strlen(d->plan_dirs[i]);
+        if (strcmp(d->plan_dirs[i], "/") == 0 ||
+            (strncmp(real, d->plan_dirs[i], dlen) == 0 && real[dlen] == '/'))
+            break;
+    }
+    if (i == d->nplan_dirs)
+        return "refused: the plan is not below a folder the daemon's --plan-dir allows";
+    if (st.st_mode & S_IWOTH)
+        return "refused: the plan is writable by everyone";
+    /* The allowed folder itself, then each one below it on the way. */
+    char *q = real + dlen - (dlen == 1);
+    for (;;) {
+        char keep = *q;
+        *q = '\0';
+        bool bad = stat(*real ? real : "/", &st) < 0 || (st.st_mode & S_IWOTH);
+        if (bad)
+            snprintf(msg, msglen, "refused: the plan is in %s, which everyone can write",
+                     *real ? real : "/");
+        *q = keep;
+        if (bad)
+            return msg;
+        if (!(q = strchr(q + 1, '/')))
+            break;
+    }
+    if (access(real, R_OK) < 0)
+        return "refused: the plan cannot be read";
+    return NULL;
+}
+
 /* Run a plan through atx itself, reporting to Bud as this runner. */
 static json_object *start_run(daemon_t *d, const char *plan)
 {
-    char results[PATH_MAX + 64], when[32], self[PATH_MAX];
+    char results[PATH_MAX + 64], when[32], self[PATH_MAX], real[PATH_MAX], msg[PATH_MAX + 64];
+    char logp[PATH_MAX + 96];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n <= 0)
         return err("cannot find the atx program");
     self[n] = '\0';
-    if (access(plan, R_OK) < 0)
-        return err("the plan cannot be read");
+    const char *no = plan_refusal(d, plan, real, msg, sizeof(msg));
+    if (no) {
+        dlog(d, "WARNING", "run of %s %s", plan, no);
+        return err(no);
+    }
     atx_text_utc(atx_wallclock_ns(), 1, when);
     snprintf(results, sizeof(results), "%s/%s-runs", d->dir, d->account);
     if (mkdir(results, 0700) < 0 && errno != EEXIST)
         return err("cannot make the runs folder");
     snprintf(results, sizeof(results), "%s/%s-runs/%s-%d", d->dir, d->account, when, d->runs + 1);
+    snprintf(logp, sizeof(logp), "%s.log", results);
     pid_t pid = fork();
     if (pid < 0)
         return err("cannot start a run");
     if (pid == 0) {
-        char logp[PATH_MAX + 96];
-        snprintf(logp, sizeof(logp), "%s.log", results);
         int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         int nul = open("/dev/null", O_RDONLY);
         if (fd >= 0) {
@@ -608,14 +672,14 @@ static json_object *start_run(daemon_t *d, const char *plan)
         if (nul >= 0)
             dup2(nul, 0);
         setsid();
-        execl(self, "atx", "run", "--plan", plan, "--bud", "--runner-account", d->account,
+        execl(self, "atx", "run", "--plan", real, "--bud", "--runner-account", d->account,
               "--backend-url", d->id.backend, "-o", results, (char *)NULL);
         _exit(127);
     }
     pthread_mutex_lock(&d->mu);
     d->runs++;
     pthread_mutex_unlock(&d->mu);
-    dlog(d, "INFO", "run %d started (pid %d): plan %s, results in %s", d->runs, (int)pid, plan,
+    dlog(d, "INFO", "run %d started (pid %d): plan %s, results in %s", d->runs, (int)pid, real,
          results);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "ok", json_object_new_boolean(1));
@@ -624,43 +688,28 @@ static json_object *start_run(daemon_t *d, const char *plan)
     return o;
 }
 
-/* One control connection: a JSON line in, a JSON line out. Returns true
- * for "stop". */
-static bool serve(daemon_t *d, int fd, const struct sockaddr_storage *peer)
-{
-    char line[65536], addr[INET6_ADDRSTRLEN] = "?";
-    size_t len = 0;
-    bool stop = false;
+/* A control connection being read: one JSON line in, one out. */
+#define MAX_CLIENTS 256
+#define CLIENT_LINE 16384
 
-    if (peer->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)peer)->sin_addr, addr, sizeof(addr));
-    else if (peer->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, addr, sizeof(addr));
-    if (d->loopback && !peer_is_loopback(peer)) {
-        dlog(d, "WARNING", "refused a control connection from %s: not loopback", addr);
-        reply(fd, err("refused: only loopback clients"));
-        return false;
-    }
-    /* Read one line, within a second: one client at a time is served, so
-     * a silent one must not hold the others (or a SIGTERM) up for long. */
-    int64_t until = atx_now_ns() + ATX_NSEC_PER_SEC;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        int64_t left = until - atx_now_ns();
-        if (left <= 0 || poll(&p, 1, (int)(left / ATX_NSEC_PER_MSEC) + 1) <= 0)
-            break;
-        ssize_t n = recv(fd, line + len, sizeof(line) - 1 - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    line[len] = '\0';
+typedef struct client {
+    int fd;
+    size_t len;
+    int64_t until;          /* monotonic: the line must be in by then */
+    char addr[INET6_ADDRSTRLEN];
+    char line[CLIENT_LINE];
+} client_t;
+
+/* Answer one request line. Returns true for "stop". */
+static bool serve(daemon_t *d, int fd, char *line, const char *addr)
+{
+    bool stop = false;
     json_object *req = json_tokener_parse(line), *v;
     const char *token = req && json_object_object_get_ex(req, "token", &v)
                             ? json_object_get_string(v) : NULL;
     const char *cmd = req && json_object_object_get_ex(req, "command", &v)
                           ? json_object_get_string(v) : NULL;
-    if (!token || !d->id.token || !same_secret(token, d->id.token)) {
+    if (!token || !same_secret(token, d->control_token)) {
         dlog(d, "WARNING", "refused a control connection from %s: %s", addr,
              token ? "wrong token" : "no token");
         reply(fd, err("refused: a valid token is required"));
@@ -706,6 +755,24 @@ static bool serve(daemon_t *d, int fd, const struct sockaddr_storage *peer)
     return stop;
 }
 
+/* Read what a client sent; when its line is whole (or it stopped sending),
+ * answer it. Returns 1 when the client is done, 2 for "stop", 0 to wait. */
+static int client_input(daemon_t *d, client_t *c)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, c->line + c->len, sizeof(c->line) - 1 - c->len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n > 0)
+            c->len += (size_t)n;
+        c->line[c->len] = '\0';
+        if (n <= 0 || memchr(c->line, '\n', c->len) || c->len == sizeof(c->line) - 1)
+            return serve(d, c->fd, c->line, c->addr) ? 2 : 1;
+    }
+}
+
 static int listen_on(const char *host, int port, char *why, size_t whylen)
 {
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -720,7 +787,7 @@ static int listen_on(const char *host, int port, char *why, size_t whylen)
         return -1;
     }
     for (a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
         if (fd < 0)
             continue;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -747,9 +814,174 @@ static pid_t running_pid(const char *pidfile)
     return pid > 0 && kill((pid_t)pid, 0) == 0 ? (pid_t)pid : 0;
 }
 
+/* ~/.bud/daemons: a folder of our own that only we can enter. */
+static int daemons_dir(daemon_t *d, char *why, size_t whylen)
+{
+    const char *home = getenv("HOME");
+    char top[PATH_MAX];
+    struct stat st;
+
+    if (!home || !*home) {
+        snprintf(why, whylen, "HOME is not set: the daemon keeps its files in ~/.bud/daemons");
+        return -1;
+    }
+    snprintf(top, sizeof(top), "%s/.bud", home);
+    snprintf(d->dir, sizeof(d->dir), "%s/.bud/daemons", home);
+    mkdir(top, 0700);
+    mkdir(d->dir, 0700);
+    if (lstat(d->dir, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        snprintf(why, whylen, "%s is not a folder of yours", d->dir);
+        return -1;
+    }
+    if ((st.st_mode & 077) && chmod(d->dir, 0700) < 0) {
+        snprintf(why, whylen, "cannot make %s private: %s", d->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* The folders --plan-dir allows, resolved; none writable by everyone. */
+static int plan_dirs(daemon_t *d, char *why, size_t whylen)
+{
+    struct stat st;
+    for (int i = 0; i < d->b->nplan_dirs; i++) {
+        const char *p = d->b->plan_dirs[i];
+        char *real = realpath(p, NULL);
+        if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(why, whylen, "--plan-dir %s: not a folder", p);
+            free(real);
+            return -1;
+        }
+        if (st.st_mode & S_IWOTH) {
+            snprintf(why, whylen, "--plan-dir %s: everyone can write it, so anyone could "
+                     "put a plan there", p);
+            free(real);
+            return -1;
+        }
+        d->plan_dirs[d->nplan_dirs++] = real;
+    }
+    return 0;
+}
+
+/* A fresh control token, in ~/.bud/daemons/<account>.token (0600). */
+static int control_token(daemon_t *d, char *why, size_t whylen)
+{
+    unsigned char r[32];
+    char text[sizeof(d->control_token) + 1], name[128];
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        snprintf(why, whylen, "no random bytes for a control token: %s", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(d->control_token + 2 * i, 3, "%02x", r[i]);
+    snprintf(text, sizeof(text), "%s\n", d->control_token);
+    snprintf(name, sizeof(name), "%s.token", d->account);
+    snprintf(d->tokenfile, sizeof(d->tokenfile), "%s/%s", d->dir, name);
+    int e = bud_write_atomic(d->dir, name, text, strlen(text), 0600, true);
+    if (e < 0) {
+        snprintf(why, whylen, "cannot write %s: %s", d->tokenfile, strerror(-e));
+        return -1;
+    }
+    return 0;
+}
+
+/* Serve control connections until stopped: each client is read without
+ * blocking, with its own deadline, so a silent or slow one holds up no
+ * other (nor a SIGTERM). */
+static void serve_clients(daemon_t *d, int lfd)
+{
+    client_t *cl[MAX_CLIENTS];
+    size_t n = 0;
+    bool stop = false;
+
+    while (!stop) {
+        struct pollfd p[2 + MAX_CLIENTS] = {
+            { .fd = n < MAX_CLIENTS ? lfd : -1, .events = POLLIN },
+            { .fd = d->sig_pipe[0], .events = POLLIN },
+        };
+        int64_t now = atx_now_ns(), wait_ms = 1000;
+        for (size_t i = 0; i < n; i++) {
+            p[2 + i] = (struct pollfd){ .fd = cl[i]->fd, .events = POLLIN };
+            int64_t left = (cl[i]->until - now + ATX_NSEC_PER_MSEC - 1) / ATX_NSEC_PER_MSEC;
+            if (left < wait_ms)
+                wait_ms = left > 0 ? left : 0;
+        }
+        int ready = poll(p, 2 + n, (int)wait_ms);
+        /* Reap finished runs. */
+        int status;
+        pid_t done;
+        while ((done = waitpid(-1, &status, WNOHANG)) > 0)
+            dlog(d, "INFO", "run (pid %d) finished: exit %d", (int)done,
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        if (ready < 0 && errno != EINTR)
+            break;
+        if (ready > 0 && p[1].revents) {
+            dlog(d, "INFO", "stopping on a signal");
+            break;
+        }
+        now = atx_now_ns();
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            client_t *c = cl[i];
+            int out = 0;
+            if (ready > 0 && p[2 + i].revents)
+                out = client_input(d, c);
+            else if (now >= c->until)
+                /* Its time is up: what came is the request (often nothing). */
+                out = serve(d, c->fd, c->line, c->addr) ? 2 : 1;
+            if (out == 2)
+                stop = true;
+            if (out) {
+                close(c->fd);
+                free(c);
+            } else {
+                cl[kept++] = c;
+            }
+        }
+        n = kept;
+        while (!stop && ready > 0 && (p[0].revents & POLLIN) && n < MAX_CLIENTS) {
+            struct sockaddr_storage peer;
+            socklen_t plen = sizeof(peer);
+            int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0)
+                break;
+            client_t *c = malloc(sizeof(*c));
+            if (!c) {
+                close(fd);
+                break;
+            }
+            c->fd = fd;
+            c->len = 0;
+            c->line[0] = '\0';
+            c->until = atx_now_ns() + ATX_NSEC_PER_SEC;
+            snprintf(c->addr, sizeof(c->addr), "?");
+            if (peer.ss_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)&peer)->sin_addr, c->addr,
+                          sizeof(c->addr));
+            else if (peer.ss_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&peer)->sin6_addr, c->addr,
+                          sizeof(c->addr));
+            if (d->loopback && !peer_is_loopback(&peer)) {
+                dlog(d, "WARNING", "refused a control connection from %s: not loopback",
+                     c->addr);
+                reply(fd, err("refused: only loopback clients"));
+                close(fd);
+                free(c);
+                continue;
+            }
+            cl[n++] = c;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        close(cl[i]->fd);
+        free(cl[i]);
+    }
+}
+
 static int cmd_daemon(bud_cli *b)
 {
-    daemon_t d = { .b = b };
+    daemon_t d = { .b = b, .sig_pipe = { -1, -1 } };
     char why[1024];
     int rc = 0, lfd = -1;
 
@@ -762,23 +994,31 @@ static int cmd_daemon(bud_cli *b)
     if (d.id.warning)
         fprintf(stderr, "atx: warning: %s\n", d.id.warning);
     d.account = d.id.runner_account;
-    if (!d.id.token) {
-        bud_identity_release(&d.id);
-        return fail(EXIT_USAGE, "runner %s has no token: atx bud register --username %s first",
-                    d.account, d.account);
+    /* Its name makes file names: nothing that leads out of the folder. */
+    if (!d.account || !bud_account_valid(d.account)) {
+        rc = usage("--runner-account: 1 to 64 letters, digits, '.', '_' or '-', not "
+                   "starting with '.'");
+        goto out_id;
     }
-    const char *home = getenv("HOME");
-    snprintf(d.dir, sizeof(d.dir), "%s/.bud/daemons", home && *home ? home : "/tmp");
-    char mk[PATH_MAX + 16];
-    snprintf(mk, sizeof(mk), "%s/.bud", home && *home ? home : "/tmp");
-    mkdir(mk, 0700);
-    mkdir(d.dir, 0700);
+    if (!d.id.token) {
+        rc = fail(EXIT_USAGE, "runner %s has no token: atx bud register --username %s first",
+                  d.account, d.account);
+        goto out_id;
+    }
+    if (plan_dirs(&d, why, sizeof(why)) < 0) {
+        rc = usage("%s", why);
+        goto out_id;
+    }
+    if (daemons_dir(&d, why, sizeof(why)) < 0) {
+        rc = fail(EXIT_INFRA, "%s", why);
+        goto out_id;
+    }
     snprintf(d.pidfile, sizeof(d.pidfile), "%s/%s.pid", d.dir, d.account);
     pid_t other = running_pid(d.pidfile);
     if (other) {
-        bud_identity_release(&d.id);
-        return fail(EXIT_USAGE, "a daemon for runner %s already runs (pid %d)", d.account,
-                    (int)other);
+        rc = fail(EXIT_USAGE, "a daemon for runner %s already runs (pid %d)", d.account,
+                  (int)other);
+        goto out_id;
     }
     d.port = b->port ? b->port : bud_vault_port(d.id.vault, d.account);
     if (!d.port)
@@ -787,10 +1027,10 @@ static int cmd_daemon(bud_cli *b)
     d.loopback = is_loopback_host(host);
     if (!d.loopback)
         fprintf(stderr, "atx: warning: the control socket on %s:%d can be reached from other "
-                        "machines; only the runner's token guards it\n", host, d.port);
+                        "machines; only the control token guards it\n", host, d.port);
     if ((lfd = listen_on(host, d.port, why, sizeof(why))) < 0) {
-        bud_identity_release(&d.id);
-        return fail(EXIT_INFRA, "%s", why);
+        rc = fail(EXIT_INFRA, "%s", why);
+        goto out_id;
     }
     char logpath[PATH_MAX + 64], pidtext[32];
     snprintf(logpath, sizeof(logpath), "%s/%s.log", d.dir, d.account);
@@ -800,19 +1040,26 @@ static int cmd_daemon(bud_cli *b)
     pthread_mutex_init(&d.mu, NULL);
     pthread_cond_init(&d.cv, NULL);
     d.started = atx_now_ns();
+    if (control_token(&d, why, sizeof(why)) < 0) {
+        rc = fail(EXIT_INFRA, "%s", why);
+        goto out_close;
+    }
     snprintf(pidtext, sizeof(pidtext), "%d\n", (int)getpid());
     char *slash = strrchr(d.pidfile, '/');
     if (bud_write_atomic(d.dir, slash + 1, pidtext, strlen(pidtext), 0644, false) < 0) {
         rc = fail(EXIT_INFRA, "cannot write %s", d.pidfile);
-        goto out_close;
+        goto out_token;
     }
     if (!d.loopback)
         dlog(&d, "WARNING", "control socket on %s:%d, reachable from other machines", host,
              d.port);
+    for (int i = 0; i < d.nplan_dirs; i++)
+        dlog(&d, "INFO", "runs plans below %s", d.plan_dirs[i]);
     dlog(&d, "INFO", "started: runner %s, backend %s, control socket %s:%d, heartbeat every %d s",
          d.account, d.id.backend, host, d.port, b->interval);
-    fprintf(stderr, "atx: daemon for runner %s: control socket %s:%d, log %s\n", d.account,
-            host, d.port, logpath);
+    fprintf(stderr, "atx: daemon for runner %s: control socket %s:%d, its token in %s, log %s%s\n",
+            d.account, host, d.port, d.tokenfile, logpath,
+            d.nplan_dirs ? "" : "; runs are off (no --plan-dir)");
 
     bud_client_opts co = { .id = &d.id, .log = hb_log, .log_ud = &d, .max_retries = 1 };
     if (bud_client_new(&co, &d.hb, why, sizeof(why)) < 0) {
@@ -833,34 +1080,8 @@ static int cmd_daemon(bud_cli *b)
     pthread_t hb;
     bool hb_started = pthread_create(&hb, NULL, heartbeat_main, &d) == 0;
 
-    for (;;) {
-        struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
-                               { .fd = d.sig_pipe[0], .events = POLLIN } };
-        int n = poll(p, 2, 1000);
-        /* Reap finished runs. */
-        int status;
-        pid_t done;
-        while ((done = waitpid(-1, &status, WNOHANG)) > 0)
-            dlog(&d, "INFO", "run (pid %d) finished: exit %d", (int)done,
-                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        if (n < 0 && errno != EINTR)
-            break;
-        if (p[1].revents) {
-            dlog(&d, "INFO", "stopping on a signal");
-            break;
-        }
-        if (p[0].revents & POLLIN) {
-            struct sockaddr_storage peer;
-            socklen_t plen = sizeof(peer);
-            int cfd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
-            if (cfd < 0)
-                continue;
-            bool stop = serve(&d, cfd, &peer);
-            close(cfd);
-            if (stop)
-                break;
-        }
-    }
+    serve_clients(&d, lfd);
+
     pthread_mutex_lock(&d.mu);
     d.stopping = true;
     pthread_cond_signal(&d.cv);
@@ -868,11 +1089,15 @@ static int cmd_daemon(bud_cli *b)
     if (hb_started)
         pthread_join(hb, NULL);
     g_sig_fd = -1;
-    close(d.sig_pipe[0]);
-    close(d.sig_pipe[1]);
     dlog(&d, "INFO", "stopped");
 out_pid:
+    if (d.sig_pipe[0] >= 0) {
+        close(d.sig_pipe[0]);
+        close(d.sig_pipe[1]);
+    }
     unlink(d.pidfile);
+out_token:
+    unlink(d.tokenfile);
 out_close:
     bud_client_free(d.hb);
     close(lfd);
@@ -880,6 +1105,9 @@ out_close:
         fclose(d.log);
     pthread_mutex_destroy(&d.mu);
     pthread_cond_destroy(&d.cv);
+out_id:
+    for (int i = 0; i < d.nplan_dirs; i++)
+        free(d.plan_dirs[i]);
     bud_identity_release(&d.id);
     return rc;
 }

@@ -337,26 +337,28 @@ pass "10,000 tests: $reqs results requests; the first arrived $(python3 -c "prin
 
 # --- the daemon: token, loopback, status, ping, run, heartbeats, SIGTERM ---
 DP=$(( 20000 + RANDOM % 20000 ))
-"$ATX" bud daemon --runner-account runner-1 --interval 1 --port "$DP" 2> daemon.err &
+"$ATX" bud daemon --runner-account runner-1 --interval 1 --port "$DP" --plan-dir "$T" 2> daemon.err &
 dpid=$!
 wait_grep "$HOME/.bud/daemons/runner-1.log" '"started' 20
+# Clients use the daemon's own control token (tests/hostile_bud.sh checks it).
+CT1=$(cat "$HOME/.bud/daemons/runner-1.token")
 d() { python3 "$CTL" daemon "$DP" "$@"; }
 expect_eq "no token" "$(d '{"command": "ping"}')" '{"ok":false,"error":"refused: a valid token is required"}'
 expect_eq "wrong token" "$(d '{"command": "ping", "token": "nope"}')" '{"ok":false,"error":"refused: a valid token is required"}'
 # From this machine's own non-loopback address to 127.0.0.1: refused.
 OWN=$(hostname -I | tr ' ' '\n' | grep -v : | grep -v '^127\.' | head -1)
 [ -n "$OWN" ] || fail "this machine has no non-loopback IPv4 address to test from"
-expect_eq "not loopback" "$(d "{\"command\": \"ping\", \"token\": \"$TOKEN1\"}" "$OWN" 2>&1 || true)" \
+expect_eq "not loopback" "$(d "{\"command\": \"ping\", \"token\": \"$CT1\"}" "$OWN" 2>&1 || true)" \
   '{"ok":false,"error":"refused: only loopback clients"}'
-expect_eq "ping" "$(d "{\"command\": \"ping\", \"token\": \"$TOKEN1\"}")" '{"ok":true,"pong":true}'
-d "{\"command\": \"status\", \"token\": \"$TOKEN1\"}" > dstatus.json
+expect_eq "ping" "$(d "{\"command\": \"ping\", \"token\": \"$CT1\"}")" '{"ok":true,"pong":true}'
+d "{\"command\": \"status\", \"token\": \"$CT1\"}" > dstatus.json
 python3 -c "
 import json; s = json.load(open('dstatus.json'))
 assert s['ok'] and s['runner_account'] == 'runner-1' and s['port'] == $DP and s['pid'] == $dpid, s" ||
   fail "status: $(cat dstatus.json)"
 u0=$(nuploads)
 printf '{"tests": [{"name": "/d/one", "command": ["true"]}, {"name": "/d/two", "command": ["true"]}]}\n' > dplan.json
-d "{\"command\": \"run\", \"token\": \"$TOKEN1\", \"plan\": \"$T/dplan.json\"}" > drun.json
+d "{\"command\": \"run\", \"token\": \"$CT1\", \"plan\": \"$T/dplan.json\"}" > drun.json
 grep -q '"ok":true' drun.json || fail "run: $(cat drun.json)"
 n=100
 while [ "$(nuploads)" = "$u0" ] && [ $n -gt 0 ]; do sleep 0.1; n=$((n-1)); done
@@ -368,8 +370,9 @@ RUNNER_API_KEY=$API_KEY "$ATX" bud register --username runner-2 --port $((DP + 1
 dpid2=$!
 wait_grep "$HOME/.bud/daemons/runner-2.log" '"started' 20
 TOKEN2=$(python3 -c "import json; print(json.load(open('$HOME/.bud/config.json'))['runner-2']['token'])")
-expect_eq "runner-2's daemon on its port" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"ping\", \"token\": \"$TOKEN2\"}")" '{"ok":true,"pong":true}'
-expect_eq "runner-1's token is not runner-2's" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"ping\", \"token\": \"$TOKEN1\"}")" '{"ok":false,"error":"refused: a valid token is required"}'
+CT2=$(cat "$HOME/.bud/daemons/runner-2.token")
+expect_eq "runner-2's daemon on its port" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"ping\", \"token\": \"$CT2\"}")" '{"ok":true,"pong":true}'
+expect_eq "runner-1's control token is not runner-2's" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"ping\", \"token\": \"$CT1\"}")" '{"ok":false,"error":"refused: a valid token is required"}'
 # Heartbeats: one a second.
 h0=$(st "len([h for h in s['heartbeats'] if h['account'] == 'runner-1'])")
 n=100
@@ -378,7 +381,7 @@ gaps=$(st "(lambda t: [round(b - a, 1) for a, b in zip(t, t[1:])][-3:])([h['time
 python3 -c "import sys; g = $gaps; sys.exit(0 if len(g) == 3 and all(0.5 <= x <= 2.5 for x in g) and sum(g) / 3 <= 1.8 else 1)" ||
   fail "heartbeat gaps $gaps, want ~1 s"
 pass "daemon: refuses no/wrong token and non-loopback; ping, status, run answer; heartbeats ${gaps} s apart; two runners side by side"
-expect_eq "stop" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"stop\", \"token\": \"$TOKEN2\"}")" '{"ok":true,"stopping":true}'
+expect_eq "stop" "$(python3 "$CTL" daemon $((DP + 1)) "{\"command\": \"stop\", \"token\": \"$CT2\"}")" '{"ok":true,"stopping":true}'
 rc=0; wait "$dpid2" || rc=$?
 expect_eq "daemon exit after stop" "$rc" 0
 kill -TERM "$dpid"

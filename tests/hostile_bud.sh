@@ -3,7 +3,10 @@
 # link (or a hard link, a FIFO) to a secret is not uploaded; an
 # app.properties someone else can write, or one above the repository or
 # $HOME, is not used, and credentials from the environment or flags never
-# reach a backend only app.properties names. Every check reads what the servers
+# reach a backend only app.properties names; the daemon has its own control
+# token, runs only plans below its --plan-dir folders and none in a folder
+# everyone can write, refuses account names that are paths, and a silent
+# client does not hold up another. Every check reads what the servers
 # (tests/bud/server.py, two of them) received.
 . "$ATX_SRC/tests/lib.sh"
 SERVER="$ATX_SRC/tests/bud/server.py"
@@ -184,3 +187,86 @@ expect_eq "app.properties above \$HOME: backend" "$(backend)" "$A"
 expect_eq "requests to B from folders below the repository and \$HOME" "$(( $(nB) - n0 ))" 0
 rm "$T/app.properties"
 pass "the upward search stops at the repository's root and at \$HOME"
+
+# --- (11) the daemon ---
+rc=0
+BUD_BACKEND_URL=$A "$ATX" bud daemon --runner-account ../x --port 1024 > bad.out 2>&1 || rc=$?
+expect_eq "--runner-account ../x: exit" "$rc" 2
+grep -q "is not a name" bad.out || fail "$(cat bad.out)"
+[ ! -e "$HOME/.bud/x.pid" ] && [ ! -e "$HOME/.bud/x.log" ] && [ ! -e "$HOME/.bud/x.token" ] ||
+  fail "--runner-account ../x wrote outside ~/.bud/daemons"
+rc=0
+BUD_BACKEND_URL=$A BUD_RUNNER_ACCOUNT=.hidden "$ATX" bud daemon --port 1024 > bad.out 2>&1 || rc=$?
+expect_eq "BUD_RUNNER_ACCOUNT=.hidden: exit" "$rc" 2
+pass "account names that are paths are refused"
+mkdir -p plans/ww plans/sub elsewhere
+chmod 777 plans/ww
+rc=0
+BUD_BACKEND_URL=$A "$ATX" bud daemon --runner-account runner-1 --plan-dir plans/ww --port 1024 \
+  > bad.out 2>&1 || rc=$?
+expect_eq "--plan-dir everyone can write: exit" "$rc" 2
+DP=$(( 20000 + RANDOM % 20000 ))
+BUD_BACKEND_URL=$A "$ATX" bud daemon --runner-account runner-1 --interval 60 --port "$DP" \
+  --plan-dir "$T/plans" 2> daemon.err &
+dpid=$!
+wait_grep "$HOME/.bud/daemons/runner-1.log" '"started' 20
+CT=$(cat "$HOME/.bud/daemons/runner-1.token")
+expect_eq "control token file mode" "$(stat -c %a "$HOME/.bud/daemons/runner-1.token")" 600
+[ ${#CT} -eq 64 ] && [ "$CT" != "$TOKEN1" ] || fail "control token '$CT'"
+d() { python3 "$CTL" daemon "$DP" "$1"; }
+req() { printf '{"command": "%s", "token": "%s"%s}' "$1" "$2" "${3:+, \"plan\": \"$3\"}"; }
+REFUSED='{"ok":false,"error":"refused: a valid token is required"}'
+expect_eq "the runner's bearer token as control token" "$(d "$(req ping "$TOKEN1")")" "$REFUSED"
+expect_eq "the control token" "$(d "$(req ping "$CT")")" '{"ok":true,"pong":true}'
+plan='{"tests": [{"name": "/d/one", "command": ["true"]}]}'
+for f in plans/ok.json plans/ww/plan.json plans/sub/open.json elsewhere/plan.json; do
+  echo "$plan" > "$f"
+done
+chmod 666 plans/sub/open.json
+ln -s "$T/elsewhere/plan.json" plans/link.json
+expect_eq "a plan in a folder everyone can write" "$(d "$(req run "$CT" "$T/plans/ww/plan.json")")" \
+  "{\"ok\":false,\"error\":\"refused: the plan is in $T/plans/ww, which everyone can write\"}"
+expect_eq "a plan everyone can write" "$(d "$(req run "$CT" "$T/plans/sub/open.json")")" \
+  '{"ok":false,"error":"refused: the plan is writable by everyone"}'
+OUT='{"ok":false,"error":"refused: the plan is not below a folder the daemon'"'"'s --plan-dir allows"}'
+expect_eq "a plan elsewhere" "$(d "$(req run "$CT" "$T/elsewhere/plan.json")")" "$OUT"
+expect_eq "a plan through .." "$(d "$(req run "$CT" "$T/plans/../elsewhere/plan.json")")" "$OUT"
+expect_eq "a plan through a link" "$(d "$(req run "$CT" "$T/plans/link.json")")" "$OUT"
+expect_eq "a plan with the bearer token" "$(d "$(req run "$TOKEN1" "$T/plans/ok.json")")" "$REFUSED"
+d "$(req run "$CT" "$T/plans/ok.json")" > drun.json
+grep -q '"ok":true' drun.json || fail "run of an allowed plan: $(cat drun.json)"
+pass "runs: only plans below --plan-dir, none in or writable by everyone, none by the bearer token"
+
+# A silent client (and a slow one, mid-line) must not hold up another.
+python3 - "$DP" "$CT" > silent.out <<'PY' || fail "silent clients: $(cat silent.out)"
+import json, socket, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+def status():
+    t = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(json.dumps({"command": "status", "token": token}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert json.loads(data)["ok"], data
+    return (time.monotonic() - t) * 1000
+base = min(status() for _ in range(3))
+silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+slow.sendall(b'{"command": "sta')
+worst = max(status() for _ in range(5))
+for s in silent + [slow]:
+    s.close()
+print("status alone %.1f ms; with 5 silent and 1 slow clients, worst of 5: %.1f ms" % (base, worst))
+assert worst < 200, worst
+PY
+pass "$(cat silent.out)"
+expect_eq "stop" "$(d "$(req stop "$CT")")" '{"ok":true,"stopping":true}'
+rc=0; wait "$dpid" || rc=$?
+dpid=
+expect_eq "daemon exit after stop" "$rc" 0
+[ ! -e "$HOME/.bud/daemons/runner-1.token" ] || fail "control token file left"
+pass "daemon: its own control token (0600, gone when it stops)"
