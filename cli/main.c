@@ -1001,8 +1001,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "capabilities") == 0)
         return cli_capabilities(argc - 1, argv + 1, &o.out);
     if ((rc = parse_options(argc - 1, argv + 1, &o)) != 0)
-        return rc;
-    if (strcmp(cmd, "run") == 0)
+        ;
+    else if (strcmp(cmd, "run") == 0)
         rc = cmd_run(&o);
     else if (strcmp(cmd, "report") == 0)
         rc = cmd_report(&o);
@@ -1015,5 +1015,9 @@ int main(int argc, char **argv)
     free(o.provisioners);
     free(o.plugin_paths);
     json_object_put(o.context);
+    json_object_put(o.kept);
+    if (o.password)
+        explicit_bzero(o.password, strlen(o.password));
+    free(o.password);
     return rc;
 }

@@ -1390,7 +1390,8 @@ static int fmf_run(void *state, atx_attempt *a)
             r = atx_error_set(ATX_EINFRA, "%s", note);
     } else if (res.exit.timed_out) {
         char secs[32];
-        atx_text_seconds(io.deadline - t0, secs);
+        int64_t limit = atx_add_sat(io.deadline, -t0);
+        atx_text_seconds(limit < 0 ? 0 : limit, secs);
         snprintf(note, sizeof(note), "timed out after %ss; the process tree was killed", secs);
         end = FMF_END_TIMEOUT;
         error_type = "timeout";

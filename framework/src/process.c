@@ -219,7 +219,7 @@ int atx_proc_run(atx_proc *p, const atx_proc_run_opts *o, atx_proc_outcome *res)
         min_at(&at, r.next_tick);
         int ms = -1;
         if (at) {
-            int64_t left = at - atx_now_ns();
+            int64_t left = atx_add_sat(at, -atx_now_ns());
             ms = atx_poll_ms(left < 0 ? 0 : left);
         }
         if (n == 0 && ms < 0)
