@@ -259,7 +259,8 @@ static int load_policy(const plan_ctx *pc, json_object *o)
 
 static int load(plan_ctx *pc, json_object *root)
 {
-    static const char *const top_keys[] = { "provisioners", "tests", "aggregators", "policy", NULL };
+    static const char *const top_keys[] = { "provisioners", "executors", "tests", "aggregators",
+                                            "policy", NULL };
     json_object *v;
     int r;
 
@@ -274,15 +275,17 @@ static int load(plan_ctx *pc, json_object *root)
         return fail(pc, ATX_EINVAL, NULL, "needs \"tests\": a list");
     if (json_object_object_get_ex(root, "policy", &v) && (r = load_policy(pc, v)) < 0)
         return r;
-    static const char *const sections[] = { "provisioners", "aggregators" };
-    for (int s = 0; s < 2; s++) {
+    static const char *const sections[] = { "provisioners", "aggregators", "executors" };
+    int (*const add[])(atx_run *, const char *, const char *) = {
+        atx_run_add_provisioner, atx_run_add_aggregator, atx_run_add_executor
+    };
+    for (int s = 0; s < 3; s++) {
         if (!json_object_object_get_ex(root, sections[s], &v))
             continue;
         if (!json_object_is_type(v, json_type_array))
             return fail(pc, ATX_EINVAL, sections[s], "must be a list");
         for (size_t i = 0; i < json_object_array_length(v); i++)
-            if ((r = add_plugin(pc, json_object_array_get_idx(v, i), sections[s], i,
-                                s == 0 ? atx_run_add_provisioner : atx_run_add_aggregator)) < 0)
+            if ((r = add_plugin(pc, json_object_array_get_idx(v, i), sections[s], i, add[s])) < 0)
                 return r;
     }
     json_object_object_get_ex(root, "tests", &v);

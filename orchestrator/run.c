@@ -580,6 +580,17 @@ int atx_run_add_aggregator(atx_run *run, const char *plugin, const char *config_
     return add_by_name(run, ATX_PLUGIN_AGGREGATOR, plugin, config_json);
 }
 
+int atx_run_add_executor(atx_run *run, const char *plugin, const char *config_json)
+{
+    if (!run || !plugin)
+        return atx_error_set(ATX_EINVAL, "no run or plugin");
+    for (size_t i = 0; i < run->execs.len; i++)
+        if (strcmp(((exec_inst *)run->execs.items[i])->kind, plugin) == 0)
+            return atx_error_set(ATX_EEXIST, "executor %s is configured already (once, before "
+                                 "the tests that use it)", plugin);
+    return add_by_name(run, ATX_PLUGIN_EXECUTOR, plugin, config_json);
+}
+
 int atx_run_add_builtin(atx_run *run, const atx_plugin_descriptor *d, const char *config_json,
                         void *userdata)
 {

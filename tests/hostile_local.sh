@@ -164,3 +164,25 @@ assert own["/far"]["status"] == "pass", own["/far"]
 assert (own["/past"]["status"], own["/past"]["error_type"]) == ("infra", "timeout"), own["/past"]
 PY
 pass "fmf durations: +106751d four times passes, -106751d times out at once"
+
+# Output kept on disk, capped as the plan's executors section says.
+cat > "$tree/main.fmf" <<'FMF'
+/loud:
+    test: seq 1 200000
+FMF
+cat > "$T/loud.json" <<EOF2
+{"executors": [{"plugin": "fmf", "output_head": 1000, "output_tail": 1000}],
+ "tests": [{"executor": "fmf", "tree": "$tree"}],
+ "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"}]}
+EOF2
+rc=0
+"$ATX" run --plan "$T/loud.json" -o "$T/out-loud" -q > "$T/loud.out" 2>&1 || rc=$?
+cat "$T/loud.out"
+expect_eq "output caps from the plan: exit code" "$rc" 0
+kept="$T/out-loud/tests/loud/attempt-1/files/output.txt"
+size=$(stat -c %s "$kept")
+[ "$size" -lt 2100 ] || fail "output.txt keeps $size bytes, not 1000 + 1000 and a marker"
+head -c 8 "$kept" | grep -q '^1$' || fail "the head is not kept"
+tail -n 1 "$kept" | grep -qx 200000 || fail "the tail is not kept"
+grep -q 'bytes omitted' "$kept" || fail "no omission marker"
+pass "output caps from the plan: $size bytes kept of $(seq 1 200000 | wc -c)"

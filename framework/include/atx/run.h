@@ -171,6 +171,11 @@ ATX_API const atx_test *atx_run_test(const atx_run *run, size_t i);
  */
 ATX_API int atx_run_add_provisioner(atx_run *run, const char *plugin, const char *config_json);
 ATX_API int atx_run_add_aggregator(atx_run *run, const char *plugin, const char *config_json);
+/**
+ * Configure an executor (tests otherwise get each executor with its
+ * defaults): once per executor, before the tests that use it are added.
+ */
+ATX_API int atx_run_add_executor(atx_run *run, const char *plugin, const char *config_json);
 /** How many provisioners and aggregators (built-in ones included) were added. */
 ATX_API size_t atx_run_provisioner_count(const atx_run *run);
 ATX_API size_t atx_run_aggregator_count(const atx_run *run);
