@@ -388,7 +388,10 @@ static int instantiate(atx_run *run, const atx_plugin_descriptor *d, const char 
         : d->kind == ATX_PLUGIN_EXECUTOR  ? ((const atx_executor_vtable *)d->vtable)->create
                                           : ((const atx_aggregator_vtable *)d->vtable)->create;
     atx_error_clear();
+    /* Secrets are added in create only: the run reads them unlocked later. */
+    atx_plugin_ctx_set_secrets(*ctx, &run->secrets);
     r = create(*ctx, state);
+    atx_plugin_ctx_set_secrets(*ctx, NULL);
     if (r < 0) {
         const char *why = atx_error_last()->message;
         r = atx_error_set(r, "%s", *why ? why : atx_strerror(r));

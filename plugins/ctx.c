@@ -14,6 +14,7 @@ struct atx_plugin_ctx {
     atx_log_fn log;
     void *log_ud;
     atx_log_level level;
+    atx_secrets *secrets;   /* the run's, or NULL */
 };
 
 int atx_plugin_ctx_new(const char *name, const char *config_json, const char *results_dir,
@@ -175,4 +176,17 @@ int atx_plugin_config_check_keys(const atx_plugin_ctx *c, const char *const *kno
             return atx_error_set(ATX_EINVAL, "%s: unknown configuration key '%s'", c->name, key);
     }
     return 0;
+}
+
+void atx_plugin_ctx_set_secrets(atx_plugin_ctx *ctx, atx_secrets *secrets)
+{
+    if (ctx)
+        ctx->secrets = secrets;
+}
+
+int atx_plugin_ctx_add_secret(atx_plugin_ctx *ctx, const char *value)
+{
+    if (!ctx || !ctx->secrets)
+        return 0;
+    return atx_secrets_add(ctx->secrets, value);
 }

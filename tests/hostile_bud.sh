@@ -80,6 +80,21 @@ expect_eq "artifacts uploaded" \
 expect_eq "requests holding the vault's token or the secret" "$(leaked)" 0
 pass "a report that is a link to the vault is not uploaded; a plain one is"
 
+# --- the vault is a file a test on this host can read: what it prints of
+# it is masked (the token atx holds), in the results and on the terminal ---
+cat > vault-plan.json <<JSON
+{"tests": [{"name": "/reader", "command": ["cat", "$HOME/.bud/config.json"]}],
+ "aggregators": [{"plugin": "jsonl", "path": "results.jsonl", "output": true}]}
+JSON
+rc=0
+BUD_BACKEND_URL=$A "$ATX" run --plan vault-plan.json -o res-vault --no-history --bud \
+  --runner-account runner-1 -v > vault.out 2>&1 || rc=$?
+expect_eq "a test that prints the vault: exit" "$rc" 0
+! grep -rqF -- "$TOKEN1" res-vault vault.out || fail "the vault's token reached $(grep -rlF -- "$TOKEN1" res-vault vault.out)"
+grep -q 'MASKED' res-vault/results.jsonl || fail "nothing masked in the results"
+expect_eq "requests holding the vault's token or the secret" "$(leaked)" 0
+pass "the vault's token a test printed is masked in the results, the terminal and the upload"
+
 # --- (1) links, a hard link and a FIFO planted in the results folder ---
 # The test writes into the results folder itself (it knows where it is)
 # and the plan names its files as artifacts.

@@ -117,6 +117,15 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
     }
     if (s->id.warning)
         atx_plugin_log(ctx, ATX_LOG_WARNING, "%s", s->id.warning);
+    /* Whatever Bud credential a test finds (the vault is a file it may
+     * read) is masked in what it writes. */
+    if ((r = atx_plugin_ctx_add_secret(ctx, s->id.token)) < 0 ||
+        (r = atx_plugin_ctx_add_secret(ctx, s->id.password)) < 0 ||
+        (r = atx_plugin_ctx_add_secret(ctx, s->id.api_key)) < 0) {
+        bud_identity_release(&s->id);
+        free(s);
+        return r;
+    }
     if (!s->id.token && !(s->id.email && s->id.password)) {
         atx_plugin_log(ctx, ATX_LOG_WARNING, "no token (BUD_TOKEN, the vault) and no "
                        "login: uploads will be refused and spooled");
