@@ -163,3 +163,26 @@ for t in ("/tap/same", "/junit/same"):
 print("20,000 unique names in each")
 PY
 pass "20,000 TAP points and testcases named alike: unique names within $max_ms ms"
+
+# A stream of millions of points would cost every report its memory: past
+# 100,000 an attempt's points are counted in its own result, not kept.
+cat > flood.json <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1}],
+ "tests": [{"name": "/tap/flood", "executor": "tap",
+            "command": ["sh", "-c", "echo 1..150001; seq 150000 | sed 's/.*/ok & - same/'; echo 'not ok 150001 - late'"]}],
+ "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"}, {"plugin": "junit", "path": "junit.xml"}]}
+JSON
+run_timed flood flood.json || true
+echo "150,001 points: ${ms} ms, peak RSS ${rss} kB"
+[ "$rss" -lt 307200 ] || fail "150,001 points took ${rss} kB"
+python3 - <<'PY' || fail "the flood's results are wrong"
+import json
+rows = [json.loads(l) for l in open("out-flood/results.jsonl")]
+subs = [r for r in rows if r["subtest"]]
+own = [r for r in rows if not r["subtest"]][-1]
+assert len(subs) == 100000, len(subs)
+assert own["status"] == "fail", own
+assert "1 of 150001 test points failed" in own["note"] and "not kept" in own["note"], own["note"]
+print(own["note"])
+PY
+pass "150,001 points: 100,000 kept, all counted"

@@ -42,6 +42,11 @@
 #endif
 
 #define DEFAULT_CAP (64 * 1024)
+/* Subresults kept per attempt; more are counted in the test's own result. */
+#define SUBS_MAX 100000
+#define ATX_STR_(x) #x
+#define ATX_STR(x) ATX_STR_(x)
+
 /* A TAP stream is read whole after the command ends: keep this much. */
 #define TAP_MAX (16 * 1024 * 1024)
 
@@ -297,6 +302,7 @@ typedef struct subs {
     int64_t deadline;       /* monotonic; reading stops there */
     bool late;              /* it did */
     size_t n, failed, errors, skipped;
+    size_t dropped;         /* past SUBS_MAX: counted, not kept */
     char first_bad[256];
     name_slot *names;       /* subtest names used, to keep them unique */
     size_t nnames, cap;
@@ -398,9 +404,23 @@ static void sub_emit(subs *sb, const char *want, atx_status st, const char *type
                      const char *note, double seconds, const char *out, const char *err)
 {
     const char *test = atx_test_name(atx_attempt_test(sb->a));
-    const char *name = unique_name(sb, want && *want ? want : "(unnamed)");
     atx_result *r;
 
+    if (sb->n >= SUBS_MAX) {
+        /* Each kept subresult costs memory in every report: a stream of
+         * millions is counted, not kept. */
+        sb->n++;
+        sb->dropped++;
+        if (st == ATX_STATUS_FAIL || st == ATX_STATUS_ERROR) {
+            *(st == ATX_STATUS_FAIL ? &sb->failed : &sb->errors) += 1;
+            if (!sb->first_bad[0])
+                snprintf(sb->first_bad, sizeof(sb->first_bad), "%s", want ? want : "");
+        } else if (st == ATX_STATUS_SKIP) {
+            sb->skipped++;
+        }
+        return;
+    }
+    const char *name = unique_name(sb, want && *want ? want : "(unnamed)");
     if (!name || atx_result_new(test, name, &r) < 0) {
         sb->err = ATX_ENOMEM;
         return;
@@ -435,6 +455,12 @@ static void sub_emit(subs *sb, const char *want, atx_status st, const char *type
 static void sum_up(atx_result *res, const subs *sb, const char *what)
 {
     char note[512];
+    if (sb->dropped && !sb->failed && !sb->errors) {
+        const char *had = atx_result_note(res);
+        snprintf(note, sizeof(note), "%s%s%zu %s past the first %d counted, not kept",
+                 had && *had ? had : "", had && *had ? "; " : "", sb->dropped, what, SUBS_MAX);
+        atx_result_set_note(res, note);
+    }
     if (!sb->failed && !sb->errors) {
         if (sb->n && sb->skipped == sb->n && atx_result_status(res) == ATX_STATUS_PASS) {
             atx_result_set_status(res, ATX_STATUS_SKIP);
@@ -443,8 +469,9 @@ static void sum_up(atx_result *res, const subs *sb, const char *what)
         }
         return;
     }
-    snprintf(note, sizeof(note), "%zu of %zu %s failed%s: first %s", sb->failed + sb->errors,
-             sb->n, what, sb->errors ? ", with errors" : "", sb->first_bad);
+    snprintf(note, sizeof(note), "%zu of %zu %s failed%s: first %s%s", sb->failed + sb->errors,
+             sb->n, what, sb->errors ? ", with errors" : "", sb->first_bad,
+             sb->dropped ? " (past the first " ATX_STR(SUBS_MAX) " counted, not kept)" : "");
     atx_result_set_status(res, sb->errors && !sb->failed ? ATX_STATUS_ERROR : ATX_STATUS_FAIL);
     atx_result_set_error_type(res, "subtests");
     atx_result_set_note(res, note);
