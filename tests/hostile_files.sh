@@ -18,6 +18,8 @@ cat > "$T/pool.json" <<EOF2
 EOF2
 
 secret="atx-secret-$$-$RANDOM"
+max_ms=5000
+[ -z "${ATX_SANITIZE:-}" ] || max_ms=30000
 report='<testsuite name="s"><testcase name="ok"/></testsuite>'
 # Each system has a secret of its own; the link points at it.
 link_cmd="echo $secret > /tmp/$secret && ln -sf /tmp/$secret report.xml; ln -sf /tmp/$secret other.xml"
@@ -31,7 +33,9 @@ print(json.dumps({
     "tests": [{"name": "/link", "executor": "junitxml", "command": ["sh", "-c", sys.argv[2]],
                "report": "report.xml"},
               {"name": "/suid", "executor": "junitxml", "command": ["sh", "-c", sys.argv[3]],
-               "report": "suid.xml"}],
+               "report": "suid.xml"},
+              {"name": "/same", "executor": "tap",
+               "command": ["sh", "-c", "echo 1..20000; seq 20000 | sed 's/.*/ok & - same/'"]}],
     "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"},
                     {"plugin": "junit", "path": "junit.xml"}]}))
 PY
@@ -40,7 +44,13 @@ PY
 taken() {  # taken NAME PROVISIONER-JSON
   local name=$1 rc=0 out="$T/out-$1"
   plan "$2" > "$T/plan-$name.json"
+  local t0=$(date +%s%N)
   "$ATX" run --plan "$T/plan-$name.json" -o "$out" -q > "$T/$name.log" 2>&1 || rc=$?
+  local ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  # The whole run, 20,000 points named alike included (quadratic naming
+  # took 17 s for 3,000); a sanitizer build is several times slower.
+  echo "$name: the whole run took $ms ms"
+  [ "$ms" -lt "${max_ms:-5000}" ] || fail "$name: the run took $ms ms"
   cat "$T/$name.log"
   expect_eq "$name: exit code (the linked report is an error)" "$rc" 1
   python3 - "$out/results.jsonl" <<'PY' || fail "$name: the results are not as expected"
@@ -50,11 +60,16 @@ for l in open(sys.argv[1]):
     r = json.loads(l)
     if not r.get("subtest"):
         rows[r["test"]] = r
-link, suid = rows["/link"], rows["/suid"]
+link, suid, same = rows["/link"], rows["/suid"], rows["/same"]
 assert (link["status"], link["error_type"]) == ("error", "junit-report"), link
 assert "report.xml" in link["note"] and "symbolic link" in link["note"], link["note"]
 assert suid["status"] == "pass", suid
+names = [json.loads(l)["subtest"] for l in open(sys.argv[1]) if json.loads(l)["test"] == "/same"]
+names = [n for n in names if n]
+assert len(names) == 20000 and len(set(names)) == 20000, (len(names), len(set(names)))
+assert same["status"] == "pass" and same["duration"] < 2.0, same
 print("link:", link["note"])
+print("20,000 TAP points named alike: unique, the attempt took %.3f s" % same["duration"])
 PY
   [ -z "$(find "$out" -type l)" ] || fail "$name: a link in the results: $(find "$out" -type l)"
   [ -z "$(find "$out" -perm /7000)" ] || fail "$name: setuid/setgid/sticky: $(find "$out" -perm /7000)"
