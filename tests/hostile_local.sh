@@ -133,6 +133,17 @@ PY
 xmllint --noout "$T/out-big/junit.xml"
 pass "times: NaN, 1e400 and 106751d saturate or are refused, nothing overflows"
 
+# A retry count past any sense is refused with one line, not shifted into
+# undefined behaviour.
+cat > "$T/retries.json" <<EOF2
+{"tests": [{"name": "/a", "command": ["true"]}],
+ "aggregators": [{"plugin": "bud", "max_retries": 99999999999, "backend": "http://127.0.0.1:9"}]}
+EOF2
+rc=0
+HOME="$T/home" "$ATX" run --plan "$T/retries.json" -o "$T/out-retries" -q > "$T/retries.out" 2>&1 || rc=$?
+expect_eq "a huge retry count: exit code" "$rc" 2
+grep -q "max_retries 0 to 1000" "$T/retries.out" || fail "no clear line: $(cat "$T/retries.out")"
+
 # fmf: a test that moves its limit past any clock, both ways, and one that
 # moves it back into the past (a timeout, at once).
 tree="$T/tree"

@@ -143,11 +143,12 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
         free(s);
         return r;
     }
-    if (s->batch_size < 1 || s->batch_size > 100000 || run_id < 0 || retries < 0) {
+    if (s->batch_size < 1 || s->batch_size > 100000 || run_id < 0 || retries < 0 ||
+        retries > 1000 || backoff > 60 * ATX_NSEC_PER_SEC) {
         bud_identity_release(&s->id);
         free(s);
         return atx_error_set(ATX_EINVAL, "bud: batch_size must be 1 to 100000, test_run_id "
-                             "and max_retries not negative");
+                             "not negative, max_retries 0 to 1000 and backoff at most 60s");
     }
     s->test_run_id = (long)run_id;
     int up = 1;

@@ -821,7 +821,10 @@ static int call(bud_client *c, const char *method, const char *path, const char 
         bool again = e < 0 || retryable(resp->status);
         if (!again || attempt >= c->max_retries)
             break;
-        long wait = c->backoff_ms << attempt;
+        /* Doubling, capped: a shift by a large retry count would overflow. */
+        long wait = c->backoff_ms;
+        for (int i = 0; i < attempt && wait < 30000; i++)
+            wait *= 2;
         if (wait > 30000)
             wait = 30000;
         if (e == 0 && h.retry_after >= 0)
