@@ -50,7 +50,7 @@
 #define fail cli_error
 
 static const char bud_usage[] =
-    "usage: atx bud register --username NAME [--password P] [--api-key KEY]\n"
+    "usage: atx bud register --username NAME [--password-file F | --password P] [--api-key KEY]\n"
     "                        [--port N] [--location TEXT] [--re-register]\n"
     "       atx bud status [--runner-account NAME] [--output-format text|json]\n"
     "       atx bud add-test-run --test-suite-name NAME [--test-case-list TEXT]\n"
@@ -97,14 +97,45 @@ typedef struct bud_cli {
     cli_output *out;
 } bud_cli;
 
+/* A secret given on the command line: kept, and wiped from what ps shows.
+ * The copies stay reachable until exit. */
+static const char *secret_arg(char *arg)
+{
+    static char *kept[8];
+    static size_t n;
+    char *copy = n < sizeof(kept) / sizeof(kept[0]) ? strdup(arg) : NULL;
+    if (!copy)
+        return arg;
+    kept[n++] = copy;
+    memset(arg, 'x', strlen(arg));
+    return copy;
+}
+
+/* The first line of a file, for --password-file. */
+static const char *file_secret(const char *path)
+{
+    char line[512];
+    FILE *f = fopen(path, "re");
+    size_t n = f && fgets(line, sizeof(line), f) ? strcspn(line, "\r\n") : 0;
+    if (f)
+        fclose(f);
+    if (!n)
+        return NULL;
+    line[n] = '\0';
+    const char *r = secret_arg(line);
+    return r == line ? NULL : r;
+}
+
 static int parse(int argc, char **argv, bud_cli *b)
 {
     enum { O_BACKEND = 256, O_USER, O_PASS, O_KEY, O_PORT, O_LOC, O_REREG, O_FORMAT, O_ACCOUNT,
-           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL, O_PLAN_DIR, O_TRUST };
+           O_SUITE, O_CASES, O_INTERVAL, O_BIND, O_TOKEN, O_EMAIL, O_PLAN_DIR, O_TRUST,
+           O_PASSFILE };
     static const struct option opts[] = {
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "username", required_argument, NULL, O_USER },
         { "password", required_argument, NULL, O_PASS },
+        { "password-file", required_argument, NULL, O_PASSFILE },
         { "api-key", required_argument, NULL, O_KEY },
         { "port", required_argument, NULL, O_PORT },
         { "location", required_argument, NULL, O_LOC },
@@ -131,9 +162,13 @@ static int parse(int argc, char **argv, bud_cli *b)
         switch (c) {
         case O_BACKEND: b->fl.backend = optarg; break;
         case O_USER: b->username = optarg; break;
-        case O_PASS: b->fl.password = optarg; break;
-        case O_KEY: b->fl.api_key = optarg; break;
-        case O_TOKEN: b->fl.token = optarg; break;
+        case O_PASS: b->fl.password = secret_arg(optarg); break;
+        case O_PASSFILE:
+            if (!(b->fl.password = file_secret(optarg)))
+                return usage("--password-file %s: no password on its first line", optarg);
+            break;
+        case O_KEY: b->fl.api_key = secret_arg(optarg); break;
+        case O_TOKEN: b->fl.token = secret_arg(optarg); break;
         case O_EMAIL: b->fl.email = optarg; break;
         case O_LOC: b->location = optarg; break;
         case O_REREG: b->re_register = true; break;

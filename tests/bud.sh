@@ -46,6 +46,13 @@ TOKEN1B=$(python3 -c "import json; print(json.load(open('$HOME/.bud/config.json'
 [ "$TOKEN1B" != "$TOKEN1" ] || fail "re-register kept the old token"
 grep -q "^password:" rereg.out && fail "re-register printed a password"
 TOKEN1=$TOKEN1B
+# The password from a file (ps shows no password).
+printf '%s\n' "$PW1" > pw-file
+RUNNER_API_KEY=$API_KEY "$ATX" bud register --username runner-1 --password-file pw-file --re-register > rereg.out
+TOKEN1B=$(python3 -c "import json; print(json.load(open('$HOME/.bud/config.json'))['runner-1']['token'])")
+rm -f pw-file
+[ "$TOKEN1B" != "$TOKEN1" ] || fail "re-register with --password-file kept the old token"
+TOKEN1=$TOKEN1B
 rc=0
 RUNNER_API_KEY=$API_KEY "$ATX" bud register --username runner-1 --password other-password-1 > bad.out 2>&1 || rc=$?
 expect_eq "register with another password: exit" "$rc" 2
