@@ -189,6 +189,7 @@ int atx_run_new(const atx_run_opts *opts, atx_run **out)
     run->policy.liveness_timeout_ns = DEFAULT_LIVENESS_TIMEOUT_NS;
     run->policy.liveness_interval_ns = DEFAULT_LIVENESS_INTERVAL_NS;
     run->jr_mode = ATX_JOURNAL_NEW;
+    atx_secrets_init(&run->secrets);
     for (size_t i = 0; i < ATX_ARRAY_SIZE(secret_env); i++)
         if ((r = atx_run_mask_env(run, secret_env[i])) < 0)
             goto fail;
@@ -388,10 +389,8 @@ static int instantiate(atx_run *run, const atx_plugin_descriptor *d, const char 
         : d->kind == ATX_PLUGIN_EXECUTOR  ? ((const atx_executor_vtable *)d->vtable)->create
                                           : ((const atx_aggregator_vtable *)d->vtable)->create;
     atx_error_clear();
-    /* Secrets are added in create only: the run reads them unlocked later. */
     atx_plugin_ctx_set_secrets(*ctx, &run->secrets);
     r = create(*ctx, state);
-    atx_plugin_ctx_set_secrets(*ctx, NULL);
     if (r < 0) {
         const char *why = atx_error_last()->message;
         r = atx_error_set(r, "%s", *why ? why : atx_strerror(r));

@@ -288,11 +288,22 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
         atx_result *r = a->results.items[i];
         if (atx_result_started(r) == 0)
             atx_result_set_times(r, a->started_wall, dur);
-        atx_result_mask(r, &run->secrets);
     }
-    /* What the test left in its folder: the secrets it saw, masked. */
-    if (run->secrets.n && a->dir)
-        atx_secrets_mask_tree(&run->secrets, a->dir);
+    /* What the test left in its folder and its results: the secrets it saw,
+     * masked (what cannot be masked is removed, and the result says so). */
+    if (a->dir && atx_secrets_count(&run->secrets) &&
+        atx_secrets_mask_tree(&run->secrets, a->dir) < 0) {
+        atx_result *own = own_result(a);
+        const char *had = atx_result_note(own);
+        char note[1600];
+        snprintf(note, sizeof(note), "%s%s%s", had && *had ? had : "", had && *had ? "; " : "",
+                 atx_error_last()->message);
+        atx_result_set_note(own, note);
+    }
+    for (size_t i = 0; i < a->results.len; i++)
+        if (atx_result_mask(a->results.items[i], &run->secrets) < 0)
+            atx_run_logf(run, ATX_LOG_ERROR, "test %s: a result could not be masked: %s",
+                         atx_test_name(ts->t), atx_error_last()->message);
     atx_system_set_fresh(w->sys, 0);
     if (atx_test_destructive(ts->t))
         flags |= ATX_RELEASE_DIRTY;

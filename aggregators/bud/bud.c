@@ -73,6 +73,12 @@ typedef struct bud_state {
     char last_error[512];
 } bud_state;
 
+/* A token got by logging in again: masked from then on. */
+static void new_token(void *ud, const char *token)
+{
+    atx_plugin_ctx_add_secret(ud, token);
+}
+
 static void client_log(void *ud, atx_log_level lvl, const char *msg)
 {
     atx_plugin_log(ud, lvl, "%s", msg);
@@ -171,6 +177,7 @@ static int bud_create(atx_plugin_ctx *ctx, void **out)
     if (cfg && json_object_object_get_ex(cfg, "artifacts", &a))
         s->artifacts = json_object_get(a);
     bud_client_opts co = { .id = &s->id, .log = client_log, .log_ud = ctx,
+                           .on_token = new_token, .token_ud = ctx,
                            .max_retries = retries ? (int)retries : -1,
                            .backoff_ms = (long)(backoff / ATX_NSEC_PER_MSEC) };
     if (!s->spool || (r = bud_client_new(&co, &s->client, why, sizeof(why))) < 0) {

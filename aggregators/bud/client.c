@@ -507,6 +507,8 @@ struct bud_client {
     void *log_ud;
     int max_retries;
     long backoff_ms, timeout_s;
+    void (*on_token)(void *ud, const char *token);
+    void *token_ud;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -550,6 +552,8 @@ int bud_client_new(const bud_client_opts *o, bud_client **out, char *why, size_t
     c->max_retries = o->max_retries > 0 ? o->max_retries : o->max_retries < 0 ? 0 : 5;
     c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 200;
     c->timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
+    c->on_token = o->on_token;
+    c->token_ud = o->token_ud;
     *out = c;
     return 0;
 }
@@ -716,6 +720,8 @@ static int relogin(bud_client *c, char *why, size_t whylen)
         bud_resp_release(&r);
         return ATX_EINVAL;
     }
+    if (c->on_token)
+        c->on_token(c->token_ud, tok);
     e = set_str(&c->id.token, tok);
     json_object_put(ans);
     bud_resp_release(&r);

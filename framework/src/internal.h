@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/types.h>
@@ -54,21 +55,26 @@ ATX_INTERNAL int atx_mkdir_p(const char *path);
 /* Secrets (secret.c): values masked as "[MASKED]" wherever test data is
  * written; variables hidden from every process spawned on this host. */
 typedef struct atx_secrets {
-    char **v;
-    size_t n;
+    pthread_rwlock_t lock;  /* added to while a run goes (a new token) */
+    char **v;               /* longest first, with their JSON and XML forms */
+    size_t n, maxlen;
+    bool first[256];        /* a secret starts with this byte */
 } atx_secrets;
+ATX_INTERNAL void atx_secrets_init(atx_secrets *s);
 ATX_INTERNAL int atx_secrets_add(atx_secrets *s, const char *value);
+ATX_INTERNAL size_t atx_secrets_count(atx_secrets *s);
 ATX_INTERNAL void atx_secrets_free(atx_secrets *s);
 /* 1 with *out (malloc'ed, NUL-terminated) when data held a secret, 0 when
  * not (nothing allocated), or ATX_ENOMEM. */
-ATX_INTERNAL int atx_secrets_mask(const atx_secrets *s, const char *data, size_t len, char **out,
+ATX_INTERNAL int atx_secrets_mask(atx_secrets *s, const char *data, size_t len, char **out,
                                   size_t *outlen);
-/* Every regular file below dir rewritten masked (links not followed). */
-ATX_INTERNAL int atx_secrets_mask_tree(const atx_secrets *s, const char *dir);
+/* Every regular file below dir masked, names included (links not
+ * followed); what cannot be masked is removed, and the error says so. */
+ATX_INTERNAL int atx_secrets_mask_tree(atx_secrets *s, const char *dir);
 ATX_INTERNAL int atx_env_hide(const char *name);
 /* A result's test-made text (subtest, status word, note, error type,
  * output) masked. */
-ATX_INTERNAL int atx_result_mask(atx_result *r, const atx_secrets *s);
+ATX_INTERNAL int atx_result_mask(atx_result *r, atx_secrets *s);
 /* Drop the hidden variables' "NAME=value" entries from a NULL-ended list. */
 ATX_INTERNAL void atx_env_drop_hidden(const char **envp);
 

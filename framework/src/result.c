@@ -306,7 +306,7 @@ const char *atx_result_output(const atx_result *r, atx_stream stream, size_t *le
     return r->out[stream].data;
 }
 
-static int mask_str(char **field, const atx_secrets *s)
+static int mask_str(char **field, atx_secrets *s)
 {
     char *m;
     int r = *field ? atx_secrets_mask(s, *field, strlen(*field), &m, NULL) : 0;
@@ -317,25 +317,33 @@ static int mask_str(char **field, const atx_secrets *s)
     return r < 0 ? r : 0;
 }
 
-int atx_result_mask(atx_result *r, const atx_secrets *s)
+int atx_result_mask(atx_result *r, atx_secrets *s)
 {
     int e = 0;
 
-    if (!r || !s || !s->n)
+    if (!r || !s)
         return 0;
     if ((e = mask_str(&r->subtest, s)) < 0 || (e = mask_str(&r->word, s)) < 0 ||
         (e = mask_str(&r->note, s)) < 0 || (e = mask_str(&r->error_type, s)) < 0)
         return e;
+    /* File names too: atx_secrets_mask_tree renames the files the same way. */
+    for (size_t i = 0; i < r->nfiles; i++)
+        if ((e = mask_str(&r->files[i], s)) < 0)
+            return e;
     for (int i = 0; i < 2; i++) {
         char *m;
         size_t n;
-        if (!r->out[i].data || (e = atx_secrets_mask(s, r->out[i].data, r->out[i].len, &m, &n)) <= 0)
+        int k = 0;
+        if (!r->out[i].data || (k = atx_secrets_mask(s, r->out[i].data, r->out[i].len, &m, &n)) <= 0) {
+            if (k < 0)
+                e = k;
             continue;
-        if (r->out[i].total == r->out[i].len)
+        }
+        if (r->out[i].total == r->out[i].len || r->out[i].total < n)
             r->out[i].total = n;
         free(r->out[i].data);
         r->out[i].data = m;
         r->out[i].len = n;
     }
-    return e < 0 ? e : 0;
+    return e;
 }

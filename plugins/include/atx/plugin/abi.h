@@ -80,10 +80,9 @@ ATX_API const char *atx_plugin_ctx_name(const atx_plugin_ctx *ctx);
 /** The run's results directory (absolute), or NULL outside a run. */
 ATX_API const char *atx_plugin_ctx_results_dir(const atx_plugin_ctx *ctx);
 /**
- * A secret the plugin holds (a token, a password): the run masks it as
- * "[MASKED]" wherever test data is written. Call from create (the run reads
- * its secrets without a lock once it starts). Values under 4 bytes are not
- * masked.
+ * A secret the plugin holds (a token, a password, one it got while the run
+ * goes): the run masks it as "[MASKED]" wherever test data is written from
+ * then on. Values under 4 bytes are not masked. Thread-safe.
  */
 ATX_API int atx_plugin_ctx_add_secret(atx_plugin_ctx *ctx, const char *value);
 /** What atx_run_add_builtin() was given, or NULL. */
