@@ -175,6 +175,7 @@ static int parse_options(int argc, char **argv, options *o)
     json_object_put(o->kept);
     o->kept = json_object_new_array();
     optind = 0; /* a full reset: the options may be parsed twice (--resume) */
+    opterr = 0; /* getopt's messages would show an option's value (a password) */
     while ((c = getopt_long(argc, argv, "c:j:o:qv", longopts, NULL)) != -1) {
         if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
             c != O_RESUME)
@@ -305,7 +306,14 @@ static int parse_options(int argc, char **argv, options *o)
         }
         case 'q': o->out.verbosity = -1; break;
         case 'v': o->out.verbosity = 1; break;
-        default: return usage_error("bad option");
+        default: {
+            /* The option as given, without its value. */
+            const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            if (strncmp(arg, "--", 2) != 0 && optopt)
+                return usage_error("-%c: unknown option, or its value is missing", optopt);
+            return usage_error("%.*s: unknown or ambiguous option, or its value is missing",
+                               (int)strcspn(arg, "="), arg);
+        }
         }
     }
     o->paths = argv + optind;
@@ -691,8 +699,14 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     options now = *o;
     options was = { 0 };
     was.out = o->out;
-    if ((rc = parse_options((int)n + 1, av, &was)) != 0)
+    if ((rc = parse_options((int)n + 1, av, &was)) != 0) {
+        json_object_put(was.kept);
+        free(was.password);
+        free(was.provisioners);
+        free(was.plugin_paths);
+        json_object_put(was.context);
         goto out;
+    }
     if (now.out.verbosity)
         was.out.verbosity = now.out.verbosity;
     if (now.npaths) {

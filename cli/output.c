@@ -29,9 +29,14 @@ static void clear_line_locked(void)
 
 void cli_put_clean(FILE *f, const char *s)
 {
-    /* Control characters (ESC above all) and the C1 ones in UTF-8 would be
-     * the test's commands to the terminal: shown as ^X instead. */
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+    /* Invalid UTF-8 becomes U+FFFD (a lone 0x9B is a CSI to some
+     * terminals); control characters, ESC above all, and the C1 ones would
+     * be the test's commands to the terminal: shown as ^X instead. */
+    char *clean = NULL;
+    size_t len = 0;
+    if (!s || atx_text_clean(s, strlen(s), 0, &clean, &len) < 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)clean; *p; p++) {
         if (*p < 0x20 || *p == 0x7F) {
             putc('^', f);
             putc(*p == 0x7F ? '?' : *p + 0x40, f);
@@ -42,6 +47,7 @@ void cli_put_clean(FILE *f, const char *s)
             putc(*p, f);
         }
     }
+    free(clean);
 }
 
 void cli_log(void *userdata, atx_log_level level, const char *origin, const char *message)

@@ -36,6 +36,7 @@ rc=0
 if "$ATX" run --plan "$T/secrets.json" -o "$T/out-abbrev" --pass="$flag" > "$T/abbrev.out" 2>&1; then
   fail "an abbreviated --password was taken"
 fi
+! grep -qF -- "$flag" "$T/abbrev.out" || fail "the refusal shows the password: $(cat "$T/abbrev.out")"
 "$ATX" run --plan "$T/secrets.json" -o "$T/out-secrets" -v --password="$flag" > "$T/secrets.out" 2>&1 || rc=$?
 expect_eq "secrets: exit code (leak and tap fail)" "$rc" 1
 for s in "$tok" "$pw" "$rtok" "$key" "$mine" "$flag"; do

@@ -317,6 +317,8 @@ static void test_name_path(void **state)
     expect_name_path("/t\x1b[0m\x01", "t%1B[0m%01");
     expect_name_path("", "%N/%E");
     expect_name_path("/", "%E");
+    expect_name_path("/a/attempt-1/x", "a/%61ttempt-1/x");
+    expect_name_path("/attempt-", "attempt-");
 }
 
 /* Different names, different folders; every part a file name below. */
@@ -325,7 +327,7 @@ static void test_name_path_injective(void **state)
     static const char *const in[] = {
         "/a_b", "/a\\b", "/a%5Cb", "/a\x01", "/a\x02", "/a_", "/c/./d", "/c/d", "/c//d",
         "c/d", "/c/d/", "/c/%2E/d", "/..", "/%2E%2E", "/.", "/", "", "%N/x", "/%N/x",
-        "/%E", "//", "/x\x7f", "/x%7F",
+        "/%E", "//", "/x\x7f", "/x%7F", "/a/attempt-1", "/a/%61ttempt-1",
     };
     size_t n = sizeof(in) / sizeof(in[0]);
     char *out[sizeof(in) / sizeof(in[0])];
@@ -338,6 +340,8 @@ static void test_name_path_injective(void **state)
             assert_string_not_equal(c, "..");
             assert_string_not_equal(c, ".");
             assert_true(strlen(c) < 255);
+            /* never an attempt's folder */
+            assert_false(strncmp(c, "attempt-", 8) == 0 && c[8]);
         }
         assert_null(strstr(out[i], "//"));
         free(copy);

@@ -49,7 +49,8 @@ ATX_API int atx_text_safe_relpath(const char *path, char **out);
  * different names never get the same path. The name's '/' separate the
  * folders (one leading '/' dropped); in each part '%', '\\', control
  * characters and DEL become "%XX"; a part that is empty becomes "%E", "."
- * and ".." become "%2E" and "%2E%2E"; a name without its leading '/' starts
+ * and ".." become "%2E" and "%2E%2E", and a part starting "attempt-" (an
+ * attempt's folder) starts "%61"; a name without its leading '/' starts
  * with the part "%N". A part longer than 200 bytes keeps its first bytes
  * and ends with "%H" and a hash of the whole part.
  * @param out  receives a malloc'ed string (caller frees).
