@@ -1271,8 +1271,27 @@ static void test_caps_files(void **state)
     sb_result(&b, json, NULL, 0);
     c = start();
     assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
-    expect_error(c, "is too long a path");
+    expect_error(c, "is too long or too deep a path");
     expect_no_file("files/ok");
+    fmf_control_free(c);
+    sb_free(&b);
+
+    /* A testout 80,000 folders deep: refused at once, before any part of it
+     * is looked up (that was quadratic: seconds, then hours). */
+    size_t deep = 80000;
+    char *big = malloc(deep * 2 + 64), *o = big;
+    o += sprintf(o, "{\"testout\": \"");
+    for (size_t i = 0; i < deep; i++)
+        o += sprintf(o, "a/");
+    sprintf(o, "x\"}");
+    sb_result(&b, big, NULL, 0);
+    free(big);
+    c = start();
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(feed_chunks(c, &b, 0), ATX_EPARSE);
+    assert_true(atx_now_ns() - t0 < ATX_NSEC_PER_SEC);
+    expect_error(c, "testout");
+    expect_no_file("files/a");
     fmf_control_free(c);
     sb_free(&b);
 }

@@ -633,6 +633,25 @@ static int cmp_str(const void *a, const void *b)
  * and move it from the JSON to @r->testout.
  * @return 0; ATX_EPARSE if the path is taken (as ATEX refuses it); -errno.
  */
+/* Whether files/<rel> is a path the file system takes (each part within
+ * NAME_MAX, the whole within PATH_MAX) and at most 64 folders deep (what
+ * is taken and masked below an attempt goes no deeper). */
+static bool path_fits(const fmf_control *c, const char *rel)
+{
+    size_t comp = 0, depth = 0, base = strlen(c->files_dir) + 1;
+    for (const char *p = rel;; p++) {
+        if (*p && *p != '/') {
+            comp++;
+            continue;
+        }
+        if (comp > NAME_MAX || (size_t)(p - rel) + base >= PATH_MAX || ++depth > 64)
+            return false;
+        if (!*p)
+            return true;
+        comp = 0;
+    }
+}
+
 static int claim_result_testout(fmf_control *c, rec *r)
 {
     json_object *to;
@@ -643,7 +662,8 @@ static int claim_result_testout(fmf_control *c, rec *r)
     size_t tl = (size_t)json_object_get_string_len(to);
     char *tn = safe_path(json_object_get_string(to), tl);
     char *rel = tn ? path_join(r->dir, tn) : NULL;
-    int ret = rel ? claim_testout(c, rel, true) : -ENOMEM;
+    /* Checked before any part of it is looked up or reserved. */
+    int ret = !rel ? -ENOMEM : !path_fits(c, rel) ? -ENAMETOOLONG : claim_testout(c, rel, true);
     if (ret == 0) {
         r->testout = tn;
         json_object_object_del(r->obj, "testout");
@@ -655,6 +675,8 @@ static int claim_result_testout(fmf_control *c, rec *r)
                                     shown(p, rel))
             : ret == -EDQUOT ? fail(c, ATX_EPARSE, "result: testout '%s': more than %d files and "
                                     "folders below files/", q, FMF_CONTROL_FILES_MAX)
+            : ret == -ENAMETOOLONG ? fail(c, ATX_EPARSE, "result: testout '%s': too long or too "
+                                          "deep a path", q)
             : fail(c, ret, "result: testout '%s': cannot create files/%s: %s", q, shown(p, rel),
                    strerror(-ret));
     }
@@ -918,21 +940,12 @@ static int check_file_entry(fmf_control *c, json_object *e, size_t i, const char
     }
     c->n_ups++;
     /* Refused here rather than by open() after the files before it were made. */
-    size_t comp = 0;
-    for (const char *p = u->rel; ; p++) {
-        if (*p && *p != '/') {
-            comp++;
-            continue;
-        }
-        if (comp > NAME_MAX || (size_t)(p - u->rel) + strlen(c->files_dir) + 1 >= PATH_MAX) {
-            char q[256];
-            return fail(c, ATX_EPARSE, "result: files[%zu]: files/%s is too long a path", i,
-                        shown(q, u->rel));
-        }
-        if (!*p)
-            return 0;
-        comp = 0;
+    if (!path_fits(c, u->rel)) {
+        char q[256];
+        return fail(c, ATX_EPARSE, "result: files[%zu]: files/%s is too long or too deep a path",
+                    i, shown(q, u->rel));
     }
+    return 0;
 }
 
 /*
