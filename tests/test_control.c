@@ -632,14 +632,16 @@ static void test_testout_partial_and_multiple(void **state)
                    "{\"status\": \"info\", \"files\": [\"again.txt\"]}");
     expect_output_link("files/there.txt");
     expect_output_link("files/again.txt");
-    /* One copy of the output, two names. */
+    /* Two copies, each a file of one name (an upload refuses second names). */
     char p1[1024], p2[1024];
     struct stat s1, s2;
     snprintf(p1, sizeof(p1), "%s/files/there.txt", attempt);
     snprintf(p2, sizeof(p2), "%s/files/again.txt", attempt);
     assert_int_equal(stat(p1, &s1), 0);
     assert_int_equal(stat(p2, &s2), 0);
-    assert_true(s1.st_ino == s2.st_ino);
+    assert_true(s1.st_ino != s2.st_ino);
+    assert_int_equal(s1.st_nlink, 1);
+    assert_int_equal(s2.st_nlink, 1);
     expect_no_file("files/here.txt");
     expect_no_file("files/output.txt");
     fmf_control_free(c);

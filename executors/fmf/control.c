@@ -582,8 +582,8 @@ static int link_output(fmf_control *c, const char *rel, const char *output_path)
     return r;
 }
 
-/* files/<rel> as a second name of files/<first> (the output copied once):
- * every testout of an attempt holds the same bytes. */
+/* files/<rel> as a second name of files/<first>, for testouts past the
+ * copies the attempt's budget allows. */
 static int link_again(fmf_control *c, const char *first, const char *rel)
 {
     char *from, *to;
@@ -1505,15 +1505,23 @@ int fmf_control_finish(fmf_control *c, int exit_code, fmf_end_kind end, const ch
             ret = atx_error_set(r, "cannot write a pending result: %s", atx_strerror(r));
         rec_free(p);
     }
-    /* One copy of the output, however many results link it. */
+    /* A copy of the output per testout (a file with one name: what reads
+     * the results folder may refuse second names, the Bud upload does), as
+     * long as the copies fit the attempt's file budget; past it, second
+     * names of the first copy. */
+    struct stat ost;
+    uint64_t out_size = output_path && stat(output_path, &ost) == 0 ? (uint64_t)ost.st_size : 0;
+    uint64_t copies_left = FMF_CONTROL_FILES_BYTES_MAX;
     for (size_t i = 0, copied = SIZE_MAX; i < c->n_links; i++) {
-        if (copied != SIZE_MAX && link_again(c, c->links[copied], c->links[i]) == 0)
+        if (copied != SIZE_MAX && out_size > copies_left &&
+            link_again(c, c->links[copied], c->links[i]) == 0)
             continue;
         r = link_output(c, c->links[i], output_path);
         if (r < 0 && !ret)
             ret = r;
         if (r == 0 && output_path && copied == SIZE_MAX)
             copied = i;
+        copies_left -= out_size < copies_left ? out_size : copies_left;
     }
     if (c->results_fd >= 0) {
         if (close(c->results_fd) < 0 && !ret)
