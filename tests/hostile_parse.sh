@@ -188,3 +188,18 @@ assert "1 of 150001 test points failed" in own["note"] and "not kept" in own["no
 print(own["note"])
 PY
 pass "150,001 points: 100,000 kept, all counted"
+
+# A report of nothing but nodes, within the size cap: libxml2's tree would
+# be 30 times its text; past 1,000,000 nodes it is refused.
+python3 -c "open('nodes.xml', 'w').write('<testsuite>' + '<a/>' * (15 << 20) + '</testsuite>')"
+cat > nodes.json <<JSON
+{"provisioners": [{"plugin": "local", "slots": 1}],
+ "tests": [{"name": "/nodes", "executor": "junitxml", "command": ["true"], "report": "$T/nodes.xml"}],
+ "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"}]}
+JSON
+run_timed nodes nodes.json
+echo "15 M nodes: ${ms} ms, peak RSS ${rss} kB"
+[ "$rss" -lt "$flood_kb" ] || fail "a report of 15 M nodes took ${rss} kB"
+grep -q "more than 1000000 elements" out-nodes/results.jsonl || fail "not refused: $(cat out-nodes/results.jsonl)"
+rm -f nodes.xml
+pass "a report of 15 M nodes is refused within $flood_kb kB"

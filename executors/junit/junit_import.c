@@ -100,14 +100,50 @@ static int walk(const xmlNode *n, junit_case_fn fn, void *ud, size_t *cases)
 }
 
 /* Any declaration stops the parse: the report is refused. */
+/* What the parse watches: entities (refused) and how many nodes the tree
+ * gets (each costs libxml2 a hundred bytes or more, 30 times the text of
+ * "<a/>": a report of nothing but nodes is refused past JUNIT_NODES_MAX). */
+typedef struct watch {
+    bool entities;
+    size_t nodes;
+    startElementNsSAX2Func start;
+    charactersSAXFunc characters;
+} watch;
+
 static void on_entity_decl(void *ctx, const xmlChar *name, int type, const xmlChar *public_id,
                            const xmlChar *system_id, xmlChar *content)
 {
     xmlParserCtxtPtr ctxt = ctx;
 
     (void)name, (void)type, (void)public_id, (void)system_id, (void)content;
-    *(bool *)ctxt->_private = true;
+    ((watch *)ctxt->_private)->entities = true;
     xmlStopParser(ctxt);
+}
+
+static void count(xmlParserCtxtPtr ctxt, size_t n)
+{
+    watch *w = ctxt->_private;
+    if ((w->nodes += n) > JUNIT_NODES_MAX)
+        xmlStopParser(ctxt);
+}
+
+static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                     const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                     int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    count(ctxt, 1 + (size_t)(nb_attributes > 0 ? nb_attributes : 0));
+    if (((watch *)ctxt->_private)->nodes <= JUNIT_NODES_MAX)
+        ((watch *)ctxt->_private)->start(ctx, localname, prefix, uri, nb_namespaces, namespaces,
+                                         nb_attributes, nb_defaulted, attributes);
+}
+
+static void on_characters(void *ctx, const xmlChar *ch, int len)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    count(ctxt, 1);
+    if (((watch *)ctxt->_private)->nodes <= JUNIT_NODES_MAX)
+        ((watch *)ctxt->_private)->characters(ctx, ch, len);
 }
 
 static void on_unparsed_entity_decl(void *ctx, const xmlChar *name, const xmlChar *public_id,
@@ -170,7 +206,7 @@ int junit_import_buffer(const char *text, size_t len, const char *name, junit_ca
 {
     xmlParserCtxtPtr ctxt;
     xmlDoc *doc;
-    bool entities = false;
+    watch w = { 0 };
     int r;
 
     *cases = 0;
@@ -183,14 +219,27 @@ int junit_import_buffer(const char *text, size_t len, const char *name, junit_ca
         snprintf(why, whylen, "the JUnit report %s cannot be read: out of memory", name);
         return -1;
     }
-    ctxt->_private = &entities;
+    ctxt->_private = &w;
     ctxt->sax->entityDecl = on_entity_decl;
     ctxt->sax->unparsedEntityDecl = on_unparsed_entity_decl;
+    w.start = ctxt->sax->startElementNs;
+    w.characters = ctxt->sax->characters;
+    if (w.start)
+        ctxt->sax->startElementNs = on_start;
+    if (w.characters)
+        ctxt->sax->characters = on_characters;
     /* No XML_PARSE_NOENT, _DTDLOAD, _DTDVALID, _XINCLUDE or _HUGE: nothing
      * is substituted or fetched, and libxml2's limits hold. */
     doc = xmlCtxtReadMemory(ctxt, len ? text : "", (int)len, name, NULL,
                             XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (entities) {
+    if (w.nodes > JUNIT_NODES_MAX) {
+        xmlFreeDoc(doc);
+        xmlFreeParserCtxt(ctxt);
+        snprintf(why, whylen, "the JUnit report %s has more than %u elements, attributes and "
+                 "texts: not read", name, (unsigned)JUNIT_NODES_MAX);
+        return -1;
+    }
+    if (w.entities) {
         xmlFreeDoc(doc);
         xmlFreeParserCtxt(ctxt);
         snprintf(why, whylen, "the JUnit report %s declares entities (<!ENTITY>), which atx "

@@ -24,6 +24,8 @@ typedef int (*junit_case_fn)(void *ud, const junit_case *c);
 
 /* Reports longer than this are refused, not read. */
 #define JUNIT_REPORT_MAX (64u << 20)
+/* Elements, attributes and texts of one report (the tree libxml2 builds). */
+#define JUNIT_NODES_MAX 1000000u
 
 /*
  * Read every <testcase> of a JUnit XML file (a <testsuites> or <testsuite>
