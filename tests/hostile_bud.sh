@@ -153,6 +153,19 @@ status_from up/proj
 grep -q "others can write it (mode 0646)" st.err || fail "world-writable: $(cat st.err)"
 expect_eq "world-writable app.properties: requests to the server it names" "$(nB)" 0
 chmod 644 up/app.properties
+# A link (whoever placed it, its target is the user's) and a folder others
+# can write (they could replace it) are not trusted either.
+mkdir -p linked/proj
+ln -s "$T/up/app.properties" linked/app.properties
+status_from linked/proj
+grep -q "ignored $T/linked/app.properties: it is a symbolic link" st.err || fail "link: $(cat st.err)"
+expect_eq "a linked app.properties: requests to the server it names" "$(nB)" 0
+mkdir -p open/proj
+cp up/app.properties open/app.properties
+chmod 777 open
+status_from open/proj
+grep -q "ignored $T/open/app.properties: others can replace it" st.err || fail "open folder: $(cat st.err)"
+expect_eq "an app.properties in a folder all can write: requests to the server it names" "$(nB)" 0
 if [ "$(id -u)" = 0 ]; then
   chown 65534 up/app.properties
   status_from up/proj

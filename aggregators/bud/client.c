@@ -292,9 +292,16 @@ static int read_properties(bud_identity *id, char **backend, char **account, cha
         return 0;
     for (;;) {
         snprintf(path, sizeof(path), "%s/app.properties", strcmp(dir, "/") ? dir : "");
-        /* Not blocking on a FIFO someone left in its place. */
-        if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) >= 0)
+        /* Not blocking on a FIFO someone left in its place, not through a
+         * link (its target's owner says nothing of who placed it). */
+        if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW)) >= 0)
             break;
+        if (errno == ELOOP) {
+            if (asprintf(&id->warning, "ignored %s: it is a symbolic link; an app.properties "
+                         "is used only when it is yours and no one else can write it", path) < 0)
+                id->warning = NULL;
+            return 0;
+        }
         if (errno != ENOENT && errno != ENOTDIR) {
             if (asprintf(&id->warning, "ignored %s: %s", path, strerror(errno)) < 0)
                 id->warning = NULL;
@@ -320,6 +327,17 @@ static int read_properties(bud_identity *id, char **backend, char **account, cha
         snprintf(because, sizeof(because), "others can write it (mode %04o)",
                  (unsigned)(st.st_mode & 07777));
         bad = because;
+    } else {
+        /* Nor may others replace it: its folder must be as safe. */
+        struct stat dst;
+        if (stat(dir, &dst) < 0) {
+            bad = "its folder cannot be checked";
+        } else if ((dst.st_uid != geteuid() && dst.st_uid != 0) ||
+                   ((dst.st_mode & 022) && !(dst.st_mode & S_ISVTX))) {
+            snprintf(because, sizeof(because), "others can replace it (its folder %s)",
+                     dst.st_uid != geteuid() && dst.st_uid != 0 ? "is not yours" : "is writable");
+            bad = because;
+        }
     }
     if (bad || !(f = fdopen(fd, "r"))) {
         close(fd);
