@@ -111,21 +111,6 @@ static const char *secret_arg(char *arg)
     return copy;
 }
 
-/* The first line of a file, for --password-file. */
-static const char *file_secret(const char *path)
-{
-    char line[512];
-    FILE *f = fopen(path, "re");
-    size_t n = f && fgets(line, sizeof(line), f) ? strcspn(line, "\r\n") : 0;
-    if (f)
-        fclose(f);
-    if (!n)
-        return NULL;
-    line[n] = '\0';
-    const char *r = secret_arg(line);
-    return r == line ? NULL : r;
-}
-
 static int parse(int argc, char **argv, bud_cli *b)
 {
     enum { O_BACKEND = 256, O_USER, O_PASS, O_KEY, O_PORT, O_LOC, O_REREG, O_FORMAT, O_ACCOUNT,
@@ -163,10 +148,17 @@ static int parse(int argc, char **argv, bud_cli *b)
         case O_BACKEND: b->fl.backend = optarg; break;
         case O_USER: b->username = optarg; break;
         case O_PASS: b->fl.password = secret_arg(optarg); break;
-        case O_PASSFILE:
-            if (!(b->fl.password = file_secret(optarg)))
-                return usage("--password-file %s: no password on its first line", optarg);
+        case O_PASSFILE: {
+            /* Kept until exit, like the flags' copies. */
+            static char *from_file;
+            free(from_file);
+            from_file = NULL;
+            int rc = cli_secret_file(optarg, &from_file);
+            if (rc)
+                return rc;
+            b->fl.password = from_file;
             break;
+        }
         case O_KEY: b->fl.api_key = secret_arg(optarg); break;
         case O_TOKEN: b->fl.token = secret_arg(optarg); break;
         case O_EMAIL: b->fl.email = optarg; break;

@@ -18,6 +18,10 @@ typedef struct cli_output {
 /* Text from tests (names, notes) onto a terminal or log: control
  * characters shown as ^X, never sent. */
 void cli_put_clean(FILE *f, const char *s);
+/* A password from the first line of a file (at most 1024 bytes; a warning
+ * when others can read the file): 0 with *out malloc'ed, or the exit code
+ * after one error line. */
+int cli_secret_file(const char *path, char **out);
 void cli_log(void *userdata, atx_log_level level, const char *origin, const char *message);
 
 /* The progress display: an in-process aggregator. */

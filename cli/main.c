@@ -207,20 +207,12 @@ static int parse_options(int argc, char **argv, options *o)
             memset(optarg, 'x', strlen(optarg));
             break;
         case O_PASSFILE: {
-            char line[512];
-            FILE *f = fopen(optarg, "re");
-            size_t n = f && fgets(line, sizeof(line), f) ? strcspn(line, "\r\n") : 0;
-            if (f)
-                fclose(f);
-            if (!n)
-                return usage_error("--password-file %s: %s", optarg,
-                                   f ? "no password on its first line" : strerror(errno));
-            line[n] = '\0';
+            char *pw = NULL;
+            int rc = cli_secret_file(optarg, &pw);
+            if (rc)
+                return rc;
             free(o->password);
-            o->password = strdup(line);
-            explicit_bzero(line, sizeof(line));
-            if (!o->password)
-                return usage_error("out of memory");
+            o->password = pw;
             o->budo.password = o->password;
             break;
         }

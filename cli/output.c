@@ -7,7 +7,10 @@
 
 #include <atx/plugin/text.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -334,4 +337,35 @@ int cli_error(int code, const char *fmt, ...)
     va_end(ap);
     fputc('\n', stderr);
     return code;
+}
+
+int cli_secret_file(const char *path, char **out)
+{
+    char buf[1100];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return cli_error(2, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return cli_error(2, "%s: not a plain file", path);
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0)
+        return cli_error(2, "%s: %s", path, strerror(errno));
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    if (len == 0 || len > 1024) {
+        explicit_bzero(buf, sizeof(buf));
+        return cli_error(2, "%s: %s", path, len ? "its first line is longer than 1024 bytes"
+                                                  : "no password on its first line");
+    }
+    if (st.st_mode & 077)
+        fprintf(stderr, "atx: warning: %s can be read by others (mode %04o)\n", path,
+                (unsigned)(st.st_mode & 07777));
+    buf[len] = '\0';
+    *out = strdup(buf);
+    explicit_bzero(buf, sizeof(buf));
+    return *out ? 0 : cli_error(2, "out of memory");
 }

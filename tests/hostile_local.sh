@@ -38,6 +38,13 @@ if "$ATX" run --plan "$T/secrets.json" -o "$T/out-abbrev" --pass="$flag" > "$T/a
 fi
 ! grep -qF -- "$flag" "$T/abbrev.out" || fail "the refusal shows the password: $(cat "$T/abbrev.out")"
 "$ATX" run --plan "$T/secrets.json" -o "$T/out-secrets" -v --password="$flag" > "$T/secrets.out" 2>&1 || rc=$?
+# A password file: its first line, at most 1024 bytes; others reading it is
+# said.
+head -c 2000 /dev/zero | tr '\0' x > "$T/long-pw"
+if "$ATX" run --plan "$T/secrets.json" -o "$T/out-long" --password-file "$T/long-pw" > "$T/long.out" 2>&1; then
+  fail "a 2000-byte password line was taken"
+fi
+grep -q "longer than 1024 bytes" "$T/long.out" || fail "no clear line: $(cat "$T/long.out")"
 expect_eq "secrets: exit code (leak and tap fail)" "$rc" 1
 for s in "$tok" "$pw" "$rtok" "$key" "$mine" "$flag"; do
   ! grep -rqF -- "$s" "$T/out-secrets" || fail "secret $s in $(grep -rlF -- "$s" "$T/out-secrets")"
