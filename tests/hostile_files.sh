@@ -34,6 +34,9 @@ print(json.dumps({
                "report": "report.xml"},
               {"name": "/suid", "executor": "junitxml", "command": ["sh", "-c", sys.argv[3]],
                "report": "suid.xml"},
+              {"name": "/sparse", "executor": "junitxml",
+               "command": ["sh", "-c", "truncate -s 200G big.xml 2>/dev/null || dd if=/dev/null of=big.xml bs=1 seek=200G 2>/dev/null"],
+               "report": "big.xml"},
               {"name": "/same", "executor": "tap",
                "command": ["sh", "-c", "echo 1..20000; seq 20000 | sed 's/.*/ok & - same/'"]}],
     "aggregators": [{"plugin": "jsonl", "path": "results.jsonl"},
@@ -52,7 +55,7 @@ taken() {  # taken NAME PROVISIONER-JSON
   echo "$name: the whole run took $ms ms"
   [ "$ms" -lt "${max_ms:-5000}" ] || fail "$name: the run took $ms ms"
   cat "$T/$name.log"
-  expect_eq "$name: exit code (the linked report is an error)" "$rc" 1
+  expect_eq "$name: exit code (the linked and the sparse reports are errors)" "$rc" 1
   python3 - "$out/results.jsonl" <<'PY' || fail "$name: the results are not as expected"
 import json, sys
 rows = {}
@@ -64,6 +67,9 @@ link, suid, same = rows["/link"], rows["/suid"], rows["/same"]
 assert (link["status"], link["error_type"]) == ("error", "junit-report"), link
 assert "report.xml" in link["note"] and "symbolic link" in link["note"], link["note"]
 assert suid["status"] == "pass", suid
+sparse = rows["/sparse"]
+assert (sparse["status"], sparse["error_type"]) == ("error", "junit-report"), sparse
+assert "longer than 64 MiB" in sparse["note"], sparse["note"]
 names = [json.loads(l)["subtest"] for l in open(sys.argv[1]) if json.loads(l)["test"] == "/same"]
 names = [n for n in names if n]
 assert len(names) == 20000 and len(set(names)) == 20000, (len(names), len(set(names)))
@@ -72,6 +78,7 @@ print("link:", link["note"])
 print("20,000 TAP points named alike: unique, the attempt took %.3f s" % same["duration"])
 PY
   [ -z "$(find "$out" -type l)" ] || fail "$name: a link in the results: $(find "$out" -type l)"
+  [ -z "$(find "$out" -size +64M)" ] || fail "$name: a huge file in the results: $(find "$out" -size +64M)"
   [ -z "$(find "$out" -perm /7000)" ] || fail "$name: setuid/setgid/sticky: $(find "$out" -perm /7000)"
   ! grep -rq "$secret" "$out" || fail "$name: the secret reached the results: $(grep -rl "$secret" "$out")"
   local kept

@@ -876,7 +876,7 @@ static int send_content(uint32_t id, int fd, uint64_t size)
 }
 
 /* The entries below folder fd, as INFO frames (with DATA for files). */
-static int send_tree(uint32_t id, int dfd, const char *rel, int depth)
+static int send_tree(uint32_t id, int dfd, const char *rel, int depth, uint64_t max)
 {
     DIR *d = fdopendir(dfd);
     struct dirent *de;
@@ -894,7 +894,9 @@ static int send_tree(uint32_t id, int dfd, const char *rel, int depth)
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
         snprintf(sub, sizeof(sub), "%s%s%s", rel, *rel ? "/" : "", de->d_name);
-        if (S_ISREG(st.st_mode)) {
+        if (S_ISREG(st.st_mode) && max && (uint64_t)st.st_size > max) {
+            continue; /* larger than wanted: left out */
+        } else if (S_ISREG(st.st_mode)) {
             int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
             if (fd < 0)
                 continue;
@@ -906,7 +908,7 @@ static int send_tree(uint32_t id, int dfd, const char *rel, int depth)
             if (fd < 0)
                 continue;
             send_info(id, 'd', &st, sub, NULL);
-            r = send_tree(id, fd, sub, depth + 1);
+            r = send_tree(id, fd, sub, depth + 1, max);
         } else if (S_ISLNK(st.st_mode)) {
             char target[4096];
             ssize_t n = readlinkat(dirfd(d), de->d_name, target, sizeof(target) - 1);
@@ -923,6 +925,8 @@ static int send_tree(uint32_t id, int dfd, const char *rel, int depth)
 static void get_path(uint32_t id, agent_reader *r)
 {
     const char *path = agent_read_str(r);
+    /* The largest file wanted (0: any); older hosts send none. */
+    uint64_t max = r->left >= 8 ? agent_read_u64(r) : 0;
     struct stat st;
     int fd, e = 0;
 
@@ -945,13 +949,19 @@ static void get_path(uint32_t id, agent_reader *r)
             close(fd);
         return;
     }
+    if (S_ISREG(st.st_mode) && max && (uint64_t)st.st_size > max) {
+        close(fd);
+        send_fail(id, EFBIG, "%s is %llu bytes: more than the %llu taken", path,
+                  (unsigned long long)st.st_size, (unsigned long long)max);
+        return;
+    }
     if (S_ISREG(st.st_mode)) {
         send_info(id, 'f', &st, "", NULL);
         e = send_content(id, fd, (uint64_t)st.st_size);
         close(fd);
     } else if (S_ISDIR(st.st_mode)) {
         send_info(id, 'd', &st, "", NULL);
-        e = send_tree(id, fd, "", 0);
+        e = send_tree(id, fd, "", 0, max);
     } else {
         close(fd);
         send_fail(id, EINVAL, "%s is neither a file nor a folder", path);

@@ -636,11 +636,15 @@ static int interpret(exec_state *s, atx_attempt *a, const spec *sp, atx_result *
         snprintf(src, sizeof(src), "%s", sp->report);
     else
         snprintf(src, sizeof(src), "%s/%s", base, sp->report);
-    int cr = atx_system_copy_out(sys, src, local);
+    /* No more than the import reads (a sparse terabyte is not sent). */
+    int cr = atx_system_copy_out_max(sys, src, local, JUNIT_REPORT_MAX);
     size_t cases = 0;
     if (cr < 0 && strstr(atx_error_last()->message, "symbolic link")) {
         snprintf(why, sizeof(why), "the JUnit report %s is a symbolic link: not followed",
                  sp->report);
+    } else if (cr == -EFBIG || (cr < 0 && strstr(atx_error_last()->message, " taken"))) {
+        snprintf(why, sizeof(why), "the JUnit report %s is longer than %u MiB: not read",
+                 sp->report, (unsigned)(JUNIT_REPORT_MAX >> 20));
     } else if (cr < 0) {
         snprintf(why, sizeof(why), "the JUnit report %s was not written", sp->report);
     } else {

@@ -1423,6 +1423,7 @@ typedef struct getter {
     uint64_t mtime;
     int err;                /* the first trouble (-errno) */
     char errmsg[512];
+    uint64_t max;           /* the largest file taken (0: any) */
 } getter;
 
 static void get_fail(getter *g, int e, const char *what, const char *path)
@@ -1528,7 +1529,11 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
     if (rd.bad)
         return;
     file_done(g);
-    if (!*rel && g->rooted) {
+    if (type_c == 'f' && g->max && size > g->max) {
+        /* The agent leaves such files out: one that does not is not heard. */
+        get_fail(g, -EFBIG, "more than the bytes taken:", *rel ? rel : g->local);
+        type_c = 0;
+    } else if (!*rel && g->rooted) {
         type_c = 0; /* described twice: an agent confused, or hostile */
     } else if (!*rel) {
         /* What was asked for: a file, or the folder to fill. */
@@ -1579,13 +1584,15 @@ int agent_conn_copy_in(agent_conn *c, const char *local, const char *remote)
     return r;
 }
 
-int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local)
+int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local,
+                        uint64_t max_file_bytes)
 {
-    getter g = { .c = c, .local = local, .root_fd = -1, .fd = -1 };
+    getter g = { .c = c, .local = local, .root_fd = -1, .fd = -1, .max = max_file_bytes };
     buf b = { 0 };
     int r;
 
     put_str(&b, remote);
+    put_u64(&b, max_file_bytes); /* the agent sends no file larger */
     if (b.oom)
         return atx_error_oom();
     pthread_mutex_lock(&c->mu);

@@ -249,22 +249,9 @@ int atx_empty_dir(const char *path)
 
 /* ---- files taken from a system on this host ---- */
 
-static int write_full(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Copy the open regular file @in to @dfd/@name (made or replaced, never
- * through a link), with @st's mtime and the taken mode. */
+ * through a link), with @st's mtime and the taken mode. Holes stay holes: a
+ * sparse file of terabytes costs what it holds. */
 static int take_file(int in, const struct stat *st, int dfd, const char *name)
 {
     int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -273,29 +260,60 @@ static int take_file(int in, const struct stat *st, int dfd, const char *name)
     if (out < 0)
         return -errno;
     int r = 0;
-    for (;;) {
-        ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-        if (n > 0)
-            continue;
-        if (n == 0)
-            break;
-        if (errno == EINTR)
-            continue;
-        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
-            r = -errno;
-            break;
-        }
-        char buf[65536];
-        while ((n = read(in, buf, sizeof(buf))) != 0) {
-            if (n < 0 && errno == EINTR)
+    off_t end = st->st_size, pos = 0;
+    while (r == 0 && pos < end) {
+        off_t data = lseek(in, pos, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break; /* a hole to the end */
+        if (data < 0)
+            data = pos; /* no SEEK_DATA here: all of it */
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0 || hole > end)
+            hole = end;
+        loff_t from = data, to = data;
+        while (r == 0 && from < hole) {
+            ssize_t n = copy_file_range(in, &from, out, &to, (size_t)(hole - from), 0);
+            if (n > 0)
                 continue;
-            if (n < 0 || write_full(out, buf, (size_t)n) < 0) {
+            if (n == 0)
+                break;
+            if (errno == EINTR)
+                continue;
+            if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP) {
                 r = -errno;
                 break;
             }
+            /* Not between these files: by hand. */
+            char buf[65536];
+            while (r == 0 && from < hole) {
+                size_t want = (size_t)(hole - from) < sizeof(buf) ? (size_t)(hole - from)
+                                                                  : sizeof(buf);
+                ssize_t k = pread(in, buf, want, from);
+                if (k < 0 && errno == EINTR)
+                    continue;
+                if (k <= 0) {
+                    r = k < 0 ? -errno : 0;
+                    hole = from; /* shorter than it said */
+                    break;
+                }
+                for (ssize_t done = 0; done < k;) {
+                    ssize_t w = pwrite(out, buf + done, (size_t)(k - done), to + done);
+                    if (w < 0 && errno == EINTR)
+                        continue;
+                    if (w <= 0) {
+                        r = w < 0 ? -errno : -EIO;
+                        break;
+                    }
+                    done += w;
+                }
+                from += k;
+                to += k;
+            }
         }
-        break;
+        pos = hole;
     }
+    if (r == 0 && ftruncate(out, end) < 0)
+        r = -errno;
     fchmod(out, atx_taken_mode(st->st_mode));
     struct timespec ts[2] = { { 0, UTIME_OMIT }, st->st_mtim };
     futimens(out, ts);
@@ -337,12 +355,12 @@ static int take_below(int sfd, int dfd, int depth)
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             int dsub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0 || dsub < 0) {
-                r = -errno;
+                /* One the test keeps from us: the rest is still taken. */
                 if (sub >= 0)
                     close(sub);
                 if (dsub >= 0)
                     close(dsub);
-                break;
+                continue;
             }
             r = take_below(sub, dsub, depth + 1);
         }

@@ -145,15 +145,33 @@ int atx_system_copy_in(atx_system *s, const char *local, const char *remote)
 
 int atx_system_copy_out(atx_system *s, const char *remote, const char *local)
 {
+    return atx_system_copy_out_max(s, remote, local, 0);
+}
+
+int atx_system_copy_out_max(atx_system *s, const char *remote, const char *local,
+                            uint64_t max_file_bytes)
+{
     char path[PATH_MAX * 2];
 
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
     if (s->agent)
-        return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local);
+        return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local,
+                                   max_file_bytes);
     if (!s->ops->copy_out)
         return atx_error_set(ATX_EUNSUPPORTED, "system %s cannot copy files out", s->id);
-    return s->ops->copy_out(s->impl, remote, local);
+    int r = s->ops->copy_out(s->impl, remote, local);
+    struct stat st;
+    /* A provisioner's own copy knows no bound: a file past it goes again
+     * (copies on this host keep holes, so it cost no disk meanwhile). */
+    if (r == 0 && max_file_bytes && lstat(local, &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size > max_file_bytes) {
+        unlink(local);
+        return atx_error_set(-EFBIG, "%s:%s is %llu bytes: more than the %llu taken", s->id,
+                             remote, (unsigned long long)st.st_size,
+                             (unsigned long long)max_file_bytes);
+    }
+    return r;
 }
 
 int atx_system_alive(atx_system *s, int64_t timeout_ns)

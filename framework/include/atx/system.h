@@ -101,6 +101,13 @@ ATX_API int atx_system_copy_in(atx_system *sys, const char *local, const char *r
  */
 ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char *local);
 /**
+ * atx_system_copy_out() with a bound: a file of more than @p max_file_bytes
+ * (0: no bound) is refused (@p remote itself) or left out (in a folder)
+ * before any of it is sent. Files copied on this host keep their holes.
+ */
+ATX_API int atx_system_copy_out_max(atx_system *sys, const char *remote, const char *local,
+                                    uint64_t max_file_bytes);
+/**
  * atx_system_copy_out() for a provisioner whose system's files are on this
  * host: copy @p from (a file or a folder) to @p to by the same rules.
  */
