@@ -189,7 +189,7 @@ typedef struct sink {
 
 static void put(sink *k, const char *d, size_t n)
 {
-    if (k->err)
+    if (k->err || n == 0)
         return;
     if (k->len + n > k->cap) {
         if (k->fd >= 0 && k->len) {
