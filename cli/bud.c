@@ -95,6 +95,7 @@ typedef struct bud_cli {
     const char *plan_dirs[MAX_PLAN_DIRS]; /* the daemon runs plans below these only */
     int nplan_dirs;
     cli_output *out;
+    bool help;
 } bud_cli;
 
 /* A secret given on the command line: kept, and wiped from what ps shows.
@@ -137,13 +138,15 @@ static int parse(int argc, char **argv, bud_cli *b)
         { "trust-app-properties", no_argument, NULL, O_TRUST },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int c;
     char *end;
 
     optind = 0;
-    while ((c = getopt_long(argc, argv, "qv", opts, NULL)) != -1) {
+    opterr = 0; /* getopt's messages would show a value (a password) */
+    while ((c = getopt_long(argc, argv, "qvh", opts, NULL)) != -1) {
         switch (c) {
         case O_BACKEND: b->fl.backend = optarg; break;
         case O_USER: b->username = optarg; break;
@@ -191,7 +194,14 @@ static int parse(int argc, char **argv, bud_cli *b)
             break;
         case 'q': b->out->verbosity = -1; break;
         case 'v': b->out->verbosity = 1; break;
-        default: return usage("bad option");
+        case 'h':
+            b->help = true;
+            break;
+        default: {
+            const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+            return usage("%.*s: unknown option, or its value is missing", (int)strcspn(arg, "="),
+                         arg);
+        }
         }
     }
     if (optind < argc)
@@ -1151,6 +1161,10 @@ int cli_bud(int argc, char **argv, cli_output *out)
     const char *sub = argv[1];
     if ((rc = parse(argc - 1, argv + 1, &b)) != 0)
         return rc;
+    if (b.help) {
+        fputs(bud_usage, stdout);
+        return 0;
+    }
     if (strcmp(sub, "register") == 0)
         return cmd_register(&b);
     if (strcmp(sub, "status") == 0)

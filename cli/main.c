@@ -27,16 +27,21 @@
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-    "usage: atx run [PATH...] [--plan FILE] [options]\n"
-    "       atx run --resume DIR\n"
-    "       atx report DIR [--junit FILE] [--jsonl FILE]\n"
-    "       atx list [PATH...] [--plan FILE] [--format text|json]\n"
-    "       atx bud register|status|add-test-run|daemon ... (atx bud --help)\n"
-    "       atx plugins [--plugin-path DIR]\n"
-    "       atx runnable-run -k KIND [-u URI] [-a ARG]... [-w KEY=VALUE]...\n"
+    "usage: atx run [PATH...] [--plan FILE] [options]   run tests, write reports\n"
+    "       atx run --resume DIR                       finish a killed run\n"
+    "       atx list [PATH...] [--plan FILE]           the tests a run would run\n"
+    "       atx report DIR [--junit FILE]...           rebuild a run's reports\n"
+    "       atx plugins                                the plugins atx finds\n"
+    "       atx bud register|status|add-test-run|daemon   Bud TMP (atx bud --help)\n"
+    "       atx runnable-run -k KIND ...               one Avocado-style runnable\n"
     "       atx runnable-run-recipe FILE\n"
     "       atx capabilities\n"
-    "       atx --version\n"
+    "       atx help [COMMAND], atx COMMAND --help     a command's options\n"
+    "       atx --version\n";
+
+static const char run_usage[] =
+    "usage: atx run [PATH...] [--plan FILE] [options]\n"
+    "       atx run --resume DIR\n"
     "\n"
     "PATH is an fmf tree (a folder with .fmf/version: its tests), an executable\n"
     "file (one test) or a folder (every executable file below it is a test,\n"
@@ -53,6 +58,10 @@ static const char usage_text[] =
     "  -o, --results DIR    results directory (default atx-results/<UTC time>)\n"
     "  --junit FILE         JUnit XML report (default DIR/junit.xml)\n"
     "  --jsonl FILE         JSON lines report (default DIR/results.jsonl)\n"
+    "  --html FILE          the HTML report page (default DIR/report.html)\n"
+    "  --ctrf FILE          a CTRF JSON report\n"
+    "  --report PLUGIN[:KEY=VALUE,...]  any report plugin with its configuration\n"
+    "                       (repeatable): --report junit:path=all.xml,suite=nightly\n"
     "  --no-reports         write no default reports\n"
     "  --reruns N           reruns of a failed test (default 0)\n"
     "  --timeout DURATION   per-test timeout (default 5m)\n"
@@ -72,7 +81,103 @@ static const char usage_text[] =
     "                       --ref-software-under-test\n"
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
     "  -q, --quiet          only the summary and errors\n"
-    "  -v, --verbose        a line per result and debug logs\n";
+    "  -v, --verbose        a line per result and debug logs\n"
+    "\n"
+    "example:\n"
+    "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n";
+
+static const char list_usage[] =
+    "usage: atx list [PATH...] [--plan FILE] [options]\n"
+    "\n"
+    "The tests a run of the same PATHs or plan would run, one a line with what\n"
+    "they require (or a JSON list).\n"
+    "\n"
+    "options:\n"
+    "  --plan FILE          a JSON plan\n"
+    "  --fmf-plan NAME      the tests of an fmf tree's tmt plan NAME\n"
+    "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
+    "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
+    "  --format text|json   the listing's form (default text)\n"
+    "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
+    "\n"
+    "example:\n"
+    "  atx list examples/fmf --filter 'tag: smoke'\n";
+
+static const char report_usage[] =
+    "usage: atx report DIR [options]\n"
+    "\n"
+    "Rebuild the reports of the run in DIR from its journal: the run's own, or\n"
+    "those the options name.\n"
+    "\n"
+    "options:\n"
+    "  --junit FILE         a JUnit XML report\n"
+    "  --jsonl FILE         a JSON lines report\n"
+    "  --html FILE          the HTML report page\n"
+    "  --ctrf FILE          a CTRF JSON report\n"
+    "  --report PLUGIN[:KEY=VALUE,...]  any report plugin (repeatable)\n"
+    "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
+    "\n"
+    "example:\n"
+    "  atx report atx-results/nightly --html /srv/www/nightly.html\n";
+
+static const char plugins_usage[] =
+    "usage: atx plugins [--plugin-path DIR]...\n"
+    "\n"
+    "The plugins atx finds (ATX_PLUGIN_PATH, --plugin-path, next to libatx, the\n"
+    "installed folder): name, kind, version and file; broken ones with why.\n"
+    "\n"
+    "example:\n"
+    "  atx plugins --plugin-path ./build/plugins\n";
+
+/* The usage of a command, or NULL. */
+static const char *command_usage(const char *cmd)
+{
+    return strcmp(cmd, "run") == 0       ? run_usage
+         : strcmp(cmd, "list") == 0      ? list_usage
+         : strcmp(cmd, "report") == 0    ? report_usage
+         : strcmp(cmd, "plugins") == 0   ? plugins_usage
+                                         : NULL;
+}
+
+/* The candidate closest to @p word, when it is close (a typo): at most a
+ * third of its letters off, and at most 3. */
+static const char *closest(const char *word, const char *const *cands, size_t n)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX, wl = strlen(word);
+    static size_t d[66][66]; /* the CLI's main thread only */
+    if (wl == 0 || wl > 64)
+        return NULL;
+    for (size_t c = 0; c < n; c++) {
+        const char *t = cands[c];
+        size_t cl = strlen(t);
+        if (cl > 64)
+            continue;
+        /* Edit distance with adjacent swaps ("rnu" is one from "run"). */
+        for (size_t i = 0; i <= wl; i++)
+            d[i][0] = i;
+        for (size_t j = 0; j <= cl; j++)
+            d[0][j] = j;
+        for (size_t i = 1; i <= wl; i++)
+            for (size_t j = 1; j <= cl; j++) {
+                size_t v = d[i - 1][j - 1] + (word[i - 1] != t[j - 1]);
+                if (d[i - 1][j] + 1 < v)
+                    v = d[i - 1][j] + 1;
+                if (d[i][j - 1] + 1 < v)
+                    v = d[i][j - 1] + 1;
+                if (i > 1 && j > 1 && word[i - 1] == t[j - 2] && word[i - 2] == t[j - 1] &&
+                    d[i - 2][j - 2] + 1 < v)
+                    v = d[i - 2][j - 2] + 1;
+                d[i][j] = v;
+            }
+        if (d[wl][cl] < best_d) {
+            best_d = d[wl][cl];
+            best = t;
+        }
+    }
+    size_t limit = wl / 3 < 3 ? (wl / 3 ? wl / 3 : 1) : 3;
+    return best_d <= limit ? best : NULL;
+}
 
 static atx_run *volatile g_run;
 static volatile sig_atomic_t g_signals;
@@ -99,6 +204,10 @@ typedef struct options {
     const char *results;
     const char *junit;
     const char *jsonl;
+    const char *html;
+    const char *ctrf;
+    const char **report_specs; /* --report PLUGIN[:KEY=VALUE,...] */
+    size_t nreport_specs;
     const char *format;
     const char *fmf_plan;
     const char *filter;
@@ -120,6 +229,7 @@ typedef struct options {
     cli_bud_opts budo;
     char *password;     /* --password or --password-file */
     json_object *kept;  /* the command line as parsed, without secrets: the journal's */
+    bool help;          /* -h, --help */
     bool no_reports;
     char **paths;
     int npaths_args;
@@ -131,7 +241,7 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -139,6 +249,9 @@ static int parse_options(int argc, char **argv, options *o)
         { "results", required_argument, NULL, 'o' },
         { "junit", required_argument, NULL, O_JUNIT },
         { "jsonl", required_argument, NULL, O_JSONL },
+        { "html", required_argument, NULL, O_HTML },
+        { "ctrf", required_argument, NULL, O_CTRF },
+        { "report", required_argument, NULL, O_REPORT },
         { "no-reports", no_argument, NULL, O_NOREP },
         { "reruns", required_argument, NULL, O_RERUNS },
         { "timeout", required_argument, NULL, O_TIMEOUT },
@@ -166,6 +279,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "context", required_argument, NULL, 'c' },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -176,7 +290,7 @@ static int parse_options(int argc, char **argv, options *o)
     o->kept = json_object_new_array();
     optind = 0; /* a full reset: the options may be parsed twice (--resume) */
     opterr = 0; /* getopt's messages would show an option's value (a password) */
-    while ((c = getopt_long(argc, argv, "c:j:o:qv", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:j:o:qvh", longopts, NULL)) != -1) {
         if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
             c != O_RESUME)
             o->other_opts++;
@@ -255,6 +369,16 @@ static int parse_options(int argc, char **argv, options *o)
         case 'o': o->results = optarg; break;
         case O_JUNIT: o->junit = optarg; break;
         case O_JSONL: o->jsonl = optarg; break;
+        case O_HTML: o->html = optarg; break;
+        case O_CTRF: o->ctrf = optarg; break;
+        case O_REPORT: {
+            const char **v = realloc(o->report_specs, (o->nreport_specs + 1) * sizeof(*v));
+            if (!v)
+                return usage_error("out of memory");
+            o->report_specs = v;
+            v[o->nreport_specs++] = optarg;
+            break;
+        }
         case O_NOREP: o->no_reports = true; break;
         case O_RERUNS: {
             long n = strtol(optarg, &end, 10);
@@ -298,13 +422,23 @@ static int parse_options(int argc, char **argv, options *o)
         }
         case 'q': o->out.verbosity = -1; break;
         case 'v': o->out.verbosity = 1; break;
+        case 'h': o->help = true; break;
         default: {
             /* The option as given, without its value. */
             const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
             if (strncmp(arg, "--", 2) != 0 && optopt)
                 return usage_error("-%c: unknown option, or its value is missing", optopt);
-            return usage_error("%.*s: unknown or ambiguous option, or its value is missing",
-                               (int)strcspn(arg, "="), arg);
+            const char *names[sizeof(longopts) / sizeof(longopts[0])];
+            size_t n = 0;
+            for (const struct option *lo = longopts; lo->name; lo++)
+                names[n++] = lo->name;
+            char word[80];
+            snprintf(word, sizeof(word), "%.*s", (int)strcspn(arg + 2, "="), arg + 2);
+            const char *near = closest(word, names, n);
+            if (near)
+                return usage_error("--%s: unknown option; did you mean --%s?", word, near);
+            return usage_error("--%s: unknown or ambiguous option, or its value is missing",
+                               word);
         }
         }
     }
@@ -477,6 +611,7 @@ static int add_paths(atx_run *run, options *o)
 }
 
 static char *absolute(const char *p);
+static int add_report_spec(atx_run *run, const char *spec, char **path);
 
 static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
 {
@@ -585,49 +720,99 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
         (r = add_provisioner_spec(run, "local", jobs > 0 ? jobs : 1)) < 0)
         return r;
 
-    /* Reports: the plan's, the flags', else JUnit and JSONL in DIR. */
-    bool plan_aggs = atx_run_aggregator_count(run) > 0;
-    const char *junit = o->junit, *jsonl = o->jsonl;
-    if (!plan_aggs && !o->no_reports) {
-        if (!junit)
-            junit = "junit.xml";
-        if (!jsonl)
-            jsonl = "results.jsonl";
-    }
-    char **list = calloc(3, sizeof(char *));
+    /* Reports: the plan's and the flags'; without a plan's, JUnit, JSONL
+     * and the HTML page in DIR as well. */
+    bool dflt = atx_run_aggregator_count(run) == 0 && !o->no_reports;
+    const struct {
+        const char *plugin, *flag, *file;
+    } std[] = {
+        { "junit", o->junit, "junit.xml" },
+        { "jsonl", o->jsonl, "results.jsonl" },
+        { "html", o->html, "report.html" },
+        { "ctrf", o->ctrf, NULL },
+    };
+    size_t nlist = 0;
+    char **list = calloc((sizeof(std) / sizeof(std[0])) + o->nreport_specs + 1, sizeof(char *));
+    if (!list)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
     *reports = list;
-    const char *names[2] = { "junit", "jsonl" };
-    const char *files[2] = { junit, jsonl };
-    for (int i = 0; i < 2; i++) {
-        if (!files[i])
+    for (size_t i = 0; i < (sizeof(std) / sizeof(std[0])); i++) {
+        if (!std[i].flag && !(dflt && std[i].file))
             continue;
         /* Flag paths are relative to where atx runs; defaults to DIR. */
-        bool dflt = (i == 0 && !o->junit) || (i == 1 && !o->jsonl);
-        char *path = dflt ? NULL : absolute(files[i]);
-        char *cfg;
+        char *path = std[i].flag ? absolute(std[i].flag) : NULL;
         json_object *c = json_object_new_object();
-        json_object_object_add(c, "path", json_object_new_string(path ? path : files[i]));
-        cfg = strdup(json_object_to_json_string(c));
+        json_object_object_add(c, "path", json_object_new_string(path ? path : std[i].file));
+        r = atx_run_add_aggregator(run, std[i].plugin, json_object_to_json_string(c));
         json_object_put(c);
-        r = atx_run_add_aggregator(run, names[i], cfg);
-        free(cfg);
         if (r < 0) {
             free(path);
             return r;
         }
-        if (!path && asprintf(&path, "%s/%s", atx_run_results_dir(run), files[i]) < 0)
+        if (!path && asprintf(&path, "%s/%s", atx_run_results_dir(run), std[i].file) < 0)
             path = NULL;
-        if (list)
-            list[i] = path;
-        else
-            free(path);
+        if (path)
+            list[nlist++] = path;
     }
-    /* Compact: drop an empty first slot. */
-    if (list && !list[0]) {
-        list[0] = list[1];
-        list[1] = NULL;
+    for (size_t i = 0; i < o->nreport_specs; i++) {
+        char *path = NULL;
+        if ((r = add_report_spec(run, o->report_specs[i], &path)) < 0)
+            return r;
+        if (path)
+            list[nlist++] = path;
     }
     return atx_run_add_builtin(run, &cli_progress_plugin, NULL, &o->out);
+}
+
+/* --report PLUGIN[:KEY=VALUE,...]: any aggregator, its configuration from
+ * the pairs (a value that is a JSON number or boolean is one); *path gets
+ * its report file when it names one. */
+static int add_report_spec(atx_run *run, const char *spec, char **path)
+{
+    const char *colon = strchr(spec, ':');
+    char *plugin = strndup(spec, colon ? (size_t)(colon - spec) : strlen(spec));
+    json_object *c = json_object_new_object();
+    int r = 0;
+
+    if (!plugin || !c) {
+        free(plugin);
+        json_object_put(c);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    for (const char *p = colon ? colon + 1 : NULL; p && *p && r == 0;) {
+        size_t n = strcspn(p, ",");
+        char *pair = strndup(p, n), *eq = pair ? strchr(pair, '=') : NULL;
+        if (!eq || eq == pair) {
+            r = atx_error_set(ATX_EINVAL, "--report %s: '%.*s' is not KEY=VALUE", spec, (int)n, p);
+        } else {
+            *eq = '\0';
+            json_object *v = json_tokener_parse(eq + 1);
+            if (!v || !(json_object_is_type(v, json_type_int) ||
+                        json_object_is_type(v, json_type_double) ||
+                        json_object_is_type(v, json_type_boolean))) {
+                json_object_put(v);
+                if (strcmp(pair, "path") == 0 && eq[1] != '/') {
+                    char *abs = absolute(eq + 1);
+                    v = json_object_new_string(abs ? abs : eq + 1);
+                    free(abs);
+                } else {
+                    v = json_object_new_string(eq + 1);
+                }
+            }
+            json_object_object_add(c, pair, v);
+        }
+        free(pair);
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    json_object *pv;
+    if (r == 0 && (r = atx_run_add_aggregator(run, plugin, json_object_to_json_string(c))) == 0 &&
+        json_object_object_get_ex(c, "path", &pv))
+        *path = strdup(json_object_get_string(pv));
+    free(plugin);
+    json_object_put(c);
+    return r;
 }
 
 static void default_results(char *buf, size_t len)
@@ -693,6 +878,7 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     was.out = o->out;
     if ((rc = parse_options((int)n + 1, av, &was)) != 0) {
         json_object_put(was.kept);
+        free(was.report_specs);
         free(was.password);
         free(was.provisioners);
         free(was.plugin_paths);
@@ -716,6 +902,7 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     free(now.plugin_paths);
     json_object_put(now.context);
     json_object_put(now.kept);
+    free(now.report_specs);
     *o = was;
     /* Relative paths in the command line are the run's folder's. */
     if (cwd && chdir(cwd) < 0) {
@@ -826,17 +1013,25 @@ static int cmd_report(options *o)
     int rc = EXIT_USAGE;
 
     if (o->npaths_args != 1 || o->plan || o->nprov || o->resume)
-        return free(reports), usage_error("atx report takes one results folder (and --junit, "
-                                          "--jsonl)");
+        return free(reports), usage_error("atx report takes one results folder (see atx "
+                                          "report --help)");
     const char *dir = o->paths[0];
     ro.results_dir = dir;
     ro.log = cli_log;
     ro.log_userdata = &o->out;
     if (!reports || make_registry(o, &reg) < 0 || (ro.plugins = reg, atx_run_new(&ro, &run)) < 0)
         goto fail;
-    if (o->junit || o->jsonl) {
-        const char *names[2] = { "junit", "jsonl" }, *files[2] = { o->junit, o->jsonl };
-        for (int i = 0; i < 2; i++) {
+    if (o->junit || o->jsonl || o->html || o->ctrf || o->nreport_specs) {
+        const char *names[4] = { "junit", "jsonl", "html", "ctrf" };
+        const char *files[4] = { o->junit, o->jsonl, o->html, o->ctrf };
+        for (size_t i = 0; i < o->nreport_specs && nrep < 63; i++) {
+            char *path = NULL;
+            if (add_report_spec(run, o->report_specs[i], &path) < 0)
+                goto fail;
+            if (path)
+                reports[nrep++] = path;
+        }
+        for (int i = 0; i < 4; i++) {
             if (!files[i])
                 continue;
             char *path = absolute(files[i]);
@@ -987,8 +1182,7 @@ int main(int argc, char **argv)
 
     o.out.tty = isatty(STDERR_FILENO);
     o.out.color = o.out.tty && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
@@ -998,6 +1192,34 @@ int main(int argc, char **argv)
     }
     atx_init();
     const char *cmd = argv[1];
+    static const char *const commands[] = { "run", "list", "report", "plugins", "bud",
+                                            "runnable-run", "runnable-run-recipe",
+                                            "capabilities", "help" };
+    size_t ncommands = sizeof(commands) / sizeof(commands[0]);
+    if (strcmp(cmd, "help") == 0) {
+        /* atx help [COMMAND]: that command's usage. */
+        if (argc < 3) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        const char *what = argv[2];
+        if (command_usage(what)) {
+            fputs(command_usage(what), stdout);
+            return 0;
+        }
+        char *help_argv[] = { argv[2], (char *)"--help", NULL };
+        if (strcmp(what, "bud") == 0)
+            return cli_bud(2, help_argv, &o.out);
+        if (strcmp(what, "runnable-run") == 0)
+            return cli_runnable_run(2, help_argv, &o.out);
+        if (strcmp(what, "runnable-run-recipe") == 0)
+            return cli_runnable_run_recipe(2, help_argv, &o.out);
+        if (strcmp(what, "capabilities") == 0)
+            return cli_capabilities(2, help_argv, &o.out);
+        const char *near = closest(what, commands, ncommands);
+        return near ? usage_error("unknown command '%s'; did you mean '%s'?", what, near)
+                    : usage_error("unknown command '%s'", what);
+    }
     if (strcmp(cmd, "bud") == 0)
         return cli_bud(argc - 1, argv + 1, &o.out);
     if (strcmp(cmd, "runnable-run") == 0)
@@ -1006,9 +1228,17 @@ int main(int argc, char **argv)
         return cli_runnable_run_recipe(argc - 1, argv + 1, &o.out);
     if (strcmp(cmd, "capabilities") == 0)
         return cli_capabilities(argc - 1, argv + 1, &o.out);
+    if (!command_usage(cmd)) {
+        const char *near = closest(cmd, commands, ncommands);
+        return near ? usage_error("unknown command '%s'; did you mean '%s'?", cmd, near)
+                    : usage_error("unknown command '%s'", cmd);
+    }
     if ((rc = parse_options(argc - 1, argv + 1, &o)) != 0)
         ;
-    else if (strcmp(cmd, "run") == 0)
+    else if (o.help) {
+        fputs(command_usage(cmd), stdout);
+        rc = 0;
+    } else if (strcmp(cmd, "run") == 0)
         rc = cmd_run(&o);
     else if (strcmp(cmd, "report") == 0)
         rc = cmd_report(&o);
@@ -1022,6 +1252,7 @@ int main(int argc, char **argv)
     free(o.plugin_paths);
     json_object_put(o.context);
     json_object_put(o.kept);
+    free(o.report_specs);
     if (o.password)
         explicit_bzero(o.password, strlen(o.password));
     free(o.password);

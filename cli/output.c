@@ -312,8 +312,13 @@ void cli_print_summary(const cli_output *out, const atx_summary *s, const char *
     fprintf(stderr, " in %ss%s\n", secs, s->cancelled ? " (cancelled)" : "");
     if (out->verbosity >= 0) {
         fprintf(stderr, "atx: results in %s\n", results_dir);
-        for (size_t i = 0; reports && reports[i]; i++)
-            fprintf(stderr, "atx: report %s\n", reports[i]);
+        for (size_t i = 0; reports && reports[i]; i++) {
+            /* On a terminal the page is a link to open. */
+            size_t n = strlen(reports[i]);
+            bool page = out->tty && reports[i][0] == '/' && n > 5 &&
+                        strcmp(reports[i] + n - 5, ".html") == 0;
+            fprintf(stderr, "atx: report %s%s\n", page ? "file://" : "", reports[i]);
+        }
     }
 }
 

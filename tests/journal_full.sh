@@ -16,7 +16,8 @@ for i in $(seq -w 1 40); do
   chmod +x tests/t$i
 done
 rc=0
-"$ATX" run tests -j 2 -o small/run --junit junit.xml --jsonl results.jsonl --no-history \
+"$ATX" run tests -j 2 -o small/run --junit junit.xml --jsonl results.jsonl --html report.html \
+  --no-history \
   > out 2> err || rc=$?
 expect_eq "exit code (every test passed)" "$rc" 0
 expect_eq "journal error lines" "$(grep -c journal err)" 1
