@@ -50,17 +50,24 @@
 #define fail cli_error
 
 static const char bud_usage[] =
-    "usage: atx bud register --username NAME [--password-file F | --password P] [--api-key KEY]\n"
+    "usage: atx bud register -u NAME [--password-file F | --password P] [--api-key KEY]\n"
     "                        [--port N] [--location TEXT] [--re-register]\n"
-    "       atx bud status [--runner-account NAME] [--output-format text|json]\n"
-    "       atx bud add-test-run --test-suite-name NAME [--test-case-list TEXT]\n"
+    "       atx bud status [--runner-account NAME]\n"
+    "       atx bud add-test-run -n SUITE [-t TEXT]\n"
     "       atx bud daemon --runner-account NAME [--interval SECONDS] [--port N]\n"
     "                      [--bind-host ADDRESS] [--location TEXT] [--plan-dir DIR]...\n"
-    "common: --backend-url URL (BUD_BACKEND_URL, budBackend in app.properties)\n"
+    "       atx bud version\n"
+    "common: -b, --backend-url URL (BUD_BACKEND_URL, budBackend in app.properties)\n"
+    "        --output-format text|json   what the command prints\n"
     "        --trust-app-properties (BUD_TRUST_APP_PROPERTIES=1): credentials from\n"
     "        the flags or environment may go to the backend app.properties names\n"
+    "bud_runner's spellings work too: -u/--username, -n/--test-suite-name,\n"
+    "-t/--test-case-list, --socket-port for --port (docs/bud.md maps them all).\n"
     "The API key comes from --api-key or RUNNER_API_KEY; tokens live in the\n"
-    "vault ~/.bud/config.json (mode 0600).\n";
+    "vault ~/.bud/config.json (mode 0600).\n"
+    "\n"
+    "example:\n"
+    "  atx bud register -u lab-7 -b https://bud.example.com --password-file ~/.lab7\n";
 
 static void log_stderr(void *ud, atx_log_level lvl, const char *msg)
 {
@@ -124,6 +131,7 @@ static int parse(int argc, char **argv, bud_cli *b)
         { "password-file", required_argument, NULL, O_PASSFILE },
         { "api-key", required_argument, NULL, O_KEY },
         { "port", required_argument, NULL, O_PORT },
+        { "socket-port", required_argument, NULL, O_PORT }, /* bud_runner's name */
         { "location", required_argument, NULL, O_LOC },
         { "re-register", no_argument, NULL, O_REREG },
         { "output-format", required_argument, NULL, O_FORMAT },
@@ -146,9 +154,12 @@ static int parse(int argc, char **argv, bud_cli *b)
 
     optind = 0;
     opterr = 0; /* getopt's messages would show a value (a password) */
-    while ((c = getopt_long(argc, argv, "qvh", opts, NULL)) != -1) {
+    /* bud_runner's short forms: -u, -b, -t, -n. */
+    while ((c = getopt_long(argc, argv, "qvhu:b:t:n:", opts, NULL)) != -1) {
         switch (c) {
+        case 'b':
         case O_BACKEND: b->fl.backend = optarg; break;
+        case 'u':
         case O_USER: b->username = optarg; break;
         case O_PASS: b->fl.password = secret_arg(optarg); break;
         case O_PASSFILE: {
@@ -168,7 +179,9 @@ static int parse(int argc, char **argv, bud_cli *b)
         case O_LOC: b->location = optarg; break;
         case O_REREG: b->re_register = true; break;
         case O_ACCOUNT: b->fl.runner_account = optarg; break;
+        case 'n':
         case O_SUITE: b->suite = optarg; break;
+        case 't':
         case O_CASES: b->cases = optarg; break;
         case O_BIND: b->bind_host = optarg; break;
         case O_TRUST: b->fl.trust_properties = true; break;
@@ -315,10 +328,22 @@ static int cmd_register(bud_cli *b)
             rc = fail(EXIT_INFRA, "%s", why);
         } else {
             rc = 0;
-            printf("runner %s %s at %s; its token is in %s\n", b->username,
-                   b->re_register ? "registered again" : "registered", id.backend, id.vault);
-            if (!b->fl.password)
-                printf("password: %s\n(printed this once: keep it to re-register)\n", password);
+            if (b->format && strcmp(b->format, "json") == 0) {
+                json_object *j = json_object_new_object();
+                json_object_object_add(j, "runner", json_object_new_string(b->username));
+                json_object_object_add(j, "backend", json_object_new_string(id.backend));
+                json_object_object_add(j, "vault", json_object_new_string(id.vault));
+                if (!b->fl.password)
+                    json_object_object_add(j, "password", json_object_new_string(password));
+                printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+                json_object_put(j);
+            } else {
+                printf("runner %s %s at %s; its token is in %s\n", b->username,
+                       b->re_register ? "registered again" : "registered", id.backend, id.vault);
+                if (!b->fl.password)
+                    printf("password: %s\n(printed this once: keep it to re-register)\n",
+                           password);
+            }
         }
         json_object_put(ans);
     }
@@ -456,7 +481,10 @@ static int cmd_add_test_run(bud_cli *b)
     } else {
         json_object *ans = json_tokener_parse(r.body ? r.body : ""), *v;
         if (ans && json_object_object_get_ex(ans, "id", &v)) {
-            printf("%lld\n", (long long)json_object_get_int64(v));
+            if (b->format && strcmp(b->format, "json") == 0)
+                printf("{\"id\":%lld}\n", (long long)json_object_get_int64(v));
+            else
+                printf("%lld\n", (long long)json_object_get_int64(v));
             rc = 0;
         } else {
             rc = fail(EXIT_INFRA, "%s answered without a run id", id.backend);
@@ -1159,6 +1187,10 @@ int cli_bud(int argc, char **argv, cli_output *out)
         return argc < 2 ? EXIT_USAGE : 0;
     }
     const char *sub = argv[1];
+    if (strcmp(sub, "version") == 0) {
+        printf("atx %s\n", atx_version());
+        return 0;
+    }
     if ((rc = parse(argc - 1, argv + 1, &b)) != 0)
         return rc;
     if (b.help) {
@@ -1173,7 +1205,8 @@ int cli_bud(int argc, char **argv, cli_output *out)
         return cmd_add_test_run(&b);
     if (strcmp(sub, "daemon") == 0)
         return cmd_daemon(&b);
-    return usage("unknown bud command '%s' (register, status, add-test-run, daemon)", sub);
+    return usage("unknown bud command '%s' (register, status, add-test-run, daemon, version)",
+                 sub);
 }
 
 int cli_bud_add(atx_run *run, const cli_bud_opts *o)

@@ -290,7 +290,8 @@ static int parse_options(int argc, char **argv, options *o)
     o->kept = json_object_new_array();
     optind = 0; /* a full reset: the options may be parsed twice (--resume) */
     opterr = 0; /* getopt's messages would show an option's value (a password) */
-    while ((c = getopt_long(argc, argv, "c:j:o:qvh", longopts, NULL)) != -1) {
+    /* -u, -b, -n: bud_runner's short forms of the Bud flags. */
+    while ((c = getopt_long(argc, argv, "c:j:o:qvhu:b:n:", longopts, NULL)) != -1) {
         if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
             c != O_RESUME)
             o->other_opts++;
@@ -298,7 +299,8 @@ static int parse_options(int argc, char **argv, options *o)
          * abbreviated --pass=X included), secrets left out. */
         if (c != O_PASS && c != '?') {
             const struct option *lo = longopts;
-            while (lo->name && lo->val != c)
+            int key = c == 'u' ? O_USER : c == 'b' ? O_BACKEND : c == 'n' ? O_SUITE : c;
+            while (lo->name && lo->val != key)
                 lo++;
             char name[64];
             snprintf(name, sizeof(name), "--%s", lo->name ? lo->name : "?");
@@ -309,8 +311,10 @@ static int parse_options(int argc, char **argv, options *o)
         switch (c) {
         case O_RESUME: o->resume = optarg; break;
         case O_BUD: o->bud = true; break;
+        case 'b':
         case O_BACKEND: o->budo.backend = optarg; break;
         case O_ACCOUNT: o->budo.runner_account = optarg; break;
+        case 'u':
         case O_USER: o->budo.username = optarg; break;
         case O_PASS:
             /* Kept, and wiped from what ps shows. */
@@ -330,6 +334,7 @@ static int parse_options(int argc, char **argv, options *o)
             o->budo.password = o->password;
             break;
         }
+        case 'n':
         case O_SUITE: o->budo.test_suite_name = optarg; break;
         case O_UTS: o->budo.url_test_software = optarg; break;
         case O_RTS: o->budo.ref_test_software = optarg; break;
