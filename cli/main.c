@@ -82,6 +82,8 @@ static const char run_usage[] =
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
     "  -q, --quiet          only the summary and errors\n"
     "  -v, --verbose        a line per result and debug logs\n"
+    "  --color WHEN         statuses in colour: auto (a terminal, unless NO_COLOR\n"
+    "                       is set), always or never\n"
     "\n"
     "example:\n"
     "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n";
@@ -241,7 +243,7 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -280,6 +282,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
+        { "color", required_argument, NULL, O_COLOR },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -293,7 +296,7 @@ static int parse_options(int argc, char **argv, options *o)
     /* -u, -b, -n: bud_runner's short forms of the Bud flags. */
     while ((c = getopt_long(argc, argv, "c:j:o:qvhu:b:n:", longopts, NULL)) != -1) {
         if (c != 'q' && c != 'v' && c != O_PPATH && c != O_HISTORY && c != O_NOHIST &&
-            c != O_RESUME)
+            c != O_RESUME && c != O_COLOR)
             o->other_opts++;
         /* What the journal keeps is rebuilt from what was parsed (an
          * abbreviated --pass=X included), secrets left out. */
@@ -428,6 +431,17 @@ static int parse_options(int argc, char **argv, options *o)
         case 'q': o->out.verbosity = -1; break;
         case 'v': o->out.verbosity = 1; break;
         case 'h': o->help = true; break;
+        case O_COLOR:
+            /* auto: on a terminal, unless NO_COLOR is set. */
+            if (strcmp(optarg, "always") == 0)
+                o->out.color = true;
+            else if (strcmp(optarg, "never") == 0)
+                o->out.color = false;
+            else if (strcmp(optarg, "auto") == 0)
+                o->out.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+            else
+                return usage_error("--color is auto, always or never, not '%s'", optarg);
+            break;
         default: {
             /* The option as given, without its value. */
             const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
@@ -1186,7 +1200,7 @@ int main(int argc, char **argv)
     int rc;
 
     o.out.tty = isatty(STDERR_FILENO);
-    o.out.color = o.out.tty && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    o.out.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : 0;

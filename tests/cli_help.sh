@@ -80,3 +80,12 @@ grep -q "is not KEY=VALUE" "$T/s.out" || fail "$(cat "$T/s.out")"
 rc=0; "$ATX" report "$T/out" --html "$T/again.html" -q > "$T/rep.out" 2>&1 || rc=$?
 [ -s "$T/again.html" ] || fail "atx report --html wrote nothing: $(cat "$T/rep.out")"
 pass "--html, --ctrf, --report PLUGIN:KEY=VALUE,... (and atx report --html) write what they name"
+
+# Colour: none when piped, --color=always forces it, a bad value is refused.
+"$ATX" run "$ATX_SRC/examples/tests" -o "$T/c1" > "$T/c1.out" 2>/dev/null || true
+! grep -q "$(printf '\033')" "$T/c1.out" || fail "colour when piped"
+"$ATX" run "$ATX_SRC/examples/tests" -o "$T/c2" --color=always > "$T/c2.out" 2>/dev/null || true
+grep -q "$(printf '\033')\[32mPASS" "$T/c2.out" || fail "no colour with --color=always: $(cat -v "$T/c2.out")"
+rc=0; "$ATX" run "$ATX_SRC/examples/tests" --color=sometimes > "$T/s.out" 2>&1 || rc=$?
+expect_eq "--color=sometimes: exit" "$rc" 2
+pass "colour: none when piped, with --color=always"
