@@ -1,0 +1,2 @@
+# The plan's JSON Schema against every plan in examples/ and the docs.
+atx_script_test(plan_schema)
