@@ -51,6 +51,8 @@ static const char run_usage[] =
     "  --plan FILE          a JSON plan (tests, provisioners, aggregators, policy)\n"
     "  --fmf-plan NAME      run an fmf tree through its tmt plan NAME\n"
     "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
+    "  --test NAME          the tree's tests whose names match NAME (a regular\n"
+    "                       expression, as tmt's; repeatable)\n"
     "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
     "  --provisioner SPEC   local[:N], podman:IMAGE[:N], ssh:POOLFILE; repeatable\n"
     "                       (default local with -j slots)\n"
@@ -98,6 +100,7 @@ static const char list_usage[] =
     "  --plan FILE          a JSON plan\n"
     "  --fmf-plan NAME      the tests of an fmf tree's tmt plan NAME\n"
     "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
+    "  --test NAME          the tree's tests whose names match NAME (repeatable)\n"
     "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
     "  --format text|json   the listing's form (default text)\n"
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
@@ -212,6 +215,7 @@ typedef struct options {
     size_t nreport_specs;
     const char *format;
     const char *fmf_plan;
+    json_object *names;     /* --test NAME (repeatable): fmf tests by name */
     const char *filter;
     json_object *context;
     char **provisioners;
@@ -243,7 +247,7 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -262,6 +266,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "format", required_argument, NULL, O_FORMAT },
         { "fmf-plan", required_argument, NULL, O_FMFPLAN },
         { "filter", required_argument, NULL, O_FILTER },
+        { "test", required_argument, NULL, O_TEST },
         { "resume", required_argument, NULL, O_RESUME },
         { "history", required_argument, NULL, O_HISTORY },
         { "no-history", no_argument, NULL, O_NOHIST },
@@ -417,6 +422,11 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case O_FMFPLAN: o->fmf_plan = optarg; break;
         case O_FILTER: o->filter = optarg; break;
+        case O_TEST:
+            if (!o->names)
+                o->names = json_object_new_array();
+            json_object_array_add(o->names, json_object_new_string(optarg));
+            break;
         case 'c': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg)
@@ -585,6 +595,8 @@ static int add_paths(atx_run *run, options *o)
                 json_object_object_add(src, "plan", json_object_new_string(o->fmf_plan));
             if (o->filter)
                 json_object_object_add(src, "filter", json_object_new_string(o->filter));
+            if (o->names)
+                json_object_object_add(src, "test", json_object_get(o->names));
             if (o->context)
                 json_object_object_add(src, "context", json_object_get(o->context));
             r = atx_run_discover(run, "fmf", json_object_to_json_string(src), NULL);
@@ -593,9 +605,9 @@ static int add_paths(atx_run *run, options *o)
                 return r;
             continue;
         }
-        if (o->fmf_plan || o->filter || o->context)
+        if (o->fmf_plan || o->filter || o->context || o->names)
             return atx_error_set(ATX_EINVAL, "%s is not an fmf tree (no .fmf/version): "
-                                 "--fmf-plan, --filter and -c are for fmf trees", p);
+                                 "--fmf-plan, --filter, --test and -c are for fmf trees", p);
         if (S_ISDIR(st.st_mode)) {
             char **list = NULL;
             size_t n = 0;
@@ -897,6 +909,7 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     was.out = o->out;
     if ((rc = parse_options((int)n + 1, av, &was)) != 0) {
         json_object_put(was.kept);
+        json_object_put(was.names);
         free(was.report_specs);
         free(was.password);
         free(was.provisioners);
@@ -921,6 +934,7 @@ static int load_resumed(options *o, char *results, size_t len, char ***keep)
     free(now.plugin_paths);
     json_object_put(now.context);
     json_object_put(now.kept);
+    json_object_put(now.names);
     free(now.report_specs);
     *o = was;
     /* Relative paths in the command line are the run's folder's. */
@@ -1271,6 +1285,7 @@ int main(int argc, char **argv)
     free(o.plugin_paths);
     json_object_put(o.context);
     json_object_put(o.kept);
+    json_object_put(o.names);
     free(o.report_specs);
     if (o.password)
         explicit_bzero(o.password, strlen(o.password));

@@ -1,0 +1,2 @@
+# Bash completion (issue 13).
+atx_script_test(completion)

@@ -1,0 +1,30 @@
+# The bash completion: commands, each command's options (from its --help),
+# plugin names and fmf test names, in a real bash.
+. "$ATX_SRC/tests/lib.sh"
+mkdir -p bin
+ln -s "$ATX" bin/atx
+export PATH="$T/bin:$PATH"
+complete_line() {  # complete_line WORDS...: the candidates for the last word
+  bash --norc --noprofile -c '
+    . "$1"; shift
+    COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 ))
+    _atx
+    printf "%s\n" "${COMPREPLY[@]}"' _ "$ATX_SRC/share/completion/atx.bash" "$@"
+}
+expect_eq "atx r<TAB>" "$(complete_line atx r | sort)" "report
+run"
+expect_eq "atx ru<TAB>" "$(complete_line atx ru)" "run"
+expect_eq "atx runn<TAB>" "$(complete_line atx runn | sort)" "runnable-run
+runnable-run-recipe"
+expect_eq "atx run --ti<TAB>" "$(complete_line atx run --ti)" "--timeout"
+expect_eq "atx list --fo<TAB>" "$(complete_line atx list --fo)" "--format"
+expect_eq "atx bud reg<TAB>" "$(complete_line atx bud reg)" "register"
+expect_eq "atx bud register --sock<TAB>" "$(complete_line atx bud register --sock)" "--socket-port"
+expect_eq "atx run --report ht<TAB>" "$(complete_line atx run --report ht)" "html"
+expect_eq "atx run --color al<TAB>" "$(complete_line atx run --color al)" "always"
+mkdir -p tree/.fmf
+echo 1 > tree/.fmf/version
+printf '/alpha:\n    test: "true"\n/beta:\n    test: "true"\n' > tree/main.fmf
+expect_eq "atx run tree --test /a<TAB>" "$(complete_line atx run tree --test /a)" "/alpha"
+expect_eq "atx list --test what atx run --test selects" "$("$ATX" list tree --test /alpha)" "/alpha"
+pass "bash completion: commands, options, plugins, fmf test names"
