@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 7
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
 
-BUILD_PKGS = cmake make gcc libc6-dev pkg-config libjson-c-dev libxml2-dev libyaml-dev \
+BUILD_PKGS = cmake make gcc libc6-dev pkg-config python3 libjson-c-dev libxml2-dev libyaml-dev \
              libssh-dev libcmocka-dev libsqlite3-dev libcurl4-openssl-dev
 TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev \
              openssh-server openssh-client podman runc busybox-static sqlite3 \

@@ -30,12 +30,14 @@ PLUGINS=$L/atx/plugins
 for f in "bin/atx" "$LIBDIR/libatx.so.$ABI_MAJOR" "$LIBDIR/libatx.so" \
          "$LIBDIR/pkgconfig/atx.pc" "$LIBDIR/cmake/atx/atxConfig.cmake" \
          "$LIBDIR/cmake/atx/atxConfigVersion.cmake" "$LIBDIR/cmake/atx/atxTargets.cmake" \
-         "$MANDIR/man1/atx.1" \
+         "$MANDIR/man1/atx.1" "$MANDIR/man5/atx-plan.5" "$MANDIR/man7/atx-plugin.7" \
+         "$MANDIR/man3/libatx.3" "share/atx/plan.schema.json" \
+         "share/bash-completion/completions/atx" \
          "$LIBDIR/atx/plugins/local.so" "$LIBDIR/atx/plugins/exec.so" \
          "$LIBDIR/atx/plugins/junit.so" "$LIBDIR/atx/plugins/jsonl.so"; do
     [ -e "$P/$f" ] || fail "not installed: $f"
 done
-pass "library, CLI, plugins, atx.pc, CMake package and man page installed"
+pass "library, CLI, plugins, atx.pc, CMake package, man pages, schema and completion installed"
 
 # Installed programs and modules must not point back into the build tree.
 for f in "$P/bin/atx" "$L/libatx.so.$ABI_MAJOR" "$PLUGINS"/*.so; do

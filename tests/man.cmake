@@ -1,0 +1,2 @@
+# Man pages (issue 13).
+atx_script_test(man)
