@@ -7,6 +7,7 @@ BUILD       ?= build
 ASAN_BUILD  ?= build-asan
 TSAN_BUILD  ?= build-tsan
 FUZZ_BUILD  ?= build-fuzz
+DEB_BUILD   ?= build-deb
 FUZZ_SECONDS ?= 7
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 DEMO_DIR    ?= atx-results/demo
@@ -15,9 +16,10 @@ BUILD_PKGS = cmake make gcc libc6-dev pkg-config python3 libjson-c-dev libxml2-d
              libssh-dev libcmocka-dev libsqlite3-dev libcurl4-openssl-dev
 TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev \
              openssh-server openssh-client podman runc busybox-static sqlite3 \
-             chromium python3-pytest python3-jsonschema iproute2 procps
+             chromium python3-pytest python3-jsonschema iproute2 procps \
+             debhelper dpkg-dev lintian
 
-.PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test clean
+.PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test deb clean
 
 all: build
 
@@ -81,6 +83,19 @@ test-fuzz: deps-test
 	      -DATX_FUZZ_SECONDS=$(FUZZ_SECONDS)
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
 	ctest --test-dir $(FUZZ_BUILD) -j $(JOBS) --output-on-failure
+
+# Debian packages (libatx1, libatx-dev, atx-plugins, atx) in $(DEB_BUILD),
+# built by dpkg-buildpackage from the tracked files as they are, then checked
+# by lintian.
+DEB_PKGS = debhelper dpkg-dev lintian
+deb: deps-build
+	$(call install_missing,$(DEB_PKGS))
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/atx
+	git ls-files -z | xargs -0 tar -c | tar -x -C $(DEB_BUILD)/atx
+	cd $(DEB_BUILD)/atx && dpkg-buildpackage -b -us -uc -j$(JOBS) > ../build.log 2>&1 || \
+	  { tail -40 ../build.log; exit 1; }
+	cd $(DEB_BUILD) && lintian --allow-root --fail-on error *.changes
+	@ls $(DEB_BUILD)/*.deb
 
 check: test test-asan test-tsan test-fuzz
 
