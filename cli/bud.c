@@ -1188,7 +1188,9 @@ int cli_bud(int argc, char **argv, cli_output *out)
     }
     const char *sub = argv[1];
     if (strcmp(sub, "version") == 0) {
-        printf("atx %s\n", atx_version());
+        bool json = argc > 3 && strcmp(argv[2], "--output-format") == 0 &&
+                    strcmp(argv[3], "json") == 0;
+        printf(json ? "{\"version\":\"%s\"}\n" : "atx %s\n", atx_version());
         return 0;
     }
     if ((rc = parse(argc - 1, argv + 1, &b)) != 0)

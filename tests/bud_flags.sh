@@ -82,4 +82,5 @@ expect_eq "atx run --bud: the requests of both spellings" "$b" "$a"
 expect_eq "the last two test runs' suites" \
   "$(st "[r['test_suite_name'] for r in list(s['runs'].values())[-2:]]")" '["nightly", "nightly"]'
 expect_eq "atx bud version" "$("$ATX" bud version)" "$("$ATX" --version)"
+"$ATX" bud version --output-format json | python3 -c "import json, sys; assert json.load(sys.stdin)['version']"
 pass "bud_runner's spellings (-u, -b, -n, -t, --socket-port) send what atx's own send"
