@@ -204,6 +204,30 @@ int atx_mkdir_p(const char *path)
     return 0;
 }
 
+static int empty_below(int dfd, int depth);
+
+/* Remove dfd/name, a folder with all below it; links are removed, never
+ * followed. */
+static int remove_at(int dfd, const char *name, int depth)
+{
+    if (unlinkat(dfd, name, 0) == 0)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    int sub = depth < 256 ? openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                          : -1;
+    int k = sub < 0 ? -errno : empty_below(sub, depth + 1);
+    if (k == 0 && unlinkat(dfd, name, AT_REMOVEDIR) < 0)
+        k = -errno;
+    return k;
+}
+
+int atx_remove_at(int dfd, const char *name)
+{
+    return remove_at(dfd, name, 0);
+}
+
+/* Everything below the folder dfd (closed here) removed. */
 static int empty_below(int dfd, int depth)
 {
     DIR *d = fdopendir(dfd);
@@ -217,18 +241,7 @@ static int empty_below(int dfd, int depth)
     while ((de = readdir(d))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            continue;
-        if (errno != EISDIR && errno != EPERM) {
-            r = r ? r : -errno;
-            continue;
-        }
-        int sub = depth < 256 ? openat(dirfd(d), de->d_name,
-                                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                              : -1;
-        int k = sub < 0 ? -errno : empty_below(sub, depth + 1);
-        if (k == 0 && unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0)
-            k = -errno;
+        int k = remove_at(dirfd(d), de->d_name, depth);
         if (k < 0 && !r)
             r = k;
     }
@@ -377,7 +390,7 @@ int atx_copy_taken(const char *from, const char *to)
     int in = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), r;
 
     if (in < 0 && errno == ELOOP)
-        return atx_error_set(ATX_EINVAL, "%s is a symbolic link: not followed", from);
+        return atx_error_set(-ELOOP, "%s is a symbolic link: not followed", from);
     if (in < 0 || fstat(in, &st) < 0) {
         r = -errno;
         if (in >= 0)

@@ -84,6 +84,9 @@ static inline unsigned atx_taken_mode(unsigned mode)
 {
     return mode & 0111 ? 0755 : 0644;
 }
+/* Remove dfd/name, a folder with all below it (links removed, never
+ * followed): 0 or -errno. */
+ATX_INTERNAL int atx_remove_at(int dfd, const char *name);
 /* Remove everything below a folder (links are removed, never followed). */
 ATX_INTERNAL int atx_empty_dir(const char *path);
 

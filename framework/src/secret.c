@@ -381,26 +381,6 @@ out:
     return r;
 }
 
-/* Remove what is at dfd/name, folders whole (links not followed). */
-static void remove_entry(int dfd, const char *name, int depth)
-{
-    if (unlinkat(dfd, name, 0) == 0 || (errno != EISDIR && errno != EPERM))
-        return;
-    int sub = depth < 256 ? openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-    DIR *d = sub >= 0 ? fdopendir(sub) : NULL;
-    struct dirent *de;
-    if (!d) {
-        if (sub >= 0)
-            close(sub);
-        return;
-    }
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            remove_entry(dirfd(d), de->d_name, depth + 1);
-    closedir(d);
-    unlinkat(dfd, name, AT_REMOVEDIR);
-}
-
 typedef struct walk {
     const atx_secrets *s;
     size_t removed;         /* what could not be masked, so is gone */
@@ -451,7 +431,7 @@ static void mask_below(walk *w, int dfd, int depth)
             r = -ELOOP;
         }
         if (r < 0) {
-            remove_entry(dirfd(d), name, depth);
+            atx_remove_at(dirfd(d), name);
             w->removed++;
             if (!w->err)
                 w->err = r;
