@@ -1143,8 +1143,11 @@ static int req_wait(agent_conn *c, request *q, int64_t until, const char *what)
         return lost_error(c);
     if (q->state == 0)
         return atx_error_set(ATX_ELOST, "system %s: no answer to %s in time", c->system_id, what);
-    return atx_error_set(q->err == ENOENT ? -ENOENT : ATX_EIO, "%s on %s failed: %s", what,
-                         c->system_id, q->msg);
+    /* What the file's nature says reaches the caller as its errno: missing,
+     * a link not followed, larger than taken; other trouble is I/O. */
+    bool kept = q->err == ENOENT || q->err == ELOOP || q->err == EFBIG;
+    return atx_error_set(kept ? -q->err : ATX_EIO, "%s on %s failed: %s", what, c->system_id,
+                         q->msg);
 }
 
 int agent_conn_ping(agent_conn *c, int64_t timeout_ns)

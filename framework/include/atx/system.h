@@ -95,15 +95,15 @@ ATX_API int atx_system_copy_in(atx_system *sys, const char *local, const char *r
 /**
  * Copy a file or tree from the system to a local path. What comes from a
  * system is hostile: only regular files and folders are made (links are
- * neither followed nor recreated; @p remote itself being a link is an
- * error), files get mode 0644 or 0755 and folders 0755, and nothing is
+ * neither followed nor recreated; @p remote itself being a link is
+ * -ELOOP), files get mode 0644 or 0755 and folders 0755, and nothing is
  * written through a link already at @p local.
  */
 ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char *local);
 /**
  * atx_system_copy_out() with a bound: a file of more than @p max_file_bytes
- * (0: no bound) is refused (@p remote itself) or left out (in a folder)
- * before any of it is sent. Files copied on this host keep their holes.
+ * (0: no bound) is refused (@p remote itself: -EFBIG) or left out (in a
+ * folder) before any of it is sent. Files copied on this host keep their holes.
  */
 ATX_API int atx_system_copy_out_max(atx_system *sys, const char *remote, const char *local,
                                     uint64_t max_file_bytes);
