@@ -291,8 +291,8 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
     }
     /* What the test left in its folder and its results: the secrets it saw,
      * masked (what cannot be masked is removed, and the result says so). */
-    if (a->dir && atx_secrets_count(&run->secrets) &&
-        atx_secrets_mask_tree(&run->secrets, a->dir) < 0) {
+    bool secrets = atx_secrets_count(&run->secrets) > 0;
+    if (secrets && a->dir && atx_secrets_mask_tree(&run->secrets, a->dir) < 0) {
         atx_result *own = own_result(a);
         const char *had = atx_result_note(own);
         char note[1600];
@@ -300,7 +300,7 @@ static unsigned run_attempt(run_worker *w, test_state *ts, atx_attempt *a)
                  atx_error_last()->message);
         atx_result_set_note(own, note);
     }
-    for (size_t i = 0; i < a->results.len; i++)
+    for (size_t i = 0; secrets && i < a->results.len; i++)
         if (atx_result_mask(a->results.items[i], &run->secrets) < 0)
             atx_run_logf(run, ATX_LOG_ERROR, "test %s: a result could not be masked: %s",
                          atx_test_name(ts->t), atx_error_last()->message);
