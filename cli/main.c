@@ -643,6 +643,7 @@ static int add_paths(atx_run *run, options *o)
 
 static char *absolute(const char *p);
 static int add_report_spec(atx_run *run, const char *spec, char **path);
+static int add_reports(atx_run *run, const options *o, bool defaults, char **list, size_t *n);
 
 static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
 {
@@ -753,7 +754,23 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
 
     /* Reports: the plan's and the flags'; without a plan's, JUnit, JSONL
      * and the HTML page in DIR as well. */
-    bool dflt = atx_run_aggregator_count(run) == 0 && !o->no_reports;
+    char **list = calloc(4 + o->nreport_specs + 1, sizeof(char *));
+    if (!list)
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    *reports = list;
+    size_t nlist = 0;
+    if ((r = add_reports(run, o, atx_run_aggregator_count(run) == 0 && !o->no_reports, list,
+                         &nlist)) < 0)
+        return r;
+    return atx_run_add_builtin(run, &cli_progress_plugin, NULL, &o->out);
+}
+
+/* The reports the flags name (--junit, --jsonl, --html, --ctrf, --report)
+ * and, with @p defaults, JUnit, JSONL and the HTML page in the results
+ * folder for those not named; each one's file goes to list[*n]. Flag paths
+ * are relative to where atx runs. */
+static int add_reports(atx_run *run, const options *o, bool defaults, char **list, size_t *n)
+{
     const struct {
         const char *plugin, *flag, *file;
     } std[] = {
@@ -762,15 +779,11 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
         { "html", o->html, "report.html" },
         { "ctrf", o->ctrf, NULL },
     };
-    size_t nlist = 0;
-    char **list = calloc((sizeof(std) / sizeof(std[0])) + o->nreport_specs + 1, sizeof(char *));
-    if (!list)
-        return atx_error_set(ATX_ENOMEM, "out of memory");
-    *reports = list;
-    for (size_t i = 0; i < (sizeof(std) / sizeof(std[0])); i++) {
-        if (!std[i].flag && !(dflt && std[i].file))
+    int r;
+
+    for (size_t i = 0; i < sizeof(std) / sizeof(std[0]); i++) {
+        if (!std[i].flag && !(defaults && std[i].file))
             continue;
-        /* Flag paths are relative to where atx runs; defaults to DIR. */
         char *path = std[i].flag ? absolute(std[i].flag) : NULL;
         json_object *c = json_object_new_object();
         json_object_object_add(c, "path", json_object_new_string(path ? path : std[i].file));
@@ -783,16 +796,16 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
         if (!path && asprintf(&path, "%s/%s", atx_run_results_dir(run), std[i].file) < 0)
             path = NULL;
         if (path)
-            list[nlist++] = path;
+            list[(*n)++] = path;
     }
     for (size_t i = 0; i < o->nreport_specs; i++) {
         char *path = NULL;
         if ((r = add_report_spec(run, o->report_specs[i], &path)) < 0)
             return r;
         if (path)
-            list[nlist++] = path;
+            list[(*n)++] = path;
     }
-    return atx_run_add_builtin(run, &cli_progress_plugin, NULL, &o->out);
+    return 0;
 }
 
 /* --report PLUGIN[:KEY=VALUE,...]: any aggregator, its configuration from
@@ -1039,7 +1052,8 @@ static int cmd_report(options *o)
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
     atx_run_opts ro = ATX_RUN_OPTS_INIT;
-    char **reports = calloc(64, sizeof(char *)), *aggs = NULL;
+    /* The journal's reports (63 at most) or the flags' (4 and the --report). */
+    char **reports = calloc(64 + o->nreport_specs, sizeof(char *)), *aggs = NULL;
     size_t nrep = 0;
     json_object *arr = NULL;
     atx_summary sum;
@@ -1055,27 +1069,8 @@ static int cmd_report(options *o)
     if (!reports || make_registry(o, &reg) < 0 || (ro.plugins = reg, atx_run_new(&ro, &run)) < 0)
         goto fail;
     if (o->junit || o->jsonl || o->html || o->ctrf || o->nreport_specs) {
-        const char *names[4] = { "junit", "jsonl", "html", "ctrf" };
-        const char *files[4] = { o->junit, o->jsonl, o->html, o->ctrf };
-        for (size_t i = 0; i < o->nreport_specs && nrep < 63; i++) {
-            char *path = NULL;
-            if (add_report_spec(run, o->report_specs[i], &path) < 0)
-                goto fail;
-            if (path)
-                reports[nrep++] = path;
-        }
-        for (int i = 0; i < 4; i++) {
-            if (!files[i])
-                continue;
-            char *path = absolute(files[i]);
-            json_object *c = json_object_new_object();
-            json_object_object_add(c, "path", json_object_new_string(path ? path : files[i]));
-            int r = atx_run_add_aggregator(run, names[i], json_object_to_json_string(c));
-            json_object_put(c);
-            reports[nrep++] = path;
-            if (r < 0)
-                goto fail;
-        }
+        if (add_reports(run, o, false, reports, &nrep) < 0)
+            goto fail;
     } else {
         /* The run's own reports, as its journal recorded them. */
         if (atx_journal_meta(dir, "aggregators", &aggs) < 0)
