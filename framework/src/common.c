@@ -484,12 +484,17 @@ int atx_json_strv(const struct json_object *arr, char ***out)
     return 0;
 }
 
-uint64_t atx_hash_str(const char *s)
+uint64_t atx_hash_mem(const void *p, size_t n)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    for (const unsigned char *c = p; n--; c++)
+        h = (h ^ *c) * 1099511628211ULL;
     return h;
+}
+
+uint64_t atx_hash_str(const char *s)
+{
+    return atx_hash_mem(s, strlen(s));
 }
 
 ssize_t atx_write_nosig(int fd, const void *buf, size_t len)

@@ -46,6 +46,7 @@ static inline int atx_poll_ms(int64_t ns)
 
 /* FNV-1a of a string, for the open-addressing sets. */
 ATX_INTERNAL uint64_t atx_hash_str(const char *s);
+ATX_INTERNAL uint64_t atx_hash_mem(const void *p, size_t n);
 
 /* strdup that records OOM. NULL in, NULL out (and returns 0). */
 ATX_INTERNAL int atx_strdup_into(char **dst, const char *src);

@@ -215,10 +215,7 @@ static size_t name_part(const char *p, size_t n, char *out)
         }
         if (o > 200) {
             /* Too long for a file name: the head, and a hash of it all. */
-            uint64_t h = 1469598103934665603ull;
-            for (size_t k = 0; k < n; k++)
-                h = (h ^ (unsigned char)p[k]) * 1099511628211ull;
-            o += (size_t)sprintf(out + o, "%%H%016llx", (unsigned long long)h);
+            o += (size_t)sprintf(out + o, "%%H%016llx", (unsigned long long)atx_hash_mem(p, n));
             return o;
         }
         if (c < 0x20 || c == 0x7F || c == '\\' || c == '%') {
