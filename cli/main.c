@@ -69,6 +69,9 @@ static const char run_usage[] =
     "  --timeout DURATION   per-test timeout (default 5m)\n"
     "  --deadline DURATION  stop starting tests after this long\n"
     "  --max-running N      systems leased at once, over all provisioners\n"
+    "  --shard K/N          run only shard K of N (1 <= K <= N): a share of the\n"
+    "                       tests balanced by expected duration (history, else\n"
+    "                       declared); the N shards together run every test once\n"
     "  --resume DIR         run the rest of the run in DIR (killed, cancelled) with\n"
     "                       its own options; its reports are rebuilt whole\n"
     "  --history FILE       duration history (default\n"
@@ -102,11 +105,18 @@ static const char list_usage[] =
     "  --filter EXPR        fmf filter for the tests of a tree (tag: smoke)\n"
     "  --test NAME          the tree's tests whose names match NAME (repeatable)\n"
     "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
-    "  --format text|json   the listing's form (default text)\n"
+    "  --format text|json   the listing's form (default text); JSON gives each\n"
+    "                       test's expected duration (null: unknown)\n"
+    "  --shard K/N          only the tests of shard K of N, as atx run --shard\n"
+    "                       splits them; their expected total on stderr\n"
+    "  --history FILE       duration history the estimates come from (default\n"
+    "                       $XDG_STATE_HOME/atx/history.db); --no-history: none\n"
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
+    "  -v, --verbose        each test's expected duration too\n"
     "\n"
     "example:\n"
-    "  atx list examples/fmf --filter 'tag: smoke'\n";
+    "  atx list examples/fmf --filter 'tag: smoke'\n"
+    "  atx list --plan plan.json --shard 2/4 -v\n";
 
 static const char report_usage[] =
     "usage: atx report DIR [options]\n"
@@ -227,6 +237,7 @@ typedef struct options {
     int64_t timeout_ns;
     int64_t deadline_ns;
     int max_running;
+    unsigned shard_k, shard_n; /* --shard K/N; 0/0 none */
     const char *resume;
     const char *history;
     bool no_history;
@@ -242,12 +253,35 @@ typedef struct options {
     cli_output out;
 } options;
 
+/* "K/N" with 1 <= K <= N: decimal digits only, nothing around them. */
+static int parse_shard(const char *s, unsigned *k, unsigned *n)
+{
+    unsigned long v[2];
+    const char *p = s;
+
+    for (int i = 0; i < 2; i++) {
+        char *end;
+        if (*p < '0' || *p > '9')
+            return -1;
+        errno = 0;
+        v[i] = strtoul(p, &end, 10);
+        if (errno || v[i] > 100000 || *end != (i == 0 ? '/' : '\0'))
+            return -1;
+        p = end + 1;
+    }
+    if (v[1] < 1 || v[0] < 1 || v[0] > v[1])
+        return -1;
+    *k = (unsigned)v[0];
+    *n = (unsigned)v[1];
+    return 0;
+}
+
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -271,6 +305,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "history", required_argument, NULL, O_HISTORY },
         { "no-history", no_argument, NULL, O_NOHIST },
         { "max-running", required_argument, NULL, O_MAXRUN },
+        { "shard", required_argument, NULL, O_SHARD },
         { "bud", no_argument, NULL, O_BUD },
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "runner-account", required_argument, NULL, O_ACCOUNT },
@@ -365,6 +400,11 @@ static int parse_options(int argc, char **argv, options *o)
             o->max_running = (int)n;
             break;
         }
+        case O_SHARD:
+            if (parse_shard(optarg, &o->shard_k, &o->shard_n) < 0)
+                return usage_error("--shard takes K/N, shard K of N with 1 <= K <= N "
+                                   "(--shard 2/4), not '%s'", optarg);
+            break;
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -1011,6 +1051,7 @@ static int cmd_run(options *o)
         atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
         (!o->resume && keep_invocation(o, run) < 0) ||
         (hist && atx_run_set_history(run, hist) < 0) ||
+        (o->shard_n && atx_run_set_shard(run, o->shard_k, o->shard_n) < 0) ||
         (o->password && atx_run_add_secret(run, o->password) < 0) ||
         (o->bud && cli_bud_add(run, &o->budo) < 0)) {
         rc = fail_last();
@@ -1059,7 +1100,7 @@ static int cmd_report(options *o)
     atx_summary sum;
     int rc = EXIT_USAGE;
 
-    if (o->npaths_args != 1 || o->plan || o->nprov || o->resume)
+    if (o->npaths_args != 1 || o->plan || o->nprov || o->resume || o->shard_n)
         return free(reports), usage_error("atx report takes one results folder (see atx "
                                           "report --help)");
     const char *dir = o->paths[0];
@@ -1115,15 +1156,23 @@ static int cmd_list(options *o)
 {
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
-    char tmp[] = "/tmp/atx-list-XXXXXX", **reports = NULL;
+    char tmp[] = "/tmp/atx-list-XXXXXX", **reports = NULL, *hist = NULL, secs[32];
     int rc = 0;
     bool json = o->format && strcmp(o->format, "json") == 0;
+    size_t all = 0, unknown = 0;
+    int64_t total = 0;
 
+    if (o->resume)
+        return usage_error("--resume is for atx run");
     /* Listing resolves tests exactly as a run would, without running. */
     if (!mkdtemp(tmp))
         return usage_error("cannot create a temporary folder: %s", strerror(errno));
     o->no_reports = true;
-    if (make_registry(o, &reg) < 0 || build_run(o, reg, tmp, &run, &reports) < 0) {
+    hist = history_path(o);
+    if (make_registry(o, &reg) < 0 || build_run(o, reg, tmp, &run, &reports) < 0 ||
+        (hist && atx_run_set_history(run, hist) < 0) ||
+        (all = atx_run_test_count(run),
+         o->shard_n && atx_run_set_shard(run, o->shard_k, o->shard_n) < 0)) {
         rc = fail_last();
         goto out;
     }
@@ -1131,6 +1180,10 @@ static int cmd_list(options *o)
     for (size_t i = 0; i < atx_run_test_count(run); i++) {
         const atx_test *t = atx_run_test(run, i);
         const atx_labels *req = atx_test_requires(t);
+        int64_t expected = atx_run_test_expected(run, i);
+        total += expected;
+        unknown += expected == 0;
+        atx_text_seconds(expected, secs);
         if (json) {
             json_object *to = json_object_new_object(), *rq = json_object_new_object();
             json_object_object_add(to, "name", json_object_new_string(atx_test_name(t)));
@@ -1144,6 +1197,10 @@ static int cmd_list(options *o)
             json_object_object_add(to, "requires", rq);
             json_object_object_add(to, "duration",
                                    json_object_new_double((double)atx_test_duration(t) / 1e9));
+            /* What shards are split by: the history's, else the declared. */
+            json_object_object_add(to, "expected",
+                                   expected ? json_object_new_double((double)expected / 1e9)
+                                            : NULL);
             json_object_object_add(to, "priority", json_object_new_int(atx_test_priority(t)));
             json_object_object_add(to, "destructive",
                                    json_object_new_boolean(atx_test_destructive(t)));
@@ -1155,8 +1212,18 @@ static int cmd_list(options *o)
                 atx_labels_at(req, k, &key, &val);
                 printf("%s%s=%s", k ? "," : "  requires ", key, val);
             }
+            if (o->out.verbosity > 0)
+                printf("  expected %ss", expected ? secs : "?");
             putchar('\n');
         }
+    }
+    if (o->shard_n && o->out.verbosity >= 0 && (!json || o->out.verbosity > 0)) {
+        atx_text_seconds(total, secs);
+        fprintf(stderr, "atx: shard %u/%u: %zu of %zu tests, expected %ss", o->shard_k,
+                o->shard_n, atx_run_test_count(run), all, secs);
+        if (unknown)
+            fprintf(stderr, " and %zu without an estimate", unknown);
+        fputc('\n', stderr);
     }
     if (json) {
         puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
@@ -1169,6 +1236,7 @@ out:
     for (size_t i = 0; reports && reports[i]; i++)
         free(reports[i]);
     free(reports);
+    free(hist);
     rmdir(tmp);
     return rc;
 }

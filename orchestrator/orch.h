@@ -78,6 +78,7 @@ typedef struct test_state {
     int priority;           /* the test's, kept here for the heap */
     int64_t expected_ns;    /* history, else declared duration; 0 unknown */
     int64_t hist_ns;        /* from the history, 0 none */
+    int64_t split_ns;       /* what the shard split expects (shard.c), 0 unknown */
     int64_t took_ns;        /* final attempt's duration, for the history */
     const char *took_class; /* ... and its system class (interned), or NULL */
 } test_state;
@@ -192,6 +193,10 @@ struct atx_run {
     char *history_path;
     history *hist;
     atx_vec sys_classes;       /* char*: interned system class names */
+
+    /* sharding (shard.c) */
+    unsigned shard_index, shard_count; /* 0/0: the whole plan */
+    bool split_estimated;      /* split_ns of every test is set */
 };
 
 /* run.c */
@@ -203,6 +208,9 @@ ATX_INTERNAL void atx_run_prov_signal(atx_run *run);
 ATX_INTERNAL void atx_run_agg_push(atx_run *run, agg_item *item);
 /* A chain of items (linked by next, ending at tail) at once: one batch. */
 ATX_INTERNAL void atx_run_agg_push_chain(atx_run *run, agg_item *head, agg_item *tail);
+/* The run's tests by name: add (1 added, 0 taken, negative on OOM), find. */
+ATX_INTERNAL int atx_names_add(name_set *set, test_state *ts);
+ATX_INTERNAL test_state *atx_names_find(const name_set *set, const char *name);
 /* The interned system class of a label set. Under mu. */
 ATX_INTERNAL const char *atx_run_sys_class(atx_run *run, const atx_labels *labels);
 

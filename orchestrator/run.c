@@ -29,7 +29,7 @@
 /* ---- a set of test names (open addressing) for duplicate checks ---- */
 
 /* Insert; returns 1 if added, 0 if the name is taken, negative on OOM. */
-static int name_set_add(name_set *set, test_state *ts)
+int atx_names_add(name_set *set, test_state *ts)
 {
     if (set->len * 2 >= set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 64;
@@ -60,7 +60,7 @@ static int name_set_add(name_set *set, test_state *ts)
     return 1;
 }
 
-static test_state *name_set_find(const name_set *set, const char *name)
+test_state *atx_names_find(const name_set *set, const char *name)
 {
     if (!set->cap)
         return NULL;
@@ -642,8 +642,10 @@ int atx_run_add_test(atx_run *run, atx_test *t)
         atx_test_free(t);
         return atx_error_set(ATX_EINVAL, "no run or test");
     }
-    if (run->executed) {
-        r = atx_error_set(ATX_ESTATE, "the run has already been executed");
+    if (run->executed || run->shard_count) {
+        r = atx_error_set(ATX_ESTATE, run->executed ? "the run has already been executed"
+                                                    : "tests are added before the run is "
+                                                      "split into shards");
         goto fail;
     }
     if ((r = executor_for(run, atx_test_executor(t), &x)) < 0) {
@@ -661,7 +663,7 @@ int atx_run_add_test(atx_run *run, atx_test *t)
     ts->exec = x;
     if ((r = atx_vec_push(&run->tests, ts)) < 0)
         goto fail;
-    r = name_set_add(&run->names, ts);
+    r = atx_names_add(&run->names, ts);
     if (r <= 0) {
         run->tests.len--;
         if (r == 0)
@@ -976,7 +978,7 @@ typedef struct jr_lost {
 static int resume_test(void *ud, int64_t id, const char *name)
 {
     resume_ctx *c = ud;
-    test_state *ts = name_set_find(&c->run->names, name);
+    test_state *ts = atx_names_find(&c->run->names, name);
 
     if (!ts)
         return atx_error_set(ATX_EINVAL, "cannot resume the run in %s: its test %s is not in "
@@ -1277,7 +1279,7 @@ const char *atx_run_sys_class(atx_run *run, const atx_labels *labels)
 static int hist_row(void *ud, const char *name, const char *cls, int64_t ns)
 {
     atx_run *run = ud;
-    test_state *ts = name_set_find(&run->names, name);
+    test_state *ts = atx_names_find(&run->names, name);
     bool match = false;
 
     if (!ts || ns <= 0)

@@ -237,6 +237,30 @@ ATX_API int atx_run_report(atx_run *run, atx_summary *summary);
 ATX_API int atx_run_set_history(atx_run *run, const char *path);
 
 /**
+ * Keep only shard @p index (1-based) of @p count of the run's tests, so that
+ * @p count runs of the same tests together run each exactly once. Tests are
+ * split by expected duration (atx_run_test_expected()): longest first, each
+ * to the shard with the least expected work so far (ties: the lowest shard;
+ * equal durations by name); tests without an estimate are dealt round robin
+ * by name, the lightest shards first. The split depends on the tests' names
+ * and estimates only: every shard computes the same one when all see the
+ * same tests and the same history. A resumed run (ATX_JOURNAL_RESUME) keeps
+ * the tests its journal holds. The journal keeps "shard" = "K/N".
+ * Call after every test is added and after atx_run_set_history() and
+ * atx_run_set_journal(), before executing; tests cannot be added after.
+ * @return 0; ATX_EINVAL (not 1 <= index <= count, or a resumed run that was
+ *         another shard); ATX_ESTATE (executed, or already a shard).
+ */
+ATX_API int atx_run_set_shard(atx_run *run, unsigned index, unsigned count);
+/**
+ * The expected duration of test @p i as shards are split by it: the longest
+ * the history (atx_run_set_history()) knows for its name over all system
+ * classes, else the declared duration; 0 when unknown (or @p i is out of
+ * range). Reads the history the first time; not while executing.
+ */
+ATX_API int64_t atx_run_test_expected(atx_run *run, size_t i);
+
+/**
  * How many aggregators failed (an error was logged for each): a report is
  * missing or incomplete, or results could not be delivered. The atx command
  * exits 3 then.
