@@ -54,7 +54,8 @@ static const char run_usage[] =
     "  --test NAME          the tree's tests whose names match NAME (a regular\n"
     "                       expression, as tmt's; repeatable)\n"
     "  -c KEY=VALUE         fmf context for adjust rules (repeatable)\n"
-    "  --provisioner SPEC   local[:N], podman:IMAGE[:N], ssh:POOLFILE; repeatable\n"
+    "  --provisioner SPEC   local[:N], podman:IMAGE[:N], ssh:POOLFILE,\n"
+    "                       slurm:[PARTITION][:N]; repeatable\n"
     "                       (default local with -j slots)\n"
     "  -j, --jobs N         slots of the default local provisioner (default: cores)\n"
     "  -o, --results DIR    results directory (default atx-results/<UTC time>)\n"
@@ -120,11 +121,19 @@ static const char list_usage[] =
 
 static const char report_usage[] =
     "usage: atx report DIR [options]\n"
+    "       atx report --merge OUT DIR... [options]\n"
     "\n"
     "Rebuild the reports of the run in DIR from its journal: the run's own, or\n"
-    "those the options name.\n"
+    "those the options name. With --merge, one set of reports in OUT (JUnit,\n"
+    "JSON lines and the HTML page, and those the options name) from the\n"
+    "journals of several runs, such as the shards of one plan.\n"
     "\n"
     "options:\n"
+    "  --merge OUT          merge the runs in DIR... into reports in OUT; a test\n"
+    "                       in two runs, shards of different N or one shard twice\n"
+    "                       are refused (exit 2, nothing written); a missing\n"
+    "                       shard is named, the reports of the others are\n"
+    "                       written, and atx exits 3\n"
     "  --junit FILE         a JUnit XML report\n"
     "  --jsonl FILE         a JSON lines report\n"
     "  --html FILE          the HTML report page\n"
@@ -133,7 +142,8 @@ static const char report_usage[] =
     "  --plugin-path DIR    search DIR for plugins first (repeatable)\n"
     "\n"
     "example:\n"
-    "  atx report atx-results/nightly --html /srv/www/nightly.html\n";
+    "  atx report atx-results/nightly --html /srv/www/nightly.html\n"
+    "  atx report --merge merged shard-1 shard-2 shard-3 shard-4\n";
 
 static const char plugins_usage[] =
     "usage: atx plugins [--plugin-path DIR]...\n"
@@ -239,6 +249,7 @@ typedef struct options {
     int max_running;
     unsigned shard_k, shard_n; /* --shard K/N; 0/0 none */
     const char *resume;
+    const char *merge;  /* atx report --merge OUT */
     const char *history;
     bool no_history;
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
@@ -281,7 +292,7 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -306,6 +317,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "no-history", no_argument, NULL, O_NOHIST },
         { "max-running", required_argument, NULL, O_MAXRUN },
         { "shard", required_argument, NULL, O_SHARD },
+        { "merge", required_argument, NULL, O_MERGE },
         { "bud", no_argument, NULL, O_BUD },
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "runner-account", required_argument, NULL, O_ACCOUNT },
@@ -405,6 +417,7 @@ static int parse_options(int argc, char **argv, options *o)
                 return usage_error("--shard takes K/N, shard K of N with 1 <= K <= N "
                                    "(--shard 2/4), not '%s'", optarg);
             break;
+        case O_MERGE: o->merge = optarg; break;
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -729,6 +742,22 @@ static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
         json_object_object_add(c, "image", json_object_new_string(img));
         json_object_object_add(c, "slots", json_object_new_int((int)slots));
         free(img);
+    } else if (strcmp(name, "slurm") == 0 && colon) {
+        /* slurm:PARTITION[:N] (an empty PARTITION: any) */
+        char *part = strdup(colon + 1), *last = strchr(part, ':'), *end = NULL;
+        if (last) {
+            long count = strtol(last + 1, &end, 10);
+            if (!last[1] || *end || count < 1 || count > 4096) {
+                free(part);
+                json_object_put(c);
+                return atx_error_set(ATX_EINVAL, "slurm:PARTITION:N takes N from 1 to 4096");
+            }
+            json_object_object_add(c, "slots", json_object_new_int((int)count));
+            *last = '\0';
+        }
+        if (*part)
+            json_object_object_add(c, "partition", json_object_new_string(part));
+        free(part);
     } else if (strcmp(name, "ssh") == 0 && colon) {
         char *pool = absolute(colon + 1);
         json_object_object_add(c, "pool", json_object_new_string(pool ? pool : colon + 1));
@@ -1034,6 +1063,8 @@ static int cmd_run(options *o)
 
     if (o->format)
         return usage_error("--format is for atx list");
+    if (o->merge)
+        return usage_error("--merge is for atx report");
     if (o->resume) {
         if ((rc = load_resumed(o, results, sizeof(results), &keep)) != 0)
             goto out;
@@ -1087,9 +1118,129 @@ out:
     return rc;
 }
 
+typedef struct merged_run {
+    const char *dir;
+    unsigned k, n; /* its shard; 0/0 unsharded */
+} merged_run;
+
+static int cmp_shard(const void *a, const void *b)
+{
+    const merged_run *x = a, *y = b;
+    return (x->k > y->k) - (x->k < y->k);
+}
+
+/* atx report --merge OUT DIR...: one set of reports from several runs. The
+ * shards are checked here, before the library reads any result: shards of
+ * different N or one shard twice are refused; a missing shard is named
+ * after the reports of the others are written (exit 3: the reports are
+ * not of the whole plan). */
+static int cmd_merge(options *o)
+{
+    atx_plugins *reg = NULL;
+    atx_run *run = NULL;
+    atx_run_opts ro = ATX_RUN_OPTS_INIT;
+    merged_run *runs = calloc((size_t)o->npaths_args + 1, sizeof(*runs));
+    const char **dirs = calloc((size_t)o->npaths_args + 1, sizeof(*dirs));
+    char **reports = calloc(5 + o->nreport_specs, sizeof(char *)), missing[256] = "";
+    size_t nrep = 0, sharded = 0;
+    atx_summary sum;
+    int rc = EXIT_USAGE;
+
+    if (!runs || !dirs || !reports) {
+        rc = usage_error("out of memory");
+        goto out;
+    }
+    if (o->npaths_args < 1 || o->plan || o->nprov || o->resume || o->shard_n) {
+        rc = usage_error("atx report --merge OUT takes the results folders of the runs to "
+                         "merge (see atx report --help)");
+        goto out;
+    }
+    for (int i = 0; i < o->npaths_args; i++) {
+        char *v = NULL;
+        runs[i].dir = o->paths[i];
+        if (atx_journal_meta(o->paths[i], "shard", &v) < 0) {
+            rc = fail_last();
+            goto out;
+        }
+        if (v && parse_shard(v, &runs[i].k, &runs[i].n) < 0) {
+            rc = cli_error(EXIT_USAGE, "%s: its journal names no shard K/N but '%s'",
+                           o->paths[i], v);
+            free(v);
+            goto out;
+        }
+        sharded += v != NULL;
+        free(v);
+    }
+    if (sharded && sharded != (size_t)o->npaths_args) {
+        for (int i = 0; i < o->npaths_args; i++)
+            if (!runs[i].n) {
+                rc = cli_error(EXIT_USAGE, "%s ran the whole plan, not a shard: shards are "
+                               "merged with shards only", runs[i].dir);
+                goto out;
+            }
+    }
+    if (sharded) {
+        qsort(runs, (size_t)o->npaths_args, sizeof(*runs), cmp_shard);
+        for (int i = 0; i < o->npaths_args; i++) {
+            if (runs[i].n != runs[0].n) {
+                rc = cli_error(EXIT_USAGE, "%s is shard %u/%u but %s is shard %u/%u: the "
+                               "shards of one split have one N", runs[0].dir, runs[0].k,
+                               runs[0].n, runs[i].dir, runs[i].k, runs[i].n);
+                goto out;
+            }
+            if (i > 0 && runs[i].k == runs[i - 1].k) {
+                rc = cli_error(EXIT_USAGE, "shard %u/%u is given twice: %s and %s", runs[i].k,
+                               runs[i].n, runs[i - 1].dir, runs[i].dir);
+                goto out;
+            }
+        }
+        /* The missing ones, "3/4, 5/8": at most a line's worth named. */
+        size_t next = 0, len = 0, count = 0;
+        for (unsigned k = 1; k <= runs[0].n; k++) {
+            if (next < (size_t)o->npaths_args && runs[next].k == k) {
+                next++;
+                continue;
+            }
+            if (count++ < 16)
+                len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%u/%u",
+                                        len ? ", " : "", k, runs[0].n);
+        }
+        if (count > 16)
+            snprintf(missing + len, sizeof(missing) - len, " and %zu more", count - 16);
+    }
+    for (int i = 0; i < o->npaths_args; i++)
+        dirs[i] = runs[i].dir;
+    ro.results_dir = o->merge;
+    ro.log = cli_log;
+    ro.log_userdata = &o->out;
+    if (make_registry(o, &reg) < 0 || (ro.plugins = reg, atx_run_new(&ro, &run)) < 0 ||
+        add_reports(run, o, true, reports, &nrep) < 0 ||
+        atx_run_report_merge(run, dirs, (size_t)o->npaths_args, &sum) < 0) {
+        rc = fail_last();
+        goto out;
+    }
+    cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
+    rc = atx_summary_exit_code(&sum);
+    if (atx_run_failed_aggregators(run))
+        rc = 3; /* a report is missing */
+    if (*missing)
+        rc = cli_error(3, "missing shard%s %s: the merged reports hold %zu of the %u shards",
+                       strchr(missing, ',') || strstr(missing, "more") ? "s" : "", missing,
+                       sharded, runs[0].n);
+out:
+    atx_run_free(run);
+    atx_plugins_free(reg);
+    free_strv(reports);
+    free(runs);
+    free(dirs);
+    return rc;
+}
+
 /* atx report DIR: the reports again, from the journal alone. */
 static int cmd_report(options *o)
 {
+    if (o->merge)
+        return cmd_merge(o);
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
     atx_run_opts ro = ATX_RUN_OPTS_INIT;
@@ -1162,8 +1313,9 @@ static int cmd_list(options *o)
     size_t all = 0, unknown = 0;
     int64_t total = 0;
 
-    if (o->resume)
-        return usage_error("--resume is for atx run");
+    if (o->resume || o->merge)
+        return usage_error("%s is for atx %s", o->resume ? "--resume" : "--merge",
+                           o->resume ? "run" : "report");
     /* Listing resolves tests exactly as a run would, without running. */
     if (!mkdtemp(tmp))
         return usage_error("cannot create a temporary folder: %s", strerror(errno));

@@ -521,7 +521,8 @@ static int set_packed_labels(atx_result *r, const char *system, const char *blob
     return e;
 }
 
-int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, atx_result *), void *ud)
+int jr_each_result(journal *j, int64_t max_seq, const jr_rebase *rb,
+                   int (*fn)(void *, atx_result *), void *ud)
 {
     sqlite3_stmt *st;
     int r, rc;
@@ -546,8 +547,17 @@ int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, atx_result *),
         atx_result_set_attempt(res, sqlite3_column_int(st, 5));
         atx_result_set_final(res, sqlite3_column_int(st, 6));
         atx_result_set_times(res, sqlite3_column_int64(st, 7), sqlite3_column_int64(st, 8));
-        r = set_packed_labels(res, col_text(st, 9), sqlite3_column_blob(st, 10),
+        const char *sys = col_text(st, 9);
+        char *relabelled = NULL;
+        if (rb && rb->system_label && sys &&
+            asprintf(&relabelled, "%s (%s)", sys, rb->system_label) < 0) {
+            atx_result_unref(res);
+            r = atx_error_oom();
+            break;
+        }
+        r = set_packed_labels(res, relabelled ? relabelled : sys, sqlite3_column_blob(st, 10),
                               (size_t)sqlite3_column_bytes(st, 10));
+        free(relabelled);
         if (r == 0 && sqlite3_column_type(st, 11) != SQLITE_NULL)
             r = atx_result_set_exit_code(res, sqlite3_column_int(st, 11));
         const char *files = sqlite3_column_blob(st, 12);
@@ -556,7 +566,15 @@ int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, atx_result *),
             size_t l = strnlen(files + off, flen - off);
             if (off + l >= flen)
                 break;
-            r = atx_result_add_file(res, files + off);
+            if (rb && rb->file_prefix) {
+                char *p = NULL;
+                r = asprintf(&p, "%s%s", rb->file_prefix, files + off) < 0
+                        ? atx_error_oom()
+                        : atx_result_add_file(res, p);
+                free(p);
+            } else {
+                r = atx_result_add_file(res, files + off);
+            }
             off += l + 1;
         }
         for (int s = 0; r == 0 && s < 2; s++) {

@@ -55,9 +55,18 @@ ATX_INTERNAL int jr_each_test(journal *j, int (*fn)(void *, int64_t, const char 
 ATX_INTERNAL int jr_each_attempt(journal *j, int (*fn)(void *, const jr_attempt *), void *ud);
 /* Tests' own final results, in order. */
 ATX_INTERNAL int jr_each_final(journal *j, int (*fn)(void *, const jr_final *), void *ud);
-/* Every result up to max_seq, in order, rebuilt in full; fn takes it. */
-ATX_INTERNAL int jr_each_result(journal *j, int64_t max_seq, int (*fn)(void *, atx_result *),
-                                void *ud);
+/* How a merge shows another run's results: its files as seen from the
+ * merged reports' folder (file_prefix + path), its systems told apart from
+ * other runs' ("local-1 (shard 2/4)" with system_label "shard 2/4"). */
+typedef struct jr_rebase {
+    const char *file_prefix;
+    const char *system_label;
+} jr_rebase;
+
+/* Every result up to max_seq, in order, rebuilt in full (and rebased, when
+ * rb is not NULL); fn takes it. */
+ATX_INTERNAL int jr_each_result(journal *j, int64_t max_seq, const jr_rebase *rb,
+                                int (*fn)(void *, atx_result *), void *ud);
 ATX_INTERNAL int64_t jr_last_seq(journal *j);
 ATX_INTERNAL int jr_count_tests(journal *j, size_t *n);
 ATX_INTERNAL size_t jr_count_results(journal *j);

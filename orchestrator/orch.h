@@ -194,12 +194,31 @@ struct atx_run {
     history *hist;
     atx_vec sys_classes;       /* char*: interned system class names */
 
+    /* atx_run_report_merge() (merge.c): merge_src*, the runs merged */
+    atx_vec sources;
+
     /* sharding (shard.c) */
     unsigned shard_index, shard_count; /* 0/0: the whole plan */
     bool split_estimated;      /* split_ns of every test is set */
 };
 
+/* A run whose journal atx_run_report_merge() reads. */
+typedef struct merge_src {
+    const char *dir;        /* as the caller named it (borrowed) */
+    journal *jr;
+    int64_t last_seq;
+    char *label;            /* "shard 2/4", or the folder's name */
+    char *prefix;           /* from the merged reports' folder to the run's */
+    jr_rebase rb;
+    char *shard;            /* its journal's "shard" meta, or NULL */
+} merge_src;
+
 /* run.c */
+/* The aggregator thread: begin, replays, the queue until closed, end. */
+ATX_INTERNAL void *atx_run_agg_main(void *arg);
+/* Add a journal's tests, attempts and final results to the run's summary,
+ * as atx_run_report() reports them. */
+ATX_INTERNAL int atx_run_tally(atx_run *run, journal *j);
 ATX_INTERNAL void atx_run_logf(atx_run *run, atx_log_level level, const char *fmt, ...)
     ATX_PRINTF(3, 4);
 ATX_INTERNAL void atx_run_wake(atx_run *run);

@@ -853,7 +853,7 @@ static int replay_one(void *ud, atx_result *r)
     return 0;
 }
 
-static void *agg_main(void *arg)
+void *atx_run_agg_main(void *arg)
 {
     atx_run *run = arg;
     atx_run_info info = {
@@ -872,9 +872,15 @@ static void *agg_main(void *arg)
         if (g->vt->begin && (r = g->vt->begin(g->state, &info)) < 0)
             agg_failed(run, g, "begin", r);
     }
-    /* A resumed run's reports start with what the journal holds. */
-    if (run->replay_seq > 0 && jr_each_result(run->jr, run->replay_seq, replay_one, run) < 0)
+    /* A resumed run's reports start with what the journal holds; merged
+     * reports are the journals of the runs merged, one after the other. */
+    if (run->replay_seq > 0 && jr_each_result(run->jr, run->replay_seq, NULL, replay_one, run) < 0)
         atx_run_logf(run, ATX_LOG_ERROR, "%s", atx_error_last()->message);
+    for (size_t i = 0; i < run->sources.len; i++) {
+        merge_src *m = run->sources.items[i];
+        if (jr_each_result(m->jr, m->last_seq, &m->rb, replay_one, run) < 0)
+            atx_run_logf(run, ATX_LOG_ERROR, "%s", atx_error_last()->message);
+    }
     for (;;) {
         pthread_mutex_lock(&run->agg_mu);
         while (!run->agg_head && !run->agg_closing)
@@ -1511,7 +1517,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     if ((r = journal_start(run)) < 0)
         return r;
 
-    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
+    if ((r = pthread_create(&run->agg_thread, NULL, atx_run_agg_main, run)) != 0)
         return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
 
     start_provisioners(run);
@@ -1657,9 +1663,29 @@ static int report_final(void *ud, const jr_final *f)
     return 0;
 }
 
-int atx_run_report(atx_run *run, atx_summary *summary)
+int atx_run_tally(atx_run *run, journal *j)
 {
     report_ctx c = { .run = run };
+    size_t done = run->done;
+    int r;
+
+    if ((r = jr_count_tests(j, &c.n)) < 0)
+        return r;
+    run->summary.tests += c.n;
+    if (!(c.failed_once = calloc(c.n + 1, sizeof(bool))))
+        return atx_error_oom();
+    r = jr_each_attempt(j, report_attempt, &c);
+    if (r == 0)
+        r = jr_each_final(j, report_final, &c);
+    free(c.failed_once);
+    /* Tests the journal has no final result for: the run is unfinished. */
+    if (r == 0)
+        run->summary.not_run += c.n - (run->done - done);
+    return r;
+}
+
+int atx_run_report(atx_run *run, atx_summary *summary)
+{
     char *v;
     int r;
 
@@ -1682,23 +1708,12 @@ int atx_run_report(atx_run *run, atx_summary *summary)
     if ((v = jr_meta_get(run->jr, "duration_ns")))
         run->summary.duration_ns = strtoll(v, NULL, 10);
     free(v);
-    if ((r = jr_count_tests(run->jr, &c.n)) < 0)
+    if ((r = atx_run_tally(run, run->jr)) < 0)
         return r;
-    run->summary.tests = c.n;
-    if (!(c.failed_once = calloc(c.n + 1, sizeof(bool))))
-        return atx_error_oom();
-    r = jr_each_attempt(run->jr, report_attempt, &c);
-    if (r == 0)
-        r = jr_each_final(run->jr, report_final, &c);
-    free(c.failed_once);
-    if (r < 0)
-        return r;
-    /* Tests the journal has no final result for: the run is unfinished. */
-    run->summary.not_run += c.n - run->done;
     run->replay_seq = jr_last_seq(run->jr);
     run->replay_count = jr_count_results(run->jr);
     run->agg_closing = true;
-    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
+    if ((r = pthread_create(&run->agg_thread, NULL, atx_run_agg_main, run)) != 0)
         return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
     pthread_join(run->agg_thread, NULL);
     jr_close(run->jr);

@@ -229,6 +229,22 @@ ATX_API int atx_journal_meta(const char *results_dir, const char *key, char **va
 ATX_API int atx_run_report(atx_run *run, atx_summary *summary);
 
 /**
+ * Merged reports: hand the results in the journals of the runs in
+ * @p dirs (@p n folders, each one atx_run_execute() wrote, such as the
+ * shards of one plan), run after run, to the run's aggregators, as
+ * atx_run_report() does for one. The run's results directory is where the
+ * merged reports go (made if missing); files of results are given relative
+ * to it. A system's id gets its run's label: "local-1 (shard 2/4)" for a
+ * shard, "local-1 (DIR's name)" otherwise. The summary adds up the runs;
+ * it starts with the first run's start and ends with the last one's end.
+ * Nothing is written when the merge is refused.
+ * @return 0; ATX_ENOTFOUND (a folder without a journal), ATX_EPARSE (a
+ *         journal without a run), ATX_EEXIST (a test in two runs; the detail
+ *         names it and both folders), ATX_ESTATE (already executed).
+ */
+ATX_API int atx_run_report_merge(atx_run *run, const char *const *dirs, size_t n,
+                                 atx_summary *summary);
+/**
  * Duration history: a SQLite file (created if missing) that durations of
  * finished tests go to, per test name and system class (provider/arch/distro
  * labels), and that orders the next run's tests longest expected first.
