@@ -22,6 +22,11 @@ expect_eq "atx bud reg<TAB>" "$(complete_line atx bud reg)" "register"
 expect_eq "atx bud register --sock<TAB>" "$(complete_line atx bud register --sock)" "--socket-port"
 expect_eq "atx run --report ht<TAB>" "$(complete_line atx run --report ht)" "html"
 expect_eq "atx run --color al<TAB>" "$(complete_line atx run --color al)" "always"
+expect_eq "atx run --sh<TAB>" "$(complete_line atx run --sh)" "--shard"
+expect_eq "atx list --sh<TAB>" "$(complete_line atx list --sh)" "--shard"
+expect_eq "atx report --me<TAB>" "$(complete_line atx report --me)" "--merge"
+expect_eq "atx run --shard 3/4<TAB>" "$(complete_line atx run --shard 3/4)" "3/4"
+expect_eq "atx run --shard 1/<TAB>" "$(complete_line atx run --shard 1/ | wc -l)" "1"
 mkdir -p tree/.fmf
 echo 1 > tree/.fmf/version
 printf '/alpha:\n    test: "true"\n/beta:\n    test: "true"\n' > tree/main.fmf

@@ -38,8 +38,14 @@ _atx() {
         --plan|--junit|--jsonl|--html|--ctrf|--history|--password-file|--resume|-o|--results)
             COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
-        --plugin-path|--plan-dir)
+        --plugin-path|--plan-dir|--merge)
             COMPREPLY=($(compgen -d -- "$cur"))
+            return ;;
+        --shard)
+            # K/N: the first shard of the N already typed, else of 2.
+            local n=${cur#*/}
+            [[ $cur == */* && $n =~ ^[0-9]+$ ]] || n=2
+            COMPREPLY=($(compgen -W "$(seq -s ' ' -f "%g/$n" 1 "$n")" -- "$cur"))
             return ;;
         --report)
             COMPREPLY=($(compgen -W "$("$atx" plugins 2>/dev/null | awk '$2 == "aggregator" {print $1}')" -- "$cur"))
