@@ -14,6 +14,8 @@
 #include <atx/plugin/process.h>
 #include <atx/plugin/provisioner.h>
 
+#include "command.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -28,7 +30,6 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#define OUT_MAX (4u << 20)            /* what we keep of a podman command's stdout */
 #define CMD_TIMEOUT_NS (120 * ATX_NSEC_PER_SEC)
 #define COPY_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
 
@@ -57,171 +58,6 @@ struct podman_state {
     unsigned leases;           /* ids: podman-1, podman-2, ... across the run */
 };
 
-/* ---- argument vectors ---- */
-
-typedef struct argv_buf {
-    const char **v;  /* NULL-terminated */
-    size_t len, cap;
-    char **own;      /* strings made here, freed with the vector */
-    size_t nown, capown;
-    bool oom;
-} argv_buf;
-
-static void av_add(argv_buf *a, const char *s)
-{
-    if (a->oom)
-        return;
-    if (a->len + 2 > a->cap) {
-        size_t cap = a->cap ? a->cap * 2 : 32;
-        const char **v = realloc(a->v, cap * sizeof(*v));
-        if (!v) {
-            a->oom = true;
-            return;
-        }
-        a->v = v;
-        a->cap = cap;
-    }
-    a->v[a->len++] = s;
-    a->v[a->len] = NULL;
-}
-
-static void av_addf(argv_buf *a, const char *fmt, ...) ATX_PRINTF(2, 3);
-static void av_addf(argv_buf *a, const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    int n;
-
-    if (a->oom)
-        return;
-    if (a->nown == a->capown) {
-        size_t cap = a->capown ? a->capown * 2 : 8;
-        char **own = realloc(a->own, cap * sizeof(*own));
-        if (!own) {
-            a->oom = true;
-            return;
-        }
-        a->own = own;
-        a->capown = cap;
-    }
-    va_start(ap, fmt);
-    n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        a->oom = true;
-        return;
-    }
-    a->own[a->nown++] = s;
-    av_add(a, s);
-}
-
-static void av_free(argv_buf *a)
-{
-    for (size_t i = 0; i < a->nown; i++)
-        free(a->own[i]);
-    free(a->own);
-    free(a->v);
-}
-
-/* ---- running podman ---- */
-
-typedef struct cmd_result {
-    char *out;        /* stdout, NUL-terminated (never NULL after a run) */
-    size_t out_len;
-    char err[4096];   /* the tail of stderr */
-    size_t err_len;
-    atx_exit ex;
-} cmd_result;
-
-static void cmd_result_release(cmd_result *res)
-{
-    free(res->out);
-    res->out = NULL;
-}
-
-/*
- * Run a podman command to its end, collecting its output. Gives up at
- * @p deadline_ns (monotonic) or when @p cancel_fd polls readable.
- * @return 0 when it ran (whatever its exit status: see res->ex);
- *         ATX_ESPAWN, ATX_ETIMEDOUT, ATX_ECANCELLED or -ENOMEM with detail.
- */
-static int run_cmd(argv_buf *a, int64_t deadline_ns, int cancel_fd, cmd_result *res)
-{
-    atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
-    atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
-    atx_proc_outcome pr;
-    atx_capture out, err;
-    int r;
-
-    memset(res, 0, sizeof(*res));
-    if (a->oom)
-        return atx_error_set(-ENOMEM, "out of memory");
-    so.argv = a->v;
-    so.flags = ATX_SPAWN_STDOUT_PIPE | ATX_SPAWN_STDERR_PIPE;
-    /* Keep stdout up to a cap, and the tail of stderr: podman's last line
-     * says what went wrong. */
-    atx_capture_init(&out, OUT_MAX, 0);
-    atx_capture_init(&err, 0, sizeof(res->err) - 1);
-    o.capture[0] = &out;
-    o.capture[1] = &err;
-    o.deadline_ns = deadline_ns > 0 ? &deadline_ns : NULL;
-    o.grace_ns = 100 * ATX_NSEC_PER_MSEC;
-    o.cancel_fd = cancel_fd;
-    r = atx_proc_run_spawn(NULL, &so, &o, &pr);
-    if (r == 0 && pr.interrupted)
-        r = atx_error_set(ATX_ECANCELLED, "%s %s was interrupted: the run stops", a->v[0], a->v[1]);
-    else if (r == 0 && (pr.exit.timed_out || pr.abandoned))
-        r = atx_error_set(ATX_ETIMEDOUT, "%s %s did not finish in time", a->v[0], a->v[1]);
-    res->ex = pr.exit;
-    char *text;
-    size_t len;
-    if (atx_capture_collect(&err, &text, &len) == 0) {
-        res->err_len = len < sizeof(res->err) ? len : sizeof(res->err) - 1;
-        memcpy(res->err, text + (len - res->err_len), res->err_len);
-        res->err[res->err_len] = '\0';
-        free(text);
-    }
-    if (atx_capture_collect(&out, &res->out, &res->out_len) < 0) {
-        res->out = NULL;
-        res->out_len = 0;
-    }
-    atx_capture_release(&out);
-    atx_capture_release(&err);
-    if (!res->out && !(res->out = calloc(1, 1)))
-        return atx_error_set(-ENOMEM, "out of memory");
-    return r;
-}
-
-static bool cmd_ok(const cmd_result *res)
-{
-    return res->ex.exited && res->ex.code == 0;
-}
-
-/* Why a command failed, in a few words: podman's last "Error: " line, or
- * else the last line it wrote to stderr. */
-static const char *cmd_why(cmd_result *res, char *buf, size_t len)
-{
-    char *err = res->err, *line = NULL, *last = NULL;
-
-    for (char *p = err; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p)) {
-        size_t n = strcspn(p, "\r\n");
-        if (n == 0)
-            continue;
-        last = p;
-        if (strncmp(p, "Error: ", 7) == 0)
-            line = p + 7;
-    }
-    if (!line)
-        line = last;
-    if (line)
-        snprintf(buf, len, "%.*s", (int)strcspn(line, "\r\n"), line);
-    else if (res->ex.exited)
-        snprintf(buf, len, "podman exited with status %d", res->ex.code);
-    else
-        snprintf(buf, len, "podman was killed by signal %d", res->ex.signal);
-    return buf;
-}
-
 /* Begin a podman command line. */
 static void av_podman(argv_buf *a, const podman_state *s, const char *verb)
 {
@@ -230,38 +66,6 @@ static void av_podman(argv_buf *a, const podman_state *s, const char *verb)
 }
 
 /* ---- processes ---- */
-
-/* The start time of a process (field 22 of /proc/PID/stat), or "" if gone. */
-static void proc_start_time(const char *pid, char *buf, size_t len)
-{
-    char path[64], stat[1024];
-    ssize_t n;
-    int fd;
-
-    buf[0] = '\0';
-    snprintf(path, sizeof(path), "/proc/%s/stat", pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return;
-    n = read(fd, stat, sizeof(stat) - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    stat[n] = '\0';
-    /* The command name may hold spaces and parentheses: count from the last ')'. */
-    char *p = strrchr(stat, ')');
-    if (!p)
-        return;
-    p++;
-    for (int field = 3; field <= 22; field++) {
-        p += strspn(p, " ");
-        size_t w = strcspn(p, " \n");
-        if (field == 22) {
-            snprintf(buf, len, "%.*s", (int)w, p);
-            return;
-        }
-        p += w;
-    }
-}
 
 /* ---- configuration ---- */
 

@@ -12,6 +12,8 @@
 
 #include <atx/plugin/provisioner.h>
 
+#include "command.h" /* the probe command and the labels it yields */
+
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
 #include <pthread.h>
@@ -110,9 +112,6 @@ void sshp_disconnect(ssh_session s);
  */
 int sshp_run(ssh_session s, const char *host_name, const char *cmd, int64_t timeout_ns,
              char *out, size_t outlen, int *code);
-/** The probe command and the labels it yields. */
-extern const char sshp_probe_cmd[];
-int sshp_parse_facts(const char *text, atx_labels **out);
 /** Quote @p s for a POSIX shell ('...'), appending to @p buf. -1 if it does not fit. */
 int sshp_quote(char *buf, size_t len, size_t *pos, const char *s);
 

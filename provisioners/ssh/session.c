@@ -5,7 +5,6 @@
 #define _GNU_SOURCE 1
 #include "internal.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -266,67 +265,6 @@ out:
     ssh_channel_close(ch);
     ssh_channel_free(ch);
     return r;
-}
-
-const char sshp_probe_cmd[] =
-    "uname -m; uname -s; uname -r; uname -n; "
-    "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release 2>/dev/null";
-
-/* Lines: arch, kernel name, kernel release, node name, then os-release. */
-int sshp_parse_facts(const char *text, atx_labels **out)
-{
-    static const char *const first[] = { "arch", "os", "kernel", "hostname" };
-    char id[128] = "", ver[128] = "";
-    atx_labels *l;
-    int r;
-
-    if ((r = atx_labels_new(&l)) < 0)
-        return r;
-    const char *p = text;
-    for (size_t i = 0; *p; i++) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char line[512];
-        snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1), p);
-        p += n + (nl ? 1 : 0);
-        if (i < 4) {
-            if (i == 1)
-                for (char *c = line; *c; c++)
-                    *c = (char)tolower((unsigned char)*c);
-            if (*line)
-                atx_labels_set(l, first[i], line);
-            continue;
-        }
-        char *eq = strchr(line, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        char *v = eq + 1;
-        size_t vl = strlen(v);
-        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
-            v[vl - 1] = '\0';
-            v++;
-        }
-        if (strcmp(line, "ID") == 0)
-            snprintf(id, sizeof(id), "%s", v);
-        else if (strcmp(line, "VERSION_ID") == 0)
-            snprintf(ver, sizeof(ver), "%s", v);
-    }
-    if (!atx_labels_get(l, "arch")) {
-        atx_labels_free(l);
-        return atx_error_set(ATX_EINFRA, "the probe printed nothing");
-    }
-    if (*id) {
-        atx_labels_set(l, "os_id", id);
-        if (*ver) {
-            char distro[300];
-            atx_labels_set(l, "os_version_id", ver);
-            snprintf(distro, sizeof(distro), "%s-%s", id, ver);
-            atx_labels_set(l, "distro", distro);
-        }
-    }
-    *out = l;
-    return 0;
 }
 
 /* Wait for @p events on @p fd until @p until, looking at @p stop every 100 ms. */

@@ -399,11 +399,11 @@ static int probe_host(ssh_prov *p, host *h, atx_labels **facts, bool *refused, c
 
     int r = sshp_connect(p, h, p->connect_timeout_ns, &s, refused);
     if (r == 0) {
-        r = sshp_run(s, h->name, sshp_probe_cmd, COMMAND_TIMEOUT, out, sizeof(out), &code);
+        r = sshp_run(s, h->name, prov_probe_cmd, COMMAND_TIMEOUT, out, sizeof(out), &code);
         if (r == 0 && code != 0)
             r = atx_error_set(ATX_EINFRA, "the probe command exited %d", code);
         if (r == 0)
-            r = sshp_parse_facts(out, facts);
+            r = prov_parse_facts(out, facts);
         if (r < 0) {
             char msg[500];
             snprintf(msg, sizeof(msg), "%s", atx_error_last()->message);
@@ -660,7 +660,7 @@ static int open_lease(ssh_prov *p, host *h, unsigned n, int64_t deadline, lease 
     pos += (size_t)snprintf(cmd + pos, sizeof(cmd) - pos, "d=$(mktemp -d \"${TMPDIR:-/tmp}\"/");
     sshp_quote(cmd, sizeof(cmd), &pos, tmpl);
     pos += (size_t)snprintf(cmd + pos, sizeof(cmd) - pos, ") && printf '%%s\\n' \"$d\"%s%s",
-                            need_facts ? " && " : "", need_facts ? sshp_probe_cmd : "");
+                            need_facts ? " && " : "", need_facts ? prov_probe_cmd : "");
     if ((r = sshp_run(l->s, l->id, cmd, COMMAND_TIMEOUT, text, sizeof(text), &code)) == 0 &&
         code != 0)
         r = atx_error_set(ATX_EINFRA, "ssh: cannot make a work folder on %s (exit %d)", l->id,
@@ -685,7 +685,7 @@ static int open_lease(ssh_prov *p, host *h, unsigned n, int64_t deadline, lease 
     *nl = '\0';
     snprintf(l->workdir, sizeof(l->workdir), "%s", text);
     atx_labels *facts = NULL;
-    if (need_facts && sshp_parse_facts(nl + 1, &facts) == 0) {
+    if (need_facts && prov_parse_facts(nl + 1, &facts) == 0) {
         pthread_mutex_lock(&p->mu);
         if (!h->facts) {
             h->facts = facts;
