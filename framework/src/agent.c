@@ -578,8 +578,12 @@ static void *pump_main(void *arg)
                 flush_out(c);
         }
         int first_proc = out_at >= 0 ? out_at : in_at >= 0 ? in_at : hurry_at >= 0 ? hurry_at : 0;
-        if (k > 0 && hurry_at >= 0 && pfd[hurry_at].revents)
-            c->hurry_at = atx_now_ns() + HURRY_WAIT_NS;
+        if (k > 0 && hurry_at >= 0 && pfd[hurry_at].revents) {
+            if (!c->hello)
+                lose(c, "was given up: the run stops before its agent started");
+            else
+                c->hurry_at = atx_now_ns() + HURRY_WAIT_NS;
+        }
         for (size_t i = (size_t)first_proc + 1; k > 0 && i < n; i++) {
             if (!pfd[i].revents)
                 continue;
@@ -676,15 +680,22 @@ int agent_conn_start(atx_proc *boot, const char *system_id, const agent_liveness
         goto fail;
     }
     c->pump_started = true;
+    /* A started agent says hello at once: a system that passes nothing on
+     * within the liveness timeout is as good as frozen. */
+    int64_t started = atx_now_ns(), hello_by = atx_add_sat(started, c->lv.timeout_ns);
+    if (!deadline_ns || hello_by < deadline_ns)
+        deadline_ns = hello_by;
     pthread_mutex_lock(&c->mu);
     while (!c->hello && !c->lost && cv_wait(c, deadline_ns))
         ;
     if (c->hello && c->version != AGENT_PROTOCOL_VERSION)
         r = atx_error_set(ATX_EINFRA, "the agent on %s speaks protocol %u, atx speaks %d",
                           system_id, c->version, AGENT_PROTOCOL_VERSION);
+    else if (!c->hello && c->lost)
+        r = atx_error_set(ATX_EINFRA, "the agent on %s did not start: %s", system_id, c->why);
     else if (!c->hello)
-        r = atx_error_set(ATX_EINFRA, "the agent on %s did not start: %s", system_id,
-                          c->lost ? c->why : "no hello in time");
+        r = atx_error_set(ATX_EINFRA, "the agent on %s did not start: no word from it in %.3gs",
+                          system_id, (double)(atx_now_ns() - started) / ATX_NSEC_PER_SEC);
     else
         r = 0;
     c->last_ping_at = c->last_rx_at = atx_now_ns();
