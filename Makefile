@@ -17,7 +17,7 @@ BUILD_PKGS = cmake make gcc libc6-dev pkg-config python3 libjson-c-dev libxml2-d
 TEST_PKGS  = $(BUILD_PKGS) libxml2-utils python3-junitparser clang libclang-rt-14-dev \
              openssh-server openssh-client podman runc busybox-static sqlite3 \
              chromium python3-pytest python3-jsonschema iproute2 procps \
-             debhelper dpkg-dev lintian
+             debhelper dpkg-dev lintian munge slurmctld slurmd slurm-client util-linux
 
 .PHONY: all build demo check test test-asan test-tsan test-fuzz deps-build deps-test deb clean
 

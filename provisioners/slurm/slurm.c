@@ -1,0 +1,998 @@
+/*
+ * slurm: each lease is a Slurm allocation of one task on one node, made and
+ * driven with Slurm's own commands, so a lab's cluster lends its machines to
+ * a run the way it lends them to anyone else: `salloc --no-shell` allocates,
+ * `srun --jobid --overlap` runs steps in the allocation (the facts probe,
+ * the agent program's upload, then the agent itself, whose standard streams
+ * are the lease's byte stream as with `podman exec -i`), `scancel` gives it
+ * back. `sinfo` tells the nodes: their CPUs make the capacity, and each kind
+ * of node (partition, features, GRES) is an offer. A test's requirements
+ * choose the kind, which becomes --partition and --constraint.
+ *
+ * A job cancelled by someone else, a node set down or a time limit reached
+ * ends the agent's step: the lease is lost, the attempt `infra`, and the test
+ * goes to another allocation.
+ *
+ * Every job is named atx-<host>-<pid>-<pid start>-<random>-<n>, so the next
+ * start on this host cancels what a crashed run left allocated without
+ * touching the jobs of runs still going.
+ */
+#define _GNU_SOURCE 1
+#include <atx/plugin/process.h>
+#include <atx/plugin/provisioner.h>
+
+#include "command.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CMD_TIMEOUT_NS (60 * ATX_NSEC_PER_SEC)
+#define COPY_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
+#define COPY_MAX (64u << 20) /* the agent program is about 1 MiB */
+
+extern char **environ;
+
+typedef struct slurm_state slurm_state;
+
+/* Nodes alike for a test: one partition, features and GRES. An offer. */
+typedef struct node_kind {
+    char *partition;
+    char *features;   /* "a,b", or "" */
+    atx_labels *labels;
+    int cpus;         /* of its usable nodes */
+    int leased;       /* our allocations on it */
+} node_kind;
+
+typedef struct node {
+    char *name;
+    size_t kind;      /* the first kind it is of */
+} node;
+
+/* One allocation (a system's impl). */
+typedef struct allocation {
+    slurm_state *owner;
+    char name[160];      /* the job's name */
+    char jobid[32];
+    char node[128];
+    char workdir[PATH_MAX];
+    size_t kind;
+} allocation;
+
+struct slurm_state {
+    atx_plugin_ctx *ctx;
+    const char *partition;      /* borrowed from the configuration; NULL: any */
+    const char *account;
+    const char *workdir;        /* on the nodes: where each lease's folder is made */
+    int64_t time_limit_min;     /* 0: the partition's */
+    const char **salloc_options, **srun_options; /* NULL-terminated, borrowed */
+    const char **unset_env;     /* SLURM_* names of this process (not SLURM_CONF) */
+    int64_t slots;              /* configured; 0: the CPUs sinfo counts */
+    atx_labels *conf_labels;
+    node_kind *kinds;
+    size_t nkinds;
+    node *nodes;
+    size_t nnodes;
+    int capacity;
+    char host[64], pid[24], pidstart[32];
+    char run_id[160];           /* <host>-<pid>-<pid start>-<random> */
+    pthread_mutex_t mu;
+    int leased;
+    unsigned leases;            /* ids: slurm-1, slurm-2, ... across the run */
+};
+
+/* ---- commands ---- */
+
+/* Begin a Slurm command line: without this process's own SLURM_* settings
+ * (a run inside a job, an array shard say, must not pass its job's
+ * geometry to the allocations it makes). */
+static void av_slurm(argv_buf *a, const slurm_state *s, const char *cmd)
+{
+    if (s->unset_env[0]) {
+        av_add(a, "env");
+        for (size_t i = 0; s->unset_env[i]; i++) {
+            av_add(a, "-u");
+            av_add(a, s->unset_env[i]);
+        }
+    }
+    av_add(a, cmd);
+}
+
+/* `srun` for a step in the allocation, up to the program. */
+static void av_step(argv_buf *a, const allocation *al)
+{
+    const slurm_state *s = al->owner;
+
+    av_slurm(a, s, "srun");
+    av_addf(a, "--jobid=%s", al->jobid);
+    av_add(a, "--overlap");
+    av_add(a, "--nodes=1");
+    av_add(a, "--ntasks=1");
+    av_add(a, "--quiet");
+    /* Slurm passes a step's output on by whole lines unless told not to: the
+     * agent's stream is binary and its messages end anywhere. */
+    av_add(a, "--unbuffered");
+    for (size_t i = 0; s->srun_options[i]; i++)
+        av_add(a, s->srun_options[i]);
+}
+
+/* Run a command to its end; 0 when it exited 0, else ATX_EINFRA (or the
+ * run's cancel) with "slurm: WHAT: why" as the detail. */
+static int run_ok(argv_buf *a, const char *input, size_t input_len, int64_t deadline_ns,
+                  int cancel_fd, cmd_result *res, const char *what)
+{
+    char why[512];
+    int r = run_cmd_input(a, input, input_len, deadline_ns, cancel_fd, res);
+
+    if (r < 0)
+        return atx_error_set(r == ATX_ECANCELLED ? r : ATX_EINFRA, "slurm: %s: %s", what,
+                             atx_error_last()->message);
+    if (!cmd_ok(res))
+        return atx_error_set(ATX_EINFRA, "slurm: %s: %s", what, cmd_why(res, why, sizeof(why)));
+    return 0;
+}
+
+static void cancel_jobs(slurm_state *s, const char *const *ids, size_t n)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    char why[512];
+    int r;
+
+    if (n == 0)
+        return;
+    av_slurm(&a, s, "scancel");
+    for (size_t i = 0; i < n; i++)
+        av_add(&a, ids[i]);
+    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
+    if (r < 0 || !cmd_ok(&res))
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot cancel job %s%s: %s", ids[0],
+                       n > 1 ? " and others" : "",
+                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
+    cmd_result_release(&res);
+    av_free(&a);
+}
+
+/* ---- configuration ---- */
+
+static int read_strings(slurm_state *s, const char *key, const char ***out)
+{
+    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
+    json_object *list;
+    size_t n = 0;
+
+    if (json_object_object_get_ex((json_object *)cfg, key, &list)) {
+        if (!json_object_is_type(list, json_type_array))
+            return atx_error_set(ATX_EINVAL, "slurm: '%s' must be a list of strings", key);
+        n = json_object_array_length(list);
+    }
+    if (!(*out = calloc(n + 1, sizeof(**out))))
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_object *v = json_object_array_get_idx(list, i);
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "slurm: '%s' item %zu must be a string", key, i + 1);
+        (*out)[i] = json_object_get_string(v);
+    }
+    return 0;
+}
+
+static int read_labels(slurm_state *s)
+{
+    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
+    json_object *conf;
+    int r;
+
+    if ((r = atx_labels_new(&s->conf_labels)) < 0)
+        return r;
+    if (!json_object_object_get_ex((json_object *)cfg, "labels", &conf))
+        return 0;
+    if (!json_object_is_type(conf, json_type_object))
+        return atx_error_set(ATX_EINVAL, "slurm: 'labels' must be an object of strings");
+    json_object_object_foreach(conf, k, v) {
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "slurm: label '%s' must be a string", k);
+        if ((r = atx_labels_set(s->conf_labels, k, json_object_get_string(v))) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The SLURM_* names in this process's environment, but SLURM_CONF. */
+static int read_unset_env(slurm_state *s)
+{
+    size_t n = 0, k = 0;
+
+    for (char **e = environ; e && *e; e++)
+        n++;
+    if (!(s->unset_env = calloc(n + 1, sizeof(*s->unset_env))))
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (char **e = environ; e && *e; e++) {
+        size_t len = strcspn(*e, "=");
+        if (strncmp(*e, "SLURM_", 6) != 0 || (len == 10 && strncmp(*e, "SLURM_CONF", 10) == 0))
+            continue;
+        char *name = strndup(*e, len);
+        if (!name)
+            return atx_error_set(-ENOMEM, "out of memory");
+        s->unset_env[k++] = name;
+    }
+    return 0;
+}
+
+static void slurm_destroy(void *state);
+
+static int slurm_create(atx_plugin_ctx *ctx, void **out)
+{
+    static const char *const keys[] = { "partition", "account", "time_limit", "salloc_options",
+                                        "srun_options", "slots", "labels", "workdir", NULL };
+    slurm_state *s;
+    const char *partition = NULL, *account = NULL, *limit = NULL, *workdir = "/tmp";
+    int64_t slots = 0, limit_ns = 0;
+    uint32_t rnd = 0;
+    int r;
+
+    if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "partition", &partition)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "account", &account)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "time_limit", &limit)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0)
+        return r;
+    if (slots < 0 || slots > 4096)
+        return atx_error_set(ATX_EINVAL, "slurm: 'slots' must be 1 to 4096, not %lld",
+                             (long long)slots);
+    if (limit && (atx_duration_parse(limit, &limit_ns) < 0 || limit_ns <= 0))
+        return atx_error_set(ATX_EINVAL,
+                             "slurm: 'time_limit' must be a duration such as 90m or 2h, not '%s'",
+                             limit);
+    if (workdir[0] != '/')
+        return atx_error_set(ATX_EINVAL,
+                             "slurm: 'workdir' must be an absolute path on the nodes, not '%s'",
+                             workdir);
+    if (partition && (!*partition || strpbrk(partition, " \t\n")))
+        return atx_error_set(ATX_EINVAL, "slurm: 'partition' must name one or more partitions "
+                                         "(a,b), not '%s'", partition);
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return atx_error_set(-ENOMEM, "out of memory");
+    s->ctx = ctx;
+    s->partition = partition;
+    s->account = account && *account ? account : NULL;
+    s->workdir = workdir;
+    s->slots = slots;
+    /* Slurm counts whole minutes: round up. */
+    s->time_limit_min = limit_ns ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC)
+                                 : 0;
+    pthread_mutex_init(&s->mu, NULL);
+    if ((r = read_labels(s)) < 0 || (r = read_strings(s, "salloc_options", &s->salloc_options)) < 0 ||
+        (r = read_strings(s, "srun_options", &s->srun_options)) < 0 ||
+        (r = read_unset_env(s)) < 0) {
+        slurm_destroy(s);
+        return r;
+    }
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (uint32_t)atx_now_ns() ^ (uint32_t)(uintptr_t)s;
+    if (gethostname(s->host, sizeof(s->host)) < 0 || !*s->host)
+        snprintf(s->host, sizeof(s->host), "host");
+    s->host[sizeof(s->host) - 1] = '\0';
+    s->host[strcspn(s->host, ".")] = '\0';
+    for (char *c = s->host; *c; c++)
+        if (*c == '-')
+            *c = '_'; /* '-' separates the name's parts */
+    snprintf(s->pid, sizeof(s->pid), "%ld", (long)getpid());
+    proc_start_time("self", s->pidstart, sizeof(s->pidstart));
+    snprintf(s->run_id, sizeof(s->run_id), "%s-%s-%s-%08x", s->host, s->pid, s->pidstart, rnd);
+    *out = s;
+    return 0;
+}
+
+static void free_nodes(slurm_state *s)
+{
+    for (size_t i = 0; i < s->nkinds; i++) {
+        free(s->kinds[i].partition);
+        free(s->kinds[i].features);
+        atx_labels_free(s->kinds[i].labels);
+    }
+    free(s->kinds);
+    for (size_t i = 0; i < s->nnodes; i++)
+        free(s->nodes[i].name);
+    free(s->nodes);
+    s->kinds = NULL;
+    s->nodes = NULL;
+    s->nkinds = s->nnodes = 0;
+}
+
+static void slurm_destroy(void *state)
+{
+    slurm_state *s = state;
+
+    if (!s)
+        return;
+    free_nodes(s);
+    atx_labels_free(s->conf_labels);
+    free(s->salloc_options);
+    free(s->srun_options);
+    for (size_t i = 0; s->unset_env && s->unset_env[i]; i++)
+        free((char *)s->unset_env[i]);
+    free(s->unset_env);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- nodes ---- */
+
+/* Whether sinfo's state word (%T) names a node that takes jobs now. */
+static bool usable_state(const char *st)
+{
+    static const char *const ok[] = { "idle", "mixed", "allocated", "completing", NULL };
+
+    if (strchr(st, '*') || strchr(st, '~') || strchr(st, '#') || strchr(st, '!') ||
+        strchr(st, '%') || strchr(st, '$') || strchr(st, '@'))
+        return false; /* not responding, powered down, powering up/down, maintenance */
+    for (size_t i = 0; ok[i]; i++)
+        if (strcmp(st, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The labels of a kind of node: provider, partition, its features (each a
+ * label feature.NAME=yes, all in features=a,b) and GRES (gres=gpu:2, each
+ * gres.NAME=COUNT), then the configured labels. */
+static int kind_labels(const slurm_state *s, const char *partition, const char *features,
+                       const char *gres, atx_labels **out)
+{
+    atx_labels *l;
+    char key[256], *copy = NULL, *save = NULL;
+    int r;
+
+    if ((r = atx_labels_new(&l)) < 0)
+        return r;
+    if ((r = atx_labels_set(l, "provider", "slurm")) < 0 ||
+        (r = atx_labels_set(l, "partition", partition)) < 0 ||
+        (*features && (r = atx_labels_set(l, "features", features)) < 0) ||
+        (*gres && (r = atx_labels_set(l, "gres", gres)) < 0))
+        goto out;
+    if (!(copy = strdup(features))) {
+        r = atx_error_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+    for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        snprintf(key, sizeof(key), "feature.%s", f);
+        if ((r = atx_labels_set(l, key, "yes")) < 0)
+            goto out;
+    }
+    free(copy);
+    /* gpu:2,gpu:tesla:1(S:0) -> gres.gpu=2, gres.gpu:tesla=1 */
+    if (!(copy = strdup(gres))) {
+        r = atx_error_set(-ENOMEM, "out of memory");
+        goto out;
+    }
+    for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+        g[strcspn(g, "(")] = '\0';
+        char *count = strrchr(g, ':');
+        if (!count || count == g)
+            continue;
+        *count++ = '\0';
+        snprintf(key, sizeof(key), "gres.%s", g);
+        if ((r = atx_labels_set(l, key, count)) < 0)
+            goto out;
+    }
+    r = atx_labels_merge(l, s->conf_labels);
+out:
+    free(copy);
+    if (r < 0)
+        atx_labels_free(l);
+    else
+        *out = l;
+    return r;
+}
+
+/* Add one line of `sinfo -N` (node|cpus|features|partition|gres|state). */
+static int add_node_line(slurm_state *s, char *line)
+{
+    char *f[6];
+    size_t n = 0;
+
+    for (char *p = line; n < 6; n++) {
+        f[n] = p;
+        char *bar = strchr(p, '|');
+        if (!bar) {
+            n++;
+            break;
+        }
+        *bar = '\0';
+        p = bar + 1;
+    }
+    if (n != 6 || !*f[0])
+        return 0; /* not a line of ours */
+    char *name = f[0], *partition = f[3], *state = f[5];
+    char *features = strcmp(f[2], "(null)") == 0 ? "" : f[2];
+    char *gres = strcmp(f[4], "(null)") == 0 ? "" : f[4];
+    char *end;
+    long cpus = strtol(f[1], &end, 10);
+    partition[strcspn(partition, "*")] = '\0'; /* the default partition's mark */
+    if (*end || cpus < 1 || !usable_state(state))
+        return 0;
+
+    size_t k;
+    for (k = 0; k < s->nkinds; k++)
+        if (strcmp(s->kinds[k].partition, partition) == 0 &&
+            strcmp(s->kinds[k].features, features) == 0 &&
+            strcmp(atx_labels_get(s->kinds[k].labels, "gres") ?: "", gres) == 0)
+            break;
+    if (k == s->nkinds) {
+        node_kind *kinds = realloc(s->kinds, (s->nkinds + 1) * sizeof(*kinds));
+        if (!kinds)
+            return atx_error_set(-ENOMEM, "out of memory");
+        s->kinds = kinds;
+        node_kind *nk = &kinds[k];
+        memset(nk, 0, sizeof(*nk));
+        s->nkinds++;
+        nk->partition = strdup(partition);
+        nk->features = strdup(features);
+        if (!nk->partition || !nk->features)
+            return atx_error_set(-ENOMEM, "out of memory");
+        int r = kind_labels(s, partition, features, gres, &nk->labels);
+        if (r < 0)
+            return r;
+    }
+    s->kinds[k].cpus += (int)cpus;
+
+    for (size_t i = 0; i < s->nnodes; i++)
+        if (strcmp(s->nodes[i].name, name) == 0)
+            return 0; /* in a second partition: its CPUs count once */
+    node *nodes = realloc(s->nodes, (s->nnodes + 1) * sizeof(*nodes));
+    if (!nodes)
+        return atx_error_set(-ENOMEM, "out of memory");
+    s->nodes = nodes;
+    if (!(nodes[s->nnodes].name = strdup(name)))
+        return atx_error_set(-ENOMEM, "out of memory");
+    nodes[s->nnodes++].kind = k;
+    s->capacity += (int)cpus;
+    return 0;
+}
+
+static int read_nodes(slurm_state *s)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    int r;
+
+    av_slurm(&a, s, "sinfo");
+    av_add(&a, "--noheader");
+    av_add(&a, "--Node");
+    av_add(&a, "--format=%N|%c|%f|%P|%G|%T");
+    if (s->partition)
+        av_addf(&a, "--partition=%s", s->partition);
+    r = run_ok(&a, NULL, 0, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res, "sinfo failed");
+    av_free(&a);
+    if (r == 0) {
+        for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); line && r == 0;
+             line = strtok_r(NULL, "\n", &save))
+            r = add_node_line(s, line);
+    }
+    cmd_result_release(&res);
+    if (r == 0 && s->nnodes == 0)
+        r = atx_error_set(ATX_EINFRA, "slurm: no node%s%s takes jobs now (sinfo lists none "
+                                      "idle, mixed or allocated)",
+                          s->partition ? " of partition " : "", s->partition ? s->partition : "");
+    return r;
+}
+
+/* Cancel the jobs that runs on this host left behind: named after a process
+ * that is gone (or whose pid now names another process). */
+static void cancel_leftovers(slurm_state *s)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    const char **ids = NULL;
+    size_t n = 0;
+    char prefix[80];
+    int r;
+
+    av_slurm(&a, s, "squeue");
+    av_add(&a, "--noheader");
+    av_addf(&a, "--user=%ld", (long)getuid());
+    av_add(&a, "--format=%i|%j");
+    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
+    av_free(&a);
+    if (r < 0 || !cmd_ok(&res)) {
+        char why[512];
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list the jobs of earlier runs: %s",
+                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
+        cmd_result_release(&res);
+        return;
+    }
+    snprintf(prefix, sizeof(prefix), "atx-%s-", s->host);
+    ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
+    for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *bar = strchr(line, '|'), pid[24], start[32], now[32];
+        if (!bar || strncmp(bar + 1, prefix, strlen(prefix)) != 0)
+            continue;
+        *bar = '\0';
+        if (sscanf(bar + 1 + strlen(prefix), "%23[0-9]-%31[0-9]-", pid, start) != 2)
+            continue;
+        proc_start_time(pid, now, sizeof(now));
+        if (strcmp(now, start) == 0)
+            continue; /* its run goes on */
+        ids[n++] = line;
+    }
+    if (n)
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "cancelling %zu job%s earlier runs left behind", n,
+                       n > 1 ? "s" : "");
+    cancel_jobs(s, ids, n);
+    free(ids);
+    cmd_result_release(&res);
+}
+
+static int slurm_start(void *state)
+{
+    slurm_state *s = state;
+    argv_buf a = { 0 };
+    cmd_result res;
+    int r;
+
+    av_slurm(&a, s, "sinfo");
+    av_add(&a, "--version");
+    r = run_ok(&a, NULL, 0, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res,
+               "cannot run sinfo (are Slurm's commands installed?)");
+    av_free(&a);
+    if (r == 0)
+        atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "%.*s; jobs named atx-%s-N",
+                       (int)strcspn(res.out, "\n"), res.out, s->run_id);
+    cmd_result_release(&res);
+    if (r < 0 || (r = read_nodes(s)) < 0)
+        return r;
+    if (s->slots)
+        s->capacity = (int)s->slots;
+    cancel_leftovers(s);
+    return 0;
+}
+
+static int slurm_stop(void *state)
+{
+    slurm_state *s = state;
+    argv_buf a = { 0 };
+    cmd_result res;
+    const char **ids;
+    size_t n = 0;
+    int r;
+
+    /* Whatever is still ours: leases not released, a reserve cut short. */
+    av_slurm(&a, s, "squeue");
+    av_add(&a, "--noheader");
+    av_addf(&a, "--user=%ld", (long)getuid());
+    av_add(&a, "--format=%i|%j");
+    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
+    av_free(&a);
+    if (r < 0 || !cmd_ok(&res)) {
+        char why[512];
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list the run's jobs: %s",
+                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
+        cmd_result_release(&res);
+        return 0;
+    }
+    size_t plen = strlen(s->run_id);
+    ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
+    for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *bar = strchr(line, '|');
+        if (!bar || strncmp(bar + 1, "atx-", 4) != 0 || strncmp(bar + 5, s->run_id, plen) != 0 ||
+            bar[5 + plen] != '-')
+            continue;
+        *bar = '\0';
+        ids[n++] = line;
+    }
+    cancel_jobs(s, ids, n);
+    free(ids);
+    cmd_result_release(&res);
+    return 0;
+}
+
+static int slurm_capacity(void *state)
+{
+    return ((slurm_state *)state)->capacity;
+}
+
+static size_t slurm_offer_count(void *state)
+{
+    return ((slurm_state *)state)->nkinds;
+}
+
+static const atx_labels *slurm_offer(void *state, size_t i)
+{
+    slurm_state *s = state;
+    return i < s->nkinds ? s->kinds[i].labels : NULL;
+}
+
+/* ---- the system operations ---- */
+
+static int slurm_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
+{
+    allocation *al = impl;
+    atx_spawn_opts o = *opts;
+    argv_buf a = { 0 };
+    int r;
+
+    av_step(&a, al);
+    av_addf(&a, "--chdir=%s", opts->cwd ? opts->cwd : al->workdir);
+    /* The step inherits srun's environment: the process gets its own. */
+    if ((opts->flags & ATX_SPAWN_CLEAR_ENV) || (opts->env && opts->env[0])) {
+        av_add(&a, "env");
+        if (opts->flags & ATX_SPAWN_CLEAR_ENV)
+            av_add(&a, "-i");
+        for (size_t i = 0; opts->env && opts->env[i]; i++)
+            av_add(&a, opts->env[i]);
+    }
+    for (size_t i = 0; opts->argv[i]; i++)
+        av_add(&a, opts->argv[i]);
+    if (a.oom) {
+        av_free(&a);
+        return atx_error_set(-ENOMEM, "out of memory");
+    }
+    o.argv = a.v;
+    o.env = NULL;
+    o.cwd = NULL;
+    o.flags &= ~(unsigned)ATX_SPAWN_CLEAR_ENV;
+    r = atx_spawn_local(&o, out);
+    av_free(&a);
+    return r;
+}
+
+/* Read a regular file here, at most COPY_MAX bytes, not following a link. */
+static int read_file(const char *path, char **out, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char *buf;
+
+    if (fd < 0)
+        return atx_error_set(ATX_EIO, "slurm: cannot open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)COPY_MAX) {
+        close(fd);
+        return atx_error_set(ATX_EIO, "slurm: %s is not a regular file of at most 64 MiB", path);
+    }
+    if (!(buf = malloc((size_t)st.st_size + 1))) {
+        close(fd);
+        return atx_error_set(-ENOMEM, "out of memory");
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            free(buf);
+            close(fd);
+            return atx_error_set(ATX_EIO, "slurm: cannot read %s: %s", path, strerror(e));
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+/* The agent program into the allocation's folder: one step that writes its
+ * stdin to a file beside the target and renames it into place. */
+static int slurm_copy_in(void *impl, const char *local, const char *remote)
+{
+    allocation *al = impl;
+    argv_buf a = { 0 };
+    cmd_result res;
+    char *data = NULL, what[PATH_MAX + 200];
+    size_t len = 0;
+    int r;
+
+    if ((r = read_file(local, &data, &len)) < 0)
+        return r;
+    av_step(&a, al);
+    av_addf(&a, "--chdir=%s", al->workdir);
+    av_add(&a, "sh");
+    av_add(&a, "-c");
+    av_add(&a, "cat > \"$1.part\" && chmod 0755 \"$1.part\" && mv -f \"$1.part\" \"$1\"");
+    av_add(&a, "sh");
+    av_add(&a, remote);
+    snprintf(what, sizeof(what), "cannot copy %s to %s in job %s", local, remote, al->jobid);
+    r = run_ok(&a, data, len, atx_now_ns() + COPY_TIMEOUT_NS, -1, &res, what);
+    if (r < 0)
+        r = atx_error_set(ATX_EIO, "%s", atx_error_last()->message);
+    cmd_result_release(&res);
+    av_free(&a);
+    free(data);
+    return r;
+}
+
+static const atx_system_ops slurm_system_ops = {
+    .version = ATX_SYSTEM_OPS_VERSION,
+    .spawn = slurm_spawn,
+    .copy_in = slurm_copy_in,
+    .copy_out = NULL,
+    .alive = NULL,
+    .flags = 0, /* a node need not see this host's files */
+};
+
+/* ---- leases ---- */
+
+/* The kind to ask for: the least loaded of those a waiting test wants. */
+static int pick_kind(slurm_state *s, const atx_reserve_req *req, size_t *out)
+{
+    bool found = false;
+    double best = 0;
+
+    for (size_t k = 0; k < s->nkinds; k++) {
+        if (req->want && !req->want(req->userdata, s->kinds[k].labels))
+            continue;
+        double load = (double)s->kinds[k].leased / s->kinds[k].cpus;
+        if (!found || load < best) {
+            found = true;
+            best = load;
+            *out = k;
+        }
+    }
+    return found ? 0 : ATX_ENOTFOUND;
+}
+
+/* `salloc --no-shell`: an allocation that lasts until we cancel it. */
+static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
+                    const atx_reserve_req *req)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    char what[300];
+    int r;
+
+    av_slurm(&a, s, "salloc");
+    av_add(&a, "--no-shell");
+    av_addf(&a, "--job-name=%s", al->name);
+    av_add(&a, "--nodes=1");
+    av_add(&a, "--ntasks=1");
+    av_addf(&a, "--partition=%s", nk->partition);
+    if (*nk->features) {
+        /* a,b -> a&b: a node with every feature of the kind */
+        char *c = strdup(nk->features);
+        for (char *p = c; p && *p; p++)
+            if (*p == ',')
+                *p = '&';
+        if (c)
+            av_addf(&a, "--constraint=%s", c);
+        else
+            a.oom = true;
+        free(c);
+    }
+    if (s->account)
+        av_addf(&a, "--account=%s", s->account);
+    if (s->time_limit_min)
+        av_addf(&a, "--time=%lld", (long long)s->time_limit_min);
+    for (size_t i = 0; s->salloc_options[i]; i++)
+        av_add(&a, s->salloc_options[i]);
+    snprintf(what, sizeof(what), "cannot allocate a node of partition %s%s%s", nk->partition,
+             *nk->features ? " with features " : "", nk->features);
+    r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res, what);
+    av_free(&a);
+    if (r == 0) {
+        /* "salloc: Granted job allocation 42" on stderr */
+        const char *g = strstr(res.err, "Granted job allocation ");
+        unsigned long long id;
+        if (g && sscanf(g + 23, "%llu", &id) == 1)
+            snprintf(al->jobid, sizeof(al->jobid), "%llu", id);
+        else
+            r = atx_error_set(ATX_EINFRA, "slurm: salloc said no job id: %.200s", res.err);
+    }
+    cmd_result_release(&res);
+    return r;
+}
+
+/* The allocation's node, and a folder of its own there with the facts. */
+static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_req *req,
+                            atx_labels **facts)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    char what[200], script[1024];
+    int r;
+
+    av_slurm(&a, s, "squeue");
+    av_add(&a, "--noheader");
+    av_addf(&a, "--jobs=%s", al->jobid);
+    av_add(&a, "--format=%N");
+    snprintf(what, sizeof(what), "cannot read the node of job %s", al->jobid);
+    r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res, what);
+    av_free(&a);
+    if (r == 0) {
+        size_t n = strcspn(res.out, "\n");
+        if (n == 0 || n >= sizeof(al->node))
+            r = atx_error_set(ATX_EINFRA, "slurm: job %s has no node", al->jobid);
+        else
+            snprintf(al->node, sizeof(al->node), "%.*s", (int)n, res.out);
+    }
+    cmd_result_release(&res);
+    if (r < 0)
+        return r;
+
+    memset(&a, 0, sizeof(a));
+    snprintf(script, sizeof(script),
+             "mkdir -p \"$1\" && d=$(mktemp -d \"$1/$2.XXXXXX\") && printf '%%s\\n' \"$d\" && %s",
+             prov_probe_cmd);
+    av_step(&a, al);
+    av_add(&a, "sh");
+    av_add(&a, "-c");
+    av_add(&a, script);
+    av_add(&a, "sh");
+    av_add(&a, s->workdir);
+    av_add(&a, al->name);
+    snprintf(what, sizeof(what), "cannot prepare job %s on %s", al->jobid, al->node);
+    r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res, what);
+    av_free(&a);
+    if (r == 0) {
+        char *nl = strchr(res.out, '\n');
+        if (res.out[0] != '/' || !nl || (size_t)(nl - res.out) >= sizeof(al->workdir))
+            r = atx_error_set(ATX_EINFRA, "slurm: job %s on %s made no work folder", al->jobid,
+                              al->node);
+        else {
+            snprintf(al->workdir, sizeof(al->workdir), "%.*s", (int)(nl - res.out), res.out);
+            if (prov_parse_facts(nl + 1, facts) < 0)
+                *facts = NULL; /* the node's Slurm labels are enough to go on */
+        }
+    }
+    cmd_result_release(&res);
+    return r;
+}
+
+/* facts, then the kind's labels (with the configured ones), node and job. */
+static int lease_labels(const slurm_state *s, const allocation *al, const atx_labels *facts,
+                        atx_labels **out)
+{
+    atx_labels *l;
+    int r;
+
+    if ((r = atx_labels_new(&l)) < 0)
+        return r;
+    if ((facts && (r = atx_labels_merge(l, facts)) < 0) ||
+        (r = atx_labels_merge(l, s->kinds[al->kind].labels)) < 0 ||
+        (r = atx_labels_set(l, "node", al->node)) < 0 ||
+        (r = atx_labels_set(l, "slurm_job", al->jobid)) < 0 ||
+        (r = atx_labels_merge(l, s->conf_labels)) < 0) {
+        atx_labels_free(l);
+        return r;
+    }
+    *out = l;
+    return 0;
+}
+
+static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **out)
+{
+    slurm_state *s = state;
+    allocation *al = NULL;
+    atx_labels *facts = NULL, *labels = NULL;
+    size_t kind = 0;
+    char id[64];
+    unsigned n;
+    int r;
+
+    if (!s->nkinds)
+        return atx_error_set(ATX_ESTATE, "slurm: reserve before start");
+    pthread_mutex_lock(&s->mu);
+    if (s->leased >= s->capacity) {
+        pthread_mutex_unlock(&s->mu);
+        return atx_error_set(ATX_EINFRA, "slurm: all %d slots are leased", s->capacity);
+    }
+    if ((r = pick_kind(s, req, &kind)) < 0) {
+        pthread_mutex_unlock(&s->mu);
+        return r;
+    }
+    s->leased++;
+    s->kinds[kind].leased++;
+    n = ++s->leases;
+    pthread_mutex_unlock(&s->mu);
+
+    if (!(al = calloc(1, sizeof(*al)))) {
+        r = atx_error_set(-ENOMEM, "out of memory");
+        goto fail;
+    }
+    al->owner = s;
+    al->kind = kind;
+    snprintf(al->name, sizeof(al->name), "atx-%s-%u", s->run_id, n);
+    snprintf(id, sizeof(id), "slurm-%u", n);
+    if ((r = allocate(s, al, &s->kinds[kind], req)) < 0 ||
+        (r = setup_allocation(s, al, req, &facts)) < 0 ||
+        (r = lease_labels(s, al, facts, &labels)) < 0 ||
+        (r = atx_system_new(&slurm_system_ops, al, id, labels, al->workdir, out)) < 0)
+        goto fail;
+    atx_labels_free(facts);
+    atx_labels_free(labels);
+    atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "%s is job %s on node %s", id, al->jobid, al->node);
+    return 0;
+fail:
+    atx_labels_free(facts);
+    atx_labels_free(labels);
+    if (al) {
+        /* Keep the detail: the cancel may overwrite it. A salloc cut short
+         * may have been granted all the same: cancel by name. */
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", atx_error_last()->message);
+        if (al->jobid[0]) {
+            const char *jid = al->jobid;
+            cancel_jobs(s, &jid, 1);
+        } else {
+            argv_buf a = { 0 };
+            cmd_result res;
+            av_slurm(&a, s, "scancel");
+            av_addf(&a, "--name=%s", al->name);
+            av_addf(&a, "--user=%ld", (long)getuid());
+            run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
+            cmd_result_release(&res);
+            av_free(&a);
+        }
+        atx_error_set(r, "%s", msg);
+    }
+    free(al);
+    pthread_mutex_lock(&s->mu);
+    s->leased--;
+    s->kinds[kind].leased--;
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+static void slurm_release(void *state, atx_system *sys, unsigned flags)
+{
+    slurm_state *s = state;
+    allocation *al = atx_system_impl(sys);
+    const char *jid = al->jobid;
+
+    /* The folder goes with a step of its own while the job lives; a lost
+     * job is only cancelled (no step could reach it). */
+    if (!(flags & ATX_RELEASE_LOST)) {
+        argv_buf a = { 0 };
+        cmd_result res;
+        av_step(&a, al);
+        av_add(&a, "rm");
+        av_add(&a, "-rf");
+        av_add(&a, "--");
+        av_add(&a, al->workdir);
+        if (run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res) < 0 || !cmd_ok(&res)) {
+            char why[512];
+            atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "cannot remove %s on %s: %s", al->workdir,
+                           al->node, cmd_why(&res, why, sizeof(why)));
+        }
+        cmd_result_release(&res);
+        av_free(&a);
+    }
+    cancel_jobs(s, &jid, 1);
+    atx_system_free(sys);
+    pthread_mutex_lock(&s->mu);
+    s->leased--;
+    s->kinds[al->kind].leased--;
+    pthread_mutex_unlock(&s->mu);
+    free(al);
+}
+
+static const atx_provisioner_vtable slurm_vtable = {
+    .version = ATX_PROVISIONER_VTABLE_VERSION,
+    .create = slurm_create,
+    .destroy = slurm_destroy,
+    .start = slurm_start,
+    .stop = slurm_stop,
+    .capacity = slurm_capacity,
+    .offer_count = slurm_offer_count,
+    .offer = slurm_offer,
+    .reserve = slurm_reserve,
+    .release = slurm_release,
+};
+
+ATX_PLUGIN_DEFINE(ATX_PLUGIN_PROVISIONER, "slurm", ATX_VERSION_STRING,
+                  "A Slurm allocation of one task per lease (salloc, srun, scancel)",
+                  &slurm_vtable)
