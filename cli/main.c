@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1053,6 +1054,19 @@ static int keep_invocation(const options *o, atx_run *run)
     return r;
 }
 
+/* A run holds about five descriptors per running test (its pipes, its
+ * cgroup, an agent's stream): take up to 65,536 of the hard limit on open
+ * files rather than the soft one, often 1,024 (a few hundred slots). */
+static void raise_open_files(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= 65536 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 static int cmd_run(options *o)
 {
     atx_plugins *reg = NULL;
@@ -1065,6 +1079,7 @@ static int cmd_run(options *o)
         return usage_error("--format is for atx list");
     if (o->merge)
         return usage_error("--merge is for atx report");
+    raise_open_files();
     if (o->resume) {
         if ((rc = load_resumed(o, results, sizeof(results), &keep)) != 0)
             goto out;
