@@ -538,6 +538,37 @@ static void frozen_agent_is_lost(void **state)
     assert_true(kill(agent, 0) < 0);
 }
 
+/* A system that starts something other than the agent, which passes nothing
+ * on (a step whose output is held back, say): not started once the
+ * liveness timeout has passed, whatever the deadline; nothing left. */
+static int mute_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
+{
+    const char *argv[] = { sleeper, "30", NULL };
+    atx_spawn_opts so = *o;
+    (void)impl;
+    so.argv = argv;
+    return atx_spawn_local(&so, out);
+}
+
+static void mute_agent_is_not_started(void **state)
+{
+    static const atx_system_ops mute_ops = { ATX_SYSTEM_OPS_VERSION, mute_spawn, NULL, NULL,
+                                             NULL, ATX_SYSTEM_HOST_FS };
+    atx_system *sys;
+    atx_agent_opts ao = ATX_AGENT_OPTS_INIT;
+    (void)state;
+    assert_int_equal(atx_system_new(&mute_ops, NULL, "mute", NULL, scratch, &sys), 0);
+    ao.deadline_ns = atx_now_ns() + 60 * ATX_NSEC_PER_SEC;
+    ao.liveness_timeout_ns = 500 * ATX_NSEC_PER_MSEC;
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(atx_system_start_agent(sys, &ao), ATX_EINFRA);
+    int64_t ms = (atx_now_ns() - t0) / ATX_NSEC_PER_MSEC;
+    assert_non_null(strstr(atx_error_last()->message, "no word from it"));
+    assert_true(ms >= 450 && ms < 5000);
+    atx_system_free(sys);
+    assert_int_equal(marker_alive(), 0);
+}
+
 /* The connection ends under a running test: the agent kills everything. */
 static void connection_end_kills_everything(void **state)
 {
@@ -573,6 +604,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(unread_output_stalls_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(frozen_agent_is_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_end_kills_everything, setup, teardown),
+        cmocka_unit_test_setup_teardown(mute_agent_is_not_started, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
