@@ -144,7 +144,7 @@ static int add_test(const plan_ctx *pc, json_object *e, size_t i)
     }
     json_object_object_foreach(e, key, val) {
         int64_t ns;
-        int n;
+        int n = 0;
         if (!one_of(key, test_keys)) {
             /* Executor-specific: the executor checks these. */
             json_object_object_add(spec, key, json_object_get(val));
