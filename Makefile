@@ -70,7 +70,7 @@ test-asan: deps-test
 # the atx command.
 test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=thread \
-	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;process;liveness;containment;fmfrun;bud;status;hostile_local" -DATX_EXAMPLES=ON
+	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;process;liveness;containment;fmfrun;bud;status;hostile_local;slurm" -DATX_EXAMPLES=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure

@@ -24,6 +24,9 @@
 #
 #   bench/scaling.sh [BUILD_DIR] [SLOTS...]   (defaults: build, 10 100 1000 2000)
 #   RUNS=3 ROUNDS=3 SLEEP=4 BENCH_TMP=/tmp     (defaults)
+#   PROVISIONER='{"plugin": "slurm"}'           (another provisioner entry:
+#                                               its "slots" is set to N;
+#                                               bench/slurm.sh does this)
 #
 # Raises the open-files limit (ulimit -n) and the process limit (ulimit -u)
 # to their hard limits, and says whether they are enough: every running
@@ -91,7 +94,8 @@ def sample(pid, peak, stop):
 def one(n, k):
     d = os.path.join(work, "n%d-%d" % (n, k))
     os.mkdir(d)
-    plan = {"provisioners": [{"plugin": "local", "slots": n}],
+    prov = dict(json.loads(os.environ.get("PROVISIONER") or '{"plugin": "local"}'), slots=n)
+    plan = {"provisioners": [prov],
             "tests": [{"name": "/s/%06d" % i, "command": ["sleep", "%g" % sleep],
                        "duration": "%dms" % int(sleep * 1000)} for i in range(rounds * n)]}
     json.dump(plan, open(os.path.join(d, "plan.json"), "w"))
