@@ -37,13 +37,14 @@ listed jsonl aggregator
 listed fmf executor
 listed podman provisioner
 listed ssh provisioner
+listed slurm provisioner
 listed bud aggregator
 listed tap executor
 listed junitxml executor
 listed html aggregator
 listed ctrf aggregator
 listed status aggregator
-expect_eq "lines listed" "$(wc -l < out)" 13
+expect_eq "lines listed" "$(wc -l < out)" 14
 expect_eq "stderr" "$(cat err)" ""
 
 # --- every bad fake on --plugin-path, plus the good one ---
@@ -83,6 +84,7 @@ listed jsonl aggregator
 listed fmf executor
 listed podman provisioner
 listed ssh provisioner
+listed slurm provisioner
 listed bud aggregator
 listed tap executor
 listed junitxml executor
@@ -90,7 +92,7 @@ listed html aggregator
 listed ctrf aggregator
 listed status aggregator
 listed fakeagg aggregator
-expect_eq "lines listed" "$(wc -l < out)" 14
+expect_eq "lines listed" "$(wc -l < out)" 15
 # Refused files are not listed as plugins.
 for b in "${bad[@]}"; do
     n=$(basename "${b%%:*}" .so)
