@@ -86,7 +86,7 @@ int run_cmd_input(argv_buf *a, const char *input, size_t input_len, int64_t dead
 {
     atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
     atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
-    atx_proc_outcome pr;
+    atx_proc_outcome pr = { 0 };
     atx_capture out, err;
     int r;
 

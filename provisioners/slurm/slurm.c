@@ -13,9 +13,9 @@
  * ends the agent's step: the lease is lost, the attempt `infra`, and the test
  * goes to another allocation.
  *
- * Every job is named atx-<host>-<pid>-<pid start>-<random>-<n>, so the next
- * start on this host cancels what a crashed run left allocated without
- * touching the jobs of runs still going.
+ * Every job is named atx-<host>-<machine>.<pid ns>-<pid>-<pid start>-<random>-<n>,
+ * so the next start on this host cancels what a crashed run left allocated
+ * without touching the jobs of runs still going.
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/process.h>
@@ -40,6 +40,8 @@
 #define CMD_TIMEOUT_NS (60 * ATX_NSEC_PER_SEC)
 #define COPY_TIMEOUT_NS (600 * ATX_NSEC_PER_SEC)
 #define COPY_MAX (64u << 20) /* the agent program is about 1 MiB */
+#define REFRESH_NS (2 * ATX_NSEC_PER_SEC) /* how often sinfo is read again */
+#define LOST_RM_NS (3 * ATX_NSEC_PER_SEC)  /* a lost lease's folder: one short try */
 
 extern char **environ;
 
@@ -49,10 +51,18 @@ typedef struct slurm_state slurm_state;
 typedef struct node_kind {
     char *partition;
     char *features;   /* "a,b", or "" */
+    char *gres;       /* "gpu:2", or "" (what sinfo says, without sockets) */
     atx_labels *labels;
-    int cpus;         /* of its usable nodes */
+    atx_labels *plain; /* the labels without the GRES ones */
+    int cpus;         /* of its usable nodes, at the last look */
     int leased;       /* our allocations on it */
 } node_kind;
+
+/* A lost lease's folder, removed by the next lease on its node. */
+typedef struct stale_dir {
+    struct stale_dir *next;
+    char *node, *path;
+} stale_dir;
 
 typedef struct node {
     char *name;
@@ -85,7 +95,10 @@ struct slurm_state {
     size_t nnodes;
     int capacity;
     char host[64], pid[24], pidstart[32];
-    char run_id[160];           /* <host>-<pid>-<pid start>-<random> */
+    char origin[64];            /* this machine and pid namespace: <machine-id>.<pid ns> */
+    char run_id[200];           /* <host>-<machine>-<pid>-<pid start>-<random> */
+    int64_t looked_at;          /* when sinfo was last read */
+    stale_dir *stale;           /* under mu */
     pthread_mutex_t mu;
     int leased;
     unsigned leases;            /* ids: slurm-1, slurm-2, ... across the run */
@@ -229,6 +242,28 @@ static int read_unset_env(slurm_state *s)
     return 0;
 }
 
+/* What makes a pid ours, besides the host name (hosts of the same short
+ * name, containers on one host): 8 digits of the machine id and the pid
+ * namespace's number. */
+static void where_we_are(char *buf, size_t len)
+{
+    char id[9] = "0", ns[64] = "", *digits;
+    ssize_t n;
+    int fd = open("/etc/machine-id", O_RDONLY | O_CLOEXEC);
+
+    if (fd >= 0) {
+        if ((n = read(fd, id, 8)) > 0)
+            id[n] = '\0';
+        close(fd);
+        id[strspn(id, "0123456789abcdef")] = '\0';
+    }
+    if ((n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1)) > 0)
+        ns[n] = '\0';
+    digits = ns + strcspn(ns, "0123456789");
+    digits[strspn(digits, "0123456789")] = '\0';
+    snprintf(buf, len, "%s.%s", *id ? id : "0", *digits ? digits : "0");
+}
+
 static void slurm_destroy(void *state);
 
 static int slurm_create(atx_plugin_ctx *ctx, void **out)
@@ -274,7 +309,8 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
     s->time_limit_min = limit_ns ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC)
                                  : 0;
     pthread_mutex_init(&s->mu, NULL);
-    if ((r = read_labels(s)) < 0 || (r = read_strings(s, "salloc_options", &s->salloc_options)) < 0 ||
+    if ((r = read_labels(s)) < 0 ||
+        (r = read_strings(s, "salloc_options", &s->salloc_options)) < 0 ||
         (r = read_strings(s, "srun_options", &s->srun_options)) < 0 ||
         (r = read_unset_env(s)) < 0) {
         slurm_destroy(s);
@@ -291,7 +327,9 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
             *c = '_'; /* '-' separates the name's parts */
     snprintf(s->pid, sizeof(s->pid), "%ld", (long)getpid());
     proc_start_time("self", s->pidstart, sizeof(s->pidstart));
-    snprintf(s->run_id, sizeof(s->run_id), "%s-%s-%s-%08x", s->host, s->pid, s->pidstart, rnd);
+    where_we_are(s->origin, sizeof(s->origin));
+    snprintf(s->run_id, sizeof(s->run_id), "%s-%s-%s-%s-%08x", s->host, s->origin, s->pid,
+             s->pidstart, rnd);
     *out = s;
     return 0;
 }
@@ -301,7 +339,9 @@ static void free_nodes(slurm_state *s)
     for (size_t i = 0; i < s->nkinds; i++) {
         free(s->kinds[i].partition);
         free(s->kinds[i].features);
+        free(s->kinds[i].gres);
         atx_labels_free(s->kinds[i].labels);
+        atx_labels_free(s->kinds[i].plain);
     }
     free(s->kinds);
     for (size_t i = 0; i < s->nnodes; i++)
@@ -319,6 +359,13 @@ static void slurm_destroy(void *state)
     if (!s)
         return;
     free_nodes(s);
+    while (s->stale) {
+        stale_dir *d = s->stale;
+        s->stale = d->next;
+        free(d->node);
+        free(d->path);
+        free(d);
+    }
     atx_labels_free(s->conf_labels);
     free(s->salloc_options);
     free(s->srun_options);
@@ -378,7 +425,6 @@ static int kind_labels(const slurm_state *s, const char *partition, const char *
         goto out;
     }
     for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
-        g[strcspn(g, "(")] = '\0';
         char *count = strrchr(g, ':');
         if (!count || count == g)
             continue;
@@ -397,11 +443,77 @@ out:
     return r;
 }
 
-/* Add one line of `sinfo -N` (node|cpus|features|partition|gres|state). */
-static int add_node_line(slurm_state *s, char *line)
+/* "gpu:2(S:0,1),mps:100" -> "gpu:2,mps:100": which sockets is not a label. */
+static void strip_sockets(char *gres)
+{
+    char *w = gres;
+    int depth = 0;
+
+    for (char *p = gres; *p; p++) {
+        if (*p == '(')
+            depth++;
+        else if (*p == ')' && depth)
+            depth--;
+        else if (!depth)
+            *w++ = *p;
+    }
+    *w = '\0';
+}
+
+static int kind_of(const slurm_state *s, const char *partition, const char *features,
+                   const char *gres, size_t *out)
+{
+    for (size_t k = 0; k < s->nkinds; k++)
+        if (strcmp(s->kinds[k].partition, partition) == 0 &&
+            strcmp(s->kinds[k].features, features) == 0 && strcmp(s->kinds[k].gres, gres) == 0) {
+            *out = k;
+            return 0;
+        }
+    return ATX_ENOTFOUND;
+}
+
+static int new_kind(slurm_state *s, const char *partition, const char *features,
+                    const char *gres, size_t *out)
+{
+    node_kind *kinds = realloc(s->kinds, (s->nkinds + 1) * sizeof(*kinds));
+    atx_labels *plain;
+    int r;
+
+    if (!kinds)
+        return atx_error_set(-ENOMEM, "out of memory");
+    s->kinds = kinds;
+    node_kind *nk = &kinds[s->nkinds];
+    memset(nk, 0, sizeof(*nk));
+    *out = s->nkinds++;
+    nk->partition = strdup(partition);
+    nk->features = strdup(features);
+    nk->gres = strdup(gres);
+    if (!nk->partition || !nk->features || !nk->gres)
+        return atx_error_set(-ENOMEM, "out of memory");
+    if ((r = kind_labels(s, partition, features, gres, &nk->labels)) < 0 ||
+        (r = atx_labels_new(&nk->plain)) < 0)
+        return r;
+    plain = nk->plain;
+    for (size_t i = 0; i < atx_labels_count(nk->labels); i++) {
+        const char *k, *v;
+        if (atx_labels_at(nk->labels, i, &k, &v) == 0 && strcmp(k, "gres") != 0 &&
+            strncmp(k, "gres.", 5) != 0 && (r = atx_labels_set(plain, k, v)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/*
+ * Take one line of `sinfo -N` (node|cpus|features|partition|gres|state).
+ * At start (@p cpus NULL) it makes the kinds and the nodes; later it adds
+ * the CPUs of a usable node to cpus[its kind] (kinds seen only later are
+ * not used: the offers were read once).
+ */
+static int add_node_line(slurm_state *s, char *line, int *cpus_of)
 {
     char *f[6];
-    size_t n = 0;
+    size_t n = 0, k;
+    int r;
 
     for (char *p = line; n < 6; n++) {
         f[n] = p;
@@ -415,37 +527,26 @@ static int add_node_line(slurm_state *s, char *line)
     }
     if (n != 6 || !*f[0])
         return 0; /* not a line of ours */
-    char *name = f[0], *partition = f[3], *state = f[5];
-    char *features = strcmp(f[2], "(null)") == 0 ? "" : f[2];
-    char *gres = strcmp(f[4], "(null)") == 0 ? "" : f[4];
+    char *name = f[0], *partition = f[3], *state = f[5], *features = f[2], *gres = f[4];
+    if (strcmp(features, "(null)") == 0)
+        *features = '\0';
+    if (strcmp(gres, "(null)") == 0)
+        *gres = '\0';
     char *end;
     long cpus = strtol(f[1], &end, 10);
     partition[strcspn(partition, "*")] = '\0'; /* the default partition's mark */
-    if (*end || cpus < 1 || !usable_state(state))
+    strip_sockets(gres);
+    if (*end || cpus < 1 || cpus > 1000000 || !usable_state(state))
         return 0;
 
-    size_t k;
-    for (k = 0; k < s->nkinds; k++)
-        if (strcmp(s->kinds[k].partition, partition) == 0 &&
-            strcmp(s->kinds[k].features, features) == 0 &&
-            strcmp(atx_labels_get(s->kinds[k].labels, "gres") ?: "", gres) == 0)
-            break;
-    if (k == s->nkinds) {
-        node_kind *kinds = realloc(s->kinds, (s->nkinds + 1) * sizeof(*kinds));
-        if (!kinds)
-            return atx_error_set(-ENOMEM, "out of memory");
-        s->kinds = kinds;
-        node_kind *nk = &kinds[k];
-        memset(nk, 0, sizeof(*nk));
-        s->nkinds++;
-        nk->partition = strdup(partition);
-        nk->features = strdup(features);
-        if (!nk->partition || !nk->features)
-            return atx_error_set(-ENOMEM, "out of memory");
-        int r = kind_labels(s, partition, features, gres, &nk->labels);
-        if (r < 0)
-            return r;
+    if (cpus_of) {
+        if (kind_of(s, partition, features, gres, &k) == 0)
+            cpus_of[k] += (int)cpus;
+        return 0;
     }
+    if (kind_of(s, partition, features, gres, &k) < 0 &&
+        (r = new_kind(s, partition, features, gres, &k)) < 0)
+        return r;
     s->kinds[k].cpus += (int)cpus;
 
     for (size_t i = 0; i < s->nnodes; i++)
@@ -462,7 +563,8 @@ static int add_node_line(slurm_state *s, char *line)
     return 0;
 }
 
-static int read_nodes(slurm_state *s)
+/* Run sinfo; each line to add_node_line(). */
+static int read_nodes(slurm_state *s, int *cpus_of)
 {
     argv_buf a = { 0 };
     cmd_result res;
@@ -479,25 +581,47 @@ static int read_nodes(slurm_state *s)
     if (r == 0) {
         for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); line && r == 0;
              line = strtok_r(NULL, "\n", &save))
-            r = add_node_line(s, line);
+            r = add_node_line(s, line, cpus_of);
     }
     cmd_result_release(&res);
-    if (r == 0 && s->nnodes == 0)
+    if (r == 0 && !cpus_of && s->nnodes == 0)
         r = atx_error_set(ATX_EINFRA, "slurm: no node%s%s takes jobs now (sinfo lists none "
                                       "idle, mixed or allocated)",
                           s->partition ? " of partition " : "", s->partition ? s->partition : "");
+    s->looked_at = atx_now_ns();
     return r;
 }
 
-/* Cancel the jobs that runs on this host left behind: named after a process
- * that is gone (or whose pid now names another process). */
+/* Before a lease, at most every few seconds: which kinds have nodes that
+ * take jobs now (a node set down, drained or back). From the provisioner's
+ * thread; the counts change under mu. */
+static void refresh_nodes(slurm_state *s)
+{
+    int *cpus_of;
+
+    if (atx_now_ns() - s->looked_at < REFRESH_NS || !(cpus_of = calloc(s->nkinds, sizeof(int))))
+        return;
+    if (read_nodes(s, cpus_of) == 0) {
+        pthread_mutex_lock(&s->mu);
+        for (size_t k = 0; k < s->nkinds; k++)
+            s->kinds[k].cpus = cpus_of[k];
+        pthread_mutex_unlock(&s->mu);
+    } else {
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot read the nodes' states: %s",
+                       atx_error_last()->message);
+    }
+    free(cpus_of);
+}
+
+/* Cancel the jobs that runs on this host (and pid namespace) left behind:
+ * named after a process that is gone, or whose pid now names another. */
 static void cancel_leftovers(slurm_state *s)
 {
     argv_buf a = { 0 };
     cmd_result res;
     const char **ids = NULL;
     size_t n = 0;
-    char prefix[80];
+    char prefix[160];
     int r;
 
     av_slurm(&a, s, "squeue");
@@ -513,7 +637,7 @@ static void cancel_leftovers(slurm_state *s)
         cmd_result_release(&res);
         return;
     }
-    snprintf(prefix, sizeof(prefix), "atx-%s-", s->host);
+    snprintf(prefix, sizeof(prefix), "atx-%s-%s-", s->host, s->origin);
     ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
     for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
          line = strtok_r(NULL, "\n", &save)) {
@@ -552,7 +676,7 @@ static int slurm_start(void *state)
         atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "%.*s; jobs named atx-%s-N",
                        (int)strcspn(res.out, "\n"), res.out, s->run_id);
     cmd_result_release(&res);
-    if (r < 0 || (r = read_nodes(s)) < 0)
+    if (r < 0 || (r = read_nodes(s, NULL)) < 0)
         return r;
     if (s->slots)
         s->capacity = (int)s->slots;
@@ -569,6 +693,11 @@ static int slurm_stop(void *state)
     size_t n = 0;
     int r;
 
+    pthread_mutex_lock(&s->mu);
+    for (stale_dir *d = s->stale; d; d = d->next)
+        atx_plugin_log(s->ctx, ATX_LOG_INFO, "left %s on node %s (its job ended first)", d->path,
+                       d->node);
+    pthread_mutex_unlock(&s->mu);
     /* Whatever is still ours: leases not released, a reserve cut short. */
     av_slurm(&a, s, "squeue");
     av_add(&a, "--noheader");
@@ -727,14 +856,16 @@ static const atx_system_ops slurm_system_ops = {
 
 /* ---- leases ---- */
 
-/* The kind to ask for: the least loaded of those a waiting test wants. */
-static int pick_kind(slurm_state *s, const atx_reserve_req *req, size_t *out)
+/* The kind to ask for: the least loaded of those a waiting test wants that
+ * have nodes taking jobs. Under mu. */
+static int pick_kind(slurm_state *s, const bool *wanted, size_t *out)
 {
-    bool found = false;
+    bool found = false, any = false;
     double best = 0;
 
     for (size_t k = 0; k < s->nkinds; k++) {
-        if (req->want && !req->want(req->userdata, s->kinds[k].labels))
+        any |= wanted[k];
+        if (!wanted[k] || s->kinds[k].cpus <= 0)
             continue;
         double load = (double)s->kinds[k].leased / s->kinds[k].cpus;
         if (!found || load < best) {
@@ -743,6 +874,9 @@ static int pick_kind(slurm_state *s, const atx_reserve_req *req, size_t *out)
             *out = k;
         }
     }
+    if (!found && any)
+        return atx_error_set(ATX_EINFRA, "slurm: no node of the kinds the waiting tests need "
+                                         "takes jobs now (down, drained or not responding)");
     return found ? 0 : ATX_ENOTFOUND;
 }
 
@@ -750,6 +884,9 @@ static int pick_kind(slurm_state *s, const atx_reserve_req *req, size_t *out)
 static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
                     const atx_reserve_req *req)
 {
+    /* GRES are consumed: asked for (one of each) only when the waiting
+     * tests need them, that is when the kind without them is not wanted. */
+    bool gres = *nk->gres && req->want && !req->want(req->userdata, nk->plain);
     argv_buf a = { 0 };
     cmd_result res;
     char what[300];
@@ -771,6 +908,23 @@ static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
             av_addf(&a, "--constraint=%s", c);
         else
             a.oom = true;
+        free(c);
+    }
+    if (gres) {
+        /* gpu:2,gpu:tesla:1 -> gpu,gpu:tesla */
+        char *c = strdup(nk->gres), *save = NULL, list[512] = "";
+        size_t pos = 0;
+        for (char *g = c ? strtok_r(c, ",", &save) : NULL; g; g = strtok_r(NULL, ",", &save)) {
+            char *count = strrchr(g, ':');
+            if (count && count != g && strspn(count + 1, "0123456789") == strlen(count + 1))
+                *count = '\0';
+            if (pos < sizeof(list))
+                pos += (size_t)snprintf(list + pos, sizeof(list) - pos, "%s%s", pos ? "," : "", g);
+        }
+        if (!c)
+            a.oom = true;
+        else if (*list)
+            av_addf(&a, "--gres=%s", list);
         free(c);
     }
     if (s->account)
@@ -823,9 +977,26 @@ static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_re
     if (r < 0)
         return r;
 
+    /* The folders of lost leases on this node go first. */
+    stale_dir *gone = NULL, **pp;
+    pthread_mutex_lock(&s->mu);
+    for (pp = &s->stale; *pp;) {
+        stale_dir *d = *pp;
+        if (strcmp(d->node, al->node) == 0) {
+            *pp = d->next;
+            d->next = gone;
+            gone = d;
+        } else {
+            pp = &d->next;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+
     memset(&a, 0, sizeof(a));
     snprintf(script, sizeof(script),
-             "mkdir -p \"$1\" && d=$(mktemp -d \"$1/$2.XXXXXX\") && printf '%%s\\n' \"$d\" && %s",
+             "w=$1 n=$2; shift 2; rm -rf -- \"$@\"; mkdir -p \"$w\" &&"
+             " d=$(mktemp -d \"$w/$n.XXXXXX\") && printf '%%s\\n' \"$d\" ||"
+             " exit 1; { %s; } 2>/dev/null; exit 0",
              prov_probe_cmd);
     av_step(&a, al);
     av_add(&a, "sh");
@@ -834,9 +1005,18 @@ static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_re
     av_add(&a, "sh");
     av_add(&a, s->workdir);
     av_add(&a, al->name);
+    for (stale_dir *d = gone; d; d = d->next)
+        av_add(&a, d->path);
     snprintf(what, sizeof(what), "cannot prepare job %s on %s", al->jobid, al->node);
     r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res, what);
     av_free(&a);
+    while (gone) {
+        stale_dir *d = gone;
+        gone = d->next;
+        free(d->node);
+        free(d->path);
+        free(d);
+    }
     if (r == 0) {
         char *nl = strchr(res.out, '\n');
         if (res.out[0] != '/' || !nl || (size_t)(nl - res.out) >= sizeof(al->workdir))
@@ -861,8 +1041,13 @@ static int lease_labels(const slurm_state *s, const allocation *al, const atx_la
 
     if ((r = atx_labels_new(&l)) < 0)
         return r;
+    /* The node Slurm granted (it may have more than was asked for). */
+    size_t kind = al->kind;
+    for (size_t i = 0; i < s->nnodes; i++)
+        if (strcmp(s->nodes[i].name, al->node) == 0)
+            kind = s->nodes[i].kind;
     if ((facts && (r = atx_labels_merge(l, facts)) < 0) ||
-        (r = atx_labels_merge(l, s->kinds[al->kind].labels)) < 0 ||
+        (r = atx_labels_merge(l, s->kinds[kind].labels)) < 0 ||
         (r = atx_labels_set(l, "node", al->node)) < 0 ||
         (r = atx_labels_set(l, "slurm_job", al->jobid)) < 0 ||
         (r = atx_labels_merge(l, s->conf_labels)) < 0) {
@@ -871,6 +1056,33 @@ static int lease_labels(const slurm_state *s, const allocation *al, const atx_la
     }
     *out = l;
     return 0;
+}
+
+/* The lease's folder on the node, with a step of its own while the job
+ * lives. */
+static bool remove_workdir(allocation *al, int64_t timeout_ns)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    char why[512];
+    bool ok;
+    int r;
+
+    if (!al->workdir[0])
+        return true;
+    av_step(&a, al);
+    av_add(&a, "rm");
+    av_add(&a, "-rf");
+    av_add(&a, "--");
+    av_add(&a, al->workdir);
+    ok = (r = run_cmd(&a, atx_now_ns() + timeout_ns, -1, &res)) == 0 && cmd_ok(&res);
+    if (!ok)
+        atx_plugin_log(al->owner->ctx, ATX_LOG_DEBUG, "cannot remove %s on %s: %s",
+                       al->workdir, al->node,
+                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
+    cmd_result_release(&res);
+    av_free(&a);
+    return ok;
 }
 
 static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **out)
@@ -885,12 +1097,22 @@ static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **o
 
     if (!s->nkinds)
         return atx_error_set(ATX_ESTATE, "slurm: reserve before start");
+    refresh_nodes(s);
+    /* Asked outside our lock: want() takes the run's. */
+    bool *wanted = calloc(s->nkinds, sizeof(*wanted));
+    if (!wanted)
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (size_t k = 0; k < s->nkinds; k++)
+        wanted[k] = !req->want || req->want(req->userdata, s->kinds[k].labels);
     pthread_mutex_lock(&s->mu);
     if (s->leased >= s->capacity) {
         pthread_mutex_unlock(&s->mu);
+        free(wanted);
         return atx_error_set(ATX_EINFRA, "slurm: all %d slots are leased", s->capacity);
     }
-    if ((r = pick_kind(s, req, &kind)) < 0) {
+    r = pick_kind(s, wanted, &kind);
+    free(wanted);
+    if (r < 0) {
         pthread_mutex_unlock(&s->mu);
         return r;
     }
@@ -926,6 +1148,7 @@ fail:
         snprintf(msg, sizeof(msg), "%s", atx_error_last()->message);
         if (al->jobid[0]) {
             const char *jid = al->jobid;
+            remove_workdir(al, CMD_TIMEOUT_NS);
             cancel_jobs(s, &jid, 1);
         } else {
             argv_buf a = { 0 };
@@ -953,23 +1176,21 @@ static void slurm_release(void *state, atx_system *sys, unsigned flags)
     allocation *al = atx_system_impl(sys);
     const char *jid = al->jobid;
 
-    /* The folder goes with a step of its own while the job lives; a lost
-     * job is only cancelled (no step could reach it). */
-    if (!(flags & ATX_RELEASE_LOST)) {
-        argv_buf a = { 0 };
-        cmd_result res;
-        av_step(&a, al);
-        av_add(&a, "rm");
-        av_add(&a, "-rf");
-        av_add(&a, "--");
-        av_add(&a, al->workdir);
-        if (run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res) < 0 || !cmd_ok(&res)) {
-            char why[512];
-            atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "cannot remove %s on %s: %s", al->workdir,
-                           al->node, cmd_why(&res, why, sizeof(why)));
+    /* A lost lease's folder gets one short try: its job may be gone (the
+     * step then fails at once) or its node frozen. */
+    if (!remove_workdir(al, flags & ATX_RELEASE_LOST ? LOST_RM_NS : CMD_TIMEOUT_NS)) {
+        /* Its job is gone (cancelled, the node down): the next lease there
+         * removes it. */
+        stale_dir *d = calloc(1, sizeof(*d));
+        if (d && (d->node = strdup(al->node)) && (d->path = strdup(al->workdir))) {
+            pthread_mutex_lock(&s->mu);
+            d->next = s->stale;
+            s->stale = d;
+            pthread_mutex_unlock(&s->mu);
+        } else if (d) {
+            free(d->node);
+            free(d);
         }
-        cmd_result_release(&res);
-        av_free(&a);
     }
     cancel_jobs(s, &jid, 1);
     atx_system_free(sys);

@@ -156,7 +156,7 @@ slurm_kill_ns() {
   local ns p
   ns=$(readlink "/proc/$1/ns/net" 2>/dev/null) || return 0
   for p in /proc/[0-9]*; do
-    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+    [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] && kill -KILL "${p#/proc/}" 2>/dev/null || true
   done
   return 0
 }
@@ -166,7 +166,7 @@ slurm_cluster_stop() {
   [ -n "$SLURM_DIR" ] || return 0
   for pid in "${SLURM_HOLDERS[@]}"; do slurm_kill_ns "$pid"; done
   pkill -TERM -f -- "-f $SLURM_DIR/slurm.conf" 2>/dev/null || true
-  [ -f "$SLURM_DIR/munge/pid" ] && kill -TERM "$(cat "$SLURM_DIR/munge/pid")" 2>/dev/null
+  [ -f "$SLURM_DIR/munge/pid" ] && kill -TERM "$(cat "$SLURM_DIR/munge/pid")" 2>/dev/null || true
   # Bounded: slurmctld saves its state first.
   n=100
   while pgrep -f -- "$SLURM_DIR/" >/dev/null && [ $n -gt 0 ]; do sleep 0.05; n=$((n - 1)); done
