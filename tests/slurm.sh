@@ -5,7 +5,7 @@
 . "$ATX_SRC/tests/lib.sh"
 . "$ATX_SRC/tests/slurm/cluster.sh"
 
-slurm_cluster_start "$T/cluster" n1:3:base n2:3:base,bigmem
+slurm_cluster_start "$T/cluster" n1:3:base n2:3:base,bigmem:1
 # A failing check must not leave atx runs or the cluster behind: the runs
 # go first (KILL: no release waits on a cluster that is going away).
 trap 'kill -KILL $(jobs -p) 2>/dev/null || true; slurm_cluster_stop; wait; cleanup' EXIT
@@ -62,10 +62,17 @@ cat > "$T/feat.json" <<JSON
    {"name": "/big/3", "command": ["hostname"], "requires": {"feature.bigmem": "yes", "partition": "main"}},
    {"name": "/any/1", "command": ["hostname"]},
    {"name": "/any/2", "command": ["hostname"], "requires": {"feature.base": "yes"}},
-   {"name": "/gpu", "command": ["true"], "requires": {"feature.gpu": "yes"}}]}
+   {"name": "/gpu", "command": ["true"], "requires": {"feature.gpu": "yes"}},
+   {"name": "/fpga/1", "command": ["$T/tests/fpga.sh"], "requires": {"gres.fpga": "1"}},
+   {"name": "/fpga/2", "command": ["$T/tests/fpga.sh"], "requires": {"gres.fpga": "1"}}]}
 JSON
+# n2's one fpga: an allocation holds it, so two tests needing it never overlap.
+mktest fpga.sh "mkdir '$T/fpga.lock' || exit 1; sleep 0.5; rmdir '$T/fpga.lock'"
 rc=0; "$ATX" run --plan "$T/feat.json" -o "$T/s3" -q 2> "$T/s3.err" || rc=$?
 expect_eq "exit code (one test requires a feature no node has)" "$rc" 1
+expect_eq "the tests requiring the fpga (one at a time)" \
+  "$(jsonl "$T/s3/results.jsonl" "sorted({(r['status'], r['system']['labels']['node'], r['system']['labels']['gres.fpga']) for r in rows if r['test'].startswith('/fpga/')})")" \
+  "[('pass', 'n2', '1')]"
 expect_eq "nodes of the tests requiring bigmem" \
   "$(jsonl "$T/s3/results.jsonl" "sorted({(r['status'], r['system']['labels']['node']) for r in rows if r['test'].startswith('/big/')})")" \
   "[('pass', 'n2')]"

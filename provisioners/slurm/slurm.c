@@ -56,7 +56,16 @@ typedef struct node_kind {
     atx_labels *plain; /* the labels without the GRES ones */
     int cpus;         /* of its usable nodes, at the last look */
     int leased;       /* our allocations on it */
+    bool flip;        /* both its offers wanted: with GRES next time */
 } node_kind;
+
+/* What the provisioner offers: each kind without its GRES (an allocation
+ * that does not hold them), and a kind with GRES also with them (one of
+ * each held: `--gres`). */
+typedef struct offer {
+    size_t kind;
+    bool gres;
+} offer;
 
 /* A lost lease's folder, removed by the next lease on its node. */
 typedef struct stale_dir {
@@ -74,6 +83,7 @@ typedef struct allocation {
     slurm_state *owner;
     char name[160];      /* the job's name */
     char jobid[32];
+    bool gres;           /* it holds its kind's GRES */
     char node[128];
     char workdir[PATH_MAX];
     size_t kind;
@@ -91,6 +101,8 @@ struct slurm_state {
     atx_labels *conf_labels;
     node_kind *kinds;
     size_t nkinds;
+    offer *offers;
+    size_t noffers;
     node *nodes;
     size_t nnodes;
     int capacity;
@@ -344,6 +356,9 @@ static void free_nodes(slurm_state *s)
         atx_labels_free(s->kinds[i].plain);
     }
     free(s->kinds);
+    free(s->offers);
+    s->offers = NULL;
+    s->noffers = 0;
     for (size_t i = 0; i < s->nnodes; i++)
         free(s->nodes[i].name);
     free(s->nodes);
@@ -678,6 +693,13 @@ static int slurm_start(void *state)
     cmd_result_release(&res);
     if (r < 0 || (r = read_nodes(s, NULL)) < 0)
         return r;
+    if (!(s->offers = calloc(2 * s->nkinds, sizeof(*s->offers))))
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (size_t k = 0; k < s->nkinds; k++) {
+        s->offers[s->noffers++] = (offer){ k, false };
+        if (*s->kinds[k].gres)
+            s->offers[s->noffers++] = (offer){ k, true };
+    }
     if (s->slots)
         s->capacity = (int)s->slots;
     cancel_leftovers(s);
@@ -736,13 +758,16 @@ static int slurm_capacity(void *state)
 
 static size_t slurm_offer_count(void *state)
 {
-    return ((slurm_state *)state)->nkinds;
+    return ((slurm_state *)state)->noffers;
 }
 
 static const atx_labels *slurm_offer(void *state, size_t i)
 {
     slurm_state *s = state;
-    return i < s->nkinds ? s->kinds[i].labels : NULL;
+    if (i >= s->noffers)
+        return NULL;
+    const node_kind *nk = &s->kinds[s->offers[i].kind];
+    return s->offers[i].gres ? nk->labels : nk->plain;
 }
 
 /* ---- the system operations ---- */
@@ -856,37 +881,47 @@ static const atx_system_ops slurm_system_ops = {
 
 /* ---- leases ---- */
 
-/* The kind to ask for: the least loaded of those a waiting test wants that
- * have nodes taking jobs. Under mu. */
-static int pick_kind(slurm_state *s, const bool *wanted, size_t *out)
+/* The offer to ask for: of the least loaded kind with nodes taking jobs
+ * that a waiting test wants; when it is wanted both with and without its
+ * GRES, each in turn (a test may need them, or not). Under mu. */
+static int pick_offer(slurm_state *s, const bool *wanted, offer *out)
 {
     bool found = false, any = false;
     double best = 0;
+    size_t kind = 0;
 
-    for (size_t k = 0; k < s->nkinds; k++) {
-        any |= wanted[k];
-        if (!wanted[k] || s->kinds[k].cpus <= 0)
+    for (size_t i = 0; i < s->noffers; i++) {
+        const node_kind *nk = &s->kinds[s->offers[i].kind];
+        any |= wanted[i];
+        if (!wanted[i] || nk->cpus <= 0)
             continue;
-        double load = (double)s->kinds[k].leased / s->kinds[k].cpus;
+        double load = (double)nk->leased / nk->cpus;
         if (!found || load < best) {
             found = true;
             best = load;
-            *out = k;
+            kind = s->offers[i].kind;
         }
     }
-    if (!found && any)
-        return atx_error_set(ATX_EINFRA, "slurm: no node of the kinds the waiting tests need "
-                                         "takes jobs now (down, drained or not responding)");
-    return found ? 0 : ATX_ENOTFOUND;
+    if (!found)
+        return any ? atx_error_set(ATX_EINFRA, "slurm: no node of the kinds the waiting tests "
+                                               "need takes jobs now (down, drained or not "
+                                               "responding)")
+                   : ATX_ENOTFOUND;
+    bool plain = false, gres = false;
+    for (size_t i = 0; i < s->noffers; i++)
+        if (wanted[i] && s->offers[i].kind == kind)
+            *(s->offers[i].gres ? &gres : &plain) = true;
+    out->kind = kind;
+    out->gres = gres && (!plain || s->kinds[kind].flip);
+    if (gres && plain)
+        s->kinds[kind].flip = !s->kinds[kind].flip;
+    return 0;
 }
 
 /* `salloc --no-shell`: an allocation that lasts until we cancel it. */
 static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
                     const atx_reserve_req *req)
 {
-    /* GRES are consumed: asked for (one of each) only when the waiting
-     * tests need them, that is when the kind without them is not wanted. */
-    bool gres = *nk->gres && req->want && !req->want(req->userdata, nk->plain);
     argv_buf a = { 0 };
     cmd_result res;
     char what[300];
@@ -910,7 +945,7 @@ static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
             a.oom = true;
         free(c);
     }
-    if (gres) {
+    if (al->gres) {
         /* gpu:2,gpu:tesla:1 -> gpu,gpu:tesla */
         char *c = strdup(nk->gres), *save = NULL, list[512] = "";
         size_t pos = 0;
@@ -1032,7 +1067,8 @@ static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_re
     return r;
 }
 
-/* facts, then the kind's labels (with the configured ones), node and job. */
+/* facts, then the granted node's labels (its GRES only when the allocation
+ * holds them), node and job, then the configured labels. */
 static int lease_labels(const slurm_state *s, const allocation *al, const atx_labels *facts,
                         atx_labels **out)
 {
@@ -1047,15 +1083,25 @@ static int lease_labels(const slurm_state *s, const allocation *al, const atx_la
         if (strcmp(s->nodes[i].name, al->node) == 0)
             kind = s->nodes[i].kind;
     if ((facts && (r = atx_labels_merge(l, facts)) < 0) ||
-        (r = atx_labels_merge(l, s->kinds[kind].labels)) < 0 ||
-        (r = atx_labels_set(l, "node", al->node)) < 0 ||
-        (r = atx_labels_set(l, "slurm_job", al->jobid)) < 0 ||
-        (r = atx_labels_merge(l, s->conf_labels)) < 0) {
-        atx_labels_free(l);
-        return r;
+        (r = atx_labels_merge(l, s->kinds[kind].plain)) < 0)
+        goto fail;
+    /* GRES only when it holds them. */
+    for (size_t i = 0; al->gres && i < atx_labels_count(s->kinds[al->kind].labels); i++) {
+        const char *k, *v;
+        if (atx_labels_at(s->kinds[al->kind].labels, i, &k, &v) == 0 &&
+            (strcmp(k, "gres") == 0 || strncmp(k, "gres.", 5) == 0) &&
+            (r = atx_labels_set(l, k, v)) < 0)
+            goto fail;
     }
+    if ((r = atx_labels_set(l, "node", al->node)) < 0 ||
+        (r = atx_labels_set(l, "slurm_job", al->jobid)) < 0 ||
+        (r = atx_labels_merge(l, s->conf_labels)) < 0)
+        goto fail;
     *out = l;
     return 0;
+fail:
+    atx_labels_free(l);
+    return r;
 }
 
 /* The lease's folder on the node, with a step of its own while the job
@@ -1099,23 +1145,25 @@ static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **o
         return atx_error_set(ATX_ESTATE, "slurm: reserve before start");
     refresh_nodes(s);
     /* Asked outside our lock: want() takes the run's. */
-    bool *wanted = calloc(s->nkinds, sizeof(*wanted));
+    bool *wanted = calloc(s->noffers, sizeof(*wanted));
+    offer pick = { 0, false };
     if (!wanted)
         return atx_error_set(-ENOMEM, "out of memory");
-    for (size_t k = 0; k < s->nkinds; k++)
-        wanted[k] = !req->want || req->want(req->userdata, s->kinds[k].labels);
+    for (size_t i = 0; i < s->noffers; i++)
+        wanted[i] = !req->want || req->want(req->userdata, slurm_offer(s, i));
     pthread_mutex_lock(&s->mu);
     if (s->leased >= s->capacity) {
         pthread_mutex_unlock(&s->mu);
         free(wanted);
         return atx_error_set(ATX_EINFRA, "slurm: all %d slots are leased", s->capacity);
     }
-    r = pick_kind(s, wanted, &kind);
+    r = pick_offer(s, wanted, &pick);
     free(wanted);
     if (r < 0) {
         pthread_mutex_unlock(&s->mu);
         return r;
     }
+    kind = pick.kind;
     s->leased++;
     s->kinds[kind].leased++;
     n = ++s->leases;
@@ -1127,6 +1175,7 @@ static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **o
     }
     al->owner = s;
     al->kind = kind;
+    al->gres = pick.gres;
     snprintf(al->name, sizeof(al->name), "atx-%s-%u", s->run_id, n);
     snprintf(id, sizeof(id), "slurm-%u", n);
     if ((r = allocate(s, al, &s->kinds[kind], req)) < 0 ||

@@ -3,8 +3,9 @@
 # namespaces of its own (its own address and hostname: Debian's slurmd runs
 # one daemon per host), joined to this host by a veth pair. Source after
 # tests/lib.sh:
-#   slurm_cluster_start DIR NODE:CPUS:FEATURES...
-#                         start it; sets SLURM_CONF (clients find it)
+#   slurm_cluster_start DIR NODE:CPUS:FEATURES[:FPGAS]...
+#                         start it; sets SLURM_CONF (clients find it); a
+#                         node may have FPGAS of the count-only GRES fpga
 #   slurm_cluster_stop    stop every daemon (the EXIT trap calls it)
 #   slurm_node_pid NODE   a process in NODE's namespaces (for nsenter)
 # A daemon that does not start fails the test with its log's last lines.
@@ -97,12 +98,16 @@ slurm_cluster_start() {
     echo "KillWait=2"
     echo "MinJobAge=10"
     echo "PlugStackConfig=$dir/plugstack.conf"
+    echo "GresTypes=fpga"
   } > "$dir/slurm.conf"
+  : > "$dir/gres.conf"
   : > "$dir/plugstack.conf"
   for spec in "$@"; do
     i=$((i + 1))
-    IFS=: read -r name cpus feats <<< "$spec"
-    echo "NodeName=$name NodeAddr=10.$net.$i.2 CPUs=$cpus RealMemory=1000${feats:+ Features=$feats} State=UNKNOWN" >> "$dir/slurm.conf"
+    IFS=: read -r name cpus feats gres <<< "$spec"
+    echo "NodeName=$name NodeAddr=10.$net.$i.2 CPUs=$cpus RealMemory=1000${feats:+ Features=$feats}${gres:+ Gres=fpga:$gres} State=UNKNOWN" >> "$dir/slurm.conf"
+    # A count-only generic resource: nothing on the node stands behind it.
+    [ -z "$gres" ] || echo "NodeName=$name Name=fpga Count=$gres" >> "$dir/gres.conf"
     nodes="$nodes${nodes:+,}$name"
   done
   echo "PartitionName=main Nodes=$nodes Default=YES MaxTime=INFINITE State=UP" >> "$dir/slurm.conf"
