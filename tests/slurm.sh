@@ -40,6 +40,7 @@ expect_eq "allocations left by the examples" "$(our_jobs)" ""
 
 cat > "$T/fmf.json" <<JSON
 {"provisioners": [{"plugin": "slurm", "partition": "main", "slots": 4, "time_limit": "30m",
+                   "salloc_options": ["--quiet"], "srun_options": ["--kill-on-bad-exit=1"],
                    "workdir": "$T/nodes", "labels": {"lab": "hpc"}}],
  "tests": [{"executor": "fmf", "tree": "$ATX_SRC/examples/fmf", "context": {"distro": "debian-12"}}]}
 JSON

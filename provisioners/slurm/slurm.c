@@ -918,6 +918,30 @@ static int pick_offer(slurm_state *s, const bool *wanted, offer *out)
     return 0;
 }
 
+/* The job id of our job named al->name. */
+static int job_by_name(slurm_state *s, allocation *al, const atx_reserve_req *req)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    unsigned long long id;
+    int r;
+
+    av_slurm(&a, s, "squeue");
+    av_add(&a, "--noheader");
+    av_addf(&a, "--name=%s", al->name);
+    av_addf(&a, "--user=%ld", (long)getuid());
+    av_add(&a, "--format=%i");
+    r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res,
+               "cannot find the job salloc made");
+    av_free(&a);
+    if (r == 0 && sscanf(res.out, "%llu", &id) == 1)
+        snprintf(al->jobid, sizeof(al->jobid), "%llu", id);
+    else if (r == 0)
+        r = atx_error_set(ATX_EINFRA, "slurm: salloc made no job named %s", al->name);
+    cmd_result_release(&res);
+    return r;
+}
+
 /* `salloc --no-shell`: an allocation that lasts until we cancel it. */
 static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
                     const atx_reserve_req *req)
@@ -979,7 +1003,7 @@ static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
         if (g && sscanf(g + 23, "%llu", &id) == 1)
             snprintf(al->jobid, sizeof(al->jobid), "%llu", id);
         else
-            r = atx_error_set(ATX_EINFRA, "slurm: salloc said no job id: %.200s", res.err);
+            r = job_by_name(s, al, req); /* salloc told to be quiet, say */
     }
     cmd_result_release(&res);
     return r;
