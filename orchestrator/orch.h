@@ -19,20 +19,22 @@ typedef struct exec_inst {
     atx_plugin_ctx *ctx;
 } exec_inst;
 
+#define PROV_THREADS_MAX 64
+
 typedef struct prov_inst {
     const atx_provisioner_vtable *vt;
     void *state;
     atx_plugin_ctx *ctx;
     struct atx_run *run;
-    pthread_t thread;
-    bool thread_started;
+    pthread_t threads[PROV_THREADS_MAX]; /* its reserves, each from one */
+    int nthreads;
     bool started;
     bool failed;            /* gave up: reserve keeps failing */
     int capacity;
     int leased;
     int idle;               /* leased systems not running a test */
     int failures;           /* consecutive reserve failures */
-    bool reserving;
+    int reserving;          /* reserves under way */
     char *last_error;
     size_t index;
     /* The second and later provisioners of one plugin append ".N" to their

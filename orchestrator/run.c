@@ -1528,13 +1528,21 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
         prov_inst *p = run->provs.items[i];
         if (p->failed)
             continue;
-        if ((r = pthread_create(&p->thread, NULL, atx_provisioner_main, p)) != 0) {
-            p->failed = true;
-            atx_run_logf(run, ATX_LOG_ERROR, "cannot start a provisioner thread: %s",
-                         strerror(r));
-            continue;
+        int want = 1;
+        if (p->vt->version >= 2 && p->vt->reserve_parallel)
+            want = p->vt->reserve_parallel(p->state);
+        want = want < 1 ? 1 : want > PROV_THREADS_MAX ? PROV_THREADS_MAX : want;
+        while (p->nthreads < want) {
+            if ((r = pthread_create(&p->threads[p->nthreads], NULL, atx_provisioner_main, p)) !=
+                0) {
+                atx_run_logf(run, ATX_LOG_ERROR, "cannot start a provisioner thread: %s",
+                             strerror(r));
+                break;
+            }
+            p->nthreads++;
         }
-        p->thread_started = true;
+        if (p->nthreads == 0)
+            p->failed = true;
     }
     pthread_mutex_unlock(&run->mu);
 
@@ -1593,8 +1601,8 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     pthread_mutex_unlock(&run->mu);
     for (size_t i = 0; i < run->provs.len; i++) {
         prov_inst *p = run->provs.items[i];
-        if (p->thread_started)
-            pthread_join(p->thread, NULL);
+        for (int t = 0; t < p->nthreads; t++)
+            pthread_join(p->threads[t], NULL);
     }
     atx_worker_join_all(run);
 

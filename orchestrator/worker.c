@@ -486,7 +486,7 @@ static bool spare_capacity(atx_run *run, const klass *k)
 {
     for (size_t i = 0; i < run->provs.len; i++) {
         prov_inst *p = run->provs.items[i];
-        if (p->failed || !p->started || p->leased >= p->capacity)
+        if (p->failed || !p->started || p->leased + p->reserving >= p->capacity)
             continue;
         for (size_t o = 0; o < p->vt->offer_count(p->state); o++)
             if (atx_sched_applicable(run, k, p->vt->offer(p->state, o), NULL))
@@ -732,7 +732,9 @@ void *atx_provisioner_main(void *arg)
 
     pthread_mutex_lock(&run->mu);
     while (!run->stopping && !atomic_load(&run->cancel_level) && !p->failed) {
-        if (p->leased >= p->capacity || demand(run, p) <= (size_t)p->idle ||
+        /* Reserves under way count as leased and idle already. */
+        if (p->leased + p->reserving >= p->capacity ||
+            demand(run, p) <= (size_t)(p->idle + p->reserving) ||
             (run->policy.max_running && run->leased >= (size_t)run->policy.max_running)) {
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
@@ -743,7 +745,7 @@ void *atx_provisioner_main(void *arg)
             wait_until(run, p->retry_at);
             continue;
         }
-        p->reserving = true;
+        p->reserving++;
         run->leased++; /* held for this reservation: the cap counts it */
         uint64_t gen = run->prov_gen;
         pthread_mutex_unlock(&run->mu);
@@ -765,7 +767,7 @@ void *atx_provisioner_main(void *arg)
         }
 
         pthread_mutex_lock(&run->mu);
-        p->reserving = false;
+        p->reserving--;
         if (r == 0 && sys) {
             p->failures = 0;
             p->retry_at = 0;

@@ -55,7 +55,7 @@ typedef struct atx_reserve_req {
     int cancel_fd;         /**< polls readable when the run stops: give up */
 } atx_reserve_req;
 
-#define ATX_PROVISIONER_VTABLE_VERSION 1
+#define ATX_PROVISIONER_VTABLE_VERSION 2
 typedef struct atx_provisioner_vtable {
     unsigned version;  /**< ATX_PROVISIONER_VTABLE_VERSION when built */
     /** Required. Validate the configuration and make an instance. */
@@ -85,6 +85,14 @@ typedef struct atx_provisioner_vtable {
      * worker thread that held it.
      */
     void (*release)(void *state, atx_system *sys, unsigned flags);
+    /**
+     * Version 2, optional: how many reserves may run at once, each from a
+     * thread of its own (1 to 64; read once, after start). Without it, or
+     * with a version 1 plugin, one at a time. A provisioner whose lease is
+     * a slow request to a service (a cluster's scheduler) says more than
+     * one, and its reserve must then be safe to call concurrently.
+     */
+    int (*reserve_parallel)(void *state);
 } atx_provisioner_vtable;
 
 /* ---- systems ---- */
