@@ -98,6 +98,7 @@ struct slurm_state {
     const char **salloc_options, **srun_options; /* NULL-terminated, borrowed */
     const char **unset_env;     /* SLURM_* names of this process (not SLURM_CONF) */
     int64_t slots;              /* configured; 0: the CPUs sinfo counts */
+    int parallel;               /* allocations asked for at once */
     atx_labels *conf_labels;
     node_kind *kinds;
     size_t nkinds;
@@ -109,7 +110,7 @@ struct slurm_state {
     char host[64], pid[24], pidstart[32];
     char origin[64];            /* this machine and pid namespace: <machine-id>.<pid ns> */
     char run_id[200];           /* <host>-<machine>-<pid>-<pid start>-<random> */
-    int64_t looked_at;          /* when sinfo was last read */
+    int64_t looked_at;          /* when sinfo was last read; under mu after start */
     stale_dir *stale;           /* under mu */
     pthread_mutex_t mu;
     int leased;
@@ -280,11 +281,12 @@ static void slurm_destroy(void *state);
 
 static int slurm_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "partition", "account", "time_limit", "salloc_options",
-                                        "srun_options", "slots", "labels", "workdir", NULL };
+    static const char *const keys[] = { "partition", "account",  "time_limit",
+                                        "salloc_options", "srun_options", "slots",
+                                        "labels", "workdir", "parallel_reserves", NULL };
     slurm_state *s;
     const char *partition = NULL, *account = NULL, *limit = NULL, *workdir = "/tmp";
-    int64_t slots = 0, limit_ns = 0;
+    int64_t slots = 0, limit_ns = 0, parallel = 4;
     uint32_t rnd = 0;
     int r;
 
@@ -293,8 +295,12 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
         (r = atx_plugin_config_string(ctx, "account", &account)) < 0 ||
         (r = atx_plugin_config_string(ctx, "time_limit", &limit)) < 0 ||
         (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
-        (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0)
+        (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0 ||
+        (r = atx_plugin_config_int(ctx, "parallel_reserves", &parallel)) < 0)
         return r;
+    if (parallel < 1 || parallel > 64)
+        return atx_error_set(ATX_EINVAL, "slurm: 'parallel_reserves' must be 1 to 64, not %lld",
+                             (long long)parallel);
     if (slots < 0 || slots > 4096)
         return atx_error_set(ATX_EINVAL, "slurm: 'slots' must be 1 to 4096, not %lld",
                              (long long)slots);
@@ -317,6 +323,7 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
     s->account = account && *account ? account : NULL;
     s->workdir = workdir;
     s->slots = slots;
+    s->parallel = (int)parallel;
     /* Slurm counts whole minutes: round up. */
     s->time_limit_min = limit_ns ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC)
                                  : 0;
@@ -603,7 +610,6 @@ static int read_nodes(slurm_state *s, int *cpus_of)
         r = atx_error_set(ATX_EINFRA, "slurm: no node%s%s takes jobs now (sinfo lists none "
                                       "idle, mixed or allocated)",
                           s->partition ? " of partition " : "", s->partition ? s->partition : "");
-    s->looked_at = atx_now_ns();
     return r;
 }
 
@@ -614,7 +620,14 @@ static void refresh_nodes(slurm_state *s)
 {
     int *cpus_of;
 
-    if (atx_now_ns() - s->looked_at < REFRESH_NS || !(cpus_of = calloc(s->nkinds, sizeof(int))))
+    /* One reserve looks for all those under way. */
+    pthread_mutex_lock(&s->mu);
+    int64_t now = atx_now_ns();
+    bool look = now - s->looked_at >= REFRESH_NS;
+    if (look)
+        s->looked_at = now;
+    pthread_mutex_unlock(&s->mu);
+    if (!look || !(cpus_of = calloc(s->nkinds, sizeof(int))))
         return;
     if (read_nodes(s, cpus_of) == 0) {
         pthread_mutex_lock(&s->mu);
@@ -693,6 +706,7 @@ static int slurm_start(void *state)
     cmd_result_release(&res);
     if (r < 0 || (r = read_nodes(s, NULL)) < 0)
         return r;
+    s->looked_at = atx_now_ns();
     if (!(s->offers = calloc(2 * s->nkinds, sizeof(*s->offers))))
         return atx_error_set(-ENOMEM, "out of memory");
     for (size_t k = 0; k < s->nkinds; k++) {
@@ -1274,6 +1288,12 @@ static void slurm_release(void *state, atx_system *sys, unsigned flags)
     free(al);
 }
 
+/* Each allocation waits on the scheduler: several asked for at once. */
+static int slurm_reserve_parallel(void *state)
+{
+    return ((slurm_state *)state)->parallel;
+}
+
 static const atx_provisioner_vtable slurm_vtable = {
     .version = ATX_PROVISIONER_VTABLE_VERSION,
     .create = slurm_create,
@@ -1285,6 +1305,7 @@ static const atx_provisioner_vtable slurm_vtable = {
     .offer = slurm_offer,
     .reserve = slurm_reserve,
     .release = slurm_release,
+    .reserve_parallel = slurm_reserve_parallel,
 };
 
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_PROVISIONER, "slurm", ATX_VERSION_STRING,
