@@ -13,6 +13,10 @@
 #include <atx.h>
 #include <atx/plugin/aggregator.h>
 #include <atx/plugin/executor.h>
+#include <atx/plugin/provisioner.h>
+
+#include <pthread.h>
+#include <time.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -634,6 +638,95 @@ static const atx_plugin_descriptor v2_plugin = {
     "vtwo", "1", "a version 2 executor", &v2_vt,
 };
 
+/* A provisioner whose leases wait on a service (a cluster's scheduler): it
+ * asks for three reserves at once, and each waits (5 s at most) until
+ * three are under way. */
+typedef struct par_prov {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inflight, most;
+    unsigned n;
+    atx_labels *labels;
+    const char *workdir;
+} par_prov;
+
+static int par_create(atx_plugin_ctx *ctx, void **out)
+{
+    *out = atx_plugin_ctx_userdata(ctx);
+    return 0;
+}
+static void par_destroy(void *s) { (void)s; }
+static int par_capacity(void *s) { (void)s; return 3; }
+static int par_parallel(void *s) { (void)s; return 3; }
+static size_t par_offer_count(void *s) { (void)s; return 1; }
+static const atx_labels *par_offer(void *s, size_t i)
+{
+    return i == 0 ? ((par_prov *)s)->labels : NULL;
+}
+static int par_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
+{
+    (void)impl;
+    return atx_spawn_local(o, out);
+}
+static const atx_system_ops par_ops = { ATX_SYSTEM_OPS_VERSION, par_spawn, NULL, NULL, NULL,
+                                        ATX_SYSTEM_HOST_FS };
+static int par_reserve(void *state, const atx_reserve_req *req, atx_system **out)
+{
+    par_prov *p = state;
+    struct timespec until;
+    char id[32];
+    (void)req;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&p->mu);
+    if (++p->inflight > p->most)
+        p->most = p->inflight;
+    pthread_cond_broadcast(&p->cv);
+    while (p->most < 3 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+        ;
+    p->inflight--;
+    snprintf(id, sizeof(id), "par-%u", ++p->n);
+    pthread_mutex_unlock(&p->mu);
+    return atx_system_new(&par_ops, NULL, id, p->labels, p->workdir, out);
+}
+static void par_release(void *state, atx_system *sys, unsigned flags)
+{
+    (void)state;
+    (void)flags;
+    atx_system_free(sys);
+}
+static const atx_provisioner_vtable par_vt = {
+    .version = ATX_PROVISIONER_VTABLE_VERSION, .create = par_create, .destroy = par_destroy,
+    .capacity = par_capacity, .offer_count = par_offer_count, .offer = par_offer,
+    .reserve = par_reserve, .release = par_release, .reserve_parallel = par_parallel,
+};
+static const atx_plugin_descriptor par_plugin = {
+    ATX_ABI_MAJOR, ATX_ABI_MINOR, sizeof(atx_plugin_descriptor), ATX_PLUGIN_PROVISIONER,
+    "par", "1", "reserves at once", &par_vt,
+};
+
+static void parallel_reserves(void **state)
+{
+    fx *f = *state;
+    par_prov p = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+                   .workdir = f->dir };
+    atx_summary s;
+    assert_int_equal(atx_labels_new(&p.labels), 0);
+    assert_int_equal(atx_run_add_builtin(f->run, &par_plugin, NULL, &p), 0);
+    for (int i = 0; i < 6; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "/p%d", i);
+        assert_int_equal(atx_run_add_test(f->run, sh_test(name, "sleep 0.2")), 0);
+    }
+    int64_t t0 = atx_now_ns();
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(s.passed, 6);
+    assert_int_equal(p.most, 3);
+    /* Not one after the other, each waiting out its 5 s. */
+    assert_true(atx_now_ns() - t0 < 4 * ATX_NSEC_PER_SEC);
+    atx_labels_free(p.labels);
+}
+
 static void per_system_state(void **state)
 {
     fx *f = *state;
@@ -756,6 +849,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(max_running_caps_systems, setup, teardown),
         cmocka_unit_test_setup_teardown(prepare_timeout_is_infra, setup, teardown),
         cmocka_unit_test_setup_teardown(per_system_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(parallel_reserves, setup, teardown),
         cmocka_unit_test_setup_teardown(same_plugin_twice_unique_ids, setup, teardown),
     };
     atx_init();
