@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,29 @@ void proc_start_time(const char *pid, char *buf, size_t len)
         }
         p += w;
     }
+}
+
+/* ---- configuration ---- */
+
+int prov_config_labels(atx_plugin_ctx *ctx, const char *plugin, atx_labels **out)
+{
+    const json_object *cfg = atx_plugin_ctx_config(ctx);
+    json_object *conf;
+    int r;
+
+    if ((r = atx_labels_new(out)) < 0)
+        return r;
+    if (!json_object_object_get_ex((json_object *)cfg, "labels", &conf))
+        return 0;
+    if (!json_object_is_type(conf, json_type_object))
+        return atx_error_set(ATX_EINVAL, "%s: 'labels' must be an object of strings", plugin);
+    json_object_object_foreach(conf, k, v) {
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "%s: label '%s' must be a string", plugin, k);
+        if ((r = atx_labels_set(*out, k, json_object_get_string(v))) < 0)
+            return r;
+    }
+    return 0;
 }
 
 /* ---- facts ---- */

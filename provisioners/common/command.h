@@ -10,6 +10,7 @@
 #include <atx/common.h>
 #include <atx/error.h>
 #include <atx/labels.h>
+#include <atx/plugin/abi.h>
 #include <atx/plugin/process.h>
 
 #include <stdbool.h>
@@ -68,6 +69,12 @@ const char *cmd_why(const cmd_result *res, char *buf, size_t len);
  * (field 22 of /proc/PID/stat), or "" when it is gone: with the pid, it
  * names one process across pid reuse. */
 void proc_start_time(const char *pid, char *buf, size_t len);
+
+/* ---- configuration ---- */
+
+/* The configuration's "labels" (an object of strings) into *out, made here;
+ * @p plugin names the plugin in the error. */
+int prov_config_labels(atx_plugin_ctx *ctx, const char *plugin, atx_labels **out);
 
 /* ---- facts ---- */
 

@@ -69,27 +69,6 @@ static void av_podman(argv_buf *a, const podman_state *s, const char *verb)
 
 /* ---- configuration ---- */
 
-static int read_labels(podman_state *s)
-{
-    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
-    json_object *conf;
-    int r;
-
-    if ((r = atx_labels_new(&s->conf_labels)) < 0)
-        return r;
-    if (!json_object_object_get_ex((json_object *)cfg, "labels", &conf))
-        return 0;
-    if (!json_object_is_type(conf, json_type_object))
-        return atx_error_set(ATX_EINVAL, "podman: 'labels' must be an object of strings");
-    json_object_object_foreach(conf, k, v) {
-        if (!json_object_is_type(v, json_type_string))
-            return atx_error_set(ATX_EINVAL, "podman: label '%s' must be a string", k);
-        if ((r = atx_labels_set(s->conf_labels, k, json_object_get_string(v))) < 0)
-            return r;
-    }
-    return 0;
-}
-
 static int read_run_options(podman_state *s)
 {
     const json_object *cfg = atx_plugin_ctx_config(s->ctx);
@@ -158,7 +137,8 @@ static int podman_create(atx_plugin_ctx *ctx, void **out)
     s->workdir = workdir;
     s->slots = (int)slots;
     pthread_mutex_init(&s->mu, NULL);
-    if ((r = read_labels(s)) < 0 || (r = read_run_options(s)) < 0) {
+    if ((r = prov_config_labels(ctx, "podman", &s->conf_labels)) < 0 ||
+        (r = read_run_options(s)) < 0) {
         podman_destroy(s);
         return r;
     }

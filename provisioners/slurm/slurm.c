@@ -213,27 +213,6 @@ static int read_strings(slurm_state *s, const char *key, const char ***out)
     return 0;
 }
 
-static int read_labels(slurm_state *s)
-{
-    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
-    json_object *conf;
-    int r;
-
-    if ((r = atx_labels_new(&s->conf_labels)) < 0)
-        return r;
-    if (!json_object_object_get_ex((json_object *)cfg, "labels", &conf))
-        return 0;
-    if (!json_object_is_type(conf, json_type_object))
-        return atx_error_set(ATX_EINVAL, "slurm: 'labels' must be an object of strings");
-    json_object_object_foreach(conf, k, v) {
-        if (!json_object_is_type(v, json_type_string))
-            return atx_error_set(ATX_EINVAL, "slurm: label '%s' must be a string", k);
-        if ((r = atx_labels_set(s->conf_labels, k, json_object_get_string(v))) < 0)
-            return r;
-    }
-    return 0;
-}
-
 /* The SLURM_* names in this process's environment, but SLURM_CONF. */
 static int read_unset_env(slurm_state *s)
 {
@@ -328,7 +307,7 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
     s->time_limit_min = limit_ns ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC)
                                  : 0;
     pthread_mutex_init(&s->mu, NULL);
-    if ((r = read_labels(s)) < 0 ||
+    if ((r = prov_config_labels(ctx, "slurm", &s->conf_labels)) < 0 ||
         (r = read_strings(s, "salloc_options", &s->salloc_options)) < 0 ||
         (r = read_strings(s, "srun_options", &s->srun_options)) < 0 ||
         (r = read_unset_env(s)) < 0) {
@@ -641,30 +620,39 @@ static void refresh_nodes(slurm_state *s)
     free(cpus_of);
 }
 
-/* Cancel the jobs that runs on this host (and pid namespace) left behind:
- * named after a process that is gone, or whose pid now names another. */
-static void cancel_leftovers(slurm_state *s)
+/* Our jobs, "id|name" a line, into res; a warning naming @p what when
+ * squeue fails. */
+static int list_jobs(slurm_state *s, cmd_result *res, const char *what)
 {
     argv_buf a = { 0 };
-    cmd_result res;
-    const char **ids = NULL;
-    size_t n = 0;
-    char prefix[160];
+    char why[512];
     int r;
 
     av_slurm(&a, s, "squeue");
     av_add(&a, "--noheader");
     av_addf(&a, "--user=%ld", (long)getuid());
     av_add(&a, "--format=%i|%j");
-    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
+    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, res);
     av_free(&a);
-    if (r < 0 || !cmd_ok(&res)) {
-        char why[512];
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list the jobs of earlier runs: %s",
-                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
-        cmd_result_release(&res);
+    if (r == 0 && cmd_ok(res))
+        return 0;
+    atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list %s: %s", what,
+                   r < 0 ? atx_error_last()->message : cmd_why(res, why, sizeof(why)));
+    cmd_result_release(res);
+    return ATX_EINFRA;
+}
+
+/* Cancel the jobs that runs on this host (and pid namespace) left behind:
+ * named after a process that is gone, or whose pid now names another. */
+static void cancel_leftovers(slurm_state *s)
+{
+    cmd_result res;
+    const char **ids = NULL;
+    size_t n = 0;
+    char prefix[160];
+
+    if (list_jobs(s, &res, "the jobs of earlier runs") < 0)
         return;
-    }
     snprintf(prefix, sizeof(prefix), "atx-%s-%s-", s->host, s->origin);
     ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
     for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
@@ -723,11 +711,9 @@ static int slurm_start(void *state)
 static int slurm_stop(void *state)
 {
     slurm_state *s = state;
-    argv_buf a = { 0 };
     cmd_result res;
     const char **ids;
     size_t n = 0;
-    int r;
 
     pthread_mutex_lock(&s->mu);
     for (stale_dir *d = s->stale; d; d = d->next)
@@ -735,19 +721,8 @@ static int slurm_stop(void *state)
                        d->node);
     pthread_mutex_unlock(&s->mu);
     /* Whatever is still ours: leases not released, a reserve cut short. */
-    av_slurm(&a, s, "squeue");
-    av_add(&a, "--noheader");
-    av_addf(&a, "--user=%ld", (long)getuid());
-    av_add(&a, "--format=%i|%j");
-    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
-    av_free(&a);
-    if (r < 0 || !cmd_ok(&res)) {
-        char why[512];
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list the run's jobs: %s",
-                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
-        cmd_result_release(&res);
+    if (list_jobs(s, &res, "the run's jobs") < 0)
         return 0;
-    }
     size_t plen = strlen(s->run_id);
     ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
     for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
