@@ -197,6 +197,28 @@ void proc_start_time(const char *pid, char *buf, size_t len)
     }
 }
 
+/* ---- processes through a tool ---- */
+
+int spawn_through(argv_buf *a, const atx_spawn_opts *opts, atx_proc **out)
+{
+    atx_spawn_opts o = *opts;
+    int r;
+
+    for (size_t i = 0; opts->argv[i]; i++)
+        av_add(a, opts->argv[i]);
+    if (a->oom) {
+        av_free(a);
+        return atx_error_set(-ENOMEM, "out of memory");
+    }
+    o.argv = a->v;
+    o.env = NULL;
+    o.cwd = NULL;
+    o.flags &= ~(unsigned)ATX_SPAWN_CLEAR_ENV;
+    r = atx_spawn_local(&o, out);
+    av_free(a);
+    return r;
+}
+
 /* ---- configuration ---- */
 
 int prov_config_labels(atx_plugin_ctx *ctx, const char *plugin, atx_labels **out)

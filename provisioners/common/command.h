@@ -12,6 +12,7 @@
 #include <atx/labels.h>
 #include <atx/plugin/abi.h>
 #include <atx/plugin/process.h>
+#include <atx/plugin/provisioner.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -69,6 +70,16 @@ const char *cmd_why(const cmd_result *res, char *buf, size_t len);
  * (field 22 of /proc/PID/stat), or "" when it is gone: with the pid, it
  * names one process across pid reuse. */
 void proc_start_time(const char *pid, char *buf, size_t len);
+
+/* ---- processes through a tool ---- */
+
+/*
+ * Start @p opts' process through the tool whose command line is in @p a
+ * (podman exec ..., srun ...): opts->argv is appended, and the tool runs
+ * here with this host's environment, opts' pipes and deadline (the tool
+ * passes the environment and folder on itself). Frees @p a.
+ */
+int spawn_through(argv_buf *a, const atx_spawn_opts *opts, atx_proc **out);
 
 /* ---- configuration ---- */
 

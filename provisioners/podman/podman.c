@@ -434,9 +434,7 @@ static int podman_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
 {
     container *c = impl;
     podman_state *s = c->owner;
-    atx_spawn_opts o = *opts;
     argv_buf a = { 0 };
-    int r;
 
     av_podman(&a, s, "exec");
     if (opts->flags & ATX_SPAWN_STDIN_PIPE)
@@ -456,21 +454,9 @@ static int podman_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
         for (size_t i = 0; opts->env && opts->env[i]; i++)
             av_add(&a, opts->env[i]);
     }
-    for (size_t i = 0; opts->argv[i]; i++)
-        av_add(&a, opts->argv[i]);
-    if (a.oom) {
-        av_free(&a);
-        return atx_error_set(-ENOMEM, "out of memory");
-    }
     /* The podman client runs here with this host's environment (so
      * CONTAINERS_CONF reaches it); what the process gets is in --env. */
-    o.argv = a.v;
-    o.env = NULL;
-    o.cwd = NULL;
-    o.flags &= ~(unsigned)ATX_SPAWN_CLEAR_ENV;
-    r = atx_spawn_local(&o, out);
-    av_free(&a);
-    return r;
+    return spawn_through(&a, opts, out);
 }
 
 /* podman cp reads "NAME:path" as a container path: keep local paths local. */

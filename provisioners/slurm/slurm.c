@@ -764,9 +764,7 @@ static const atx_labels *slurm_offer(void *state, size_t i)
 static int slurm_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
 {
     allocation *al = impl;
-    atx_spawn_opts o = *opts;
     argv_buf a = { 0 };
-    int r;
 
     av_step(&a, al);
     av_addf(&a, "--chdir=%s", opts->cwd ? opts->cwd : al->workdir);
@@ -778,19 +776,7 @@ static int slurm_spawn(void *impl, const atx_spawn_opts *opts, atx_proc **out)
         for (size_t i = 0; opts->env && opts->env[i]; i++)
             av_add(&a, opts->env[i]);
     }
-    for (size_t i = 0; opts->argv[i]; i++)
-        av_add(&a, opts->argv[i]);
-    if (a.oom) {
-        av_free(&a);
-        return atx_error_set(-ENOMEM, "out of memory");
-    }
-    o.argv = a.v;
-    o.env = NULL;
-    o.cwd = NULL;
-    o.flags &= ~(unsigned)ATX_SPAWN_CLEAR_ENV;
-    r = atx_spawn_local(&o, out);
-    av_free(&a);
-    return r;
+    return spawn_through(&a, opts, out);
 }
 
 /* Read a regular file here, at most COPY_MAX bytes, not following a link. */
