@@ -34,7 +34,8 @@ if(ATX_FUZZ)
   # built in, used through a run like any plugin.
   target_sources(fuzz_pool PRIVATE ${PROJECT_SOURCE_DIR}/provisioners/ssh/ssh.c
     ${PROJECT_SOURCE_DIR}/provisioners/ssh/session.c ${PROJECT_SOURCE_DIR}/provisioners/ssh/proc.c
-    ${PROJECT_SOURCE_DIR}/provisioners/ssh/copy.c)
+    ${PROJECT_SOURCE_DIR}/provisioners/ssh/copy.c ${PROJECT_SOURCE_DIR}/provisioners/common/command.c)
+  target_include_directories(fuzz_pool PRIVATE ${PROJECT_SOURCE_DIR}/provisioners/common)
   target_link_libraries(fuzz_pool PRIVATE atx PkgConfig::JSONC PkgConfig::LIBSSH Threads::Threads)
   target_include_directories(fuzz_frames PRIVATE ${PROJECT_SOURCE_DIR}/executors/agent)
 endif()
