@@ -513,7 +513,7 @@ static int new_kind(slurm_state *s, const char *partition, const char *features,
 static int add_node_line(slurm_state *s, char *line, int *cpus_of)
 {
     char *f[6];
-    size_t n = 0, k;
+    size_t n = 0, k = 0;
     int r;
 
     for (char *p = line; n < 6; n++) {
