@@ -18,6 +18,9 @@ expect_eq "atx runn<TAB>" "$(complete_line atx runn | sort)" "runnable-run
 runnable-run-recipe"
 expect_eq "atx run --ti<TAB>" "$(complete_line atx run --ti)" "--timeout"
 expect_eq "atx list --fo<TAB>" "$(complete_line atx list --fo)" "--format"
+expect_eq "atx run --provisioner sl<TAB>" "$(complete_line atx run --provisioner sl)" "slurm:"
+expect_eq "atx run --provisioner <TAB>" "$(complete_line atx run --provisioner '' | sort | tr '\n' ' ')" \
+  "local: podman: slurm: ssh: "
 expect_eq "atx bud reg<TAB>" "$(complete_line atx bud reg)" "register"
 expect_eq "atx bud register --sock<TAB>" "$(complete_line atx bud register --sock)" "--socket-port"
 expect_eq "atx run --report ht<TAB>" "$(complete_line atx run --report ht)" "html"

@@ -51,6 +51,11 @@ expect_eq "fmf tree over Slurm = fmf tree here" "$(jsonl "$T/s2/results.jsonl" "
   "$(jsonl "$T/l2/results.jsonl" "$q")"
 expect_eq "the lab label of the plan entry" \
   "$(jsonl "$T/s2/results.jsonl" "sorted({r['system']['labels'].get('lab') for r in rows if r['system']})")" "['hpc']"
+rc=0; "$ATX" run --provisioner slurm:main:4 "$ATX_SRC/examples/fmf" -c distro=debian-12 -o "$T/s2b" -q \
+  2> "$T/s2b.err" || rc=$?
+expect_eq "fmf tree over --provisioner slurm: exit = local exit" "$rc" "$rc2"
+expect_eq "fmf tree over --provisioner slurm = fmf tree here" "$(jsonl "$T/s2b/results.jsonl" "$q")" \
+  "$(jsonl "$T/l2/results.jsonl" "$q")"
 expect_eq "work folders left on the nodes" "$(ls -A "$T/nodes")" ""
 expect_eq "allocations left by the fmf run" "$(our_jobs)" ""
 

@@ -50,6 +50,11 @@ _atx() {
         --report)
             COMPREPLY=($(compgen -W "$("$atx" plugins 2>/dev/null | awk '$2 == "aggregator" {print $1}')" -- "$cur"))
             return ;;
+        --provisioner)
+            # A provisioner's name and its ':' (local:4, slurm:batch, ...).
+            compopt -o nospace 2>/dev/null
+            COMPREPLY=($(compgen -W "$("$atx" plugins 2>/dev/null | awk '$2 == "provisioner" {print $1 ":"}')" -- "$cur"))
+            return ;;
         --color)
             COMPREPLY=($(compgen -W "auto always never" -- "$cur"))
             return ;;
