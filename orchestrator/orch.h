@@ -35,6 +35,7 @@ typedef struct prov_inst {
     int idle;               /* leased systems not running a test */
     int failures;           /* consecutive reserve failures */
     int reserving;          /* reserves under way */
+    unsigned fail_epoch;    /* counted failures: one per reserves that overlap */
     char *last_error;
     size_t index;
     /* The second and later provisioners of one plugin append ".N" to their

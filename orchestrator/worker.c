@@ -739,6 +739,12 @@ void *atx_provisioner_main(void *arg)
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
+        if (p->failures > 0 && p->reserving > 0) {
+            /* After a failure, one reserve at a time until one succeeds:
+             * reserves failing together are not three tries. */
+            pthread_cond_wait(&run->prov_cv, &run->mu);
+            continue;
+        }
         if (atx_now_ns() < p->retry_at) {
             /* Its last reserve failed, or its last system never became
              * usable: back off first. */
@@ -748,6 +754,7 @@ void *atx_provisioner_main(void *arg)
         p->reserving++;
         run->leased++; /* held for this reservation: the cap counts it */
         uint64_t gen = run->prov_gen;
+        unsigned epoch = p->fail_epoch;
         pthread_mutex_unlock(&run->mu);
 
         atx_reserve_req req = {
@@ -768,6 +775,8 @@ void *atx_provisioner_main(void *arg)
 
         pthread_mutex_lock(&run->mu);
         p->reserving--;
+        if (p->nthreads > 1) /* siblings waiting on this reserve look again */
+            pthread_cond_broadcast(&run->prov_cv);
         if (r == 0 && sys) {
             p->failures = 0;
             p->retry_at = 0;
@@ -790,16 +799,24 @@ void *atx_provisioner_main(void *arg)
                 pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
-        p->failures++;
+        /* Reserves that ran together and failed are one trouble: only the
+         * first failure since this one started counts. */
+        if (epoch == p->fail_epoch && p->failures < RESERVE_FAILURES_MAX) {
+            p->failures++;
+            p->fail_epoch++;
+        }
         free(p->last_error);
         p->last_error = strdup(*atx_error_last()->message ? atx_error_last()->message
                                                            : atx_strerror(r));
         atx_run_logf(run, ATX_LOG_WARNING, "provisioner %s: reserve failed (%d of %d): %s",
                      atx_plugin_ctx_name(p->ctx), p->failures, RESERVE_FAILURES_MAX,
                      p->last_error ? p->last_error : "");
-        if (p->failures >= RESERVE_FAILURES_MAX) {
+        /* With reserves still under way, the last one decides: it may yet
+         * bring a system. */
+        if (p->failures >= RESERVE_FAILURES_MAX && p->reserving == 0) {
             p->failed = true;
             atx_run_wake(run);
+            atx_run_prov_signal(run);
             break;
         }
         /* Back off before trying again: 1 s, 2 s, ... (checked at the top of

@@ -645,6 +645,7 @@ typedef struct par_prov {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int inflight, most;
+    int fail_first;         /* reserves that fail (after the three meet) */
     unsigned n;
     atx_labels *labels;
     const char *workdir;
@@ -685,6 +686,11 @@ static int par_reserve(void *state, const atx_reserve_req *req, atx_system **out
     while (p->most < 3 && pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
         ;
     p->inflight--;
+    if (p->fail_first > 0) {
+        p->fail_first--;
+        pthread_mutex_unlock(&p->mu);
+        return atx_error_set(ATX_EINFRA, "par: the service said no");
+    }
     snprintf(id, sizeof(id), "par-%u", ++p->n);
     pthread_mutex_unlock(&p->mu);
     return atx_system_new(&par_ops, NULL, id, p->labels, p->workdir, out);
@@ -724,6 +730,28 @@ static void parallel_reserves(void **state)
     assert_int_equal(p.most, 3);
     /* Not one after the other, each waiting out its 5 s. */
     assert_true(atx_now_ns() - t0 < 4 * ATX_NSEC_PER_SEC);
+    atx_labels_free(p.labels);
+}
+
+/* Three reserves under way failing together are one trouble, not three in
+ * a row: the provisioner tries again (one at a time) and the run passes. */
+static void parallel_failures_count_once(void **state)
+{
+    fx *f = *state;
+    par_prov p = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER,
+                   .workdir = f->dir, .fail_first = 3 };
+    atx_summary s;
+    assert_int_equal(atx_labels_new(&p.labels), 0);
+    assert_int_equal(atx_run_add_builtin(f->run, &par_plugin, NULL, &p), 0);
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "/f%d", i);
+        assert_int_equal(atx_run_add_test(f->run, sh_test(name, "true")), 0);
+    }
+    assert_int_equal(atx_run_execute(f->run, &s), 0);
+    assert_int_equal(s.passed, 4);
+    assert_int_equal(s.infra, 0);
+    assert_int_equal(p.most, 3);
     atx_labels_free(p.labels);
 }
 
@@ -850,6 +878,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(prepare_timeout_is_infra, setup, teardown),
         cmocka_unit_test_setup_teardown(per_system_state, setup, teardown),
         cmocka_unit_test_setup_teardown(parallel_reserves, setup, teardown),
+        cmocka_unit_test_setup_teardown(parallel_failures_count_once, setup, teardown),
         cmocka_unit_test_setup_teardown(same_plugin_twice_unique_ids, setup, teardown),
     };
     atx_init();
