@@ -56,7 +56,6 @@ typedef struct node_kind {
     atx_labels *plain; /* the labels without the GRES ones */
     int cpus;         /* of its usable nodes, at the last look */
     int leased;       /* our allocations on it */
-    bool flip;        /* both its offers wanted: with GRES next time */
 } node_kind;
 
 /* What the provisioner offers: each kind without its GRES (an allocation
@@ -857,8 +856,10 @@ static const atx_system_ops slurm_system_ops = {
 /* ---- leases ---- */
 
 /* The offer to ask for: of the least loaded kind with nodes taking jobs
- * that a waiting test wants; when it is wanted both with and without its
- * GRES, each in turn (a test may need them, or not). Under mu. */
+ * that a waiting test wants; with its GRES only when no waiting test could
+ * do without them (want() says whether any test is served, and a kind with
+ * its GRES serves every test the kind without them does: GRES are taken
+ * only for the tests that need them, once the others are placed). Under mu. */
 static int pick_offer(slurm_state *s, const bool *wanted, offer *out)
 {
     bool found = false, any = false;
@@ -887,9 +888,7 @@ static int pick_offer(slurm_state *s, const bool *wanted, offer *out)
         if (wanted[i] && s->offers[i].kind == kind)
             *(s->offers[i].gres ? &gres : &plain) = true;
     out->kind = kind;
-    out->gres = gres && (!plain || s->kinds[kind].flip);
-    if (gres && plain)
-        s->kinds[kind].flip = !s->kinds[kind].flip;
+    out->gres = gres && !plain;
     return 0;
 }
 
@@ -1044,6 +1043,17 @@ static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_re
     snprintf(what, sizeof(what), "cannot prepare job %s on %s", al->jobid, al->node);
     r = run_ok(&a, NULL, 0, req->deadline_ns, req->cancel_fd, &res, what);
     av_free(&a);
+    if (r < 0 && gone) {
+        /* Not removed: the next lease there tries again. */
+        stale_dir *last = gone;
+        while (last->next)
+            last = last->next;
+        pthread_mutex_lock(&s->mu);
+        last->next = s->stale;
+        s->stale = gone;
+        pthread_mutex_unlock(&s->mu);
+        gone = NULL;
+    }
     while (gone) {
         stale_dir *d = gone;
         gone = d->next;
@@ -1084,14 +1094,15 @@ static int lease_labels(const slurm_state *s, const allocation *al, const atx_la
     if ((facts && (r = atx_labels_merge(l, facts)) < 0) ||
         (r = atx_labels_merge(l, s->kinds[kind].plain)) < 0)
         goto fail;
-    /* GRES only when it holds them. */
+    /* GRES only when it holds them: one of each (--gres=NAME). */
     for (size_t i = 0; al->gres && i < atx_labels_count(s->kinds[al->kind].labels); i++) {
         const char *k, *v;
         if (atx_labels_at(s->kinds[al->kind].labels, i, &k, &v) == 0 &&
-            (strcmp(k, "gres") == 0 || strncmp(k, "gres.", 5) == 0) &&
-            (r = atx_labels_set(l, k, v)) < 0)
+            strncmp(k, "gres.", 5) == 0 && (r = atx_labels_set(l, k, "1")) < 0)
             goto fail;
     }
+    if (al->gres && (r = atx_labels_set(l, "gres", s->kinds[al->kind].gres)) < 0)
+        goto fail;
     if ((r = atx_labels_set(l, "node", al->node)) < 0 ||
         (r = atx_labels_set(l, "slurm_job", al->jobid)) < 0 ||
         (r = atx_labels_merge(l, s->conf_labels)) < 0)
