@@ -62,12 +62,6 @@ static int cmp_expected(const void *a, const void *b)
     return strcmp(atx_test_name(x->t), atx_test_name(y->t));
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(atx_test_name((*(test_state *const *)a)->t),
-                  atx_test_name((*(test_state *const *)b)->t));
-}
-
 static int cmp_load(const void *a, const void *b)
 {
     const shard_load *x = a, *y = b;
@@ -78,17 +72,17 @@ static int split_row(void *ud, const char *name, const char *cls, int64_t ns)
 {
     test_state *ts = atx_names_find(&((atx_run *)ud)->names, name);
     (void)cls;
-    if (ts && ns > ts->hist_ns)
-        ts->hist_ns = ns;
+    if (ts && ns > ts->split_ns)
+        ts->split_ns = ns;
     return 0;
 }
 
 /* split_ns of every test: history (a file that is not there is none, and
  * is not made by asking), else declared. */
-static int split_estimate(atx_run *run)
+static void split_estimate(atx_run *run)
 {
     if (run->split_estimated)
-        return 0;
+        return;
     if (run->history_path && access(run->history_path, F_OK) == 0) {
         history *h;
         int r = hist_open(run->history_path, &h);
@@ -102,50 +96,43 @@ static int split_estimate(atx_run *run)
     }
     for (size_t i = 0; i < run->tests.len; i++) {
         test_state *ts = run->tests.items[i];
-        ts->split_ns = ts->hist_ns > 0 ? ts->hist_ns : atx_test_duration(ts->t);
-        /* estimate() fills hist_ns again, preferring this run's systems. */
-        ts->hist_ns = 0;
+        if (ts->split_ns <= 0)
+            ts->split_ns = atx_test_duration(ts->t);
     }
     run->split_estimated = true;
-    return 0;
 }
 
-/* keep[i]: whether test i falls into shard run->shard_index. */
+/* keep[i]: whether test i (jid i + 1, as added) falls into shard
+ * run->shard_index. */
 static int split(atx_run *run, bool *keep)
 {
-    size_t n = run->tests.len, nest = 0, nunk = 0;
+    size_t n = run->tests.len, nest = 0;
     unsigned count = run->shard_count, own = run->shard_index - 1;
-    test_state **est = malloc((n + 1) * sizeof(*est)), **unk = malloc((n + 1) * sizeof(*unk));
+    test_state **order = malloc((n + 1) * sizeof(*order));
     shard_load *heap = malloc(count * sizeof(*heap));
-    if (!est || !unk || !heap) {
-        free(est);
-        free(unk);
+    if (!order || !heap) {
+        free(order);
         free(heap);
         return atx_error_oom();
     }
-    for (size_t i = 0; i < n; i++) {
-        test_state *ts = run->tests.items[i];
-        ts->jid = (int64_t)i; /* its index, while splitting */
-        if (ts->split_ns > 0)
-            est[nest++] = ts;
-        else
-            unk[nunk++] = ts;
-    }
-    qsort(est, nest, sizeof(*est), cmp_expected);
-    qsort(unk, nunk, sizeof(*unk), cmp_name);
+    split_estimate(run);
+    memcpy(order, run->tests.items, n * sizeof(*order));
+    /* Longest first; the ones without an estimate last, by name. */
+    qsort(order, n, sizeof(*order), cmp_expected);
+    while (nest < n && order[nest]->split_ns > 0)
+        nest++;
     for (unsigned s = 0; s < count; s++)
         heap[s] = (shard_load){ 0, s };
     for (size_t i = 0; i < nest; i++) {
-        keep[est[i]->jid] = heap[0].index == own;
-        heap[0].total += est[i]->split_ns;
+        keep[order[i]->jid - 1] = heap[0].index == own;
+        heap[0].total += order[i]->split_ns;
         load_sift_down(heap, count, 0);
     }
     /* Unknown ones: round robin from the lightest shard. */
     qsort(heap, count, sizeof(*heap), cmp_load);
-    for (size_t i = 0; i < nunk; i++)
-        keep[unk[i]->jid] = heap[i % count].index == own;
-    free(est);
-    free(unk);
+    for (size_t i = nest; i < n; i++)
+        keep[order[i]->jid - 1] = heap[(i - nest) % count].index == own;
+    free(order);
     free(heap);
     return 0;
 }
@@ -161,7 +148,7 @@ static int keep_journaled(void *ud, int64_t id, const char *name)
     test_state *ts = atx_names_find(&k->run->names, name);
     (void)id;
     if (ts)
-        k->keep[ts->jid] = true;
+        k->keep[ts->jid - 1] = true;
     return 0;
 }
 
@@ -173,8 +160,6 @@ static int split_resumed(atx_run *run, bool *keep, const char *label)
     char *was;
     int r;
 
-    for (size_t i = 0; i < run->tests.len; i++)
-        ((test_state *)run->tests.items[i])->jid = (int64_t)i;
     if ((r = jr_open(run->results_dir, JR_RESUME, &j)) < 0)
         return r;
     was = jr_meta_get(j, "shard");
@@ -205,8 +190,6 @@ int atx_run_set_shard(atx_run *run, unsigned index, unsigned count)
     if (count < 1 || index < 1 || index > count)
         return atx_error_set(ATX_EINVAL, "shard %u/%u: K/N needs 1 <= K <= N", index, count);
     snprintf(label, sizeof(label), "%u/%u", index, count);
-    if ((r = split_estimate(run)) < 0)
-        return r;
     if (!(keep = calloc(run->tests.len + 1, sizeof(*keep))))
         return atx_error_oom();
     run->shard_index = index;
@@ -242,7 +225,8 @@ int atx_run_set_shard(atx_run *run, unsigned index, unsigned count)
 
 int64_t atx_run_test_expected(atx_run *run, size_t i)
 {
-    if (!run || i >= run->tests.len || split_estimate(run) < 0)
+    if (!run || i >= run->tests.len)
         return 0;
+    split_estimate(run);
     return ((test_state *)run->tests.items[i])->split_ns;
 }
