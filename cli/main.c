@@ -699,6 +699,21 @@ static char *absolute(const char *p);
 static int add_report_spec(atx_run *run, const char *spec, char **path);
 static int add_reports(atx_run *run, const options *o, bool defaults, char **list, size_t *n);
 
+/* A slot count after a spec's ':': 1 when @p text is a number from 1 to
+ * @p max (*out), 0 a number out of range, -1 not a number. */
+static int spec_count(const char *text, long max, long *out)
+{
+    char *end;
+    long n = strtol(text, &end, 10);
+
+    if (!*text || *end)
+        return -1;
+    if (n < 1 || n > max)
+        return 0;
+    *out = n;
+    return 1;
+}
+
 static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
 {
     char name[64], config[128];
@@ -711,13 +726,9 @@ static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
     name[n] = '\0';
     if (strcmp(name, "local") == 0) {
         long slots = jobs;
-        if (colon) {
-            char *end;
-            slots = strtol(colon + 1, &end, 10);
-            if (*end || slots < 1 || slots > 4096)
-                return atx_error_set(ATX_EINVAL, "local:N takes N from 1 to 4096, not '%s'",
-                                     colon + 1);
-        }
+        if (colon && spec_count(colon + 1, 4096, &slots) != 1)
+            return atx_error_set(ATX_EINVAL, "local:N takes N from 1 to 4096, not '%s'",
+                                 colon + 1);
         snprintf(config, sizeof(config), "{\"slots\": %ld}", slots);
         return atx_run_add_provisioner(run, "local", config);
     }
@@ -726,29 +737,25 @@ static int add_provisioner_spec(atx_run *run, const char *spec, int jobs)
     if (strcmp(name, "podman") == 0 && colon) {
         /* podman:IMAGE[:N] (the image may hold ':' for its tag: N is the
          * last part when it is a number) */
-        char *img = strdup(colon + 1), *last = strrchr(img, ':'), *end = NULL;
+        char *img = strdup(colon + 1), *last = strrchr(img, ':');
         long slots = jobs;
-        if (last) {
-            long count = strtol(last + 1, &end, 10);
-            if (*end == '\0' && last[1]) {
-                if (count < 1 || count > 1024) {
-                    free(img);
-                    json_object_put(c);
-                    return atx_error_set(ATX_EINVAL, "podman:IMAGE:N takes N from 1 to 1024");
-                }
-                slots = count;
-                *last = '\0';
-            }
+        int got = last ? spec_count(last + 1, 1024, &slots) : -1;
+        if (got == 0) {
+            free(img);
+            json_object_put(c);
+            return atx_error_set(ATX_EINVAL, "podman:IMAGE:N takes N from 1 to 1024");
         }
+        if (got == 1)
+            *last = '\0';
         json_object_object_add(c, "image", json_object_new_string(img));
         json_object_object_add(c, "slots", json_object_new_int((int)slots));
         free(img);
     } else if (strcmp(name, "slurm") == 0 && colon) {
         /* slurm:PARTITION[:N] (an empty PARTITION: any) */
-        char *part = strdup(colon + 1), *last = strchr(part, ':'), *end = NULL;
+        char *part = strdup(colon + 1), *last = strchr(part, ':');
+        long count;
         if (last) {
-            long count = strtol(last + 1, &end, 10);
-            if (!last[1] || *end || count < 1 || count > 4096) {
+            if (spec_count(last + 1, 4096, &count) != 1) {
                 free(part);
                 json_object_put(c);
                 return atx_error_set(ATX_EINVAL, "slurm:PARTITION:N takes N from 1 to 4096");
@@ -1157,6 +1164,7 @@ static int cmd_merge(options *o)
     merged_run *runs = calloc((size_t)o->npaths_args + 1, sizeof(*runs));
     const char **dirs = calloc((size_t)o->npaths_args + 1, sizeof(*dirs));
     char **reports = calloc(5 + o->nreport_specs, sizeof(char *)), missing[256] = "";
+    size_t nmissing = 0;
     size_t nrep = 0, sharded = 0;
     atx_summary sum;
     int rc = EXIT_USAGE;
@@ -1210,18 +1218,18 @@ static int cmd_merge(options *o)
             }
         }
         /* The missing ones, "3/4, 5/8": at most a line's worth named. */
-        size_t next = 0, len = 0, count = 0;
+        size_t next = 0, len = 0;
         for (unsigned k = 1; k <= runs[0].n; k++) {
             if (next < (size_t)o->npaths_args && runs[next].k == k) {
                 next++;
                 continue;
             }
-            if (count++ < 16)
+            if (nmissing++ < 16)
                 len += (size_t)snprintf(missing + len, sizeof(missing) - len, "%s%u/%u",
                                         len ? ", " : "", k, runs[0].n);
         }
-        if (count > 16)
-            snprintf(missing + len, sizeof(missing) - len, " and %zu more", count - 16);
+        if (nmissing > 16)
+            snprintf(missing + len, sizeof(missing) - len, " and %zu more", nmissing - 16);
     }
     for (int i = 0; i < o->npaths_args; i++)
         dirs[i] = runs[i].dir;
@@ -1240,7 +1248,7 @@ static int cmd_merge(options *o)
         rc = 3; /* a report is missing */
     if (*missing)
         rc = cli_error(3, "missing shard%s %s: the merged reports hold %zu of the %u shards",
-                       strchr(missing, ',') || strstr(missing, "more") ? "s" : "", missing,
+                       nmissing > 1 ? "s" : "", missing,
                        sharded, runs[0].n);
 out:
     atx_run_free(run);
