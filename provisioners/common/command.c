@@ -242,6 +242,30 @@ int prov_config_labels(atx_plugin_ctx *ctx, const char *plugin, atx_labels **out
     return 0;
 }
 
+int prov_config_strings(atx_plugin_ctx *ctx, const char *plugin, const char *key,
+                        const char ***out)
+{
+    const json_object *cfg = atx_plugin_ctx_config(ctx);
+    json_object *list;
+    size_t n = 0;
+
+    if (json_object_object_get_ex((json_object *)cfg, key, &list)) {
+        if (!json_object_is_type(list, json_type_array))
+            return atx_error_set(ATX_EINVAL, "%s: '%s' must be a list of strings", plugin, key);
+        n = json_object_array_length(list);
+    }
+    if (!(*out = calloc(n + 1, sizeof(**out))))
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_object *v = json_object_array_get_idx(list, i);
+        if (!json_object_is_type(v, json_type_string))
+            return atx_error_set(ATX_EINVAL, "%s: '%s' item %zu must be a string", plugin, key,
+                                 i + 1);
+        (*out)[i] = json_object_get_string(v);
+    }
+    return 0;
+}
+
 /* ---- facts ---- */
 
 const char prov_probe_cmd[] =

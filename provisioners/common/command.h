@@ -87,6 +87,12 @@ int spawn_through(argv_buf *a, const atx_spawn_opts *opts, atx_proc **out);
  * @p plugin names the plugin in the error. */
 int prov_config_labels(atx_plugin_ctx *ctx, const char *plugin, atx_labels **out);
 
+/* The configuration's list of strings @p key into *out, NULL-terminated,
+ * the strings borrowed from the configuration (free only the array); an
+ * absent key gives an empty list. */
+int prov_config_strings(atx_plugin_ctx *ctx, const char *plugin, const char *key,
+                        const char ***out);
+
 /* ---- facts ---- */
 
 /* A shell command printing arch, kernel name, kernel release and node name

@@ -65,38 +65,19 @@ static void av_podman(argv_buf *a, const podman_state *s, const char *verb)
     av_add(a, verb);
 }
 
-/* ---- processes ---- */
-
 /* ---- configuration ---- */
 
 static int read_run_options(podman_state *s)
 {
-    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
-    json_object *opts;
-    size_t n = 0;
+    int r = prov_config_strings(s->ctx, "podman", "run_options", &s->run_options);
 
     s->own_network = true;
-    if (json_object_object_get_ex((json_object *)cfg, "run_options", &opts)) {
-        if (!json_object_is_type(opts, json_type_array))
-            return atx_error_set(ATX_EINVAL,
-                                 "podman: 'run_options' must be a list of podman run arguments");
-        n = json_object_array_length(opts);
-    }
-    s->run_options = calloc(n + 1, sizeof(*s->run_options));
-    if (!s->run_options)
-        return atx_error_set(-ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_object *v = json_object_array_get_idx(opts, i);
-        if (!json_object_is_type(v, json_type_string))
-            return atx_error_set(ATX_EINVAL, "podman: 'run_options' item %zu must be a string",
-                                 i + 1);
-        s->run_options[i] = json_object_get_string(v);
+    for (size_t i = 0; r == 0 && s->run_options[i]; i++)
         /* podman refuses two network modes: theirs wins. */
         if (strncmp(s->run_options[i], "--network", 9) == 0 ||
             strncmp(s->run_options[i], "--net=", 6) == 0 || strcmp(s->run_options[i], "--net") == 0)
             s->own_network = false;
-    }
-    return 0;
+    return r;
 }
 
 static void podman_destroy(void *state);

@@ -52,6 +52,8 @@ typedef struct node_kind {
     char *partition;
     char *features;   /* "a,b", or "" */
     char *gres;       /* "gpu:2", or "" (what sinfo says, without sockets) */
+    char *constraint; /* --constraint: its features, a&b ("" none) */
+    char *gres_names; /* --gres with one of each: gpu,gpu:tesla ("" none) */
     atx_labels *labels;
     atx_labels *plain; /* the labels without the GRES ones */
     int cpus;         /* of its usable nodes, at the last look */
@@ -80,7 +82,7 @@ typedef struct node {
 /* One allocation (a system's impl). */
 typedef struct allocation {
     slurm_state *owner;
-    char name[160];      /* the job's name */
+    char name[256];      /* the job's name */
     char jobid[32];
     bool gres;           /* it holds its kind's GRES */
     char node[128];
@@ -106,9 +108,10 @@ struct slurm_state {
     node *nodes;
     size_t nnodes;
     int capacity;
-    char host[64], pid[24], pidstart[32];
-    char origin[64];            /* this machine and pid namespace: <machine-id>.<pid ns> */
-    char run_id[200];           /* <host>-<machine>-<pid>-<pid start>-<random> */
+    /* Job names: atx-<host>-<machine id>.<pid ns>-<pid>-<pid start>-<random>-<n>;
+     * the first here_len characters are this host's and pid namespace's. */
+    char job_prefix[224];       /* up to <random>- */
+    size_t here_len;
     int64_t looked_at;          /* when sinfo was last read; under mu after start */
     stale_dir *stale;           /* under mu */
     pthread_mutex_t mu;
@@ -167,21 +170,26 @@ static int run_ok(argv_buf *a, const char *input, size_t input_len, int64_t dead
     return 0;
 }
 
-static void cancel_jobs(slurm_state *s, const char *const *ids, size_t n)
+/* scancel the jobs @p ids, or (n 0) our job named @p name. */
+static void cancel_jobs(slurm_state *s, const char *const *ids, size_t n, const char *name)
 {
     argv_buf a = { 0 };
     cmd_result res;
     char why[512];
     int r;
 
-    if (n == 0)
+    if (n == 0 && !name)
         return;
     av_slurm(&a, s, "scancel");
     for (size_t i = 0; i < n; i++)
         av_add(&a, ids[i]);
+    if (name) {
+        av_addf(&a, "--name=%s", name);
+        av_addf(&a, "--user=%ld", (long)getuid());
+    }
     r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
     if (r < 0 || !cmd_ok(&res))
-        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot cancel job %s%s: %s", ids[0],
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot cancel job %s%s: %s", n ? ids[0] : name,
                        n > 1 ? " and others" : "",
                        r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
     cmd_result_release(&res);
@@ -189,28 +197,6 @@ static void cancel_jobs(slurm_state *s, const char *const *ids, size_t n)
 }
 
 /* ---- configuration ---- */
-
-static int read_strings(slurm_state *s, const char *key, const char ***out)
-{
-    const json_object *cfg = atx_plugin_ctx_config(s->ctx);
-    json_object *list;
-    size_t n = 0;
-
-    if (json_object_object_get_ex((json_object *)cfg, key, &list)) {
-        if (!json_object_is_type(list, json_type_array))
-            return atx_error_set(ATX_EINVAL, "slurm: '%s' must be a list of strings", key);
-        n = json_object_array_length(list);
-    }
-    if (!(*out = calloc(n + 1, sizeof(**out))))
-        return atx_error_set(-ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        json_object *v = json_object_array_get_idx(list, i);
-        if (!json_object_is_type(v, json_type_string))
-            return atx_error_set(ATX_EINVAL, "slurm: '%s' item %zu must be a string", key, i + 1);
-        (*out)[i] = json_object_get_string(v);
-    }
-    return 0;
-}
 
 /* The SLURM_* names in this process's environment, but SLURM_CONF. */
 static int read_unset_env(slurm_state *s)
@@ -263,15 +249,16 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
                                         "salloc_options", "srun_options", "slots",
                                         "labels", "workdir", "parallel_reserves", NULL };
     slurm_state *s;
-    const char *partition = NULL, *account = NULL, *limit = NULL, *workdir = "/tmp";
-    int64_t slots = 0, limit_ns = 0, parallel = 4;
+    const char *partition = NULL, *account = NULL, *workdir = "/tmp";
+    int64_t slots = 0, limit_ns = -1, parallel = 4;
+    char host[64], origin[64], pid[24], pidstart[32];
     uint32_t rnd = 0;
     int r;
 
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
         (r = atx_plugin_config_string(ctx, "partition", &partition)) < 0 ||
         (r = atx_plugin_config_string(ctx, "account", &account)) < 0 ||
-        (r = atx_plugin_config_string(ctx, "time_limit", &limit)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "time_limit", &limit_ns)) < 0 ||
         (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
         (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0 ||
         (r = atx_plugin_config_int(ctx, "parallel_reserves", &parallel)) < 0)
@@ -282,10 +269,9 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
     if (slots < 0 || slots > 4096)
         return atx_error_set(ATX_EINVAL, "slurm: 'slots' must be 1 to 4096, not %lld",
                              (long long)slots);
-    if (limit && (atx_duration_parse(limit, &limit_ns) < 0 || limit_ns <= 0))
-        return atx_error_set(ATX_EINVAL,
-                             "slurm: 'time_limit' must be a duration such as 90m or 2h, not '%s'",
-                             limit);
+    if (limit_ns == 0)
+        return atx_error_set(ATX_EINVAL, "slurm: 'time_limit' must be a duration such as 90m "
+                                         "or 2h, not 0");
     if (workdir[0] != '/')
         return atx_error_set(ATX_EINVAL,
                              "slurm: 'workdir' must be an absolute path on the nodes, not '%s'",
@@ -303,53 +289,45 @@ static int slurm_create(atx_plugin_ctx *ctx, void **out)
     s->slots = slots;
     s->parallel = (int)parallel;
     /* Slurm counts whole minutes: round up. */
-    s->time_limit_min = limit_ns ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC)
-                                 : 0;
+    s->time_limit_min =
+        limit_ns > 0 ? (limit_ns + 60 * ATX_NSEC_PER_SEC - 1) / (60 * ATX_NSEC_PER_SEC) : 0;
     pthread_mutex_init(&s->mu, NULL);
     if ((r = prov_config_labels(ctx, "slurm", &s->conf_labels)) < 0 ||
-        (r = read_strings(s, "salloc_options", &s->salloc_options)) < 0 ||
-        (r = read_strings(s, "srun_options", &s->srun_options)) < 0 ||
+        (r = prov_config_strings(ctx, "slurm", "salloc_options", &s->salloc_options)) < 0 ||
+        (r = prov_config_strings(ctx, "slurm", "srun_options", &s->srun_options)) < 0 ||
         (r = read_unset_env(s)) < 0) {
         slurm_destroy(s);
         return r;
     }
     if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         rnd = (uint32_t)atx_now_ns() ^ (uint32_t)(uintptr_t)s;
-    if (gethostname(s->host, sizeof(s->host)) < 0 || !*s->host)
-        snprintf(s->host, sizeof(s->host), "host");
-    s->host[sizeof(s->host) - 1] = '\0';
-    s->host[strcspn(s->host, ".")] = '\0';
-    for (char *c = s->host; *c; c++)
+    if (gethostname(host, sizeof(host)) < 0 || !*host)
+        snprintf(host, sizeof(host), "host");
+    host[sizeof(host) - 1] = '\0';
+    host[strcspn(host, ".")] = '\0';
+    for (char *c = host; *c; c++)
         if (*c == '-')
             *c = '_'; /* '-' separates the name's parts */
-    snprintf(s->pid, sizeof(s->pid), "%ld", (long)getpid());
-    proc_start_time("self", s->pidstart, sizeof(s->pidstart));
-    where_we_are(s->origin, sizeof(s->origin));
-    snprintf(s->run_id, sizeof(s->run_id), "%s-%s-%s-%s-%08x", s->host, s->origin, s->pid,
-             s->pidstart, rnd);
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    proc_start_time("self", pidstart, sizeof(pidstart));
+    where_we_are(origin, sizeof(origin));
+    int here = snprintf(s->job_prefix, sizeof(s->job_prefix), "atx-%s-%s-", host, origin);
+    s->here_len = (size_t)here;
+    snprintf(s->job_prefix + here, sizeof(s->job_prefix) - (size_t)here, "%s-%s-%08x-", pid,
+             pidstart, rnd);
     *out = s;
     return 0;
 }
 
-static void free_nodes(slurm_state *s)
+static void stale_free(stale_dir *d)
 {
-    for (size_t i = 0; i < s->nkinds; i++) {
-        free(s->kinds[i].partition);
-        free(s->kinds[i].features);
-        free(s->kinds[i].gres);
-        atx_labels_free(s->kinds[i].labels);
-        atx_labels_free(s->kinds[i].plain);
+    while (d) {
+        stale_dir *next = d->next;
+        free(d->node);
+        free(d->path);
+        free(d);
+        d = next;
     }
-    free(s->kinds);
-    free(s->offers);
-    s->offers = NULL;
-    s->noffers = 0;
-    for (size_t i = 0; i < s->nnodes; i++)
-        free(s->nodes[i].name);
-    free(s->nodes);
-    s->kinds = NULL;
-    s->nodes = NULL;
-    s->nkinds = s->nnodes = 0;
 }
 
 static void slurm_destroy(void *state)
@@ -358,14 +336,21 @@ static void slurm_destroy(void *state)
 
     if (!s)
         return;
-    free_nodes(s);
-    while (s->stale) {
-        stale_dir *d = s->stale;
-        s->stale = d->next;
-        free(d->node);
-        free(d->path);
-        free(d);
+    for (size_t i = 0; i < s->nkinds; i++) {
+        free(s->kinds[i].partition);
+        free(s->kinds[i].features);
+        free(s->kinds[i].gres);
+        free(s->kinds[i].constraint);
+        free(s->kinds[i].gres_names);
+        atx_labels_free(s->kinds[i].labels);
+        atx_labels_free(s->kinds[i].plain);
     }
+    free(s->kinds);
+    free(s->offers);
+    for (size_t i = 0; i < s->nnodes; i++)
+        free(s->nodes[i].name);
+    free(s->nodes);
+    stale_free(s->stale);
     atx_labels_free(s->conf_labels);
     free(s->salloc_options);
     free(s->srun_options);
@@ -488,8 +473,26 @@ static int new_kind(slurm_state *s, const char *partition, const char *features,
     nk->partition = strdup(partition);
     nk->features = strdup(features);
     nk->gres = strdup(gres);
-    if (!nk->partition || !nk->features || !nk->gres)
+    nk->constraint = strdup(features);
+    nk->gres_names = calloc(1, strlen(gres) + 1);
+    if (!nk->partition || !nk->features || !nk->gres || !nk->constraint || !nk->gres_names)
         return atx_error_set(-ENOMEM, "out of memory");
+    /* a,b -> a&b: a node with every feature of the kind */
+    for (char *p = nk->constraint; *p; p++)
+        if (*p == ',')
+            *p = '&';
+    /* gpu:2,gpu:tesla:1 -> gpu,gpu:tesla: one of each */
+    char *copy = strdup(gres), *save = NULL;
+    size_t pos = 0;
+    if (!copy)
+        return atx_error_set(-ENOMEM, "out of memory");
+    for (char *g = strtok_r(copy, ",", &save); g; g = strtok_r(NULL, ",", &save)) {
+        char *count = strrchr(g, ':');
+        if (count && count != g && strspn(count + 1, "0123456789") == strlen(count + 1))
+            *count = '\0';
+        pos += (size_t)sprintf(nk->gres_names + pos, "%s%s", pos ? "," : "", g);
+    }
+    free(copy);
     if ((r = kind_labels(s, partition, features, gres, &nk->labels)) < 0 ||
         (r = atx_labels_new(&nk->plain)) < 0)
         return r;
@@ -539,13 +542,13 @@ static int add_node_line(slurm_state *s, char *line, int *cpus_of)
     if (*end || cpus < 1 || cpus > 1000000 || !usable_state(state))
         return 0;
 
+    bool known = kind_of(s, partition, features, gres, &k) == 0;
     if (cpus_of) {
-        if (kind_of(s, partition, features, gres, &k) == 0)
+        if (known)
             cpus_of[k] += (int)cpus;
         return 0;
     }
-    if (kind_of(s, partition, features, gres, &k) < 0 &&
-        (r = new_kind(s, partition, features, gres, &k)) < 0)
+    if (!known && (r = new_kind(s, partition, features, gres, &k)) < 0)
         return r;
     s->kinds[k].cpus += (int)cpus;
 
@@ -619,11 +622,17 @@ static void refresh_nodes(slurm_state *s)
     free(cpus_of);
 }
 
-/* Our jobs, "id|name" a line, into res; a warning naming @p what when
- * squeue fails. */
-static int list_jobs(slurm_state *s, cmd_result *res, const char *what)
+/*
+ * Cancel our jobs (squeue, "id|name" a line) whose names start with the
+ * first @p len characters of job_prefix: with @p only_dead, those of runs
+ * that are gone (their pid is gone or names another process now).
+ */
+static void cancel_ours(slurm_state *s, size_t len, bool only_dead, const char *what)
 {
     argv_buf a = { 0 };
+    cmd_result res;
+    const char **ids;
+    size_t n = 0;
     char why[512];
     int r;
 
@@ -631,46 +640,34 @@ static int list_jobs(slurm_state *s, cmd_result *res, const char *what)
     av_add(&a, "--noheader");
     av_addf(&a, "--user=%ld", (long)getuid());
     av_add(&a, "--format=%i|%j");
-    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, res);
+    r = run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
     av_free(&a);
-    if (r == 0 && cmd_ok(res))
-        return 0;
-    atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list %s: %s", what,
-                   r < 0 ? atx_error_last()->message : cmd_why(res, why, sizeof(why)));
-    cmd_result_release(res);
-    return ATX_EINFRA;
-}
-
-/* Cancel the jobs that runs on this host (and pid namespace) left behind:
- * named after a process that is gone, or whose pid now names another. */
-static void cancel_leftovers(slurm_state *s)
-{
-    cmd_result res;
-    const char **ids = NULL;
-    size_t n = 0;
-    char prefix[160];
-
-    if (list_jobs(s, &res, "the jobs of earlier runs") < 0)
+    if (r < 0 || !cmd_ok(&res)) {
+        atx_plugin_log(s->ctx, ATX_LOG_WARNING, "cannot list %s: %s", what,
+                       r < 0 ? atx_error_last()->message : cmd_why(&res, why, sizeof(why)));
+        cmd_result_release(&res);
         return;
-    snprintf(prefix, sizeof(prefix), "atx-%s-%s-", s->host, s->origin);
+    }
     ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
     for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
          line = strtok_r(NULL, "\n", &save)) {
         char *bar = strchr(line, '|'), pid[24], start[32], now[32];
-        if (!bar || strncmp(bar + 1, prefix, strlen(prefix)) != 0)
+        if (!bar || strncmp(bar + 1, s->job_prefix, len) != 0)
             continue;
         *bar = '\0';
-        if (sscanf(bar + 1 + strlen(prefix), "%23[0-9]-%31[0-9]-", pid, start) != 2)
-            continue;
-        proc_start_time(pid, now, sizeof(now));
-        if (strcmp(now, start) == 0)
-            continue; /* its run goes on */
+        if (only_dead) {
+            if (sscanf(bar + 1 + len, "%23[0-9]-%31[0-9]-", pid, start) != 2)
+                continue;
+            proc_start_time(pid, now, sizeof(now));
+            if (strcmp(now, start) == 0)
+                continue; /* its run goes on */
+        }
         ids[n++] = line;
     }
-    if (n)
+    if (n && only_dead)
         atx_plugin_log(s->ctx, ATX_LOG_INFO, "cancelling %zu job%s earlier runs left behind", n,
                        n > 1 ? "s" : "");
-    cancel_jobs(s, ids, n);
+    cancel_jobs(s, ids, n, NULL);
     free(ids);
     cmd_result_release(&res);
 }
@@ -688,8 +685,8 @@ static int slurm_start(void *state)
                "cannot run sinfo (are Slurm's commands installed?)");
     av_free(&a);
     if (r == 0)
-        atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "%.*s; jobs named atx-%s-N",
-                       (int)strcspn(res.out, "\n"), res.out, s->run_id);
+        atx_plugin_log(s->ctx, ATX_LOG_DEBUG, "%.*s; jobs named %sN",
+                       (int)strcspn(res.out, "\n"), res.out, s->job_prefix);
     cmd_result_release(&res);
     if (r < 0 || (r = read_nodes(s, NULL)) < 0)
         return r;
@@ -703,16 +700,14 @@ static int slurm_start(void *state)
     }
     if (s->slots)
         s->capacity = (int)s->slots;
-    cancel_leftovers(s);
+    /* The jobs of earlier runs here that are gone. */
+    cancel_ours(s, s->here_len, true, "the jobs of earlier runs");
     return 0;
 }
 
 static int slurm_stop(void *state)
 {
     slurm_state *s = state;
-    cmd_result res;
-    const char **ids;
-    size_t n = 0;
 
     pthread_mutex_lock(&s->mu);
     for (stale_dir *d = s->stale; d; d = d->next)
@@ -720,22 +715,7 @@ static int slurm_stop(void *state)
                        d->node);
     pthread_mutex_unlock(&s->mu);
     /* Whatever is still ours: leases not released, a reserve cut short. */
-    if (list_jobs(s, &res, "the run's jobs") < 0)
-        return 0;
-    size_t plen = strlen(s->run_id);
-    ids = calloc(res.out_len / 2 + 1, sizeof(*ids));
-    for (char *save = NULL, *line = strtok_r(res.out, "\n", &save); ids && line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *bar = strchr(line, '|');
-        if (!bar || strncmp(bar + 1, "atx-", 4) != 0 || strncmp(bar + 5, s->run_id, plen) != 0 ||
-            bar[5 + plen] != '-')
-            continue;
-        *bar = '\0';
-        ids[n++] = line;
-    }
-    cancel_jobs(s, ids, n);
-    free(ids);
-    cmd_result_release(&res);
+    cancel_ours(s, strlen(s->job_prefix), false, "the run's jobs");
     return 0;
 }
 
@@ -931,35 +911,10 @@ static int allocate(slurm_state *s, allocation *al, const node_kind *nk,
     av_add(&a, "--nodes=1");
     av_add(&a, "--ntasks=1");
     av_addf(&a, "--partition=%s", nk->partition);
-    if (*nk->features) {
-        /* a,b -> a&b: a node with every feature of the kind */
-        char *c = strdup(nk->features);
-        for (char *p = c; p && *p; p++)
-            if (*p == ',')
-                *p = '&';
-        if (c)
-            av_addf(&a, "--constraint=%s", c);
-        else
-            a.oom = true;
-        free(c);
-    }
-    if (al->gres) {
-        /* gpu:2,gpu:tesla:1 -> gpu,gpu:tesla */
-        char *c = strdup(nk->gres), *save = NULL, list[512] = "";
-        size_t pos = 0;
-        for (char *g = c ? strtok_r(c, ",", &save) : NULL; g; g = strtok_r(NULL, ",", &save)) {
-            char *count = strrchr(g, ':');
-            if (count && count != g && strspn(count + 1, "0123456789") == strlen(count + 1))
-                *count = '\0';
-            if (pos < sizeof(list))
-                pos += (size_t)snprintf(list + pos, sizeof(list) - pos, "%s%s", pos ? "," : "", g);
-        }
-        if (!c)
-            a.oom = true;
-        else if (*list)
-            av_addf(&a, "--gres=%s", list);
-        free(c);
-    }
+    if (*nk->constraint)
+        av_addf(&a, "--constraint=%s", nk->constraint);
+    if (al->gres && *nk->gres_names)
+        av_addf(&a, "--gres=%s", nk->gres_names);
     if (s->account)
         av_addf(&a, "--account=%s", s->account);
     if (s->time_limit_min)
@@ -1054,13 +1009,7 @@ static int setup_allocation(slurm_state *s, allocation *al, const atx_reserve_re
         pthread_mutex_unlock(&s->mu);
         gone = NULL;
     }
-    while (gone) {
-        stale_dir *d = gone;
-        gone = d->next;
-        free(d->node);
-        free(d->path);
-        free(d);
-    }
+    stale_free(gone);
     if (r == 0) {
         char *nl = strchr(res.out, '\n');
         if (res.out[0] != '/' || !nl || (size_t)(nl - res.out) >= sizeof(al->workdir))
@@ -1186,7 +1135,7 @@ static int slurm_reserve(void *state, const atx_reserve_req *req, atx_system **o
     al->owner = s;
     al->kind = kind;
     al->gres = pick.gres;
-    snprintf(al->name, sizeof(al->name), "atx-%s-%u", s->run_id, n);
+    snprintf(al->name, sizeof(al->name), "%s%u", s->job_prefix, n);
     snprintf(id, sizeof(id), "slurm-%u", n);
     if ((r = allocate(s, al, &s->kinds[kind], req)) < 0 ||
         (r = setup_allocation(s, al, req, &facts)) < 0 ||
@@ -1205,20 +1154,10 @@ fail:
          * may have been granted all the same: cancel by name. */
         char msg[1024];
         snprintf(msg, sizeof(msg), "%s", atx_error_last()->message);
-        if (al->jobid[0]) {
-            const char *jid = al->jobid;
+        const char *jid = al->jobid;
+        if (*jid)
             remove_workdir(al, CMD_TIMEOUT_NS);
-            cancel_jobs(s, &jid, 1);
-        } else {
-            argv_buf a = { 0 };
-            cmd_result res;
-            av_slurm(&a, s, "scancel");
-            av_addf(&a, "--name=%s", al->name);
-            av_addf(&a, "--user=%ld", (long)getuid());
-            run_cmd(&a, atx_now_ns() + CMD_TIMEOUT_NS, -1, &res);
-            cmd_result_release(&res);
-            av_free(&a);
-        }
+        cancel_jobs(s, &jid, *jid ? 1 : 0, *jid ? NULL : al->name);
         atx_error_set(r, "%s", msg);
     }
     free(al);
@@ -1246,12 +1185,11 @@ static void slurm_release(void *state, atx_system *sys, unsigned flags)
             d->next = s->stale;
             s->stale = d;
             pthread_mutex_unlock(&s->mu);
-        } else if (d) {
-            free(d->node);
-            free(d);
+        } else {
+            stale_free(d);
         }
     }
-    cancel_jobs(s, &jid, 1);
+    cancel_jobs(s, &jid, 1, NULL);
     atx_system_free(sys);
     pthread_mutex_lock(&s->mu);
     s->leased--;
