@@ -732,16 +732,12 @@ void *atx_provisioner_main(void *arg)
 
     pthread_mutex_lock(&run->mu);
     while (!run->stopping && !atomic_load(&run->cancel_level) && !p->failed) {
-        /* Reserves under way count as leased and idle already. */
+        /* Reserves under way count as leased and idle already; after a
+         * failure, one at a time until one succeeds. */
         if (p->leased + p->reserving >= p->capacity ||
             demand(run, p) <= (size_t)(p->idle + p->reserving) ||
-            (run->policy.max_running && run->leased >= (size_t)run->policy.max_running)) {
-            pthread_cond_wait(&run->prov_cv, &run->mu);
-            continue;
-        }
-        if (p->failures > 0 && p->reserving > 0) {
-            /* After a failure, one reserve at a time until one succeeds:
-             * reserves failing together are not three tries. */
+            (run->policy.max_running && run->leased >= (size_t)run->policy.max_running) ||
+            (p->failures > 0 && p->reserving > 0)) {
             pthread_cond_wait(&run->prov_cv, &run->mu);
             continue;
         }
