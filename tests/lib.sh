@@ -31,6 +31,22 @@ wait_for() {
 # jq-free JSON reading with the system python (stdlib only)
 pyjson() { python3 -c "$1"; }
 
+# jsonl FILE EXPR: print EXPR over rows, the JSON lines of FILE (a list)
+jsonl() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print(eval(sys.argv[2]))
+PY
+}
+
+# free_port [ADDR]: a TCP port nothing listens on at ADDR (default
+# 127.0.0.1; bound and released: good enough here)
+free_port() {
+  python3 -c 'import socket, sys; s=socket.socket(); s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' \
+    "${1:-127.0.0.1}"
+}
+
 # wait_grep FILE PATTERN SECONDS: until FILE holds a line matching PATTERN
 wait_grep() {
   local f=$1 p=$2 n=$(( $3 * 20 ))

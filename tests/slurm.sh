@@ -10,13 +10,6 @@ slurm_cluster_start "$T/cluster" n1:3:base n2:3:base,bigmem:1
 # go first (KILL: no release waits on a cluster that is going away).
 trap 'kill -KILL $(jobs -p) 2>/dev/null || true; slurm_cluster_stop; wait; cleanup' EXIT
 
-jsonl() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print(eval(sys.argv[2]))
-PY
-}
 # our_jobs: the jobs atx holds now (any run of this host; not those whose
 # processes Slurm is still ending, which scancel leaves COMPLETING a moment)
 our_jobs() {

@@ -28,14 +28,6 @@ cat > "$T/lab/pool.json" <<EOF
 EOF
 
 # jsonl FILE 'python expression over rows': rows are the parsed lines
-jsonl() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-print(eval(sys.argv[2]))
-PY
-}
-
 # ---- 0. the system operations, case by case (tests/test_ssh.c) ----
 mkdir -p "$T/scratch"
 ATX_SSH_POOL="$T/lab/pool.json" ATX_SSH_SCRATCH="$T/scratch" "$ATX_BUILD/tests/test_ssh" \

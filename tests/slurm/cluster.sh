@@ -35,9 +35,9 @@ slurm_pick_net() {
 
 slurm_log_tail() { tail -n 8 "$1" 2>/dev/null | sed 's/^/    /'; }
 
-# slurm_wait WHAT SECONDS CMD...: until CMD succeeds (bounded poll).
+# slurm_wait SECONDS CMD...: until CMD succeeds (bounded poll).
 slurm_wait() {
-  local what=$1 n=$(( $2 * 10 )); shift 2
+  local n=$(( $1 * 10 )); shift
   until "$@" >/dev/null 2>&1; do
     n=$((n - 1))
     [ $n -gt 0 ] || return 1
@@ -54,7 +54,7 @@ slurm_cluster_start() {
   chmod 0700 "$dir/munge"
   trap 'slurm_cluster_stop; wait; cleanup' EXIT
   net=$(slurm_pick_net)
-  port=$(free_port_any)
+  port=$(free_port 0.0.0.0)
   host=$(hostname -s)
 
   # munge: a key of its own, a socket in the test's folder.
@@ -63,7 +63,7 @@ slurm_cluster_start() {
   # Every daemon in the foreground, a child of this shell (which reaps it).
   /usr/sbin/munged -F -f --socket="$dir/munge/sock" --key-file="$dir/munge/key" \
     --pid-file="$dir/munge/pid" --log-file="$dir/munge/log" --seed-file="$dir/munge/seed" > "$dir/munge/out" 2>&1 &
-  slurm_wait munge 10 test -S "$dir/munge/sock" ||
+  slurm_wait 10 test -S "$dir/munge/sock" ||
     fail "munged made no socket: $(slurm_log_tail "$dir/munge/log")"
 
   {
@@ -125,7 +125,7 @@ slurm_cluster_start() {
     SLURM_HOLDERS+=("$holder")
     echo "$holder" > "$dir/holder-$name"
     # Until unshare has made its namespaces (the holder's net ns differs).
-    slurm_wait ns 10 slurm_own_netns "$holder" ||
+    slurm_wait 10 slurm_own_netns "$holder" ||
       fail "unshare made no network namespace for $name"
     ip link add "$link" type veth peer name eth0 netns "$holder" ||
       fail "cannot make a veth link for node $name"
@@ -139,14 +139,14 @@ slurm_cluster_start() {
       fail "cannot set up the namespaces of node $name"
   done
   /usr/sbin/slurmctld -D -f "$SLURM_CONF" > "$dir/slurmctld.out" 2>&1 &
-  slurm_wait slurmctld 20 scontrol ping ||
+  slurm_wait 20 scontrol ping ||
     fail "slurmctld does not answer: $(slurm_log_tail "$dir/slurmctld.log")"
 
   for spec in "$@"; do
     IFS=: read -r name cpus feats <<< "$spec"
     nsenter -t "$(slurm_node_pid "$name")" -n -u /usr/sbin/slurmd -D -f "$SLURM_CONF" > "$dir/slurmd-$name.out" 2>&1 &
   done
-  slurm_wait nodes 30 sh -c "[ \$(sinfo -h -N -t idle -o %N | sort -u | wc -l) -ge $i ]" ||
+  slurm_wait 30 sh -c "[ \$(sinfo -h -N -t idle -o %N | sort -u | wc -l) -ge $i ]" ||
     fail "the nodes did not come up: $(sinfo -N 2>&1 | head -5) $(slurm_log_tail "$dir/slurmctld.log") $(for spec in "$@"; do slurm_log_tail "$dir/slurmd-${spec%%:*}.log"; done)"
 }
 
@@ -178,8 +178,4 @@ slurm_cluster_stop() {
   pkill -KILL -f -- "$SLURM_DIR/" 2>/dev/null || true
   for pid in "${SLURM_LINKS[@]}"; do ip link del "$pid" 2>/dev/null || true; done
   SLURM_DIR=
-}
-
-free_port_any() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1])'
 }

@@ -24,10 +24,6 @@ peers_init() {
   : > "$PEERS_DIR/known_hosts"
 }
 
-# A port nothing listens on (bound and released: good enough on loopback).
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 peer_up() {
   local name=$1 d="$PEERS_DIR/$1" port
