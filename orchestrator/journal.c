@@ -245,6 +245,14 @@ char *jr_meta_get(journal *j, const char *key)
     return v;
 }
 
+void jr_meta_int(journal *j, const char *key, int64_t *out)
+{
+    char *v = jr_meta_get(j, key);
+    if (v)
+        *out = strtoll(v, NULL, 10);
+    free(v);
+}
+
 int jr_add_test(journal *j, int64_t id, const char *name)
 {
     sqlite3_stmt *st = j->st[ST_TEST];

@@ -20,6 +20,8 @@ ATX_INTERNAL void jr_rollback(journal *j);
 ATX_INTERNAL int jr_meta_set(journal *j, const char *key, const char *value);
 /* The value (malloc'd) or NULL. */
 ATX_INTERNAL char *jr_meta_get(journal *j, const char *key);
+/* A number kept in the meta into *out (left as it is when there is none). */
+ATX_INTERNAL void jr_meta_int(journal *j, const char *key, int64_t *out);
 
 /* Writing, inside jr_begin()/jr_commit(). */
 ATX_INTERNAL int jr_add_test(journal *j, int64_t id, const char *name);

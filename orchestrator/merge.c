@@ -181,10 +181,9 @@ static void merge_meta(atx_run *run)
 
     for (size_t i = 0; i < run->sources.len; i++) {
         merge_src *m = run->sources.items[i];
-        char *s = jr_meta_get(m->jr, "started_ns"), *d = jr_meta_get(m->jr, "duration_ns");
-        int64_t started = s ? strtoll(s, NULL, 10) : 0, took = d ? strtoll(d, NULL, 10) : 0;
-        free(s);
-        free(d);
+        int64_t started = 0, took = 0;
+        jr_meta_int(m->jr, "started_ns", &started);
+        jr_meta_int(m->jr, "duration_ns", &took);
         if (started > 0 && (first == 0 || started < first))
             first = started;
         if (started > 0 && started + took > last)
@@ -232,14 +231,7 @@ int atx_run_report_merge(atx_run *run, const char *const *dirs, size_t n, atx_su
         m->rb.file_prefix = *m->prefix ? m->prefix : NULL;
         m->rb.system_label = m->label;
     }
-    run->agg_closing = true;
-    if ((r = pthread_create(&run->agg_thread, NULL, atx_run_agg_main, run)) != 0) {
-        r = atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
-        goto out;
-    }
-    pthread_join(run->agg_thread, NULL);
-    if (summary)
-        *summary = run->summary;
+    r = atx_run_replay(run, summary);
 out:
     free_sources(run);
     return r < 0 ? r : 0;

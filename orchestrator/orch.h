@@ -217,8 +217,9 @@ typedef struct merge_src {
 } merge_src;
 
 /* run.c */
-/* The aggregator thread: begin, replays, the queue until closed, end. */
-ATX_INTERNAL void *atx_run_agg_main(void *arg);
+/* Replay what the run's journals hold (atx_run_report, a merge): the
+ * aggregator thread to its end, then the summary. */
+ATX_INTERNAL int atx_run_replay(atx_run *run, atx_summary *summary);
 /* Add a journal's tests, attempts and final results to the run's summary,
  * as atx_run_report() reports them. */
 ATX_INTERNAL int atx_run_tally(atx_run *run, journal *j);

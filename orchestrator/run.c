@@ -853,7 +853,7 @@ static int replay_one(void *ud, atx_result *r)
     return 0;
 }
 
-void *atx_run_agg_main(void *arg)
+static void *agg_main(void *arg)
 {
     atx_run *run = arg;
     atx_run_info info = {
@@ -1098,14 +1098,8 @@ static int resume_load(atx_run *run)
         free(run->hostname);
         run->hostname = v;
     }
-    if ((v = jr_meta_get(run->jr, "started_ns"))) {
-        run->summary.started_ns = strtoll(v, NULL, 10);
-        free(v);
-    }
-    if ((v = jr_meta_get(run->jr, "duration_ns"))) {
-        run->prev_duration_ns = strtoll(v, NULL, 10);
-        free(v);
-    }
+    jr_meta_int(run->jr, "started_ns", &run->summary.started_ns);
+    jr_meta_int(run->jr, "duration_ns", &run->prev_duration_ns);
     c.by_id = calloc(c.nids + 1, sizeof(*c.by_id));
     if (!c.by_id)
         return atx_error_oom();
@@ -1517,7 +1511,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     if ((r = journal_start(run)) < 0)
         return r;
 
-    if ((r = pthread_create(&run->agg_thread, NULL, atx_run_agg_main, run)) != 0)
+    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
         return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
 
     start_provisioners(run);
@@ -1710,22 +1704,26 @@ int atx_run_report(atx_run *run, atx_summary *summary)
     free(run->run_id);
     run->run_id = v;
     run->hostname = jr_meta_get(run->jr, "hostname");
-    if ((v = jr_meta_get(run->jr, "started_ns")))
-        run->summary.started_ns = strtoll(v, NULL, 10);
-    free(v);
-    if ((v = jr_meta_get(run->jr, "duration_ns")))
-        run->summary.duration_ns = strtoll(v, NULL, 10);
-    free(v);
+    jr_meta_int(run->jr, "started_ns", &run->summary.started_ns);
+    jr_meta_int(run->jr, "duration_ns", &run->summary.duration_ns);
     if ((r = atx_run_tally(run, run->jr)) < 0)
         return r;
     run->replay_seq = jr_last_seq(run->jr);
     run->replay_count = jr_count_results(run->jr);
-    run->agg_closing = true;
-    if ((r = pthread_create(&run->agg_thread, NULL, atx_run_agg_main, run)) != 0)
-        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
-    pthread_join(run->agg_thread, NULL);
+    r = atx_run_replay(run, summary);
     jr_close(run->jr);
     run->jr = NULL;
+    return r;
+}
+
+int atx_run_replay(atx_run *run, atx_summary *summary)
+{
+    int r;
+
+    run->agg_closing = true;
+    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
+        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
+    pthread_join(run->agg_thread, NULL);
     if (summary)
         *summary = run->summary;
     return 0;
