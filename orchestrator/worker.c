@@ -396,18 +396,18 @@ static int system_command(atx_run *run, atx_system *sys, const char *cmd, int64_
 }
 
 /* The pump thread of a system's agent: it stopped answering. The worker
- * stops taking tests for it (an idle one is woken). */
+ * stops taking tests for it (an idle one is woken) and says so when it lets
+ * it go: a test that rebooted it may still bring it back. */
 static void system_lost(void *ud, const char *why)
 {
     run_worker *w = ud;
     atx_run *run = w->run;
 
+    (void)why;
     pthread_mutex_lock(&run->mu);
     w->lost = true;
     pthread_cond_broadcast(&run->work_cv);
     pthread_mutex_unlock(&run->mu);
-    atx_run_logf(run, ATX_LOG_WARNING, "system %s %s: it is released and not used again",
-                 atx_system_id(w->sys), why);
 }
 
 /* The lease's agent (unless the system contains its processes itself),
@@ -557,6 +557,10 @@ static void *worker_main(void *arg)
 
         pthread_mutex_lock(&run->mu);
         w->cur = NULL;
+        /* A connection that dropped under a test that rebooted the system
+         * is its old one: what counts is whether it answers now. */
+        if (w->lost && !atx_system_lost_why(w->sys, NULL, 0))
+            w->lost = false;
         if (w->lost)
             flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
         finish_attempt(run, w, &a, flags & ATX_RELEASE_BROKEN);
@@ -568,6 +572,10 @@ static void *worker_main(void *arg)
     if (w->lost)
         flags |= ATX_RELEASE_BROKEN | ATX_RELEASE_LOST;
     pthread_mutex_unlock(&run->mu);
+    char why[600];
+    if ((flags & ATX_RELEASE_LOST) && atx_system_lost_why(w->sys, why, sizeof(why)))
+        atx_run_logf(run, ATX_LOG_WARNING, "system %s %s: it is released and not used again",
+                     atx_system_id(w->sys), why);
 
     /* Executors undo their preparation (finish steps), cleanup commands
      * run, the agent goes (what it started with it), then the system goes
@@ -768,6 +776,8 @@ void *atx_provisioner_main(void *arg)
             sys = NULL;
             r = ATX_ENOMEM;
         }
+        if (r == 0 && sys && p->vt->version >= 3 && p->vt->reboot)
+            atx_system_set_reboot(sys, p->vt->reboot, p->state);
 
         pthread_mutex_lock(&run->mu);
         p->reserving--;

@@ -314,7 +314,7 @@ static int far_set_deadline(void *impl, int64_t deadline_ns)
 }
 
 static const atx_proc_ops far_ops = { ATX_PROC_OPS_VERSION, far_wait, far_kill, far_free,
-                                      far_set_deadline };
+                                      far_set_deadline, NULL };
 
 static void system_clock_deadline(void **state)
 {
@@ -447,7 +447,7 @@ static void stuck_free(void *impl)
     close((int)(intptr_t)impl);
 }
 static const atx_proc_ops stuck_ops = { ATX_PROC_OPS_VERSION, stuck_wait, stuck_kill, stuck_free,
-                                        NULL };
+                                        NULL, NULL };
 
 static void gives_up_on_a_stuck_process(void **state)
 {

@@ -1003,6 +1003,10 @@ static void handle(uint8_t type, uint32_t id, const unsigned char *payload, size
             put_close(id);
         }
         break;
+    case AGENT_CLOSE_CONTROL:
+        if ((p = find(id)))
+            close_fd(&p->fd[2]);
+        break;
     case AGENT_GET: get_path(id, &r); break;
     case AGENT_QUIT: shutdown_all(0); break;
     default: send_fail(id, EPROTO, "unknown request type %u", type); break;

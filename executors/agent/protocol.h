@@ -28,6 +28,9 @@
  *   GET      path: INFO frames for the file, or for the tree below a folder,
  *            each file's DATA frames after its INFO, then OK (or FAIL)
  *   QUIT     (empty): kill everything, exit
+ *   CLOSE_CONTROL  (empty): the process's test-control channel is closed,
+ *            so its further writes there fail (EPIPE): a test that said
+ *            `disconnect` learns that it may reboot
  * Agent to host:
  *   HELLO    u32 protocol version, u32 the agent's pid, u32 features, then the
  *            agent's version string
@@ -50,7 +53,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define AGENT_PROTOCOL_VERSION 2
+#define AGENT_PROTOCOL_VERSION 3
 #define AGENT_HEADER_SIZE 9
 /* Larger frames are a protocol error (a corrupt or hostile stream). */
 #define AGENT_MAX_PAYLOAD (1u << 20)
@@ -70,6 +73,7 @@ enum agent_type {
     AGENT_CHECK = 10,
     AGENT_MKDIR = 11,
     AGENT_SYMLINK = 12,
+    AGENT_CLOSE_CONTROL = 13,
     AGENT_HELLO = 64,
     AGENT_STARTED = 65,
     AGENT_FAIL = 66,

@@ -896,6 +896,24 @@ static int ap_set_deadline(void *impl, int64_t deadline_ns)
     return 1; /* the agent's clock decides */
 }
 
+static void ap_close_control(void *impl)
+{
+    aproc *p = impl;
+    agent_conn *c = p->c;
+
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (p->w[2] >= 0) {
+        close(p->w[2]);
+        p->w[2] = -1;
+    }
+    p->pend[2].len = 0;
+    if (!p->done && !c->lost)
+        queue(c, AGENT_CLOSE_CONTROL, p->id, NULL, 0, NULL, 0);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void ap_free(void *impl)
 {
     aproc *p = impl;
@@ -930,6 +948,7 @@ static const atx_proc_ops agent_proc_ops = {
     .kill_tree = ap_kill_tree,
     .free = ap_free,
     .set_deadline = ap_set_deadline,
+    .close_control = ap_close_control,
 };
 
 /* A growing payload. */

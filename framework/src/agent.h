@@ -73,6 +73,10 @@ ATX_INTERNAL bool atx_system_contained(const atx_system *s);
  *  and ping of the system goes through it from now on. */
 ATX_INTERNAL int atx_system_attach_agent(atx_system *s, const agent_liveness *lv,
                                          int64_t deadline_ns);
+/** A provisioner's reboot operation (atx_provisioner_vtable.reboot). */
+typedef int (*atx_reboot_fn)(void *state, atx_system *sys, const atx_reboot_req *req);
+/** Give the system its provisioner's reboot (the orchestrator, at lease). */
+ATX_INTERNAL void atx_system_set_reboot(atx_system *s, atx_reboot_fn fn, void *state);
 /** Whether the system stopped answering; @p why gets the reason. */
 ATX_INTERNAL bool atx_system_lost_why(atx_system *s, char *why, size_t len);
 /** Give up on the system now (a hurried run). */

@@ -90,9 +90,13 @@ static bool deliver(runner *r, int which, const char *data, size_t len)
     const atx_proc_sink *s = r->o->sink;
     int k = 0;
 
-    if (which == F_CTL)
+    if (which == F_CTL) {
         k = s && s->control ? s->control(s->ud, data, len) : 0;
-    else if (s && s->output)
+        if (k > 0) {
+            atx_proc_close_control(r->p);
+            r->fd[F_CTL] = -1;
+        }
+    } else if (s && s->output)
         k = s->output(s->ud, which == F_ERR, data, len);
     else if (r->o->capture[which == F_ERR])
         atx_capture_append(r->o->capture[which == F_ERR], data, len); /* OOM: kept short */

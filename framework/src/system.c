@@ -24,6 +24,10 @@ struct atx_system {
     int64_t phase_deadline_ns;  /* bounds every spawn while set (0: none) */
     agent_conn *agent;          /* the lease's agent, or NULL */
     char agent_path[PATH_MAX];  /* where it runs from on the system */
+    agent_liveness lv;          /* how the agent is watched (again after a reboot) */
+    atx_reboot_fn reboot;       /* its provisioner's, or NULL */
+    void *reboot_state;
+    char *gone;                 /* why it is lost for good (no agent to ask) */
 };
 
 struct atx_proc {
@@ -59,6 +63,7 @@ void atx_system_free(atx_system *s)
     if (!s)
         return;
     atx_system_stop_agent(s, false);
+    free(s->gone);
     free(s->id);
     free(s->workdir);
     atx_labels_free(s->labels);
@@ -108,6 +113,8 @@ int atx_system_spawn(atx_system *s, const atx_spawn_opts *opts, atx_proc **out)
             return atx_error_set(ATX_ETIMEDOUT, "system %s: the phase's time is up", s->id);
         o.deadline_ns = s->phase_deadline_ns;
     }
+    if (s->gone)
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
     if (s->agent) {
         o.cwd = on_system(s, o.cwd, cwd, sizeof(cwd));
         return agent_conn_spawn(s->agent, &o, out);
@@ -136,6 +143,8 @@ int atx_system_copy_in(atx_system *s, const char *local, const char *remote)
 
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
+    if (s->gone)
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
     if (s->agent)
         return agent_conn_copy_in(s->agent, local, on_system(s, remote, path, sizeof(path)));
     if (!s->ops->copy_in)
@@ -155,6 +164,8 @@ int atx_system_copy_out_max(atx_system *s, const char *remote, const char *local
 
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
+    if (s->gone)
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
     if (s->agent)
         return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local,
                                    max_file_bytes);
@@ -178,6 +189,8 @@ int atx_system_alive(atx_system *s, int64_t timeout_ns)
 {
     if (!s)
         return ATX_EINVAL;
+    if (s->gone)
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
     if (s->agent)
         return agent_conn_ping(s->agent, timeout_ns);
     return s->ops->alive ? s->ops->alive(s->impl, timeout_ns) : 0;
@@ -224,6 +237,7 @@ int atx_system_attach_agent(atx_system *s, const agent_liveness *lv, int64_t dea
 
     if (s->agent)
         return 0;
+    s->lv = *lv;
     if ((r = agent_program(local, sizeof(local))) < 0)
         return r;
     if (atx_system_shares_host(s)) {
@@ -252,7 +266,55 @@ int atx_system_attach_agent(atx_system *s, const agent_liveness *lv, int64_t dea
 
 bool atx_system_lost_why(atx_system *s, char *why, size_t len)
 {
+    if (s && s->gone) {
+        if (why)
+            snprintf(why, len, "%s", s->gone);
+        return true;
+    }
     return s && s->agent && agent_conn_lost(s->agent, why, len);
+}
+
+void atx_system_set_reboot(atx_system *s, atx_reboot_fn fn, void *state)
+{
+    s->reboot = fn;
+    s->reboot_state = state;
+}
+
+int atx_system_reboot(atx_system *s, const atx_reboot_req *req)
+{
+    if (!s || !req || req->version < 1)
+        return atx_error_set(ATX_EINVAL, "a reboot needs a system and a request");
+    if (s->gone)
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
+    if (!s->reboot) {
+        const char *by = atx_labels_get(s->labels, "provider");
+        return atx_error_set(ATX_EUNSUPPORTED, "system %s cannot be rebooted: %s%s%s does not "
+                             "reboot its systems", s->id, by ? "provisioner '" : "its provisioner",
+                             by ? by : "", by ? "'" : "");
+    }
+    /* Its agent goes with the reboot: said goodbye to now, not waited for.
+     * A drop from here on is the reboot's, not a loss. */
+    bool had_agent = s->agent != NULL;
+    if (s->agent) {
+        agent_conn_free(s->agent, true);
+        s->agent = NULL;
+    }
+    int r = s->reboot(s->reboot_state, s, req);
+    if (r == 0 && had_agent) {
+        /* Its hello gets the usual time even when the reboot took nearly all. */
+        int64_t until = atx_now_ns() + (s->lv.timeout_ns > 0 ? s->lv.timeout_ns
+                                                              : 30 * ATX_NSEC_PER_SEC);
+        r = atx_system_attach_agent(s, &s->lv, until > req->deadline_ns ? until : req->deadline_ns);
+    }
+    if (r < 0) {
+        char *why;
+        if (asprintf(&why, "did not come back from its reboot: %s", atx_error_last()->message) < 0)
+            why = NULL;
+        free(s->gone);
+        s->gone = why ? why : strdup("did not come back from its reboot");
+        return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone ? s->gone : "is lost");
+    }
+    return 0;
 }
 
 int atx_system_start_agent(atx_system *s, const atx_agent_opts *opts)
@@ -340,6 +402,18 @@ int atx_proc_control_fd(atx_proc *p) { return p ? p->ctl_fd : -1; }
 void atx_proc_attach_control(atx_proc *p, int fd)
 {
     p->ctl_fd = fd;
+}
+
+void atx_proc_close_control(atx_proc *p)
+{
+    if (!p)
+        return;
+    if (p->ops->version >= 3 && p->ops->close_control)
+        p->ops->close_control(p->impl);
+    if (p->ctl_fd >= 0) {
+        close(p->ctl_fd);
+        p->ctl_fd = -1;
+    }
 }
 
 int atx_proc_set_deadline(atx_proc *p, int64_t deadline_ns)

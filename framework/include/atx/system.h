@@ -125,6 +125,34 @@ ATX_API int atx_system_alive(atx_system *sys, int64_t timeout_ns);
  */
 ATX_API int atx_system_lost(atx_system *sys);
 
+#define ATX_REBOOT_REQ_VERSION 1
+/** A reboot of a leased system (atx_system_reboot()). Initialise with
+ *  ATX_REBOOT_REQ_INIT. */
+typedef struct atx_reboot_req {
+    unsigned version;     /**< ATX_REBOOT_REQ_VERSION */
+    /** A shell command line that reboots it (tmt-reboot -c), or NULL for
+     *  the system's own way (its provisioner's configured command). */
+    const char *command;
+    /** 1: it is going down by itself (a test rebooted it): nothing is run,
+     *  the reboot is waited for. */
+    int started;
+    int64_t deadline_ns;  /**< monotonic: back by then, or it is lost */
+    int cancel_fd;        /**< polls readable when the run stops: give up (-1: none) */
+} atx_reboot_req;
+#define ATX_REBOOT_REQ_INIT { ATX_REBOOT_REQ_VERSION, NULL, 0, 0, -1 }
+
+/**
+ * Reboot the system and wait until it is back: its connection drops, it
+ * answers again, its agent is started again (uploaded again if the reboot
+ * took its folder). Processes on it end first; files copied there may be gone.
+ * @return 0 when it is back; ATX_EUNSUPPORTED when its provisioner cannot
+ *         reboot it (a slot on this host), the system is then as it was;
+ *         ATX_ELOST when it did not come back (by the deadline, or the run
+ *         stopped): from then on it is lost (atx_system_lost()) with the
+ *         reason. The detail says why.
+ */
+ATX_API int atx_system_reboot(atx_system *sys, const atx_reboot_req *req);
+
 /** A pollable fd for the process's stdin pipe, or -1. Owned by the process. */
 ATX_API int atx_proc_stdin_fd(atx_proc *p);
 /** Pollable read fd for stdout (and stderr when merged), or -1. */
@@ -135,6 +163,12 @@ ATX_API int atx_proc_stderr_fd(atx_proc *p);
 ATX_API void atx_proc_close_stdin(atx_proc *p);
 /** Pollable read fd for the test-control channel (ATX_SPAWN_CONTROL), or -1. */
 ATX_API int atx_proc_control_fd(atx_proc *p);
+/**
+ * Stop reading the process's test-control channel (ATX_SPAWN_CONTROL): it
+ * is closed at both ends, so the process's further writes there fail with
+ * EPIPE, and atx_proc_control_fd() is -1 from now on.
+ */
+ATX_API void atx_proc_close_control(atx_proc *p);
 /** An fd that polls readable once the process has ended, or -1. */
 ATX_API int atx_proc_wait_fd(atx_proc *p);
 /**

@@ -29,7 +29,9 @@ typedef struct atx_proc_sink {
     void *ud;
     /** stdout (stream 0) or stderr (1). < 0: stop the process at once. */
     int (*output)(void *ud, int stream, const char *data, size_t len);
-    /** The control channel (ATX_SPAWN_CONTROL). < 0: stop the process at once. */
+    /** The control channel (ATX_SPAWN_CONTROL). < 0: stop the process at
+     *  once; > 0: close the channel (atx_proc_close_control()), the rest of
+     *  these bytes and any later ones are not wanted. */
     int (*control)(void *ud, const char *data, size_t len);
     /** Called every tick_ns while the process runs. < 0: stop it at once. */
     int (*tick)(void *ud);

@@ -55,7 +55,7 @@ typedef struct atx_reserve_req {
     int cancel_fd;         /**< polls readable when the run stops: give up */
 } atx_reserve_req;
 
-#define ATX_PROVISIONER_VTABLE_VERSION 2
+#define ATX_PROVISIONER_VTABLE_VERSION 3
 typedef struct atx_provisioner_vtable {
     unsigned version;  /**< ATX_PROVISIONER_VTABLE_VERSION when built */
     /** Required. Validate the configuration and make an instance. */
@@ -93,6 +93,17 @@ typedef struct atx_provisioner_vtable {
      * one, and its reserve must then be safe to call concurrently.
      */
     int (*reserve_parallel)(void *state);
+    /**
+     * Version 3, optional: reboot a leased system (see atx_reboot_req) and
+     * wait until it is back as leased: it answers, its work directory is
+     * there (made again if the reboot took it). libatx has stopped the
+     * system's agent before and starts it again after. Called from the
+     * worker thread that holds the system. Without it (or with an older
+     * plugin) a reboot is refused and the test's attempt ends `infra`.
+     * @return 0 when back; ATX_ETIMEDOUT when not back by the deadline;
+     *         ATX_ECANCELLED; ATX_EINFRA (the detail says why).
+     */
+    int (*reboot)(void *state, atx_system *sys, const atx_reboot_req *req);
 } atx_provisioner_vtable;
 
 /* ---- systems ---- */
@@ -163,7 +174,7 @@ ATX_API int atx_system_start_agent(atx_system *sys, const atx_agent_opts *opts);
 
 /* ---- processes ---- */
 
-#define ATX_PROC_OPS_VERSION 2
+#define ATX_PROC_OPS_VERSION 3
 typedef struct atx_proc_ops {
     unsigned version;  /**< ATX_PROC_OPS_VERSION */
     int (*wait)(void *impl, int64_t timeout_ns, atx_exit *ex);
@@ -172,6 +183,10 @@ typedef struct atx_proc_ops {
     void (*free)(void *impl);
     /** Version 2, optional: see atx_proc_set_deadline(). */
     int (*set_deadline)(void *impl, int64_t deadline_ns);
+    /** Version 3, optional: see atx_proc_close_control(). Without it the
+     *  handle's end of the channel is closed, which is enough for a pipe to
+     *  a process on this host. */
+    void (*close_control)(void *impl);
 } atx_proc_ops;
 
 /**
