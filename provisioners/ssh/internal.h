@@ -27,6 +27,7 @@ typedef struct host {
     char *address;
     char *user;              /* NULL: the local user name */
     char *identity;          /* NULL: ssh-agent and the default keys */
+    char *reboot_command;    /* NULL: `reboot` */
     unsigned port;
     int slots;
     atx_labels *conf;        /* the pool file's labels */
@@ -112,6 +113,14 @@ void sshp_disconnect(ssh_session s);
  */
 int sshp_run(ssh_session s, const char *host_name, const char *cmd, int64_t timeout_ns,
              char *out, size_t outlen, int *code);
+/**
+ * Wait until the connection of @p s closes (the host went down), taking in
+ * what it sends meanwhile and sending an SSH_MSG_IGNORE every second, so a
+ * host that vanished without a word fails a write.
+ * @return 0 once closed; ATX_ETIMEDOUT at @p until; ATX_ECANCELLED when
+ *         @p cancel_fd (may be -1) polls readable.
+ */
+int sshp_wait_closed(ssh_session s, int64_t until, int cancel_fd);
 /** Quote @p s for a POSIX shell ('...'), appending to @p buf. -1 if it does not fit. */
 int sshp_quote(char *buf, size_t len, size_t *pos, const char *s);
 

@@ -201,6 +201,56 @@ int sshp_quote(char *buf, size_t len, size_t *pos, const char *s)
     return 0;
 }
 
+static bool closed(ssh_session s)
+{
+    return !ssh_is_connected(s) || (ssh_get_status(s) & (SSH_CLOSED | SSH_CLOSED_ERROR)) ||
+           ssh_get_fd(s) < 0;
+}
+
+int sshp_wait_closed(ssh_session s, int64_t until, int cancel_fd)
+{
+    ssh_event ev = ssh_event_new();
+    int r = ATX_ETIMEDOUT;
+
+    if (!ev || ssh_event_add_session(ev, s) != SSH_OK) {
+        if (ev)
+            ssh_event_free(ev);
+        return atx_error_set(ATX_EINFRA, "ssh: cannot watch a session");
+    }
+    for (int64_t next_ping = 0;;) {
+        int64_t now = atx_now_ns();
+        if (closed(s)) {
+            r = 0;
+            break;
+        }
+        if (now >= until)
+            break;
+        if (now >= next_ping) {
+            if (ssh_send_ignore(s, "") != SSH_OK && closed(s)) {
+                r = 0;
+                break;
+            }
+            next_ping = now + ATX_NSEC_PER_SEC;
+        }
+        struct pollfd c = { .fd = cancel_fd, .events = POLLIN };
+        if (cancel_fd >= 0 && poll(&c, 1, 0) > 0) {
+            r = ATX_ECANCELLED;
+            break;
+        }
+        int64_t left = until - now;
+        /* Packets that come are taken in (an EOF closes the session). */
+        if (ssh_event_dopoll(ev, left > 200 * ATX_NSEC_PER_MSEC ? 200 : (int)(left / ATX_NSEC_PER_MSEC + 1)) == SSH_ERROR && closed(s)) {
+            r = 0;
+            break;
+        }
+    }
+    ssh_event_remove_session(ev, s);
+    ssh_event_free(ev);
+    if (r == ATX_ECANCELLED)
+        return atx_error_set(r, "the run was stopped");
+    return r;
+}
+
 static int broke(ssh_session s, const char *name, const char *what)
 {
     if (!ssh_is_connected(s) || (ssh_get_status(s) & (SSH_CLOSED | SSH_CLOSED_ERROR)))

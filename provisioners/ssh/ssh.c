@@ -114,8 +114,8 @@ static int get_int(json_object *o, const char *key, const char *file, size_t i, 
 static int parse_host(ssh_prov *p, json_object *o, size_t i, const char *dir, host *h)
 {
     static const char *const keys[] = { "name", "address", "port", "user", "identity",
-                                        "labels", "slots", NULL };
-    const char *name = NULL, *address = NULL, *user = NULL, *identity = NULL;
+                                        "labels", "slots", "reboot_command", NULL };
+    const char *name = NULL, *address = NULL, *user = NULL, *identity = NULL, *reboot = NULL;
     int64_t port = 22, slots = 1;
     json_object *labels;
     int r;
@@ -134,6 +134,7 @@ static int parse_host(ssh_prov *p, json_object *o, size_t i, const char *dir, ho
         (r = get_string(o, "address", p->pool, i, &address)) < 0 ||
         (r = get_string(o, "user", p->pool, i, &user)) < 0 ||
         (r = get_string(o, "identity", p->pool, i, &identity)) < 0 ||
+        (r = get_string(o, "reboot_command", p->pool, i, &reboot)) < 0 ||
         (r = get_int(o, "port", p->pool, i, 1, 65535, &port)) < 0 ||
         (r = get_int(o, "slots", p->pool, i, 1, 1024, &slots)) < 0)
         return r;
@@ -148,7 +149,10 @@ static int parse_host(ssh_prov *p, json_object *o, size_t i, const char *dir, ho
     snprintf(h->name, sizeof(h->name), "%s", name);
     h->port = (unsigned)port;
     h->slots = (int)slots;
+    if (reboot && !*reboot)
+        return bad(p->pool, i, "%s", "'reboot_command' must not be empty");
     if (!(h->address = strdup(address)) || (user && !(h->user = strdup(user))) ||
+        (reboot && !(h->reboot_command = strdup(reboot))) ||
         (identity && !(h->identity = resolve(identity, dir))) ||
         (r = atx_labels_new(&h->conf)) < 0)
         return atx_error_set(ATX_ENOMEM, "out of memory");
@@ -319,6 +323,7 @@ static void ssh_destroy(void *state)
         free(h->address);
         free(h->user);
         free(h->identity);
+        free(h->reboot_command);
         atx_labels_free(h->conf);
         atx_labels_free(h->labels);
         atx_labels_free(h->facts);
@@ -905,6 +910,108 @@ static void ssh_release(void *state, atx_system *sys, unsigned flags)
     atx_system_free(sys);
 }
 
+/* ---- reboots ---- */
+
+static bool reboot_cancelled(void *ud)
+{
+    struct pollfd c = { .fd = *(const int *)ud, .events = POLLIN };
+    return c.fd >= 0 && poll(&c, 1, 0) > 0;
+}
+
+/* Until @p until: the host answers, logs us in, and its work folder is
+ * there again (made anew if the reboot took it: /tmp on tmpfs). */
+static int come_back(ssh_prov *p, lease *l, const atx_reboot_req *req)
+{
+    host *h = l->h;
+    int cancel = req->cancel_fd;
+    char why[600] = "it did not answer";
+
+    for (;;) {
+        int64_t left = req->deadline_ns - atx_now_ns();
+        if (left <= 0)
+            return atx_error_set(ATX_ETIMEDOUT, "ssh: %s did not come back in time (%s)", l->id,
+                                 why);
+        int64_t try_for = left < p->connect_timeout_ns ? left : p->connect_timeout_ns;
+        int r = sshp_reachable(h, try_for, reboot_cancelled, &cancel);
+        if (r == ATX_ECANCELLED)
+            return atx_error_set(r, "the run was stopped while %s rebooted", l->id);
+        bool refused = false;
+        ssh_session s = NULL;
+        if (r == 0 && (r = sshp_connect(p, h, try_for, &s, &refused)) == 0) {
+            char cmd[700];
+            size_t pos = (size_t)snprintf(cmd, sizeof(cmd), "mkdir -p -- ");
+            int code = -1;
+            if (sshp_quote(cmd, sizeof(cmd), &pos, l->workdir) == 0 &&
+                (r = sshp_run(s, l->id, cmd, COMMAND_TIMEOUT, NULL, 0, &code)) == 0 &&
+                code == 0) {
+                l->s = s;
+                return 0;
+            }
+            snprintf(why, sizeof(why), "cannot make its work folder %s again", l->workdir);
+            sshp_disconnect(s);
+        } else if (r < 0) {
+            snprintf(why, sizeof(why), "%s", bare(atx_error_last()->message));
+            if (refused) {
+                pthread_mutex_lock(&p->mu);
+                refuse(p, h, atx_error_last()->message);
+                pthread_mutex_unlock(&p->mu);
+                return atx_error_set(ATX_EINFRA, "%s", why);
+            }
+        }
+        /* Once a second at most: a refused connection fails at once. */
+        struct pollfd c = { .fd = cancel, .events = POLLIN };
+        left = req->deadline_ns - atx_now_ns();
+        if (left > 0 && poll(&c, cancel >= 0 ? 1 : 0, left < ATX_NSEC_PER_SEC
+                                                           ? (int)(left / ATX_NSEC_PER_MSEC + 1)
+                                                           : 1000) > 0)
+            return atx_error_set(ATX_ECANCELLED, "the run was stopped while %s rebooted", l->id);
+    }
+}
+
+/*
+ * The host's reboot command (unless the test started the reboot itself),
+ * then the connection must close and the host answer again. libatx has
+ * said goodbye to the agent; the lease's own session is all that is left.
+ */
+static int ssh_reboot(void *state, atx_system *sys, const atx_reboot_req *req)
+{
+    ssh_prov *p = state;
+    lease *l = atx_system_impl(sys);
+    const char *cmd = req->command ? req->command
+                                   : l->h->reboot_command ? l->h->reboot_command : "reboot";
+    int r = 0, code = -1;
+    char out[512];
+
+    sshp_pump_stop(l);
+    pthread_mutex_lock(&l->mu);
+    sshp_sftp_close(l);
+    pthread_mutex_unlock(&l->mu);
+    if (!req->started && !l->lost) {
+        /* It may end, or the connection may drop under it: both are fine. */
+        int64_t left = req->deadline_ns - atx_now_ns();
+        r = sshp_run(l->s, l->id, cmd, left < COMMAND_TIMEOUT ? (left > 0 ? left : 1)
+                                                              : COMMAND_TIMEOUT,
+                     out, sizeof(out), &code);
+        if (r == 0 && code != 0) {
+            char *nl = strchr(out, '\n');
+            if (nl)
+                *nl = '\0';
+            return atx_error_set(ATX_EINFRA, "ssh: the reboot command '%s' on %s failed (exit %d)%s%s",
+                                 cmd, l->id, code, *out ? ": " : "", out);
+        }
+    }
+    if (!l->lost && (r = sshp_wait_closed(l->s, req->deadline_ns, req->cancel_fd)) < 0)
+        return r == ATX_ETIMEDOUT ? atx_error_set(r, "ssh: %s did not go down in time", l->id) : r;
+    sshp_disconnect(l->s);
+    l->s = NULL;
+    if ((r = come_back(p, l, req)) < 0)
+        return r;
+    l->lost = false;
+    l->lost_why[0] = '\0';
+    l->stopping = false;
+    return sshp_pump_start(l);
+}
+
 static const atx_provisioner_vtable ssh_vtable = {
     .version = ATX_PROVISIONER_VTABLE_VERSION,
     .create = ssh_create,
@@ -916,6 +1023,8 @@ static const atx_provisioner_vtable ssh_vtable = {
     .offer = ssh_offer,
     .reserve = ssh_reserve,
     .release = ssh_release,
+    .reserve_parallel = NULL,
+    .reboot = ssh_reboot,
 };
 
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_PROVISIONER, "ssh", ATX_VERSION_STRING,
