@@ -141,7 +141,14 @@ static void on_disconnect(void *ud)
     log_add("disconnect;");
 }
 
-static const fmf_control_hooks hooks = { hook_log, on_exitcode, on_duration, on_disconnect };
+static void on_reboot(void *ud, int64_t timeout_ns, const char *command)
+{
+    assert_ptr_equal(ud, hook_log);
+    log_add("reboot %lld [%s];", (long long)(timeout_ns / ATX_NSEC_PER_SEC), command);
+}
+
+static const fmf_control_hooks hooks = { hook_log, on_exitcode, on_duration, on_disconnect,
+                                         on_reboot };
 
 /* ---- running ---- */
 
@@ -891,12 +898,14 @@ static void test_control_words(void **state)
     sbuf b = { 0 };
     sb_str(&b, "noop\nnoop extra words\nexitcode 3\nexitcode -1\nexitcode +0\nduration 5m\n"
                "duration 90\nduration +1m\nduration -30s\nduration 2d\nduration 1h\nduration save\n"
-               "duration restore\ndisconnect\ndisconnect now\n");
+               "duration restore\ndisconnect\ndisconnect now\nreboot -\nreboot 60 \n"
+               "reboot 5 systemctl kexec --force\n");
     fmf_control *c = start();
     assert_int_equal(feed_chunks(c, &b, 1), 0);
     assert_string_equal(hook_log, "exitcode 3;exitcode -1;exitcode 0;duration 5m;duration 90;"
                                   "duration +1m;duration -30s;duration 2d;duration 1h;duration save;"
-                                  "duration restore;disconnect;disconnect;");
+                                  "duration restore;disconnect;disconnect;reboot 0 [];reboot 60 [];"
+                                  "reboot 5 [systemctl kexec --force];");
     assert_null(fmf_control_error(c));
     fmf_control_free(c);
 
@@ -906,6 +915,28 @@ static void test_control_words(void **state)
     assert_int_equal(feed_chunks(c, &b, 0), 0);
     fmf_control_free(c);
     sb_free(&b);
+}
+
+/* tmt-reboot's word: a bad timeout is a protocol error like any bad line. */
+static void test_reboot_word_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *line, *error;
+    } cases[] = {
+        { "reboot\n", "reboot: '' is not TIMEOUT COMMAND" },
+        { "reboot  reboot\n", "reboot: ' reboot' is not TIMEOUT COMMAND" },
+        { "reboot 1m reboot\n", "reboot: the timeout '1m' is not a number of seconds" },
+        { "reboot 0\n", "reboot: the timeout '0' is not a number of seconds" },
+        { "reboot 99999999999999999999\n", "the timeout '99999999999999999999' is not a number" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fmf_control *c = start();
+        assert_int_equal(fmf_control_feed(c, cases[i].line, strlen(cases[i].line)), ATX_EPARSE);
+        expect_error(c, cases[i].error);
+        assert_string_equal(hook_log, "");
+        fmf_control_free(c);
+    }
 }
 
 static void test_line_limits(void **state)
@@ -1490,6 +1521,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_noresult_pass, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reboot_word_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noresult_fail, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trivial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_multiline_and_repeated, setup, teardown),

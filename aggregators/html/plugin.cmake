@@ -4,8 +4,8 @@ set(_atx_html_page ${PROJECT_BINARY_DIR}/aggregators/html/page.c)
 add_custom_command(
   OUTPUT ${_atx_html_page}
   COMMAND ${CMAKE_COMMAND} -DIN=${CMAKE_CURRENT_LIST_DIR}/page.html
-          -DOUT=${_atx_html_page} -P ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
-  DEPENDS ${CMAKE_CURRENT_LIST_DIR}/page.html ${CMAKE_CURRENT_LIST_DIR}/embed.cmake
+          -DOUT=${_atx_html_page} -DNAME=atx_html_page -P ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+  DEPENDS ${CMAKE_CURRENT_LIST_DIR}/page.html ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
   COMMENT "Embedding the HTML report page"
   VERBATIM)
 atx_add_plugin(html aggregators/html/html.c ${_atx_html_page})

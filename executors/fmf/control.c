@@ -1218,6 +1218,23 @@ static int control_line(fmf_control *c)
             c->hooks.disconnect(c->hooks.ud);
         return 0;
     }
+    if (word_is(ln, wlen, "reboot")) {
+        /* TIMEOUT (seconds, or "-") and the rest of the line: the command. */
+        const char *cmd = memchr(arg, ' ', arg_len);
+        size_t tlen = cmd ? (size_t)(cmd - arg) : arg_len;
+        uint64_t secs = 0;
+        char num[24];
+        quote(q, sizeof(q), arg, arg_len, 40);
+        if (memchr(arg, '\0', arg_len) || tlen == 0 || tlen >= sizeof(num))
+            return fail(c, ATX_EPARSE, "reboot: '%s' is not TIMEOUT COMMAND", q);
+        memcpy(num, arg, tlen);
+        num[tlen] = '\0';
+        if (strcmp(num, "-") != 0 && (!parse_count(num, 30 * 86400, &secs) || secs == 0))
+            return fail(c, ATX_EPARSE, "reboot: the timeout '%s' is not a number of seconds", num);
+        if (c->hooks.reboot)
+            c->hooks.reboot(c->hooks.ud, (int64_t)secs * ATX_NSEC_PER_SEC, cmd ? cmd + 1 : "");
+        return 0;
+    }
     if (word_is(ln, wlen, "noop"))
         return 0;
     quote(q, sizeof(q), ln, wlen, 60);

@@ -51,6 +51,12 @@ typedef struct fmf_control_hooks {
     void (*duration)(void *ud, const char *spec);
     /** `disconnect`: the connection is about to drop on purpose (a reboot). */
     void (*disconnect)(void *ud);
+    /**
+     * `reboot TIMEOUT COMMAND` (atx's own word, written by tmt-reboot): the
+     * test asks atx to reboot the system. @p timeout_ns 0: the default;
+     * @p command "": the system's own way.
+     */
+    void (*reboot)(void *ud, int64_t timeout_ns, const char *command);
 } fmf_control_hooks;
 
 /**

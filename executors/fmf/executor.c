@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 
 #define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
 #define MAX_REBOOTS 16
+#define REBOOT_TIMEOUT (10 * 60 * ATX_NSEC_PER_SEC) /* tmt-reboot without -t, as tmt */
 #define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
 #define OUTPUT_KEEP (8 * 1024 * 1024) /* of the output, on disk: head and tail each */
 
@@ -57,11 +59,15 @@ typedef struct sysdata {
     char *meta_local;        /* on a remote system: the file here it is copied from */
     char *output;            /* here: a test's whole output, rewritten in place for
                                 each test (its files are copies) */
+    char *bin;               /* the helper commands, on the system (NULL: none) */
 } sysdata;
 
 typedef struct fmf_exec {
     atx_plugin_ctx *ctx;
+    pthread_mutex_t mu;      /* bin_local's making */
+    char *bin_local;         /* the helper commands, here (NULL: not made yet) */
     int64_t grace_ns;
+    int64_t reboot_timeout;  /* tmt-reboot without -t */
     uint64_t keep_head, keep_tail; /* output_head, output_tail */
     plan_info **plans;       /* written during discovery only */
     size_t nplans;
@@ -144,9 +150,78 @@ static json_object *steps(json_object *v)
 
 static void fmf_destroy(void *state);
 
+/* ---- the helper commands on every test's PATH ---- */
+
+/* executors/fmf/scripts/, embedded at build time (cmake/embed.cmake). */
+extern const char atx_fmf_tmt_reboot[];
+extern const size_t atx_fmf_tmt_reboot_size;
+
+static const struct helper {
+    const char *name;
+    const char *text;
+    const size_t *size;
+} helpers[] = {
+    { "tmt-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
+    { "rstrnt-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
+    { "rhts-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
+};
+
+static void remove_helpers(fmf_exec *x)
+{
+    if (!x->bin_local)
+        return;
+    int dfd = open(x->bin_local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    for (size_t i = 0; dfd >= 0 && i < sizeof(helpers) / sizeof(helpers[0]); i++)
+        unlinkat(dfd, helpers[i].name, 0);
+    if (dfd >= 0)
+        close(dfd);
+    rmdir(x->bin_local);
+    free(x->bin_local);
+    x->bin_local = NULL;
+}
+
+/* The folder of helper commands in the results folder, made once a run. */
+static int make_helpers(fmf_exec *x)
+{
+    const char *results = atx_plugin_ctx_results_dir(x->ctx);
+    int r = 0;
+
+    pthread_mutex_lock(&x->mu);
+    if (x->bin_local || !results)
+        goto out;
+    char *dir;
+    if (asprintf(&dir, "%s/.atx-fmf-bin", results) < 0) {
+        r = atx_error_set(ATX_ENOMEM, "out of memory");
+        goto out;
+    }
+    int dfd = -1;
+    if ((mkdir(dir, 0755) < 0 && errno != EEXIST) ||
+        (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        r = atx_error_set(-errno, "fmf: cannot make %s: %s", dir, strerror(errno));
+    for (size_t i = 0; r == 0 && i < sizeof(helpers) / sizeof(helpers[0]); i++) {
+        const struct helper *h = &helpers[i];
+        unlinkat(dfd, h->name, 0);
+        int fd = openat(dfd, h->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755);
+        if (fd < 0 || write(fd, h->text, *h->size) != (ssize_t)*h->size || fchmod(fd, 0755) < 0)
+            r = atx_error_set(-errno, "fmf: cannot write %s/%s: %s", dir, h->name,
+                              strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (dfd >= 0)
+        close(dfd);
+    x->bin_local = dir;
+    if (r < 0)
+        remove_helpers(x);
+out:
+    pthread_mutex_unlock(&x->mu);
+    return r;
+}
+
 static int fmf_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "kill_grace", "output_head", "output_tail", NULL };
+    static const char *const keys[] = { "kill_grace", "output_head", "output_tail",
+                                        "reboot_timeout", NULL };
     int64_t head = OUTPUT_KEEP, tail = OUTPUT_KEEP;
     fmf_exec *x;
     int r;
@@ -157,7 +232,10 @@ static int fmf_create(atx_plugin_ctx *ctx, void **out)
     if (!x)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     x->ctx = ctx;
+    pthread_mutex_init(&x->mu, NULL);
+    x->reboot_timeout = REBOOT_TIMEOUT;
     if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
+        (r = atx_plugin_config_duration(ctx, "reboot_timeout", &x->reboot_timeout)) < 0 ||
         (r = atx_plugin_config_int(ctx, "output_head", &head)) < 0 ||
         (r = atx_plugin_config_int(ctx, "output_tail", &tail)) < 0) {
         fmf_destroy(x);
@@ -166,6 +244,10 @@ static int fmf_create(atx_plugin_ctx *ctx, void **out)
     if (head < 0 || tail < 0) {
         fmf_destroy(x);
         return atx_error_set(ATX_EINVAL, "fmf: output_head and output_tail must not be negative");
+    }
+    if (x->reboot_timeout <= 0) {
+        fmf_destroy(x);
+        return atx_error_set(ATX_EINVAL, "fmf: reboot_timeout must be more than 0");
     }
     x->keep_head = (uint64_t)head;
     x->keep_tail = (uint64_t)tail;
@@ -191,6 +273,8 @@ static void fmf_destroy(void *state)
     for (size_t i = 0; i < x->nplans; i++)
         plan_free(x->plans[i]);
     free(x->plans);
+    remove_helpers(x);
+    pthread_mutex_destroy(&x->mu);
     free(x);
 }
 
@@ -770,6 +854,7 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
     if (sd->output)
         unlink(sd->output);
     free(sd->output);
+    free(sd->bin);
     free(sd);
 }
 
@@ -946,6 +1031,25 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
                 close(fd);
         }
     }
+    /* The helper commands (tmt-reboot, ...): here, or a copy on the system. */
+    if ((r = make_helpers(x)) < 0) {
+        sysdata_free(x, sd);
+        return r;
+    }
+    if (x->bin_local) {
+        if (remote ? asprintf(&sd->bin, "%s/atx-bin", work ? work : "/tmp") < 0
+                   : !(sd->bin = strdup(x->bin_local))) {
+            sysdata_free(x, sd);
+            return atx_error_set(ATX_ENOMEM, "out of memory");
+        }
+        if (remote && (r = atx_system_copy_in(sys, x->bin_local, sd->bin)) < 0) {
+            char msg[1200];
+            snprintf(msg, sizeof(msg), "cannot upload the helper commands to %s: %s",
+                     atx_system_id(sys), atx_error_last()->message);
+            sysdata_free(x, sd);
+            return atx_error_set(ATX_EINFRA, "%s", msg);
+        }
+    }
     for (size_t i = 0; i < x->nplans; i++) {
         if ((r = run_steps(x, sd, i, x->plans[i]->prepare, true, "prepare")) < 0) {
             /* Finish steps still run: they undo what prepare began. */
@@ -974,6 +1078,28 @@ static void fmf_finish(void *state, atx_system *sys, void *sys_state)
     sysdata_free(x, sd);
 }
 
+/* After a reboot: what the lease put on the system is there again (a reboot
+ * may have emptied /tmp). A copy skips the files still there. */
+static int restage(fmf_exec *x, sysdata *sd)
+{
+    int r = 0;
+
+    for (size_t i = 0; sd->trees && i < x->nplans && r == 0; i++) {
+        int code = -1;
+        char script[PATH_MAX + 64], q[PATH_MAX + 8];
+        if ((r = atx_system_copy_in(sd->sys, x->plans[i]->tree, sd->trees[i])) < 0)
+            break;
+        quote(q, sizeof(q), sd->envfiles[i]);
+        snprintf(script, sizeof(script), "[ -e %s ] || : > %s", q, q);
+        r = run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL);
+    }
+    if (r == 0 && sd->meta_local)
+        r = atx_system_copy_in(sd->sys, sd->meta_local, sd->metadata);
+    if (r == 0 && sd->trees && sd->bin)
+        r = atx_system_copy_in(sd->sys, x->bin_local, sd->bin);
+    return r;
+}
+
 /* ---- one attempt ---- */
 
 typedef struct attempt_io {
@@ -987,7 +1113,11 @@ typedef struct attempt_io {
     int64_t saved_at;        /* duration save/restore */
     int save_depth;
     int exitcode;            /* from `exitcode`, -1 if none */
-    bool disconnect;
+    bool disconnect;         /* `disconnect`: the test reboots the system itself */
+    bool reboot;             /* tmt-reboot: atx reboots it */
+    bool control_closed;     /* after `disconnect` the channel is closed */
+    int64_t reboot_timeout;  /* tmt-reboot -t (0: the default) */
+    char reboot_command[FMF_CONTROL_LINE_MAX]; /* tmt-reboot -c ("": the system's own) */
     bool protocol_error;
 } attempt_io;
 
@@ -1131,6 +1261,14 @@ static int on_control(void *ud, const char *data, size_t len)
         io->protocol_error = true;
         return -1; /* no further bytes are trusted: stop the test */
     }
+    if (io->reboot)
+        return -1; /* tmt-reboot: the test stops here, the system reboots */
+    if (io->disconnect && !io->control_closed) {
+        /* ATEX: the channel closes, so the test's next write fails and it
+         * knows it may reboot now. */
+        io->control_closed = true;
+        return 1;
+    }
     return 0;
 }
 
@@ -1169,10 +1307,18 @@ static void on_disconnect(void *ud)
     ((attempt_io *)ud)->disconnect = true;
 }
 
+static void on_reboot(void *ud, int64_t timeout_ns, const char *command)
+{
+    attempt_io *io = ud;
+    io->reboot = true;
+    io->reboot_timeout = timeout_ns;
+    snprintf(io->reboot_command, sizeof(io->reboot_command), "%s", command);
+}
+
 /* The test's environment: its own (and the plan's), then tmt's and atx's.
  * The plan file's lines are exported by the script itself (env_prelude). */
 static char **test_env(const atx_test *t, const char *tree, const char *envfile,
-                       const char *meta, int attempt, int reboots)
+                       const char *meta, int attempt, int reboots, int restarts)
 {
     const char *const *base = atx_test_environ(t);
     size_t nb = 0, n = 0;
@@ -1180,7 +1326,7 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
 
     while (base && base[nb])
         nb++;
-    env = calloc(nb + 11, sizeof(char *));
+    env = calloc(nb + 13, sizeof(char *));
     if (!env)
         return NULL;
     for (size_t i = 0; i < nb; i++)
@@ -1190,7 +1336,9 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
         asprintf(&env[n++], "TMT_TEST_METADATA=%s", meta) < 0 ||
         asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
         asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
-        asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", attempt - 1) < 0 ||
+        asprintf(&env[n++], "REBOOTCOUNT=%d", reboots) < 0 ||
+        asprintf(&env[n++], "RSTRNT_REBOOTCOUNT=%d", reboots) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", restarts) < 0 ||
         asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
         asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0 ||
         asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0 ||
@@ -1269,7 +1417,7 @@ static int fmf_run(void *state, atx_attempt *a)
     atx_capture_init(&io.cap, io.head < OUTPUT_CAP ? (size_t)io.head : OUTPUT_CAP,
                      io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
-    fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect };
+    fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect, on_reboot };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
     /* The same file for every test on the system: a test's output costs
@@ -1318,8 +1466,11 @@ static int fmf_run(void *state, atx_attempt *a)
     }
 
     const char *script_src = jstr(meta, "test");
-    char *script;
-    if (asprintf(&script, "%s%s", env_prelude, script_src ? script_src : "false") < 0) {
+    char *script, bin[PATH_MAX + 8] = "";
+    if (sd->bin)
+        quote(bin, sizeof(bin), sd->bin);
+    if (asprintf(&script, "%s%s%s%s%s", env_prelude, *bin ? "PATH=" : "", bin,
+                 *bin ? ":$PATH\n" : "", script_src ? script_src : "false") < 0) {
         r = atx_error_set(ATX_ENOMEM, "out of memory");
         goto out;
     }
@@ -1345,12 +1496,13 @@ static int fmf_run(void *state, atx_attempt *a)
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
     atx_proc_sink sink = { &io, on_output, on_control, NULL };
     atx_proc_outcome res = { 0 };
-    for (int reboots = 0;; reboots++) {
+    bool reboot_failed = false;
+    for (int reboots = 0, restarts = 0;;) {
         const char *argv[] = { "bash", "-c", script, NULL };
         atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
         atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
         env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
-                       sd->metadata, atx_attempt_number(a), reboots);
+                       sd->metadata, atx_attempt_number(a), reboots, restarts);
         so.argv = argv;
         so.env = (const char *const *)env;
         so.cwd = cwd;
@@ -1364,18 +1516,66 @@ static int fmf_run(void *state, atx_attempt *a)
         o.cancel_fd = atx_attempt_cancel_fd(a);
         o.cancel_level = atx_attempt_cancel_level;
         o.cancel_ud = a;
-        io.disconnect = false;
+        io.disconnect = io.reboot = io.control_closed = false;
         r = atx_proc_run_spawn(sys, &so, &o, &res);
         strv_free(env);
         env = NULL;
-        if (r < 0 || !io.disconnect || res.exit.timed_out || res.interrupted || res.aborted ||
-            res.abandoned || reboots >= MAX_REBOOTS)
+        /* A reboot: tmt-reboot (the test was stopped for it), or ATEX's
+         * `disconnect` (the test reboots the system itself: the connection
+         * may drop under it, its exit status does not count). */
+        bool asked = io.reboot || io.disconnect;
+        if (!asked || io.protocol_error || res.exit.timed_out || res.interrupted ||
+            res.abandoned || (res.aborted && !io.reboot) ||
+            (r < 0 && !(r == ATX_ELOST && io.disconnect)))
             break;
-        /* `disconnect`: the test asked for a reboot; here the system stays
-         * up, so the test runs again with TMT_REBOOT_COUNT one higher. */
+        if (reboots >= MAX_REBOOTS) {
+            snprintf(note, sizeof(note), "the test asked for more than %d reboots", MAX_REBOOTS);
+            reboot_failed = true;
+            r = 0;
+            break;
+        }
+        atx_reboot_req rq = ATX_REBOOT_REQ_INIT;
+        int64_t before = atx_now_ns();
+        rq.started = io.disconnect;
+        rq.command = io.reboot && *io.reboot_command ? io.reboot_command : NULL;
+        /* ATEX waits for the system while the test's time lasts; tmt gives
+         * the reboot its own time, which the test is not charged for. */
+        rq.deadline_ns = io.disconnect ? io.deadline
+                                       : before + (io.reboot_timeout ? io.reboot_timeout
+                                                                     : x->reboot_timeout);
+        rq.cancel_fd = atx_attempt_cancel_fd(a);
+        if ((r = atx_system_reboot(sys, &rq)) == ATX_EUNSUPPORTED) {
+            snprintf(note, sizeof(note), "the test asked for a reboot: %s",
+                     atx_error_last()->message);
+            reboot_failed = true;
+            r = 0;
+            break;
+        }
+        if (r < 0) {
+            /* Not back: the system is lost, the orchestrator replaces it
+             * and says why. */
+            snprintf(note, sizeof(note), "%s", atx_error_last()->message);
+            reboot_failed = true;
+            break;
+        }
+        if (!io.disconnect)
+            io.deadline = atx_add_sat(io.deadline, atx_now_ns() - before);
+        if ((r = restage(x, sd)) < 0) {
+            snprintf(note, sizeof(note), "cannot put the test's files on %s again after its "
+                     "reboot: %s", atx_system_id(sys), atx_error_last()->message);
+            reboot_failed = true;
+            break;
+        }
+        reboots++;
+        restarts++;
     }
     free(script);
-    if (r == ATX_ESPAWN) {
+    if (reboot_failed) {
+        end = FMF_END_LOST;
+        error_type = r == 0 ? "reboot" : "lost";
+        if (r < 0)
+            atx_error_set(r, "%s", note);
+    } else if (r == ATX_ESPAWN) {
         snprintf(note, sizeof(note), "cannot start the test: %s", atx_error_last()->message);
         end = FMF_END_LOST;
         error_type = "spawn";
