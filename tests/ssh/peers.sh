@@ -6,6 +6,12 @@
 #   peer_rekey NAME       a new host key (restarts it on the same port)
 #   peer_kill NAME        SIGKILL its listener and every process under it
 #   silent_start NAME     a port that accepts connections and says nothing
+#   peer_power NAME PAUSE [wipe]
+#                         a power switch: a line written to DIR/NAME/power
+#                         (the peer's reboot command) drops every connection
+#                         of the peer and brings its sshd back PAUSE seconds
+#                         later ("never": it stays down); "wipe" empties its
+#                         TMPDIR meanwhile, as a reboot empties /tmp
 #   peers_stop            all of them (the EXIT trap calls it)
 # Each sshd runs as root with its own config: no PAM, key login only. Its
 # sessions get TMPDIR=DIR/NAME/tmp, so the work folders made there stay in
@@ -41,7 +47,7 @@ StrictModes no
 PermitRootLogin prohibit-password
 PidFile $d/sshd.pid
 Subsystem sftp /usr/lib/openssh/sftp-server
-SetEnv TMPDIR=$d/tmp
+SetEnv TMPDIR=$d/tmp ATX_PEER_POWER=$d/power
 MaxSessions 64
 MaxStartups 64
 LogLevel VERBOSE
@@ -125,8 +131,31 @@ time.sleep(3600)' "$d/port" &
   printf -v "PORT_$1" '%s' "$(cat "$d/port")"
 }
 
+# The switch lives here, outside the peer's sshd: what a "reboot" kills
+# cannot be the one that brings the peer back.
+POWER=()
+peer_power() {
+  local name=$1 pause=$2 wipe=${3:-} d="$PEERS_DIR/$1"
+  rm -f "$d/power"
+  mkfifo "$d/power" || fail "cannot make $d/power"
+  (
+    trap - EXIT
+    while read -r why < "$d/power"; do
+      echo "$(date +%T.%N) power $name: off ($why)" >> "$d/power.log"
+      peer_kill "$name"
+      [ "$wipe" = wipe ] && rm -rf "${d:?}/tmp/"* 2>/dev/null
+      [ "$pause" = never ] && continue
+      sleep "$pause" # the time a reboot takes
+      peer_up "$name"
+      echo "$(date +%T.%N) power $name: on" >> "$d/power.log"
+    done
+  ) &
+  POWER+=($!)
+}
+
 peers_stop() {
   local p
+  for p in "${POWER[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PEERS[@]}"; do peer_kill "$p"; done
   for p in "${SILENT[@]}"; do kill "$p" 2>/dev/null || true; done
 }
