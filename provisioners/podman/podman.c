@@ -48,6 +48,7 @@ struct podman_state {
     const char *workdir;
     const char **run_options;  /* NULL-terminated; strings borrowed */
     bool own_network;          /* run_options choose no network: we pass --network=none */
+    bool init;                 /* the image's own command runs as PID 1 (an init) */
     int slots;
     atx_labels *conf_labels;   /* configured */
     atx_labels *labels;        /* what start read from the image, plus the configured */
@@ -85,9 +86,10 @@ static void podman_destroy(void *state);
 static int podman_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "image", "slots", "labels", "run_options",
-                                        "podman", "workdir", NULL };
+                                        "podman", "workdir", "init", NULL };
     podman_state *s;
     int64_t slots = 1;
+    int init = 0;
     const char *image = NULL, *podman = "podman", *workdir = "/var/tmp/atx";
     uint32_t rnd = 0;
     int r;
@@ -96,7 +98,8 @@ static int podman_create(atx_plugin_ctx *ctx, void **out)
         (r = atx_plugin_config_string(ctx, "image", &image)) < 0 ||
         (r = atx_plugin_config_int(ctx, "slots", &slots)) < 0 ||
         (r = atx_plugin_config_string(ctx, "podman", &podman)) < 0 ||
-        (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0)
+        (r = atx_plugin_config_string(ctx, "workdir", &workdir)) < 0 ||
+        (r = atx_plugin_config_bool(ctx, "init", &init)) < 0)
         return r;
     if (!image || !*image)
         return atx_error_set(ATX_EINVAL, "podman: 'image' is required (an image name)");
@@ -117,6 +120,7 @@ static int podman_create(atx_plugin_ctx *ctx, void **out)
     s->podman = podman;
     s->workdir = workdir;
     s->slots = (int)slots;
+    s->init = init;
     pthread_mutex_init(&s->mu, NULL);
     if ((r = prov_config_labels(ctx, "podman", &s->conf_labels)) < 0 ||
         (r = read_run_options(s)) < 0) {
@@ -498,7 +502,8 @@ static const atx_system_ops podman_system_ops = {
 
 /* ---- leases ---- */
 
-/* `podman run -d`: a container that idles until we remove it. */
+/* `podman run -d`: a container that idles until we remove it (`sleep`, or
+ * the image's init). */
 static int run_container(podman_state *s, container *c, const atx_reserve_req *req)
 {
     argv_buf a = { 0 };
@@ -512,7 +517,8 @@ static int run_container(podman_state *s, container *c, const atx_reserve_req *r
     av_add(&a, c->name);
     if (s->own_network)
         av_add(&a, "--network=none");
-    av_add(&a, "--entrypoint=");
+    if (!s->init)
+        av_add(&a, "--entrypoint=");
     av_add(&a, "--label");
     av_add(&a, "atx.owner=atx");
     av_addf(&a, "--label=atx.run=%s", s->run_id);
@@ -521,8 +527,10 @@ static int run_container(podman_state *s, container *c, const atx_reserve_req *r
     for (size_t i = 0; s->run_options[i]; i++)
         av_add(&a, s->run_options[i]);
     av_add(&a, s->image);
-    av_add(&a, "sleep");
-    av_add(&a, "infinity");
+    if (!s->init) {
+        av_add(&a, "sleep");
+        av_add(&a, "infinity");
+    }
     r = run_cmd(&a, req->deadline_ns, req->cancel_fd, &res);
     av_free(&a);
     if (r < 0)
@@ -537,7 +545,7 @@ static int run_container(podman_state *s, container *c, const atx_reserve_req *r
 }
 
 /* Make the work directory; learn the hostname. */
-static int setup_container(podman_state *s, container *c, const atx_reserve_req *req,
+static int setup_container(podman_state *s, container *c, int64_t deadline_ns, int cancel_fd,
                            char *hostname, size_t len)
 {
     argv_buf a = { 0 };
@@ -552,7 +560,7 @@ static int setup_container(podman_state *s, container *c, const atx_reserve_req 
     av_add(&a, "mkdir -p \"$1\" && cat /proc/sys/kernel/hostname");
     av_add(&a, "sh");
     av_add(&a, s->workdir);
-    r = run_cmd(&a, req->deadline_ns, req->cancel_fd, &res);
+    r = run_cmd(&a, deadline_ns, cancel_fd, &res);
     av_free(&a);
     if (r < 0)
         r = atx_error_set(r == ATX_ECANCELLED ? r : ATX_EINFRA,
@@ -598,7 +606,8 @@ static int podman_reserve(void *state, const atx_reserve_req *req, atx_system **
     snprintf(c->name, sizeof(c->name), "atx-%s-%u", s->run_id, n);
     snprintf(id, sizeof(id), "podman-%u", n);
     if ((r = run_container(s, c, req)) < 0 ||
-        (r = setup_container(s, c, req, hostname, sizeof(hostname))) < 0)
+        (r = setup_container(s, c, req->deadline_ns, req->cancel_fd, hostname,
+                                 sizeof(hostname))) < 0)
         goto fail;
     if ((r = atx_labels_dup(s->labels, &labels)) < 0 ||
         (*hostname && (r = atx_labels_set(labels, "hostname", hostname)) < 0) ||
@@ -640,6 +649,76 @@ static void podman_release(void *state, atx_system *sys, unsigned flags)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* ---- reboots ---- */
+
+/* One podman command on the container, bounded by the reboot's deadline. */
+static int container_cmd(podman_state *s, container *c, const char *verb, const char *const *args,
+                         const atx_reboot_req *req, const char *what)
+{
+    argv_buf a = { 0 };
+    cmd_result res;
+    char why[512];
+    int r;
+
+    av_podman(&a, s, verb);
+    for (size_t i = 0; args && args[i]; i++)
+        av_add(&a, args[i]);
+    av_add(&a, c->name);
+    r = run_cmd(&a, req->deadline_ns, req->cancel_fd, &res);
+    av_free(&a);
+    if (r == ATX_ETIMEDOUT)
+        r = atx_error_set(r, "podman: container %s: %s: not in time", c->name, what);
+    else if (r < 0)
+        r = atx_error_set(r == ATX_ECANCELLED ? r : ATX_EINFRA, "podman: container %s: %s: %s",
+                          c->name, what, atx_error_last()->message);
+    else if (!cmd_ok(&res))
+        r = atx_error_set(ATX_EINFRA, "podman: container %s: %s: %s", c->name, what,
+                          cmd_why(&res, why, sizeof(why)));
+    cmd_result_release(&res);
+    return r;
+}
+
+/*
+ * A restart of the container: its processes end, PID 1 (sleep, or the
+ * image's init, which gets a moment to shut down) starts again, the files
+ * stay. A reboot the test started, or a command of its own, must end PID 1:
+ * the container is started again once it has stopped.
+ */
+static int podman_reboot(void *state, atx_system *sys, const atx_reboot_req *req)
+{
+    podman_state *s = state;
+    container *c = atx_system_impl(sys);
+    char hostname[256];
+    int r;
+
+    if (!req->started && !req->command) {
+        const char *args[] = { "--time", s->init ? "30" : "0", NULL };
+        r = container_cmd(s, c, "restart", args, req, "restart");
+    } else {
+        if (!req->started) {
+            const char *args[] = { c->name, "sh", "-c", req->command, NULL };
+            argv_buf a = { 0 };
+            cmd_result res;
+            av_podman(&a, s, "exec");
+            for (size_t i = 0; args[i]; i++)
+                av_add(&a, args[i]);
+            /* It may end the container under itself: its status says nothing. */
+            r = run_cmd(&a, req->deadline_ns, req->cancel_fd, &res);
+            av_free(&a);
+            cmd_result_release(&res);
+            if (r == ATX_ECANCELLED)
+                return atx_error_set(r, "the run was stopped while %s rebooted", c->name);
+        }
+        r = container_cmd(s, c, "wait", (const char *[]){ "--condition=stopped", NULL }, req,
+                          "waiting for it to stop");
+        if (r == 0)
+            r = container_cmd(s, c, "start", NULL, req, "start");
+    }
+    if (r == 0)
+        r = setup_container(s, c, req->deadline_ns, req->cancel_fd, hostname, sizeof(hostname));
+    return r;
+}
+
 static const atx_provisioner_vtable podman_vtable = {
     .version = ATX_PROVISIONER_VTABLE_VERSION,
     .create = podman_create,
@@ -651,6 +730,8 @@ static const atx_provisioner_vtable podman_vtable = {
     .offer = podman_offer,
     .reserve = podman_reserve,
     .release = podman_release,
+    .reserve_parallel = NULL,
+    .reboot = podman_reboot,
 };
 
 ATX_PLUGIN_DEFINE(ATX_PLUGIN_PROVISIONER, "podman", ATX_VERSION_STRING,

@@ -16,8 +16,10 @@ EOF
 export CONTAINERS_CONF="$T/containers.conf"
 
 # The image: busybox and its applet links, an os-release to read labels
-# from. The tag changes when its content does.
-IMG=localhost/atx-test-busybox:1
+# from, a bash that is busybox's sh, and an init of its own (its command,
+# PID 1 under a provisioner with init: true): it idles and ends on SIGTERM,
+# which busybox's reboot sends it. The tag changes when its content does.
+IMG=localhost/atx-test-busybox:2
 if ! podman image exists "$IMG" 2>/dev/null; then
     root="$T/image-root"
     mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/var/tmp" "$root/proc" "$root/sys" "$root/dev"
@@ -26,7 +28,14 @@ if ! podman image exists "$IMG" 2>/dev/null; then
         [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
     done
     printf '%s\n' 'NAME="BusyBox (atx tests)"' 'ID=busybox' 'VERSION_ID="1"' > "$root/etc/os-release"
-    tar -C "$root" -c . | podman import - "$IMG" >/dev/null 2>"$T/import.err" ||
+    mkdir -p "$root/sbin"
+    # fmf tests run under bash: busybox's ash stands in.
+    printf '%s\n' '#!/bin/sh' 'exec /bin/sh "$@"' > "$root/bin/bash"
+    chmod 755 "$root/bin/bash"
+    printf '%s\n' '#!/bin/sh' "trap 'exit 0' TERM INT HUP" \
+        'while :; do sleep 3600 & wait $!; done' > "$root/sbin/atx-init"
+    chmod 755 "$root/sbin/atx-init"
+    tar -C "$root" -c . | podman import --change 'CMD ["/sbin/atx-init"]' - "$IMG" >/dev/null 2>"$T/import.err" ||
         fail "cannot build the test image: $(tail -n 1 "$T/import.err")"
 fi
 podman run --rm --network=none "$IMG" true 2>"$T/podman.err" ||
