@@ -808,6 +808,10 @@ static int build_run(options *o, atx_plugins *reg, const char *results, atx_run 
         return r;
     if (!o->plan && o->npaths_args == 0)
         return atx_error_set(ATX_EINVAL, "nothing to run: give test paths or --plan FILE");
+    if (o->npaths_args == 0 && (o->fmf_plan || o->filter || o->context || o->names))
+        return atx_error_set(ATX_EINVAL, "--fmf-plan, --filter, --test and -c are for an fmf "
+                             "tree given as PATH (a plan's tree entry takes \"plan\", "
+                             "\"filter\", \"test\" and \"context\")");
     if ((r = add_paths(run, o)) < 0)
         return r;
     atx_policy pol = *atx_run_policy(run);

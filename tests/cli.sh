@@ -52,6 +52,11 @@ echo '{"tests": [{"name": "/t", "command": ["true"]}], "provisioners": [{"plugin
 rc=0; "$ATX" run --plan "$T/np.json" -o "$T/o7" 2>"$T/e" || rc=$?
 expect_eq "missing plugin" "$rc" 2
 grep -q "no provisioner plugin 'nope'" "$T/e" || { cat "$T/e"; fail "missing plugin not named"; }
+# fmf selection options apply to a tree given as PATH, never silently to a plan
+echo '{"tests": [{"name": "/t", "command": ["true"]}]}' > "$T/one.json"
+rc=0; "$ATX" run --plan "$T/one.json" --test /t -o "$T/o8" 2>"$T/e" || rc=$?
+expect_eq "--test with only a plan" "$rc" 2
+grep -q "are for an fmf tree given as PATH" "$T/e" || { cat "$T/e"; fail "--test with a plan not refused"; }
 
 # list: text and JSON, same tests as a run would have
 cat > "$T/plan.json" <<'JSON'
