@@ -77,6 +77,22 @@ duration: 2m
             sleep 60
             exit 1
         fi
+/restart-with-reboot:
+    restart-on-exit-code: 79
+    restart-with-reboot: true
+    test: |
+        echo "run $TMT_TEST_RESTART_COUNT reboots $TMT_REBOOT_COUNT"
+        [ "$TMT_TEST_RESTART_COUNT" != 0 ] || exit 79
+/panic:
+    restart-on-exit-code: 255
+    test: |
+        echo "run $TMT_TEST_RESTART_COUNT reboots $TMT_REBOOT_COUNT"
+        if [ "$TMT_TEST_RESTART_COUNT" = 0 ] && [ -n "${ATX_PEER_POWER:-}" ]; then
+            # The system goes away under the test (a kernel panic that
+            # reboots it): the connection breaks, which counts as exit 255.
+            echo panic > "$ATX_PEER_POWER"
+            sleep 60
+        fi
 /plain:
     test: echo plain
 FMF
@@ -87,11 +103,17 @@ cat "$T/r1.log"
 cat "$T/peers/rb/power.log"
 expect_eq "run exit" "$rc" 0
 expect_eq "results" "$(results "$T/r1")" \
-  "[('/disconnect', 'pass', 1, True, ''), ('/plain', 'pass', 1, True, ''), ('/rstrnt-reboot-c', 'pass', 1, True, ''), ('/tmt-reboot', 'pass', 1, True, '')]"
-expect_eq "reboots of rb" "$(grep -c ': off' "$T/peers/rb/power.log")" 3
-expect_eq "rb's own reboot command, -c's and the test's" \
+  "[('/disconnect', 'pass', 1, True, ''), ('/panic', 'pass', 1, True, ''), ('/plain', 'pass', 1, True, ''), ('/restart-with-reboot', 'pass', 1, True, ''), ('/rstrnt-reboot-c', 'pass', 1, True, ''), ('/tmt-reboot', 'pass', 1, True, '')]"
+expect_eq "reboots of rb" "$(grep -c ': off' "$T/peers/rb/power.log")" 5
+expect_eq "rb's own reboot command (twice), -c's, the test's and a panic" \
   "$(grep -o 'off ([a-z]*)' "$T/peers/rb/power.log" | sort | tr '\n' ' ')" \
-  "off (custom) off (host) off (test) "
+  "off (custom) off (host) off (host) off (panic) off (test) "
+expect_eq "restart-with-reboot: two runs, one reboot" \
+  "$(tr '\n' ' ' < "$T/r1/tests/restart-with-reboot/attempt-1/files/output.txt")" \
+  "run 0 reboots 0 run 1 reboots 1 "
+expect_eq "a lost system counts as exit 255: back, and the test restarted" \
+  "$(tr '\n' ' ' < "$T/r1/tests/panic/attempt-1/files/output.txt")" \
+  "run 0 reboots 0 run 1 reboots 0 "
 for t in tmt-reboot disconnect; do
   a="$T/r1/tests/$t/attempt-1"
   expect_eq "$t: both phases' results in its attempt folder" \
@@ -158,6 +180,7 @@ rc=0; "$ATX" run "$tree" -j 2 -o "$T/r3" > "$T/r3.log" 2>&1 || rc=$?
 cat "$T/r3.log"
 expect_eq "local run exit" "$rc" 1
 why="the test asked for a reboot: system local-1 cannot be rebooted: provisioner 'local' does not reboot its systems"
+why2="restart-with-reboot after its exit code: system local-1 cannot be rebooted: provisioner 'local' does not reboot its systems"
 expect_eq "local results" \
   "$(results "$T/r3" | sed 's/local-2/local-1/g')" \
-  "[('/disconnect', 'infra', 1, True, \"$why\"), ('/plain', 'pass', 1, True, ''), ('/rstrnt-reboot-c', 'infra', 1, True, \"$why\"), ('/tmt-reboot', 'infra', 1, True, \"$why\")]"
+  "[('/disconnect', 'infra', 1, True, \"$why\"), ('/panic', 'pass', 1, True, ''), ('/plain', 'pass', 1, True, ''), ('/restart-with-reboot', 'infra', 1, True, \"$why2\"), ('/rstrnt-reboot-c', 'infra', 1, True, \"$why\"), ('/tmt-reboot', 'infra', 1, True, \"$why\")]"

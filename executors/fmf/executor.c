@@ -1078,6 +1078,69 @@ static void fmf_finish(void *state, atx_system *sys, void *sys_state)
     sysdata_free(x, sd);
 }
 
+/* An exit code or count in metadata: an integer, or its digits as text. */
+static bool int_of(json_object *v, long lo, long hi, int *out)
+{
+    long n;
+    if (json_object_is_type(v, json_type_int)) {
+        n = (long)json_object_get_int64(v);
+    } else if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        char *end;
+        errno = 0;
+        n = strtol(s, &end, 10);
+        if (!*s || *end || errno)
+            return false;
+    } else {
+        return false;
+    }
+    if (n < lo || n > hi)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
+#define RESTART_CODES_MAX 256
+#define RESTART_MAX_COUNT 10 /* tmt's upper limit of restart-max-count */
+
+/* tmt's restart keys: restart-on-exit-code (a code or a list), 
+ * restart-max-count (1 to 10, default 1), restart-with-reboot.
+ * @return 0, or -1 with @p err saying what is wrong. */
+static int restart_keys(json_object *meta, int *codes, size_t *ncodes, int *max, bool *reboot,
+                        char *err, size_t errlen)
+{
+    json_object *v;
+    *ncodes = 0;
+    *max = 1;
+    *reboot = false;
+    if (json_object_object_get_ex(meta, "restart-on-exit-code", &v) && v) {
+        bool list = json_object_is_type(v, json_type_array);
+        size_t n = list ? json_object_array_length(v) : 1;
+        for (size_t i = 0; i < n; i++) {
+            json_object *e = list ? json_object_array_get_idx(v, i) : v;
+            if (*ncodes >= RESTART_CODES_MAX || !int_of(e, 0, 255, &codes[*ncodes])) {
+                snprintf(err, errlen, "'restart-on-exit-code' must be an exit code (0 to 255) "
+                         "or a list of at most %d", RESTART_CODES_MAX);
+                return -1;
+            }
+            (*ncodes)++;
+        }
+    }
+    if (json_object_object_get_ex(meta, "restart-max-count", &v) && v &&
+        !int_of(v, 1, RESTART_MAX_COUNT, max)) {
+        snprintf(err, errlen, "'restart-max-count' must be 1 to %d", RESTART_MAX_COUNT);
+        return -1;
+    }
+    if (json_object_object_get_ex(meta, "restart-with-reboot", &v) && v) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            snprintf(err, errlen, "'restart-with-reboot' must be true or false");
+            return -1;
+        }
+        *reboot = json_object_get_boolean(v);
+    }
+    return 0;
+}
+
 /* After a reboot: what the lease put on the system is there again (a reboot
  * may have emptied /tmp). A copy skips the files still there. */
 static int restage(fmf_exec *x, sysdata *sd)
@@ -1492,12 +1555,28 @@ static int fmf_run(void *state, atx_attempt *a)
         error_type = "lost";
         goto finish;
     }
+    int restart_codes[RESTART_CODES_MAX], restart_max;
+    size_t nrestart_codes;
+    bool restart_reboot;
+    char err[200];
+    if (restart_keys(meta, restart_codes, &nrestart_codes, &restart_max, &restart_reboot, err,
+                     sizeof(err)) < 0) {
+        free(script);
+        atx_result *res_err;
+        if ((r = atx_result_new(atx_test_name(t), NULL, &res_err)) == 0) {
+            atx_result_set_status(res_err, ATX_STATUS_ERROR);
+            atx_result_set_error_type(res_err, "metadata");
+            atx_result_set_note(res_err, err);
+            r = atx_attempt_emit(a, res_err);
+        }
+        goto out;
+    }
     io.deadline = t0 + atx_attempt_timeout(a);
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
     atx_proc_sink sink = { &io, on_output, on_control, NULL };
     atx_proc_outcome res = { 0 };
     bool reboot_failed = false;
-    for (int reboots = 0, restarts = 0;;) {
+    for (int reboots = 0, restarts = 0, by_code = 0;;) {
         const char *argv[] = { "bash", "-c", script, NULL };
         atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
         atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
@@ -1517,56 +1596,77 @@ static int fmf_run(void *state, atx_attempt *a)
         o.cancel_level = atx_attempt_cancel_level;
         o.cancel_ud = a;
         io.disconnect = io.reboot = io.control_closed = false;
+        io.exitcode = -1;
         r = atx_proc_run_spawn(sys, &so, &o, &res);
         strv_free(env);
         env = NULL;
+        if (io.protocol_error || res.exit.timed_out || res.interrupted || res.abandoned)
+            break;
         /* A reboot: tmt-reboot (the test was stopped for it), or ATEX's
          * `disconnect` (the test reboots the system itself: the connection
-         * may drop under it, its exit status does not count). */
-        bool asked = io.reboot || io.disconnect;
-        if (!asked || io.protocol_error || res.exit.timed_out || res.interrupted ||
-            res.abandoned || (res.aborted && !io.reboot) ||
-            (r < 0 && !(r == ATX_ELOST && io.disconnect)))
+         * may drop under it, its exit status does not count). Else tmt's
+         * restart-on-exit-code: a system lost under the test counts as exit
+         * code 255, as ssh says it to tmt (a test that panics the kernel). */
+        bool asked = io.reboot || io.disconnect, restart = false;
+        if (!asked && (r == 0 || r == ATX_ELOST) && by_code < restart_max) {
+            int code = r == ATX_ELOST ? 255
+                       : io.exitcode >= 0 ? io.exitcode
+                       : res.exit.exited ? res.exit.code : -1;
+            for (size_t k = 0; k < nrestart_codes && !restart; k++)
+                restart = restart_codes[k] == code;
+        }
+        if ((!asked && !restart) || (res.aborted && !io.reboot) ||
+            (r < 0 && !(r == ATX_ELOST && (io.disconnect || restart))))
             break;
-        if (reboots >= MAX_REBOOTS) {
+        if (asked && reboots >= MAX_REBOOTS) {
             snprintf(note, sizeof(note), "the test asked for more than %d reboots", MAX_REBOOTS);
             reboot_failed = true;
             r = 0;
             break;
         }
-        atx_reboot_req rq = ATX_REBOOT_REQ_INIT;
-        int64_t before = atx_now_ns();
-        rq.started = io.disconnect;
-        rq.command = io.reboot && *io.reboot_command ? io.reboot_command : NULL;
-        /* ATEX waits for the system while the test's time lasts; tmt gives
-         * the reboot its own time, which the test is not charged for. */
-        rq.deadline_ns = io.disconnect ? io.deadline
-                                       : before + (io.reboot_timeout ? io.reboot_timeout
-                                                                     : x->reboot_timeout);
-        rq.cancel_fd = atx_attempt_cancel_fd(a);
-        if ((r = atx_system_reboot(sys, &rq)) == ATX_EUNSUPPORTED) {
-            snprintf(note, sizeof(note), "the test asked for a reboot: %s",
-                     atx_error_last()->message);
-            reboot_failed = true;
-            r = 0;
-            break;
+        /* tmt-reboot, disconnect, restart-with-reboot: a reboot. A restart
+         * of a system that went away (a panic): wait for it to be back. */
+        if (asked || restart_reboot || r == ATX_ELOST) {
+            atx_reboot_req rq = ATX_REBOOT_REQ_INIT;
+            int64_t before = atx_now_ns();
+            rq.started = io.disconnect || r == ATX_ELOST;
+            rq.command = io.reboot && *io.reboot_command ? io.reboot_command : NULL;
+            /* ATEX waits for the system while the test's time lasts; tmt
+             * gives a reboot its own time, which the test is not charged. */
+            rq.deadline_ns = io.disconnect ? io.deadline
+                                           : before + (io.reboot && io.reboot_timeout
+                                                           ? io.reboot_timeout
+                                                           : x->reboot_timeout);
+            rq.cancel_fd = atx_attempt_cancel_fd(a);
+            if ((r = atx_system_reboot(sys, &rq)) == ATX_EUNSUPPORTED) {
+                snprintf(note, sizeof(note), "%s: %s",
+                         asked ? "the test asked for a reboot"
+                               : "restart-with-reboot after its exit code",
+                         atx_error_last()->message);
+                reboot_failed = true;
+                r = 0;
+                break;
+            }
+            if (r < 0) {
+                /* Not back: the system is lost, the orchestrator replaces
+                 * it and says why. */
+                snprintf(note, sizeof(note), "%s", atx_error_last()->message);
+                reboot_failed = true;
+                break;
+            }
+            if (!io.disconnect)
+                io.deadline = atx_add_sat(io.deadline, atx_now_ns() - before);
+            if ((r = restage(x, sd)) < 0) {
+                snprintf(note, sizeof(note), "cannot put the test's files on %s again after "
+                         "its reboot: %s", atx_system_id(sys), atx_error_last()->message);
+                reboot_failed = true;
+                break;
+            }
+            if (asked || restart_reboot)
+                reboots++;
         }
-        if (r < 0) {
-            /* Not back: the system is lost, the orchestrator replaces it
-             * and says why. */
-            snprintf(note, sizeof(note), "%s", atx_error_last()->message);
-            reboot_failed = true;
-            break;
-        }
-        if (!io.disconnect)
-            io.deadline = atx_add_sat(io.deadline, atx_now_ns() - before);
-        if ((r = restage(x, sd)) < 0) {
-            snprintf(note, sizeof(note), "cannot put the test's files on %s again after its "
-                     "reboot: %s", atx_system_id(sys), atx_error_last()->message);
-            reboot_failed = true;
-            break;
-        }
-        reboots++;
+        if (restart)
+            by_code++;
         restarts++;
     }
     free(script);
