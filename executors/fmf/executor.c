@@ -30,7 +30,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
 #define MAX_REBOOTS 16
 #define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
 #define OUTPUT_KEEP (8 * 1024 * 1024) /* of the output, on disk: head and tail each */
@@ -231,24 +230,21 @@ static int add_node(discovery *d, const fmf_node *n, const char *name)
     json_object *data = n->data, *v, *spec;
     plan_info *plan = d->x->plans[d->plan];
     atx_test *t;
-    int64_t duration = DEFAULT_DURATION;
+    int64_t secs;
     int prio = 0, r;
+    char why[512];
 
     const char *script = jstr(data, "test");
     if (!script)
         return atx_error_set(ATX_EINVAL, "%s: %s: 'test' must be a string", n->file, n->name);
+    v = NULL;
+    json_object_object_get_ex(data, "duration", &v);
+    if (fmf_duration(v, &secs, why, sizeof(why)) < 0)
+        return atx_error_set(ATX_EINVAL, "%s: %s: %s", n->file, n->name, why);
     if ((r = atx_test_new(name, "fmf", &t)) < 0)
         return r;
-    if (json_object_object_get_ex(data, "duration", &v)) {
-        const char *ds = scalar_text(v);
-        if (atx_duration_parse(ds, &duration) < 0 || duration <= 0) {
-            atx_test_free(t);
-            return atx_error_set(ATX_EINVAL, "%s: %s: 'duration': '%s' is not a duration",
-                                 n->file, n->name, ds);
-        }
-    }
-    atx_test_set_timeout(t, duration);
-    atx_test_set_duration(t, duration);
+    atx_test_set_timeout(t, secs * ATX_NSEC_PER_SEC);
+    atx_test_set_duration(t, secs * ATX_NSEC_PER_SEC);
     if (json_object_object_get_ex(data, "priority", &v) && priority_of(v, &prio) < 0) {
         atx_test_free(t);
         return atx_error_set(ATX_EINVAL, "%s: %s: 'priority' must be a number or "

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <locale.h>
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -4028,4 +4029,171 @@ int fmf_node_is_test(const fmf_node *n)
     if (json_object_object_get_ex(n->data, "story", NULL))
         return 0;
     return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* tmt's test duration                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes of the whitespace character at p (what Python's \s takes: its
+ * str.isspace(), in UTF-8), 0 if there is none. */
+static size_t dur_space(const unsigned char *p, const unsigned char *end)
+{
+    uint32_t c;
+    size_t n;
+
+    if (p >= end)
+        return 0;
+    if (*p < 0x80)
+        return *p == ' ' || (*p >= '\t' && *p <= '\r') || (*p >= 0x1c && *p <= 0x1f);
+    if ((*p & 0xe0) == 0xc0 && end - p >= 2 && (p[1] & 0xc0) == 0x80) {
+        c = (uint32_t)(*p & 0x1f) << 6 | (p[1] & 0x3f);
+        n = c >= 0x80 ? 2 : 0;
+    } else if ((*p & 0xf0) == 0xe0 && end - p >= 3 && (p[1] & 0xc0) == 0x80 &&
+               (p[2] & 0xc0) == 0x80) {
+        c = (uint32_t)(*p & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+        n = c >= 0x800 ? 3 : 0;
+    } else {
+        return 0;
+    }
+    if (c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+        c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000)
+        return n;
+    return 0;
+}
+
+static const unsigned char *dur_skip_space(const unsigned char *p, const unsigned char *end)
+{
+    size_t n;
+    while ((n = dur_space(p, end)) > 0)
+        p += n;
+    return p;
+}
+
+static bool dur_digit(const unsigned char *p, const unsigned char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+/* A factor's digits as a double, rounded as Python's float() does, whatever
+ * the process's locale. */
+static double dur_factor(const unsigned char *p, size_t n, bool *ok)
+{
+    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    char *text = strndup((const char *)p, n);
+    double d = 0;
+
+    *ok = c && text;
+    if (*ok)
+        d = strtod_l(text, NULL, c);
+    free(text);
+    if (c)
+        freelocale(c);
+    return d;
+}
+
+/* tmt's grammar (see fmf.h): 1 and the seconds in *out, 0 when the text
+ * is not a duration, -1 when it is one too long to keep, -ENOMEM. */
+static int dur_eval(const unsigned char *p, const unsigned char *end, int64_t *out)
+{
+    uint64_t total = 0;
+    double factor = 1.0, secs;
+    bool too_long = false, terms = false;
+
+    if (p == end)
+        return 0;
+    while (p < end) {
+        bool unit = false;
+
+        if (terms && (p = dur_skip_space(p, end)) == end)
+            break;
+        if (*p == '*') {
+            const unsigned char *q = p = dur_skip_space(p + 1, end);
+            bool ok;
+            if (!dur_digit(p, end))
+                return 0;
+            while (dur_digit(p, end))
+                p++;
+            if (p < end && *p == '.' && dur_digit(p + 1, end))
+                for (p++; dur_digit(p, end); p++)
+                    ;
+            factor *= dur_factor(q, (size_t)(p - q), &ok);
+            if (!ok)
+                return -ENOMEM;
+        } else if (dur_digit(p, end)) {
+            uint64_t amount = 0, mult = 1;
+            const unsigned char *u;
+            for (; dur_digit(p, end); p++)
+                too_long |= __builtin_mul_overflow(amount, 10, &amount) ||
+                            __builtin_add_overflow(amount, (uint64_t)(*p - '0'), &amount);
+            u = dur_skip_space(p, end);
+            if (u < end && (*u == 's' || *u == 'm' || *u == 'h' || *u == 'd')) {
+                mult = *u == 's' ? 1 : *u == 'm' ? 60 : *u == 'h' ? 3600 : 86400;
+                p = u + 1;
+                unit = true;
+            }
+            too_long |= __builtin_mul_overflow(amount, mult, &amount) ||
+                        __builtin_add_overflow(total, amount, &total);
+        } else {
+            return 0;
+        }
+        terms = true;
+        /* What may follow a term: whitespace, the next factor, the end; a
+         * digit after a unit ("1h30m"). */
+        if (p < end && *p != '*' && !dur_space(p, end) && !(unit && dur_digit(p, end)))
+            return 0;
+    }
+    if (too_long)
+        return -1;
+    secs = (double)(total ? total : FMF_DEFAULT_DURATION) * factor;
+    if (!(secs <= (double)FMF_MAX_DURATION))
+        return isnan(secs) ? 0 : -1;
+    /* Rounded up (exact: far below 2^53). */
+    *out = (int64_t)secs + ((double)(int64_t)secs < secs);
+    return 1;
+}
+
+int fmf_duration(const struct json_object *value, int64_t *seconds, char *err, size_t errlen)
+{
+    json_type type = json_object_get_type(value);
+    char *text;
+    int64_t secs = FMF_DEFAULT_DURATION;
+    int rc = 1;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!seconds)
+        return fail(err, errlen, -EINVAL, NULL, 0, "fmf_duration needs somewhere to put it");
+    if (!value) {
+        *seconds = secs;
+        return 0;
+    }
+    if (type != json_type_string && type != json_type_int)
+        return fail(err, errlen, -EINVAL, NULL, 0, "invalid duration: a %s, not a string",
+                    py_type(value));
+    if (!(text = py_str_dup(value)))
+        return oom(err, errlen);
+    if (type == json_type_string)
+        rc = dur_eval((const unsigned char *)json_object_get_string((json_object *)value),
+                      (const unsigned char *)json_object_get_string((json_object *)value) +
+                          json_object_get_string_len(value), &secs);
+    else
+        rc = dur_eval((const unsigned char *)text, (const unsigned char *)text + strlen(text),
+                      &secs);
+    if (rc == 1 && secs == 0)
+        rc = fail(err, errlen, -EINVAL, NULL, 0, "duration '%.80s' comes to 0 seconds", text);
+    else if (rc == 0)
+        rc = fail(err, errlen, -EINVAL, NULL, 0,
+                  "invalid duration '%.80s': expected amounts (90, 90s, 5m, 1h, 2d) and "
+                  "factors (*2, *1.5)", text);
+    else if (rc == -1)
+        rc = fail(err, errlen, -EINVAL, NULL, 0, "duration '%.80s' is longer than %" PRId64
+                  " seconds", text, (int64_t)FMF_MAX_DURATION);
+    else if (rc < 0)
+        rc = oom(err, errlen);
+    free(text);
+    if (rc < 0)
+        return rc;
+    *seconds = secs;
+    return 0;
 }

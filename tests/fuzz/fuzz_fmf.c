@@ -5,7 +5,8 @@
  *   0  one file's YAML (fmf_parse_buffer); what parses is also merged into a
  *      fixed parent (fmf_merge) and adjusted for a fixed context (fmf_adjust)
  *   1  a context condition (fmf_condition_ex, both case modes)
- *   2  a filter expression against fixed node data (fmf_filter)
+ *   2  a filter expression against fixed node data (fmf_filter), and the
+ *      same text as a test's duration (fmf_duration)
  *   3  "expression NUL yaml": the YAML becomes the data of a filter and the
  *      context of a condition
  *   4  a main.fmf in a scratch tree with a child folder, loaded whole
@@ -127,6 +128,22 @@ static void fuzz_filter(const char *expr, const json_object *d)
         check_err(err, sizeof(err));
 }
 
+/* A duration (NULL: none) must come to 1..FMF_MAX_DURATION seconds or be
+ * refused with one line. */
+static void fuzz_duration(const json_object *v)
+{
+    char err[256];
+    int64_t secs = -1;
+
+    if (fmf_duration(v, &secs, err, sizeof(err)) < 0) {
+        check_err(err, sizeof(err));
+        if (secs != -1)
+            abort();
+    } else if (secs < 1 || secs > FMF_MAX_DURATION) {
+        abort();
+    }
+}
+
 static void fuzz_tree(const char *text, size_t len)
 {
     char path[300], err[512];
@@ -174,9 +191,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     case 1:
         fuzz_condition(text, ctx);
         break;
-    case 2:
+    case 2: {
+        json_object *s = json_object_new_string_len(text, (int)n);
         fuzz_filter(text, data);
+        fuzz_duration(s);
+        json_object_put(s);
         break;
+    }
     case 3: {
         size_t el = strlen(text);
         json_object *o = NULL;
