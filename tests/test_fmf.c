@@ -241,10 +241,60 @@ static void test_merge(void **state)
     fmf_tree_free(t);
 }
 
+/* The node's error must start "<FMF_DATA>/<where>: " and say what. */
+static void expect_error(const fmf_node *n, const char *where, const char *what)
+{
+    char prefix[600];
+
+    snprintf(prefix, sizeof(prefix), "%s/%s: ", FMF_DATA, where);
+    if (!n->error)
+        fail_msg("%s has no error (want %s%s)", n->name, prefix, what);
+    if (strncmp(n->error, prefix, strlen(prefix)) != 0 || !strstr(n->error, what))
+        fail_msg("%s: error '%s' is not '%s...%s'", n->name, n->error, prefix, what);
+    assert_null(strchr(n->error, '\n'));
+}
+
+/* A key that does not merge is the node's error, not the tree's. */
 static void test_merge_error(void **state)
 {
+    fmf_tree *t = load("merge-error", NULL, 0);
+    const fmf_node *n = find(t, "/child");
+
     (void)state;
-    load_fails("merge-error", "main.fmf:4", "/child: cannot merge key 'tag+': cannot add a str to a list");
+    expect_error(n, "merge-error/main.fmf:4",
+                 "/child: cannot merge key 'tag+': cannot add a str to a list");
+    expect_key(n, "tag", "[\"a\"]");
+    assert_int_equal(fmf_node_is_test(n), 1);
+    assert_null(find(t, "/")->error);
+    fmf_tree_free(t);
+}
+
+/* Node errors: the keys after a bad one still merge; nodes below share the
+ * error; the other nodes are whole; a bad adjust rule leaves the ones
+ * before it applied. */
+static void test_node_errors(void **state)
+{
+    fmf_tree *t = load("node-errors", "{\"arch\": \"x86_64\"}", 0);
+    const fmf_node *n;
+
+    (void)state;
+    assert_int_equal(fmf_tree_count(t), 3);
+    n = find(t, "/broken");
+    expect_error(n, "node-errors/main.fmf:3", "/broken: cannot merge key 'tag+'");
+    expect_key(n, "test", "\"./t.sh\"");
+    n = find(t, "/broken/below");
+    assert_ptr_equal(n->error, find(t, "/broken")->error);
+    assert_int_equal(fmf_node_is_test(n), 1);
+    n = find(t, "/fine");
+    assert_null(n->error);
+    expect_key(n, "tag", "[\"a\", \"b\"]");
+    n = find(t, "/bad-rule");
+    expect_error(n, "node-errors/main.fmf:12",
+                 "/bad-rule: adjust rule 2: cannot parse expression 'distro is maybe defined'");
+    expect_key(n, "tier", "1");
+    expect_key(n, "adjust", NULL);
+    assert_int_equal(fmf_node_is_test(n), 1);
+    fmf_tree_free(t);
 }
 
 static void test_adjust(void **state)
@@ -306,8 +356,14 @@ static void test_adjust(void **state)
 
 static void test_adjust_error(void **state)
 {
+    fmf_tree *t = load("adjust-error", NULL, 0);
+    const fmf_node *n = find(t, "/child");
+
     (void)state;
-    load_fails("adjust-error", "main.fmf:4", "cannot parse expression 'distro is maybe defined'");
+    expect_error(n, "adjust-error/main.fmf:4", "cannot parse expression 'distro is maybe defined'");
+    expect_key(n, "adjust", NULL);
+    expect_key(n, "enabled", NULL);
+    fmf_tree_free(t);
 }
 
 static void test_detect(void **state)
@@ -520,8 +576,10 @@ static void test_tree_limits(void **state)
     assert_true(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "main.fmf:2: /child: must be a mapping, not a list"));
     put("main.fmf", "adjust: 3\n");
-    assert_true(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)) < 0);
-    assert_non_null(strstr(err, "main.fmf:1: /: invalid adjust rules"));
+    assert_int_equal(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)), 0);
+    assert_non_null(fmf_tree_find(t, "/")->error);
+    assert_non_null(strstr(fmf_tree_find(t, "/")->error, "main.fmf:1: /: invalid adjust rules"));
+    fmf_tree_free(t);
     put("main.fmf", "\xef\xbb\xbf# BOM and a comment only\n");
     assert_int_equal(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)), 0);
     fmf_tree_free(t);
@@ -953,27 +1011,33 @@ static void test_duration(void **state)
 }
 
 /* Durations in a tree: inherited, summed by `duration+`, multiplied by an
- * adjust rule's `duration+: "*2"` (the + appends the text). */
+ * adjust rule's `duration+: "*2"` (the + appends the text); where each was
+ * set. */
 static void test_duration_tree(void **state)
 {
     static const struct {
         const char *node, *text;
         int64_t plain, aarch64;
+        int line, adj_line;
     } want[] = {
-        { "/plain", NULL, 300, 600 },
-        { "/product", "\"1m*2.5\"", 150, 300 },
-        { "/sum", "\"5m5m\"", 600, 1200 },
-        { "/bad", "\"5x\"", -1, -1 },
+        { "/plain", NULL, 300, 600, 1, 2 },
+        { "/product", "\"1m*2.5\"", 150, 300, 9, 2 },
+        { "/sum", "\"5m5m\"", 600, 1200, 12, 2 },
+        { "/bad", "\"5x\"", -1, -1, 15, 2 },
     };
+    char file[600];
     fmf_tree *t;
 
     (void)state;
+    snprintf(file, sizeof(file), "%s/duration/main.fmf", FMF_DATA);
     for (int arch = 0; arch < 2; arch++) {
         t = load("duration", arch ? "{\"arch\": \"aarch64\"}" : "{\"arch\": \"x86_64\"}", 0);
         for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
             const fmf_node *n = find(t, want[i].node);
             json_object *v = NULL;
             int64_t secs = -1, w = arch ? want[i].aarch64 : want[i].plain;
+            const char *f;
+            int line;
 
             assert_true(json_object_object_get_ex(n->data, "duration", &v));
             if (!arch && want[i].text)
@@ -983,6 +1047,10 @@ static void test_duration_tree(void **state)
             if (secs != w)
                 fail_msg("%s (arch %d): %lld seconds, want %lld", n->name, arch,
                          (long long)secs, (long long)w);
+            assert_null(n->error);
+            fmf_node_where(t, n, "duration", &f, &line);
+            assert_string_equal(f, file);
+            assert_int_equal(line, arch ? want[i].adj_line : want[i].line);
         }
         fmf_tree_free(t);
     }
@@ -1119,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_merge_error),
+        cmocka_unit_test(test_node_errors),
         cmocka_unit_test(test_adjust),
         cmocka_unit_test(test_adjust_error),
         cmocka_unit_test(test_detect),

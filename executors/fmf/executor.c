@@ -234,6 +234,9 @@ static int add_node(discovery *d, const fmf_node *n, const char *name)
     int prio = 0, r;
     char why[512];
 
+    /* Still the whole tree's error, as before fmf kept it per node. */
+    if (n->error)
+        return atx_error_set(ATX_EPARSE, "%s", n->error);
     const char *script = jstr(data, "test");
     if (!script)
         return atx_error_set(ATX_EINVAL, "%s: %s: 'test' must be a string", n->file, n->name);

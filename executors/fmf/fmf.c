@@ -2333,48 +2333,75 @@ static char *rstrip_dup(const char *key, const char *set)
     return strndup(key, n);
 }
 
+/* One key of a merge: its suffix says how. */
+static int merge_one(json_object *dst, const char *key, const json_object *val, const blame *b,
+                     char *err, size_t errlen)
+{
+    size_t n = strlen(key);
+    char *base = NULL;
+    int rc;
+
+    if (ends_with(key, n, "+")) {
+        if (!(base = rstrip_dup(key, "+")))
+            return oom(err, errlen);
+        rc = merge_plus(dst, base, key, val, false, b, err, errlen);
+    } else if (ends_with(key, n, "+<")) {
+        if (!(base = rstrip_dup(key, "+<")))
+            return oom(err, errlen);
+        rc = merge_plus(dst, base, key, val, true, b, err, errlen);
+    } else if (ends_with(key, n, "-~")) {
+        if (!(base = rstrip_dup(key, "-~")))
+            return oom(err, errlen);
+        rc = merge_minus_regexp(dst, base, key, val, b, err, errlen);
+    } else if (ends_with(key, n, "-")) {
+        if (!(base = rstrip_dup(key, "-")))
+            return oom(err, errlen);
+        rc = merge_minus(dst, base, key, val, b, err, errlen);
+    } else if (ends_with(key, n, "~")) {
+        if (!(base = rstrip_dup(key, "~")))
+            return oom(err, errlen);
+        rc = merge_regexp(dst, base, key, val, b, err, errlen);
+    } else {
+        bool ok = true;
+        json_object *c = jcopy(val, &ok);
+        rc = ok ? set_key(dst, key, c, err, errlen) : oom(err, errlen);
+    }
+    free(base);
+    return rc;
+}
+
 static int merge_special(json_object *dst, const json_object *src, const blame *b,
                          char *err, size_t errlen)
 {
     if (json_object_get_type(src) != json_type_object)
         return 0;
     for (struct lh_entry *e = json_object_get_object(src)->head; e; e = e->next) {
-        const char *key = (const char *)lh_entry_k(e);
-        const json_object *val = (const json_object *)lh_entry_v(e);
-        size_t n = strlen(key);
-        char *base = NULL;
-        int rc;
-
-        if (ends_with(key, n, "+")) {
-            if (!(base = rstrip_dup(key, "+")))
-                return oom(err, errlen);
-            rc = merge_plus(dst, base, key, val, false, b, err, errlen);
-        } else if (ends_with(key, n, "+<")) {
-            if (!(base = rstrip_dup(key, "+<")))
-                return oom(err, errlen);
-            rc = merge_plus(dst, base, key, val, true, b, err, errlen);
-        } else if (ends_with(key, n, "-~")) {
-            if (!(base = rstrip_dup(key, "-~")))
-                return oom(err, errlen);
-            rc = merge_minus_regexp(dst, base, key, val, b, err, errlen);
-        } else if (ends_with(key, n, "-")) {
-            if (!(base = rstrip_dup(key, "-")))
-                return oom(err, errlen);
-            rc = merge_minus(dst, base, key, val, b, err, errlen);
-        } else if (ends_with(key, n, "~")) {
-            if (!(base = rstrip_dup(key, "~")))
-                return oom(err, errlen);
-            rc = merge_regexp(dst, base, key, val, b, err, errlen);
-        } else {
-            bool ok = true;
-            json_object *c = jcopy(val, &ok);
-            rc = ok ? set_key(dst, key, c, err, errlen) : oom(err, errlen);
-        }
-        free(base);
+        int rc = merge_one(dst, (const char *)lh_entry_k(e), (const json_object *)lh_entry_v(e),
+                           b, err, errlen);
         if (rc < 0)
             return rc;
     }
     return 0;
+}
+
+/* A node's own keys into its data: a key that does not merge is left out
+ * and the others still merge. 0; 1 when a key failed (the first failure in
+ * err); -ENOMEM. */
+static int merge_keys(json_object *dst, const json_object *src, const blame *b, char *err,
+                      size_t errlen)
+{
+    char later[8];      /* the messages of later failures are not kept */
+    int bad = 0;
+
+    for (struct lh_entry *e = json_object_get_object(src)->head; e; e = e->next) {
+        int rc = merge_one(dst, (const char *)lh_entry_k(e), (const json_object *)lh_entry_v(e),
+                           b, bad ? later : err, bad ? sizeof(later) : errlen);
+        if (rc == -ENOMEM)
+            return oom(err, errlen);
+        if (rc < 0)
+            bad = 1;
+    }
+    return bad;
 }
 
 int fmf_merge(struct json_object *data, const struct json_object *src, char *err, size_t errlen)
@@ -3128,10 +3155,25 @@ out:
 /* Adjust                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* Adds key, without its merge suffix, to *touched. */
+static int adjust_touch(json_object **touched, const char *key)
+{
+    char *base = rstrip_dup(key, "+<-~");
+
+    if (!base || (!*touched && !(*touched = json_object_new_object())) ||
+        json_object_object_add(*touched, base, NULL) != 0) {
+        free(base);
+        return -ENOMEM;
+    }
+    free(base);
+    return 0;
+}
+
 /* Applies data's `adjust` rules, then removes `adjust`. b tells where the
- * rules were defined. */
+ * rules were defined. With touched, the names of the keys that rules which
+ * applied set (suffixes stripped) go in *touched (made when first needed). */
 static int adjust_apply(json_object *data, const json_object *ctx, unsigned flags, const blame *b,
-                        char *err, size_t errlen)
+                        json_object **touched, char *err, size_t errlen)
 {
     json_object *rules, *list = NULL;
     const char *file;
@@ -3196,8 +3238,16 @@ static int adjust_apply(json_object *data, const json_object *ctx, unsigned flag
         }
         for (struct lh_entry *e = json_object_get_object(rule)->head; e; e = e->next) {
             const char *k = (const char *)lh_entry_k(e);
-            if (strcmp(k, "when") && strcmp(k, "because") && strcmp(k, "continue"))
-                json_object_object_add(apply, k, json_object_get((json_object *)lh_entry_v(e)));
+            if (!strcmp(k, "when") || !strcmp(k, "because") || !strcmp(k, "continue"))
+                continue;
+            json_object_object_add(apply, k, json_object_get((json_object *)lh_entry_v(e)));
+            if (touched && (rc = adjust_touch(touched, k)) < 0)
+                break;
+        }
+        if (rc < 0) {
+            json_object_put(apply);
+            rc = oom(err, errlen);
+            break;
         }
         {
             blame rb = { .node = b->node, .file = file, .line = line };
@@ -3222,7 +3272,7 @@ int fmf_adjust(struct json_object *data, const struct json_object *context, unsi
         err[0] = '\0';
     if (json_object_get_type(data) != json_type_object)
         return fail(err, errlen, -EINVAL, NULL, 0, "fmf_adjust needs an object");
-    return adjust_apply(data, context, flags, &b, err, errlen);
+    return adjust_apply(data, context, flags, &b, NULL, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3245,6 +3295,10 @@ typedef struct tnode {
     bool updated;                /* some file defined it (fmf's _updated) */
     int inherit;                 /* directive, 1 by default */
     int select;                  /* directive, -1 unset */
+    char *error;                 /* its own metadata error (pub.error may be inherited) */
+    json_object *adjusted;       /* keys adjust rules set, or NULL */
+    const char *adj_file;        /* where its adjust key is */
+    int adj_line;
 } tnode;
 
 struct fmf_tree {
@@ -3276,6 +3330,8 @@ static void tnode_free(tnode *n)
     json_object_put(n->own);
     json_object_put(n->src);
     json_object_put(n->pub.data);
+    json_object_put(n->adjusted);
+    free(n->error);
     free(n->seg);
     free(n->name);
     free(n);
@@ -3815,22 +3871,38 @@ static void tree_settle(fmf_tree *t, tnode *n)
         qsort(n->kids, n->nkids, sizeof(*n->kids), cmp_kids);
 }
 
-/* Inheritance, top down: a copy of the parent's data, then the node's own
- * keys merged in. */
+/* A metadata error of node n (the first one stays). */
+static int node_fail(fmf_tree *t, tnode *n, const char *why)
+{
+    if (n->pub.error)
+        return 0;
+    if (!(n->error = strdup(why)))
+        return oom(t->err, t->errlen);
+    n->pub.error = n->error;
+    return 0;
+}
+
+/* Inheritance, top down: a copy of the parent's data (and its error), then
+ * the node's own keys merged in. */
 static int tree_inherit(fmf_tree *t, tnode *n)
 {
     blame b = { .node = n->name, .src = n->src, .files = t->files,
                 .file = n->pub.file, .line = n->pub.line };
     bool ok = true;
+    char why[1024];
     int rc;
 
-    if (n->parent && n->inherit)
+    if (n->parent && n->inherit) {
         n->pub.data = jcopy(n->parent->pub.data, &ok);
-    else
+        n->pub.error = n->parent->pub.error;
+    } else {
         n->pub.data = json_object_new_object();
+    }
     if (!ok || !n->pub.data)
         return oom(t->err, t->errlen);
-    if ((rc = merge_special(n->pub.data, n->own, &b, t->err, t->errlen)) < 0)
+    if ((rc = merge_keys(n->pub.data, n->own, &b, why, sizeof(why))) < 0)
+        return oom(t->err, t->errlen);
+    if (rc > 0 && (rc = node_fail(t, n, why)) < 0)
         return rc;
     for (size_t i = 0; i < n->nkids; i++)
         if ((rc = tree_inherit(t, n->kids[i])) < 0)
@@ -3857,6 +3929,7 @@ static int tree_adjust(fmf_tree *t, tnode *n, const json_object *ctx)
     json_object *at;
     blame b = { .node = n->name, .src = NULL, .files = t->files, .file = o->pub.file,
                 .line = o->pub.line };
+    char why[1024];
     int rc;
 
     /* Point at the adjust key itself when we know it. */
@@ -3868,8 +3941,17 @@ static int tree_adjust(fmf_tree *t, tnode *n, const json_object *ctx)
             b.line = json_object_get_int(json_object_array_get_idx(at, 1));
         }
     }
-    if ((rc = adjust_apply(n->pub.data, ctx, t->flags, &b, t->err, t->errlen)) < 0)
-        return rc;
+    n->adj_file = b.file;
+    n->adj_line = b.line;
+    rc = adjust_apply(n->pub.data, ctx, t->flags, &b, &n->adjusted, why, sizeof(why));
+    if (rc == -ENOMEM)
+        return oom(t->err, t->errlen);
+    if (rc < 0) {
+        /* The rules before the bad one stay applied. */
+        json_object_object_del(n->pub.data, "adjust");
+        if ((rc = node_fail(t, n, why)) < 0)
+            return rc;
+    }
     for (size_t i = 0; i < n->nkids; i++)
         if ((rc = tree_adjust(t, n->kids[i], ctx)) < 0)
             return rc;
@@ -4010,6 +4092,47 @@ const fmf_node *fmf_tree_find(const fmf_tree *t, const char *name)
 const char *fmf_tree_root(const fmf_tree *t)
 {
     return t ? t->root : NULL;
+}
+
+/* Whether k is key, or key with a merge suffix. */
+static bool is_key_or_merge(const char *k, const char *key)
+{
+    static const char *const suffixes[] = { "", "+", "+<", "-", "-~", "~" };
+    size_t n = strlen(key);
+
+    if (strncmp(k, key, n) != 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
+        if (!strcmp(k + n, suffixes[i]))
+            return true;
+    return false;
+}
+
+void fmf_node_where(const fmf_tree *t, const fmf_node *pub, const char *key, const char **file,
+                    int *line)
+{
+    const tnode *n = (const tnode *)pub;
+
+    *file = pub ? pub->file : NULL;
+    *line = pub ? pub->line : 0;
+    if (!t || !n || !key)
+        return;
+    if (n->adjusted && json_object_object_get_ex(n->adjusted, key, NULL)) {
+        *file = n->adj_file;
+        *line = n->adj_line;
+        return;
+    }
+    for (const tnode *p = n; p; p = p->inherit ? p->parent : NULL) {
+        const json_object *at = NULL;
+        for (struct lh_entry *e = json_object_get_object(p->src)->head; e; e = e->next)
+            if (is_key_or_merge((const char *)lh_entry_k(e), key))
+                at = (const json_object *)lh_entry_v(e);
+        if (at) {
+            *file = t->files[json_object_get_int(json_object_array_get_idx(at, 0))];
+            *line = json_object_get_int(json_object_array_get_idx(at, 1));
+            return;
+        }
+    }
 }
 
 int fmf_node_is_test(const fmf_node *n)

@@ -57,6 +57,12 @@ typedef struct fmf_node {
                                 * whose ancestors have none either */
     int line;                  /* line of its definition in that file (1-based); 0 if no file */
     struct json_object *data;  /* resolved metadata: inherited, merged, adjusted; an object */
+    const char *error;         /* NULL; or why the metadata is not whole, one line
+                                * "<file>:<line>: <node>: <what>": a key that does not
+                                * merge (here or in a node this one inherits from: then
+                                * the message is that node's, shared) or a bad adjust
+                                * rule. data then holds what could be resolved: the
+                                * other keys, the rules before the bad one. */
 } fmf_node;
 
 /*
@@ -71,7 +77,11 @@ typedef struct fmf_node {
  * then apply their `adjust` rules; `adjust` is removed from the result.
  *
  * Returns 0 and a tree in *out (free with fmf_tree_free), or a negative
- * value with the reason in err (*out untouched). Thread-safe.
+ * value with the reason in err (*out untouched). Thread-safe. What is wrong
+ * with the tree as a whole fails the load: a file that cannot be read or
+ * is not YAML, a bad .fmf/version, bad node names or directives, a limit
+ * above. What is wrong with one node's metadata (a merge, an adjust rule)
+ * does not: the node's error says it, and the other nodes are whole.
  */
 int fmf_tree_load(const char *root, const struct json_object *context, fmf_tree **out,
                   char *err, size_t errlen);
@@ -90,6 +100,15 @@ const fmf_node *fmf_tree_node(const fmf_tree *t, size_t i);
 const fmf_node *fmf_tree_find(const fmf_tree *t, const char *name);
 /* The absolute, symlink-free path of the tree root (borrowed). */
 const char *fmf_tree_root(const fmf_tree *t);
+/*
+ * Where the node's resolved key was set: the file and line of the adjust
+ * key when an adjust rule that applied set it, else of the key (plain or
+ * with a merge suffix) in the node or the nearest node it inherits from;
+ * the node's own file and line when none has it. *file is borrowed from
+ * the tree (NULL, with *line 0, for a node without a file).
+ */
+void fmf_node_where(const fmf_tree *t, const fmf_node *n, const char *key, const char **file,
+                    int *line);
 /* Frees the tree and every node and json object it owns. NULL is fine. */
 void fmf_tree_free(fmf_tree *t);
 

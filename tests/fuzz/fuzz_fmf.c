@@ -10,7 +10,8 @@
  *   3  "expression NUL yaml": the YAML becomes the data of a filter and the
  *      context of a condition
  *   4  a main.fmf in a scratch tree with a child folder, loaded whole
- *      (fmf_tree_load: /child keys, inheritance, adjust)
+ *      (fmf_tree_load: /child keys, inheritance, adjust, node errors, where
+ *      keys were set, durations)
  * Every error message must be one NUL-terminated line within its buffer;
  * results must stay in their documented ranges.
  */
@@ -167,6 +168,16 @@ static void fuzz_tree(const char *text, size_t len)
             abort();
         (void)fmf_node_is_test(n);
         fuzz_filter("tag: sub | tier: 1", n->data);
+        if (n->error && (strchr(n->error, '\n') || !*n->error))
+            abort();
+        const char *file;
+        int line;
+        fmf_node_where(t, n, "test", &file, &line);
+        if (line < 0 || (line > 0 && !file))
+            abort();
+        json_object *dur = NULL;
+        json_object_object_get_ex(n->data, "duration", &dur);
+        fuzz_duration(dur);
     }
     fmf_tree_free(t);
 }
