@@ -241,10 +241,60 @@ static void test_merge(void **state)
     fmf_tree_free(t);
 }
 
+/* The node's error must start "<FMF_DATA>/<where>: " and say what. */
+static void expect_error(const fmf_node *n, const char *where, const char *what)
+{
+    char prefix[600];
+
+    snprintf(prefix, sizeof(prefix), "%s/%s: ", FMF_DATA, where);
+    if (!n->error)
+        fail_msg("%s has no error (want %s%s)", n->name, prefix, what);
+    if (strncmp(n->error, prefix, strlen(prefix)) != 0 || !strstr(n->error, what))
+        fail_msg("%s: error '%s' is not '%s...%s'", n->name, n->error, prefix, what);
+    assert_null(strchr(n->error, '\n'));
+}
+
+/* A key that does not merge is the node's error, not the tree's. */
 static void test_merge_error(void **state)
 {
+    fmf_tree *t = load("merge-error", NULL, 0);
+    const fmf_node *n = find(t, "/child");
+
     (void)state;
-    load_fails("merge-error", "main.fmf:4", "/child: cannot merge key 'tag+': cannot add a str to a list");
+    expect_error(n, "merge-error/main.fmf:4",
+                 "/child: cannot merge key 'tag+': cannot add a str to a list");
+    expect_key(n, "tag", "[\"a\"]");
+    assert_int_equal(fmf_node_is_test(n), 1);
+    assert_null(find(t, "/")->error);
+    fmf_tree_free(t);
+}
+
+/* Node errors: the keys after a bad one still merge; nodes below share the
+ * error; the other nodes are whole; a bad adjust rule leaves the ones
+ * before it applied. */
+static void test_node_errors(void **state)
+{
+    fmf_tree *t = load("node-errors", "{\"arch\": \"x86_64\"}", 0);
+    const fmf_node *n;
+
+    (void)state;
+    assert_int_equal(fmf_tree_count(t), 3);
+    n = find(t, "/broken");
+    expect_error(n, "node-errors/main.fmf:3", "/broken: cannot merge key 'tag+'");
+    expect_key(n, "test", "\"./t.sh\"");
+    n = find(t, "/broken/below");
+    assert_ptr_equal(n->error, find(t, "/broken")->error);
+    assert_int_equal(fmf_node_is_test(n), 1);
+    n = find(t, "/fine");
+    assert_null(n->error);
+    expect_key(n, "tag", "[\"a\", \"b\"]");
+    n = find(t, "/bad-rule");
+    expect_error(n, "node-errors/main.fmf:12",
+                 "/bad-rule: adjust rule 2: cannot parse expression 'distro is maybe defined'");
+    expect_key(n, "tier", "1");
+    expect_key(n, "adjust", NULL);
+    assert_int_equal(fmf_node_is_test(n), 1);
+    fmf_tree_free(t);
 }
 
 static void test_adjust(void **state)
@@ -306,8 +356,14 @@ static void test_adjust(void **state)
 
 static void test_adjust_error(void **state)
 {
+    fmf_tree *t = load("adjust-error", NULL, 0);
+    const fmf_node *n = find(t, "/child");
+
     (void)state;
-    load_fails("adjust-error", "main.fmf:4", "cannot parse expression 'distro is maybe defined'");
+    expect_error(n, "adjust-error/main.fmf:4", "cannot parse expression 'distro is maybe defined'");
+    expect_key(n, "adjust", NULL);
+    expect_key(n, "enabled", NULL);
+    fmf_tree_free(t);
 }
 
 static void test_detect(void **state)
@@ -520,8 +576,10 @@ static void test_tree_limits(void **state)
     assert_true(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "main.fmf:2: /child: must be a mapping, not a list"));
     put("main.fmf", "adjust: 3\n");
-    assert_true(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)) < 0);
-    assert_non_null(strstr(err, "main.fmf:1: /: invalid adjust rules"));
+    assert_int_equal(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)), 0);
+    assert_non_null(fmf_tree_find(t, "/")->error);
+    assert_non_null(strstr(fmf_tree_find(t, "/")->error, "main.fmf:1: /: invalid adjust rules"));
+    fmf_tree_free(t);
     put("main.fmf", "\xef\xbb\xbf# BOM and a comment only\n");
     assert_int_equal(fmf_tree_load(tmproot, NULL, &t, err, sizeof(err)), 0);
     fmf_tree_free(t);
@@ -855,6 +913,149 @@ static void test_adjust_api(void **state)
     json_object_put(ctx);
 }
 
+/* ---- durations ---- */
+
+/* fmf_duration of a string (len bytes, so NULs may be in it): the seconds,
+ * or -1 with err set. */
+static int64_t duration_of(const char *text, size_t len)
+{
+    json_object *v = json_object_new_string_len(text, (int)len);
+    int64_t secs = -1;
+
+    assert_non_null(v);
+    err[0] = '\0';
+    if (fmf_duration(v, &secs, err, sizeof(err)) < 0) {
+        assert_int_equal(secs, -1);          /* untouched */
+        assert_true(err[0] != '\0');
+        assert_null(strchr(err, '\n'));
+        secs = -1;
+    }
+    json_object_put(v);
+    return secs;
+}
+
+typedef struct dcase {
+    const char *text;
+    int64_t want;      /* -1: refused */
+} dcase;
+
+/* What tmt's duration_to_seconds (with tmt's default injected, as its
+ * execute step calls it) gives for each. */
+static void test_duration(void **state)
+{
+    static const dcase cases[] = {
+        /* Amounts: plain seconds, units, sums, spaces as sleep takes them. */
+        { "90", 90 }, { "90s", 90 }, { "5m", 300 }, { "1h", 3600 }, { "2d", 172800 },
+        { "1h 30m", 5400 }, { "1h30m", 5400 }, { "5m 5m", 600 }, { "5m5m", 600 },
+        { "1h 2 3m", 3600 + 2 + 180 }, { "1 m2   m", 180 }, { "5 m", 300 },
+        { "5m ", 300 }, { "5m\n", 300 }, { "5m\t*2", 600 }, { "5m\xc2\xa0" "5m", 600 },
+        /* Factors multiply the sum, last, rounded up. */
+        { "1m*2.5", 150 }, { "5m*2", 600 }, { "5m *2", 600 }, { "*2 1m *3 4", 384 },
+        { "*2 *3 1m4", 384 }, { "1s *3.3", 4 }, { "10s *0.3", 3 }, { "* 2", 600 },
+        { "*1.5 1s", 2 }, { "2*3", 6 },
+        /* Factors alone, or a sum of 0, multiply tmt's default (5m). */
+        { "*2", 600 }, { "0", 300 }, { "0s *2", 600 },
+        /* The longest that fits in nanoseconds. */
+        { "9223372036", 9223372036 }, { "106751d", 9223286400 },
+        /* Refused, as tmt refuses them. */
+        { "5m +5m", -1 }, { "5x", -1 }, { "", -1 }, { " 5m", -1 }, { "\t5m", -1 },
+        { "*10m", -1 }, { "**10", -1 }, { "10w", -1 }, { "1sm", -1 }, { "*10m 3", -1 },
+        { "3 *10m", -1 }, { "1 1ss 5", -1 }, { "bad", -1 }, { "1.5m", -1 }, { "2*", -1 },
+        { "*2.", -1 }, { "*.5", -1 }, { "5m,", -1 }, { "-5", -1 }, { "5 x", -1 },
+        { "5m_", -1 }, { "5m\xc3\xa9", -1 },
+        /* Refused by atx: nothing to wait (tmt would take it as no timeout),
+         * too long for nanoseconds, digits other than ASCII. */
+        { "*0", -1 }, { "0 *0", -1 }, { "9223372037", -1 }, { "106752d", -1 },
+        { "99999999999999999999999", -1 }, { "\xd9\xa5m", -1 },
+    };
+    char big[512];
+    json_object *v;
+    int64_t secs;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t got = duration_of(cases[i].text, strlen(cases[i].text));
+        if (got != cases[i].want)
+            fail_msg("duration '%s': got %lld, want %lld (%s)", cases[i].text, (long long)got,
+                     (long long)cases[i].want, err);
+    }
+    assert_int_equal(duration_of("5m\0", 3), -1);
+    /* A factor far beyond a double's range. */
+    big[0] = '*';
+    memset(big + 1, '9', sizeof(big) - 2);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(duration_of(big, strlen(big)), -1);
+    assert_non_null(strstr(err, "is longer than 9223372036 seconds"));
+    assert_int_equal(duration_of("5x", 2), -1);
+    assert_non_null(strstr(err, "invalid duration '5x'"));
+    assert_int_equal(duration_of("*0", 2), -1);
+    assert_non_null(strstr(err, "comes to 0 seconds"));
+    /* No duration: the default; a number is its digits; other types not. */
+    assert_int_equal(fmf_duration(NULL, &secs, err, sizeof(err)), 0);
+    assert_int_equal(secs, FMF_DEFAULT_DURATION);
+    v = json_object_new_int(90);
+    assert_int_equal(fmf_duration(v, &secs, err, sizeof(err)), 0);
+    assert_int_equal(secs, 90);
+    json_object_put(v);
+    v = json_object_new_int(-5);
+    assert_true(fmf_duration(v, &secs, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "invalid duration '-5'"));
+    json_object_put(v);
+    v = json_object_new_double(2.5);
+    assert_true(fmf_duration(v, &secs, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "a float, not a string"));
+    json_object_put(v);
+    v = json_object_new_array();
+    assert_true(fmf_duration(v, &secs, err, sizeof(err)) < 0);
+    json_object_put(v);
+}
+
+/* Durations in a tree: inherited, summed by `duration+`, multiplied by an
+ * adjust rule's `duration+: "*2"` (the + appends the text); where each was
+ * set. */
+static void test_duration_tree(void **state)
+{
+    static const struct {
+        const char *node, *text;
+        int64_t plain, aarch64;
+        int line, adj_line;
+    } want[] = {
+        { "/plain", NULL, 300, 600, 1, 2 },
+        { "/product", "\"1m*2.5\"", 150, 300, 9, 2 },
+        { "/sum", "\"5m5m\"", 600, 1200, 12, 2 },
+        { "/bad", "\"5x\"", -1, -1, 15, 2 },
+    };
+    char file[600];
+    fmf_tree *t;
+
+    (void)state;
+    snprintf(file, sizeof(file), "%s/duration/main.fmf", FMF_DATA);
+    for (int arch = 0; arch < 2; arch++) {
+        t = load("duration", arch ? "{\"arch\": \"aarch64\"}" : "{\"arch\": \"x86_64\"}", 0);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+            const fmf_node *n = find(t, want[i].node);
+            json_object *v = NULL;
+            int64_t secs = -1, w = arch ? want[i].aarch64 : want[i].plain;
+            const char *f;
+            int line;
+
+            assert_true(json_object_object_get_ex(n->data, "duration", &v));
+            if (!arch && want[i].text)
+                expect_key(n, "duration", want[i].text);
+            if (fmf_duration(v, &secs, err, sizeof(err)) < 0)
+                secs = -1;
+            if (secs != w)
+                fail_msg("%s (arch %d): %lld seconds, want %lld", n->name, arch,
+                         (long long)secs, (long long)w);
+            assert_null(n->error);
+            fmf_node_where(t, n, "duration", &f, &line);
+            assert_string_equal(f, file);
+            assert_int_equal(line, arch ? want[i].adj_line : want[i].line);
+        }
+        fmf_tree_free(t);
+    }
+}
+
 /* ---- fmf_parse_buffer: hostile YAML ---- */
 
 static int parse(const char *text, json_object **out)
@@ -986,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_inherit),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_merge_error),
+        cmocka_unit_test(test_node_errors),
         cmocka_unit_test(test_adjust),
         cmocka_unit_test(test_adjust_error),
         cmocka_unit_test(test_detect),
@@ -1001,6 +1203,8 @@ int main(void)
         cmocka_unit_test(test_filter_tree),
         cmocka_unit_test(test_merge_api),
         cmocka_unit_test(test_adjust_api),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_duration_tree),
         cmocka_unit_test(test_parse_buffer),
         cmocka_unit_test(test_threads),
     };

@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <regex.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define DEFAULT_DURATION (5 * 60 * ATX_NSEC_PER_SEC)
 #define MAX_REBOOTS 16
 #define REBOOT_TIMEOUT (10 * 60 * ATX_NSEC_PER_SEC) /* tmt-reboot without -t, as tmt */
 #define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
@@ -286,6 +286,8 @@ typedef struct discovery {
     void *ud;
     size_t plan;             /* index in x->plans */
     const char *source;      /* for messages: the tree */
+    const fmf_tree *tree;
+    json_object *warned;     /* the node problems warned of, by address */
 } discovery;
 
 static int priority_of(json_object *v, int *out)
@@ -309,35 +311,114 @@ static int priority_of(json_object *v, int *out)
     return ATX_EINVAL;
 }
 
+/* A problem of node n's key, as one line "<file>:<line>: <node>: <what>"
+ * in why, the line where the key was set. Returns 1. */
+static int node_problem(const discovery *d, const fmf_node *n, const char *key, char *why,
+                        size_t len, const char *fmt, ...) ATX_PRINTF(6, 7);
+
+static int node_problem(const discovery *d, const fmf_node *n, const char *key, char *why,
+                        size_t len, const char *fmt, ...)
+{
+    const char *file;
+    int line, k;
+    va_list ap;
+
+    fmf_node_where(d->tree, n, key, &file, &line);
+    k = line > 0 ? snprintf(why, len, "%s:%d: %s: ", file, line, n->name)
+                 : snprintf(why, len, "%s: %s: ", file ? file : d->source, n->name);
+    if (k >= 0 && (size_t)k < len) {
+        va_start(ap, fmt);
+        vsnprintf(why + k, len - (size_t)k, fmt, ap);
+        va_end(ap);
+    }
+    return 1;
+}
+
+/* The spec of node n's test: where it is, its metadata, and what is wrong
+ * with it (NULL: nothing). */
+static int set_spec(atx_test *t, const discovery *d, const fmf_node *n, const char *error)
+{
+    json_object *spec = json_object_new_object();
+    int r;
+
+    json_object_object_add(spec, "node", json_object_new_string(n->name));
+    json_object_object_add(spec, "dir", json_object_new_string(n->dir));
+    json_object_object_add(spec, "plan", json_object_new_int((int)d->plan));
+    json_object_object_add(spec, "metadata", json_object_get(n->data));
+    if (error)
+        json_object_object_add(spec, "error", json_object_new_string(error));
+    r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
+    json_object_put(spec);
+    return r;
+}
+
+/* A node that cannot run becomes a test all the same: its one result is an
+ * error naming the problem (fmf_run), and it is not rerun (its metadata
+ * would fail the same way). The problem is warned of once per bad node: a
+ * node's error that nodes below it share counts once. */
+static int add_broken(discovery *d, const fmf_node *n, const char *name, const char *why)
+{
+    char key[32];
+    atx_test *t;
+    int r;
+
+    snprintf(key, sizeof(key), "%p", n->error ? (const void *)n->error : (const void *)n);
+    if (!json_object_object_get_ex(d->warned, key, NULL)) {
+        json_object_object_add(d->warned, key, NULL);
+        atx_plugin_log(d->x->ctx, ATX_LOG_WARNING, "%s", why);
+    }
+    if ((r = atx_test_new(name, "fmf", &t)) < 0)
+        return r;
+    atx_test_set_reruns(t, 0);
+    if ((r = set_spec(t, d, n, why)) < 0) {
+        atx_test_free(t);
+        return r;
+    }
+    return d->add(d->ud, t);
+}
+
+/* Whether node n's metadata can make a test: 0 with its duration (seconds)
+ * and priority, or 1 with the problem in why. */
+static int check_node(const discovery *d, const fmf_node *n, int64_t *secs, int *prio,
+                      char *why, size_t len)
+{
+    json_object *data = n->data, *v = NULL;
+    char what[512];
+
+    if (n->error) {
+        snprintf(why, len, "%s", n->error);
+        return 1;
+    }
+    if (!jstr(data, "test"))
+        return node_problem(d, n, "test", why, len, "'test' must be a string");
+    json_object_object_get_ex(data, "duration", &v);
+    if (fmf_duration(v, secs, what, sizeof(what)) < 0)
+        return node_problem(d, n, "duration", why, len, "%s", what);
+    if (json_object_object_get_ex(data, "priority", &v) && priority_of(v, prio) < 0)
+        return node_problem(d, n, "priority", why, len,
+                            "'priority' must be a number or low/medium/high");
+    if (json_object_object_get_ex(data, "environment", &v) &&
+        !json_object_is_type(v, json_type_object))
+        return node_problem(d, n, "environment", why, len, "'environment' must be a mapping");
+    return 0;
+}
+
 /* One fmf test node into an atx test named `name`. */
 static int add_node(discovery *d, const fmf_node *n, const char *name)
 {
-    json_object *data = n->data, *v, *spec;
+    json_object *data = n->data, *v;
     plan_info *plan = d->x->plans[d->plan];
     atx_test *t;
-    int64_t duration = DEFAULT_DURATION;
+    int64_t secs = 0;
     int prio = 0, r;
+    char why[2048];
 
-    const char *script = jstr(data, "test");
-    if (!script)
-        return atx_error_set(ATX_EINVAL, "%s: %s: 'test' must be a string", n->file, n->name);
+    if (check_node(d, n, &secs, &prio, why, sizeof(why)))
+        return add_broken(d, n, name, why);
     if ((r = atx_test_new(name, "fmf", &t)) < 0)
         return r;
-    if (json_object_object_get_ex(data, "duration", &v)) {
-        const char *ds = scalar_text(v);
-        if (atx_duration_parse(ds, &duration) < 0 || duration <= 0) {
-            atx_test_free(t);
-            return atx_error_set(ATX_EINVAL, "%s: %s: 'duration': '%s' is not a duration",
-                                 n->file, n->name, ds);
-        }
-    }
-    atx_test_set_timeout(t, duration);
-    atx_test_set_duration(t, duration);
-    if (json_object_object_get_ex(data, "priority", &v) && priority_of(v, &prio) < 0) {
-        atx_test_free(t);
-        return atx_error_set(ATX_EINVAL, "%s: %s: 'priority' must be a number or "
-                             "low/medium/high", n->file, n->name);
-    }
+    atx_test_set_timeout(t, secs * ATX_NSEC_PER_SEC);
+    atx_test_set_duration(t, secs * ATX_NSEC_PER_SEC);
     atx_test_set_priority(t, prio);
     const char **tags;
     size_t ntags;
@@ -356,21 +437,20 @@ static int add_node(discovery *d, const fmf_node *n, const char *name)
         if (!envs[k] || !json_object_is_type(envs[k], json_type_object))
             continue;
         json_object_object_foreach(envs[k], key, val) {
-            if (atx_test_setenv(t, key, scalar_text(val)) < 0) {
-                atx_test_free(t);
-                return atx_error_set(ATX_EINVAL, "%s: %s: bad environment variable '%s'",
-                                     n->file, n->name, key);
-            }
+            if ((r = atx_test_setenv(t, key, scalar_text(val))) == 0)
+                continue;
+            atx_test_free(t);
+            if (r != ATX_EINVAL)
+                return r;
+            if (k == 1)
+                return atx_error_set(ATX_EINVAL, "%s: plan %s: bad environment variable '%s'",
+                                     d->source, plan->name, key);
+            node_problem(d, n, "environment", why, sizeof(why),
+                         "bad environment variable '%s'", key);
+            return add_broken(d, n, name, why);
         }
     }
-    spec = json_object_new_object();
-    json_object_object_add(spec, "node", json_object_new_string(n->name));
-    json_object_object_add(spec, "dir", json_object_new_string(n->dir));
-    json_object_object_add(spec, "plan", json_object_new_int((int)d->plan));
-    json_object_object_add(spec, "metadata", json_object_get(data));
-    r = atx_test_set_spec_json(t, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN));
-    json_object_put(spec);
-    if (r < 0) {
+    if ((r = set_spec(t, d, n, NULL)) < 0) {
         atx_test_free(t);
         return r;
     }
@@ -627,11 +707,14 @@ static int fmf_discover(void *state, const struct json_object *source_c, const c
     p->name = plan_name ? strdup(plan_name) : NULL;
     p->prepare = json_object_new_array();
     p->finish = json_object_new_array();
-    discovery d = { x, add, ud, x->nplans - 1, real };
-    if (plan_name)
+    discovery d = { x, add, ud, x->nplans - 1, real, t, json_object_new_object() };
+    if (!d.warned)
+        r = atx_error_set(ATX_ENOMEM, "out of memory");
+    else if (plan_name)
         r = discover_plan(&d, t, plan_name);
     else
         r = select_tests(&d, t, source, "", "selection");
+    json_object_put(d.warned);
     fmf_tree_free(t);
     return r;
 }
@@ -1451,6 +1534,21 @@ static int emit_line(atx_attempt *a, const char *rel, fmf_control *c, size_t i, 
     return atx_attempt_emit(a, r);
 }
 
+/* The one result of a test whose node cannot run (add_broken). */
+static int emit_broken(atx_attempt *a, const char *why)
+{
+    atx_result *r;
+    int e;
+
+    if ((e = atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r)) < 0)
+        return e;
+    atx_result_set_status(r, ATX_STATUS_ERROR);
+    atx_result_set_error_type(r, "metadata");
+    atx_result_set_note(r, why);
+    atx_result_set_times(r, atx_wallclock_ns(), 0);
+    return atx_attempt_emit(a, r);
+}
+
 static int fmf_run(void *state, atx_attempt *a)
 {
     fmf_exec *x = state;
@@ -1467,6 +1565,11 @@ static int fmf_run(void *state, atx_attempt *a)
     char **env = NULL;
     int64_t started = atx_wallclock_ns(), t0 = atx_now_ns();
 
+    if (spec && jstr(spec, "error")) {
+        r = emit_broken(a, jstr(spec, "error"));
+        json_object_put(spec);
+        return r;
+    }
     if (!spec || !dir || !sd) {
         json_object_put(spec);
         return atx_error_set(ATX_EINFRA, "fmf: %s", !sd ? "the system was not prepared"

@@ -17,6 +17,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <locale.h>
 #include <math.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -2332,48 +2333,75 @@ static char *rstrip_dup(const char *key, const char *set)
     return strndup(key, n);
 }
 
+/* One key of a merge: its suffix says how. */
+static int merge_one(json_object *dst, const char *key, const json_object *val, const blame *b,
+                     char *err, size_t errlen)
+{
+    size_t n = strlen(key);
+    char *base = NULL;
+    int rc;
+
+    if (ends_with(key, n, "+")) {
+        if (!(base = rstrip_dup(key, "+")))
+            return oom(err, errlen);
+        rc = merge_plus(dst, base, key, val, false, b, err, errlen);
+    } else if (ends_with(key, n, "+<")) {
+        if (!(base = rstrip_dup(key, "+<")))
+            return oom(err, errlen);
+        rc = merge_plus(dst, base, key, val, true, b, err, errlen);
+    } else if (ends_with(key, n, "-~")) {
+        if (!(base = rstrip_dup(key, "-~")))
+            return oom(err, errlen);
+        rc = merge_minus_regexp(dst, base, key, val, b, err, errlen);
+    } else if (ends_with(key, n, "-")) {
+        if (!(base = rstrip_dup(key, "-")))
+            return oom(err, errlen);
+        rc = merge_minus(dst, base, key, val, b, err, errlen);
+    } else if (ends_with(key, n, "~")) {
+        if (!(base = rstrip_dup(key, "~")))
+            return oom(err, errlen);
+        rc = merge_regexp(dst, base, key, val, b, err, errlen);
+    } else {
+        bool ok = true;
+        json_object *c = jcopy(val, &ok);
+        rc = ok ? set_key(dst, key, c, err, errlen) : oom(err, errlen);
+    }
+    free(base);
+    return rc;
+}
+
 static int merge_special(json_object *dst, const json_object *src, const blame *b,
                          char *err, size_t errlen)
 {
     if (json_object_get_type(src) != json_type_object)
         return 0;
     for (struct lh_entry *e = json_object_get_object(src)->head; e; e = e->next) {
-        const char *key = (const char *)lh_entry_k(e);
-        const json_object *val = (const json_object *)lh_entry_v(e);
-        size_t n = strlen(key);
-        char *base = NULL;
-        int rc;
-
-        if (ends_with(key, n, "+")) {
-            if (!(base = rstrip_dup(key, "+")))
-                return oom(err, errlen);
-            rc = merge_plus(dst, base, key, val, false, b, err, errlen);
-        } else if (ends_with(key, n, "+<")) {
-            if (!(base = rstrip_dup(key, "+<")))
-                return oom(err, errlen);
-            rc = merge_plus(dst, base, key, val, true, b, err, errlen);
-        } else if (ends_with(key, n, "-~")) {
-            if (!(base = rstrip_dup(key, "-~")))
-                return oom(err, errlen);
-            rc = merge_minus_regexp(dst, base, key, val, b, err, errlen);
-        } else if (ends_with(key, n, "-")) {
-            if (!(base = rstrip_dup(key, "-")))
-                return oom(err, errlen);
-            rc = merge_minus(dst, base, key, val, b, err, errlen);
-        } else if (ends_with(key, n, "~")) {
-            if (!(base = rstrip_dup(key, "~")))
-                return oom(err, errlen);
-            rc = merge_regexp(dst, base, key, val, b, err, errlen);
-        } else {
-            bool ok = true;
-            json_object *c = jcopy(val, &ok);
-            rc = ok ? set_key(dst, key, c, err, errlen) : oom(err, errlen);
-        }
-        free(base);
+        int rc = merge_one(dst, (const char *)lh_entry_k(e), (const json_object *)lh_entry_v(e),
+                           b, err, errlen);
         if (rc < 0)
             return rc;
     }
     return 0;
+}
+
+/* A node's own keys into its data: a key that does not merge is left out
+ * and the others still merge. 0; 1 when a key failed (the first failure in
+ * err); -ENOMEM. */
+static int merge_keys(json_object *dst, const json_object *src, const blame *b, char *err,
+                      size_t errlen)
+{
+    char later[8];      /* the messages of later failures are not kept */
+    int bad = 0;
+
+    for (struct lh_entry *e = json_object_get_object(src)->head; e; e = e->next) {
+        int rc = merge_one(dst, (const char *)lh_entry_k(e), (const json_object *)lh_entry_v(e),
+                           b, bad ? later : err, bad ? sizeof(later) : errlen);
+        if (rc == -ENOMEM)
+            return oom(err, errlen);
+        if (rc < 0)
+            bad = 1;
+    }
+    return bad;
 }
 
 int fmf_merge(struct json_object *data, const struct json_object *src, char *err, size_t errlen)
@@ -3127,10 +3155,25 @@ out:
 /* Adjust                                                                     */
 /* ------------------------------------------------------------------------ */
 
+/* Adds key, without its merge suffix, to *touched. */
+static int adjust_touch(json_object **touched, const char *key)
+{
+    char *base = rstrip_dup(key, "+<-~");
+
+    if (!base || (!*touched && !(*touched = json_object_new_object())) ||
+        json_object_object_add(*touched, base, NULL) != 0) {
+        free(base);
+        return -ENOMEM;
+    }
+    free(base);
+    return 0;
+}
+
 /* Applies data's `adjust` rules, then removes `adjust`. b tells where the
- * rules were defined. */
+ * rules were defined. With touched, the names of the keys that rules which
+ * applied set (suffixes stripped) go in *touched (made when first needed). */
 static int adjust_apply(json_object *data, const json_object *ctx, unsigned flags, const blame *b,
-                        char *err, size_t errlen)
+                        json_object **touched, char *err, size_t errlen)
 {
     json_object *rules, *list = NULL;
     const char *file;
@@ -3195,8 +3238,16 @@ static int adjust_apply(json_object *data, const json_object *ctx, unsigned flag
         }
         for (struct lh_entry *e = json_object_get_object(rule)->head; e; e = e->next) {
             const char *k = (const char *)lh_entry_k(e);
-            if (strcmp(k, "when") && strcmp(k, "because") && strcmp(k, "continue"))
-                json_object_object_add(apply, k, json_object_get((json_object *)lh_entry_v(e)));
+            if (!strcmp(k, "when") || !strcmp(k, "because") || !strcmp(k, "continue"))
+                continue;
+            json_object_object_add(apply, k, json_object_get((json_object *)lh_entry_v(e)));
+            if (touched && (rc = adjust_touch(touched, k)) < 0)
+                break;
+        }
+        if (rc < 0) {
+            json_object_put(apply);
+            rc = oom(err, errlen);
+            break;
         }
         {
             blame rb = { .node = b->node, .file = file, .line = line };
@@ -3221,7 +3272,7 @@ int fmf_adjust(struct json_object *data, const struct json_object *context, unsi
         err[0] = '\0';
     if (json_object_get_type(data) != json_type_object)
         return fail(err, errlen, -EINVAL, NULL, 0, "fmf_adjust needs an object");
-    return adjust_apply(data, context, flags, &b, err, errlen);
+    return adjust_apply(data, context, flags, &b, NULL, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3244,6 +3295,10 @@ typedef struct tnode {
     bool updated;                /* some file defined it (fmf's _updated) */
     int inherit;                 /* directive, 1 by default */
     int select;                  /* directive, -1 unset */
+    char *error;                 /* its own metadata error (pub.error may be inherited) */
+    json_object *adjusted;       /* keys adjust rules set, or NULL */
+    const char *adj_file;        /* where its adjust key is */
+    int adj_line;
 } tnode;
 
 struct fmf_tree {
@@ -3275,6 +3330,8 @@ static void tnode_free(tnode *n)
     json_object_put(n->own);
     json_object_put(n->src);
     json_object_put(n->pub.data);
+    json_object_put(n->adjusted);
+    free(n->error);
     free(n->seg);
     free(n->name);
     free(n);
@@ -3814,22 +3871,38 @@ static void tree_settle(fmf_tree *t, tnode *n)
         qsort(n->kids, n->nkids, sizeof(*n->kids), cmp_kids);
 }
 
-/* Inheritance, top down: a copy of the parent's data, then the node's own
- * keys merged in. */
+/* A metadata error of node n (the first one stays). */
+static int node_fail(fmf_tree *t, tnode *n, const char *why)
+{
+    if (n->pub.error)
+        return 0;
+    if (!(n->error = strdup(why)))
+        return oom(t->err, t->errlen);
+    n->pub.error = n->error;
+    return 0;
+}
+
+/* Inheritance, top down: a copy of the parent's data (and its error), then
+ * the node's own keys merged in. */
 static int tree_inherit(fmf_tree *t, tnode *n)
 {
     blame b = { .node = n->name, .src = n->src, .files = t->files,
                 .file = n->pub.file, .line = n->pub.line };
     bool ok = true;
+    char why[1024];
     int rc;
 
-    if (n->parent && n->inherit)
+    if (n->parent && n->inherit) {
         n->pub.data = jcopy(n->parent->pub.data, &ok);
-    else
+        n->pub.error = n->parent->pub.error;
+    } else {
         n->pub.data = json_object_new_object();
+    }
     if (!ok || !n->pub.data)
         return oom(t->err, t->errlen);
-    if ((rc = merge_special(n->pub.data, n->own, &b, t->err, t->errlen)) < 0)
+    if ((rc = merge_keys(n->pub.data, n->own, &b, why, sizeof(why))) < 0)
+        return oom(t->err, t->errlen);
+    if (rc > 0 && (rc = node_fail(t, n, why)) < 0)
         return rc;
     for (size_t i = 0; i < n->nkids; i++)
         if ((rc = tree_inherit(t, n->kids[i])) < 0)
@@ -3856,6 +3929,7 @@ static int tree_adjust(fmf_tree *t, tnode *n, const json_object *ctx)
     json_object *at;
     blame b = { .node = n->name, .src = NULL, .files = t->files, .file = o->pub.file,
                 .line = o->pub.line };
+    char why[1024];
     int rc;
 
     /* Point at the adjust key itself when we know it. */
@@ -3867,8 +3941,17 @@ static int tree_adjust(fmf_tree *t, tnode *n, const json_object *ctx)
             b.line = json_object_get_int(json_object_array_get_idx(at, 1));
         }
     }
-    if ((rc = adjust_apply(n->pub.data, ctx, t->flags, &b, t->err, t->errlen)) < 0)
-        return rc;
+    n->adj_file = b.file;
+    n->adj_line = b.line;
+    rc = adjust_apply(n->pub.data, ctx, t->flags, &b, &n->adjusted, why, sizeof(why));
+    if (rc == -ENOMEM)
+        return oom(t->err, t->errlen);
+    if (rc < 0) {
+        /* The rules before the bad one stay applied. */
+        json_object_object_del(n->pub.data, "adjust");
+        if ((rc = node_fail(t, n, why)) < 0)
+            return rc;
+    }
     for (size_t i = 0; i < n->nkids; i++)
         if ((rc = tree_adjust(t, n->kids[i], ctx)) < 0)
             return rc;
@@ -4011,6 +4094,47 @@ const char *fmf_tree_root(const fmf_tree *t)
     return t ? t->root : NULL;
 }
 
+/* Whether k is key, or key with a merge suffix. */
+static bool is_key_or_merge(const char *k, const char *key)
+{
+    static const char *const suffixes[] = { "", "+", "+<", "-", "-~", "~" };
+    size_t n = strlen(key);
+
+    if (strncmp(k, key, n) != 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++)
+        if (!strcmp(k + n, suffixes[i]))
+            return true;
+    return false;
+}
+
+void fmf_node_where(const fmf_tree *t, const fmf_node *pub, const char *key, const char **file,
+                    int *line)
+{
+    const tnode *n = (const tnode *)pub;
+
+    *file = pub ? pub->file : NULL;
+    *line = pub ? pub->line : 0;
+    if (!t || !n || !key)
+        return;
+    if (n->adjusted && json_object_object_get_ex(n->adjusted, key, NULL)) {
+        *file = n->adj_file;
+        *line = n->adj_line;
+        return;
+    }
+    for (const tnode *p = n; p; p = p->inherit ? p->parent : NULL) {
+        const json_object *at = NULL;
+        for (struct lh_entry *e = json_object_get_object(p->src)->head; e; e = e->next)
+            if (is_key_or_merge((const char *)lh_entry_k(e), key))
+                at = (const json_object *)lh_entry_v(e);
+        if (at) {
+            *file = t->files[json_object_get_int(json_object_array_get_idx(at, 0))];
+            *line = json_object_get_int(json_object_array_get_idx(at, 1));
+            return;
+        }
+    }
+}
+
 int fmf_node_is_test(const fmf_node *n)
 {
     json_object *v;
@@ -4028,4 +4152,171 @@ int fmf_node_is_test(const fmf_node *n)
     if (json_object_object_get_ex(n->data, "story", NULL))
         return 0;
     return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* tmt's test duration                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes of the whitespace character at p (what Python's \s takes: its
+ * str.isspace(), in UTF-8), 0 if there is none. */
+static size_t dur_space(const unsigned char *p, const unsigned char *end)
+{
+    uint32_t c;
+    size_t n;
+
+    if (p >= end)
+        return 0;
+    if (*p < 0x80)
+        return *p == ' ' || (*p >= '\t' && *p <= '\r') || (*p >= 0x1c && *p <= 0x1f);
+    if ((*p & 0xe0) == 0xc0 && end - p >= 2 && (p[1] & 0xc0) == 0x80) {
+        c = (uint32_t)(*p & 0x1f) << 6 | (p[1] & 0x3f);
+        n = c >= 0x80 ? 2 : 0;
+    } else if ((*p & 0xf0) == 0xe0 && end - p >= 3 && (p[1] & 0xc0) == 0x80 &&
+               (p[2] & 0xc0) == 0x80) {
+        c = (uint32_t)(*p & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+        n = c >= 0x800 ? 3 : 0;
+    } else {
+        return 0;
+    }
+    if (c == 0x85 || c == 0xa0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200a) ||
+        c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f || c == 0x3000)
+        return n;
+    return 0;
+}
+
+static const unsigned char *dur_skip_space(const unsigned char *p, const unsigned char *end)
+{
+    size_t n;
+    while ((n = dur_space(p, end)) > 0)
+        p += n;
+    return p;
+}
+
+static bool dur_digit(const unsigned char *p, const unsigned char *end)
+{
+    return p < end && *p >= '0' && *p <= '9';
+}
+
+/* A factor's digits as a double, rounded as Python's float() does, whatever
+ * the process's locale. */
+static double dur_factor(const unsigned char *p, size_t n, bool *ok)
+{
+    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    char *text = strndup((const char *)p, n);
+    double d = 0;
+
+    *ok = c && text;
+    if (*ok)
+        d = strtod_l(text, NULL, c);
+    free(text);
+    if (c)
+        freelocale(c);
+    return d;
+}
+
+/* tmt's grammar (see fmf.h): 1 and the seconds in *out, 0 when the text
+ * is not a duration, -1 when it is one too long to keep, -ENOMEM. */
+static int dur_eval(const unsigned char *p, const unsigned char *end, int64_t *out)
+{
+    uint64_t total = 0;
+    double factor = 1.0, secs;
+    bool too_long = false, terms = false;
+
+    if (p == end)
+        return 0;
+    while (p < end) {
+        bool unit = false;
+
+        if (terms && (p = dur_skip_space(p, end)) == end)
+            break;
+        if (*p == '*') {
+            const unsigned char *q = p = dur_skip_space(p + 1, end);
+            bool ok;
+            if (!dur_digit(p, end))
+                return 0;
+            while (dur_digit(p, end))
+                p++;
+            if (p < end && *p == '.' && dur_digit(p + 1, end))
+                for (p++; dur_digit(p, end); p++)
+                    ;
+            factor *= dur_factor(q, (size_t)(p - q), &ok);
+            if (!ok)
+                return -ENOMEM;
+        } else if (dur_digit(p, end)) {
+            uint64_t amount = 0, mult = 1;
+            const unsigned char *u;
+            for (; dur_digit(p, end); p++)
+                too_long |= __builtin_mul_overflow(amount, 10, &amount) ||
+                            __builtin_add_overflow(amount, (uint64_t)(*p - '0'), &amount);
+            u = dur_skip_space(p, end);
+            if (u < end && (*u == 's' || *u == 'm' || *u == 'h' || *u == 'd')) {
+                mult = *u == 's' ? 1 : *u == 'm' ? 60 : *u == 'h' ? 3600 : 86400;
+                p = u + 1;
+                unit = true;
+            }
+            too_long |= __builtin_mul_overflow(amount, mult, &amount) ||
+                        __builtin_add_overflow(total, amount, &total);
+        } else {
+            return 0;
+        }
+        terms = true;
+        /* What may follow a term: whitespace, the next factor, the end; a
+         * digit after a unit ("1h30m"). */
+        if (p < end && *p != '*' && !dur_space(p, end) && !(unit && dur_digit(p, end)))
+            return 0;
+    }
+    if (too_long)
+        return -1;
+    secs = (double)(total ? total : FMF_DEFAULT_DURATION) * factor;
+    if (!(secs <= (double)FMF_MAX_DURATION))
+        return isnan(secs) ? 0 : -1;
+    /* Rounded up (exact: far below 2^53). */
+    *out = (int64_t)secs + ((double)(int64_t)secs < secs);
+    return 1;
+}
+
+int fmf_duration(const struct json_object *value, int64_t *seconds, char *err, size_t errlen)
+{
+    json_type type = json_object_get_type(value);
+    char *text;
+    int64_t secs = FMF_DEFAULT_DURATION;
+    int rc = 1;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!seconds)
+        return fail(err, errlen, -EINVAL, NULL, 0, "fmf_duration needs somewhere to put it");
+    if (!value) {
+        *seconds = secs;
+        return 0;
+    }
+    if (type != json_type_string && type != json_type_int)
+        return fail(err, errlen, -EINVAL, NULL, 0, "invalid duration: a %s, not a string",
+                    py_type(value));
+    if (!(text = py_str_dup(value)))
+        return oom(err, errlen);
+    if (type == json_type_string)
+        rc = dur_eval((const unsigned char *)json_object_get_string((json_object *)value),
+                      (const unsigned char *)json_object_get_string((json_object *)value) +
+                          json_object_get_string_len(value), &secs);
+    else
+        rc = dur_eval((const unsigned char *)text, (const unsigned char *)text + strlen(text),
+                      &secs);
+    if (rc == 1 && secs == 0)
+        rc = fail(err, errlen, -EINVAL, NULL, 0, "duration '%.80s' comes to 0 seconds", text);
+    else if (rc == 0)
+        rc = fail(err, errlen, -EINVAL, NULL, 0,
+                  "invalid duration '%.80s': expected amounts (90, 90s, 5m, 1h, 2d) and "
+                  "factors (*2, *1.5)", text);
+    else if (rc == -1)
+        rc = fail(err, errlen, -EINVAL, NULL, 0, "duration '%.80s' is longer than %" PRId64
+                  " seconds", text, (int64_t)FMF_MAX_DURATION);
+    else if (rc < 0)
+        rc = oom(err, errlen);
+    free(text);
+    if (rc < 0)
+        return rc;
+    *seconds = secs;
+    return 0;
 }

@@ -20,6 +20,7 @@
 #define ATX_FMF_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct json_object;
 
@@ -30,6 +31,13 @@ struct json_object;
 #define FMF_MAX_ALIAS_NODES 100000              /* values copied by aliases, per file */
 #define FMF_MAX_VALUES 1000000                  /* YAML values per file */
 #define FMF_MAX_NODES 1000000                   /* nodes per tree */
+
+/* tmt's default test duration (5m), in seconds: what a duration of factors
+ * alone multiplies. */
+#define FMF_DEFAULT_DURATION 300
+/* The longest duration fmf_duration() accepts, in seconds: its nanoseconds
+ * still fit in an int64_t (about 292 years). */
+#define FMF_MAX_DURATION (INT64_MAX / 1000000000)
 
 /* Flags for the _ex functions. */
 enum {
@@ -49,6 +57,12 @@ typedef struct fmf_node {
                                 * whose ancestors have none either */
     int line;                  /* line of its definition in that file (1-based); 0 if no file */
     struct json_object *data;  /* resolved metadata: inherited, merged, adjusted; an object */
+    const char *error;         /* NULL; or why the metadata is not whole, one line
+                                * "<file>:<line>: <node>: <what>": a key that does not
+                                * merge (here or in a node this one inherits from: then
+                                * the message is that node's, shared) or a bad adjust
+                                * rule. data then holds what could be resolved: the
+                                * other keys, the rules before the bad one. */
 } fmf_node;
 
 /*
@@ -63,7 +77,11 @@ typedef struct fmf_node {
  * then apply their `adjust` rules; `adjust` is removed from the result.
  *
  * Returns 0 and a tree in *out (free with fmf_tree_free), or a negative
- * value with the reason in err (*out untouched). Thread-safe.
+ * value with the reason in err (*out untouched). Thread-safe. What is wrong
+ * with the tree as a whole fails the load: a file that cannot be read or
+ * is not YAML, a bad .fmf/version, bad node names or directives, a limit
+ * above. What is wrong with one node's metadata (a merge, an adjust rule)
+ * does not: the node's error says it, and the other nodes are whole.
  */
 int fmf_tree_load(const char *root, const struct json_object *context, fmf_tree **out,
                   char *err, size_t errlen);
@@ -82,6 +100,15 @@ const fmf_node *fmf_tree_node(const fmf_tree *t, size_t i);
 const fmf_node *fmf_tree_find(const fmf_tree *t, const char *name);
 /* The absolute, symlink-free path of the tree root (borrowed). */
 const char *fmf_tree_root(const fmf_tree *t);
+/*
+ * Where the node's resolved key was set: the file and line of the adjust
+ * key when an adjust rule that applied set it, else of the key (plain or
+ * with a merge suffix) in the node or the nearest node it inherits from;
+ * the node's own file and line when none has it. *file is borrowed from
+ * the tree (NULL, with *line 0, for a node without a file).
+ */
+void fmf_node_where(const fmf_tree *t, const fmf_node *n, const char *key, const char **file,
+                    int *line);
 /* Frees the tree and every node and json object it owns. NULL is fine. */
 void fmf_tree_free(fmf_tree *t);
 
@@ -143,5 +170,29 @@ int fmf_adjust(struct json_object *data, const struct json_object *context, unsi
  */
 int fmf_parse_buffer(const char *data, size_t len, const char *name, struct json_object **out,
                      char *err, size_t errlen);
+
+/*
+ * A test's `duration` as tmt evaluates it (tmt.utils.duration_to_seconds
+ * with tmt's default injected). value is the node's value of the key, NULL
+ * when it has none (FMF_DEFAULT_DURATION); a number reads as its digits
+ * (YAML 90), other types are refused.
+ *
+ * The text is terms with optional whitespace between them and none before
+ * the first. A term is an amount (digits, optional whitespace, an optional
+ * unit s, m, h or d: "90", "5m", "1 h") or a factor ('*', optional
+ * whitespace, digits with an optional fraction: "*2", "*1.5"). A term is
+ * followed by whitespace, '*' or the end, or by a digit after a unit
+ * ("1h30m"). The amounts are added; the sum (FMF_DEFAULT_DURATION if it is
+ * 0) is multiplied by each factor in turn, in double precision, and rounded
+ * up: "1m*2.5" is 150, "5m 5m" and "5m5m" 600, "*2" 600, "1s *3.3" 4.
+ * Refused: anything else ("5m +5m", "1.5m", "*2m", "5 x", "", " 5m"),
+ * ASCII digits only (Python's \d would take others), a product of 0 or
+ * past FMF_MAX_DURATION. Whitespace is what Python's \s takes (Unicode
+ * spaces in UTF-8 too).
+ *
+ * Returns 0 with the seconds in *seconds, or -EINVAL with the reason in err
+ * (*seconds untouched).
+ */
+int fmf_duration(const struct json_object *value, int64_t *seconds, char *err, size_t errlen);
 
 #endif

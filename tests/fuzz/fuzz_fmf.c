@@ -5,11 +5,13 @@
  *   0  one file's YAML (fmf_parse_buffer); what parses is also merged into a
  *      fixed parent (fmf_merge) and adjusted for a fixed context (fmf_adjust)
  *   1  a context condition (fmf_condition_ex, both case modes)
- *   2  a filter expression against fixed node data (fmf_filter)
+ *   2  a filter expression against fixed node data (fmf_filter), and the
+ *      same text as a test's duration (fmf_duration)
  *   3  "expression NUL yaml": the YAML becomes the data of a filter and the
  *      context of a condition
  *   4  a main.fmf in a scratch tree with a child folder, loaded whole
- *      (fmf_tree_load: /child keys, inheritance, adjust)
+ *      (fmf_tree_load: /child keys, inheritance, adjust, node errors, where
+ *      keys were set, durations)
  * Every error message must be one NUL-terminated line within its buffer;
  * results must stay in their documented ranges.
  */
@@ -127,6 +129,22 @@ static void fuzz_filter(const char *expr, const json_object *d)
         check_err(err, sizeof(err));
 }
 
+/* A duration (NULL: none) must come to 1..FMF_MAX_DURATION seconds or be
+ * refused with one line. */
+static void fuzz_duration(const json_object *v)
+{
+    char err[256];
+    int64_t secs = -1;
+
+    if (fmf_duration(v, &secs, err, sizeof(err)) < 0) {
+        check_err(err, sizeof(err));
+        if (secs != -1)
+            abort();
+    } else if (secs < 1 || secs > FMF_MAX_DURATION) {
+        abort();
+    }
+}
+
 static void fuzz_tree(const char *text, size_t len)
 {
     char path[300], err[512];
@@ -150,6 +168,16 @@ static void fuzz_tree(const char *text, size_t len)
             abort();
         (void)fmf_node_is_test(n);
         fuzz_filter("tag: sub | tier: 1", n->data);
+        if (n->error && (strchr(n->error, '\n') || !*n->error))
+            abort();
+        const char *file;
+        int line;
+        fmf_node_where(t, n, "test", &file, &line);
+        if (line < 0 || (line > 0 && !file))
+            abort();
+        json_object *dur = NULL;
+        json_object_object_get_ex(n->data, "duration", &dur);
+        fuzz_duration(dur);
     }
     fmf_tree_free(t);
 }
@@ -174,9 +202,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *buf, size_t len)
     case 1:
         fuzz_condition(text, ctx);
         break;
-    case 2:
+    case 2: {
+        json_object *s = json_object_new_string_len(text, (int)n);
         fuzz_filter(text, data);
+        fuzz_duration(s);
+        json_object_put(s);
         break;
+    }
     case 3: {
         size_t el = strlen(text);
         json_object *o = NULL;
