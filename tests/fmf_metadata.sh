@@ -20,6 +20,8 @@ test: "true"
     duration: 1m*2.5
 /sum:
     duration: 5m 5m
+/plus:
+    duration: 5m +5m
 /glued:
     duration: 1h30m
 /factor:
@@ -38,9 +40,9 @@ durations() {
 print(" ".join("%s=%g" % (t["name"], t["duration"]) for t in json.load(sys.stdin)))'
 }
 got=$("$ATX" list --format json "$T/dur" | durations)
-expect_eq "durations" "$got" "/adjusted=300 /days=172800 /default=300 /factor=600 /glued=5400 /hours=3600 /merged=600 /product=150 /seconds=90 /sum=600"
+expect_eq "durations" "$got" "/adjusted=300 /days=172800 /default=300 /factor=600 /glued=5400 /hours=3600 /merged=600 /plus=600 /product=150 /seconds=90 /sum=600"
 got=$("$ATX" list --format json -c arch=aarch64 "$T/dur" | durations)
-expect_eq "durations on aarch64" "$got" "/adjusted=600 /days=172800 /default=300 /factor=600 /glued=5400 /hours=3600 /merged=600 /product=150 /seconds=90 /sum=600"
+expect_eq "durations on aarch64" "$got" "/adjusted=600 /days=172800 /default=300 /factor=600 /glued=5400 /hours=3600 /merged=600 /plus=600 /product=150 /seconds=90 /sum=600"
 
 # The timeout is the evaluated duration: 1s * 1.5, rounded up to 2 s.
 mkdir -p "$T/slow/.fmf"
@@ -60,7 +62,7 @@ echo 1 > "$T/tree/.fmf/version"
 printf 'test: "true"\n' > "$T/tree/tests/good/main.fmf"
 printf 'summary: a list\ntest:\n  - not\n  - a string\n' > "$T/tree/tests/list/main.fmf"
 printf 'test: {a: 1}\n' > "$T/tree/tests/dict/main.fmf"
-printf 'test: "true"\nduration: 5m +5m\n' > "$T/tree/tests/slow/main.fmf"
+printf 'test: "true"\nduration: 5m -5m\n' > "$T/tree/tests/slow/main.fmf"
 # A key that does not merge: both tests below share the branch's error.
 printf 'tag: [a]\ntag+: oops\ntest: "true"\n' > "$T/tree/tests/branch/main.fmf"
 printf 'summary: one\n' > "$T/tree/tests/branch/one/main.fmf"
@@ -75,7 +77,7 @@ grep -q "^atx: warning: fmf: $T/tree/tests/list/main.fmf:2: /tests/list: 'test' 
     "$T/e" || fail "no warning naming tests/list/main.fmf:2"
 grep -q "tests/dict/main.fmf:1: /tests/dict: 'test' must be a string" "$T/e" \
     || fail "no warning naming tests/dict/main.fmf:1"
-grep -q "tests/slow/main.fmf:2: /tests/slow: invalid duration '5m +5m'" "$T/e" \
+grep -q "tests/slow/main.fmf:2: /tests/slow: invalid duration '5m -5m'" "$T/e" \
     || fail "no warning naming tests/slow/main.fmf:2"
 grep -q "tests/branch/main.fmf:2: /tests/branch: cannot merge key 'tag+'" "$T/e" \
     || fail "no warning naming tests/branch/main.fmf:2"

@@ -4230,6 +4230,9 @@ static int dur_eval(const unsigned char *p, const unsigned char *end, int64_t *o
 
         if (terms && (p = dur_skip_space(p, end)) == end)
             break;
+        /* An amount may say "+", as sleep's arguments may: "5m +5m" adds. */
+        if (*p == '+' && dur_digit(p + 1, end))
+            p++;
         if (*p == '*') {
             const unsigned char *q = p = dur_skip_space(p + 1, end);
             bool ok;

@@ -178,14 +178,15 @@ int fmf_parse_buffer(const char *data, size_t len, const char *name, struct json
  * (YAML 90), other types are refused.
  *
  * The text is terms with optional whitespace between them and none before
- * the first. A term is an amount (digits, optional whitespace, an optional
- * unit s, m, h or d: "90", "5m", "1 h") or a factor ('*', optional
+ * the first. A term is an amount (an optional '+' as sleep's arguments
+ * have, digits, optional whitespace, an optional unit s, m, h or d: "90",
+ * "5m", "1 h", "+5m") or a factor ('*', optional
  * whitespace, digits with an optional fraction: "*2", "*1.5"). A term is
  * followed by whitespace, '*' or the end, or by a digit after a unit
  * ("1h30m"). The amounts are added; the sum (FMF_DEFAULT_DURATION if it is
  * 0) is multiplied by each factor in turn, in double precision, and rounded
- * up: "1m*2.5" is 150, "5m 5m" and "5m5m" 600, "*2" 600, "1s *3.3" 4.
- * Refused: anything else ("5m +5m", "1.5m", "*2m", "5 x", "", " 5m"),
+ * up: "1m*2.5" is 150, "5m +5m", "5m 5m" and "5m5m" 600, "*2" 600, "1s *3.3"
+ * 4. Refused: anything else ("5m -5m", "1.5m", "*2m", "5 x", "", " 5m"),
  * ASCII digits only (Python's \d would take others), a product of 0 or
  * past FMF_MAX_DURATION. Whitespace is what Python's \s takes (Unicode
  * spaces in UTF-8 too).
