@@ -377,6 +377,72 @@ static int add_broken(discovery *d, const fmf_node *n, const char *name, const c
     return d->add(d->ud, t);
 }
 
+/* An exit code or count in metadata: an integer, or its digits as text. */
+static bool int_of(json_object *v, long lo, long hi, int *out)
+{
+    long n;
+    if (json_object_is_type(v, json_type_int)) {
+        n = (long)json_object_get_int64(v);
+    } else if (json_object_is_type(v, json_type_string)) {
+        const char *s = json_object_get_string(v);
+        char *end;
+        errno = 0;
+        n = strtol(s, &end, 10);
+        if (!*s || *end || errno)
+            return false;
+    } else {
+        return false;
+    }
+    if (n < lo || n > hi)
+        return false;
+    *out = (int)n;
+    return true;
+}
+
+#define RESTART_CODES_MAX 256
+#define RESTART_MAX_COUNT 10 /* tmt's upper limit of restart-max-count */
+
+/* tmt's restart keys: restart-on-exit-code (a code or a list), 
+ * restart-max-count (1 to 10, default 1), restart-with-reboot.
+ * @return 0, or -1 with @p err saying what is wrong, *key which key. */
+static int restart_keys(json_object *meta, int *codes, size_t *ncodes, int *max, bool *reboot,
+                        const char **key, char *err, size_t errlen)
+{
+    json_object *v;
+    *ncodes = 0;
+    *max = 1;
+    *reboot = false;
+    if (json_object_object_get_ex(meta, "restart-on-exit-code", &v) && v) {
+        bool list = json_object_is_type(v, json_type_array);
+        size_t n = list ? json_object_array_length(v) : 1;
+        for (size_t i = 0; i < n; i++) {
+            json_object *e = list ? json_object_array_get_idx(v, i) : v;
+            if (*ncodes >= RESTART_CODES_MAX || !int_of(e, 0, 255, &codes[*ncodes])) {
+                *key = "restart-on-exit-code";
+                snprintf(err, errlen, "'restart-on-exit-code' must be an exit code (0 to 255) "
+                         "or a list of at most %d", RESTART_CODES_MAX);
+                return -1;
+            }
+            (*ncodes)++;
+        }
+    }
+    if (json_object_object_get_ex(meta, "restart-max-count", &v) && v &&
+        !int_of(v, 1, RESTART_MAX_COUNT, max)) {
+        *key = "restart-max-count";
+        snprintf(err, errlen, "'restart-max-count' must be 1 to %d", RESTART_MAX_COUNT);
+        return -1;
+    }
+    if (json_object_object_get_ex(meta, "restart-with-reboot", &v) && v) {
+        if (!json_object_is_type(v, json_type_boolean)) {
+            *key = "restart-with-reboot";
+            snprintf(err, errlen, "'restart-with-reboot' must be true or false");
+            return -1;
+        }
+        *reboot = json_object_get_boolean(v);
+    }
+    return 0;
+}
+
 /* Whether node n's metadata can make a test: 0 with its duration (seconds)
  * and priority, or 1 with the problem in why. */
 static int check_node(const discovery *d, const fmf_node *n, int64_t *secs, int *prio,
@@ -400,6 +466,12 @@ static int check_node(const discovery *d, const fmf_node *n, int64_t *secs, int 
     if (json_object_object_get_ex(data, "environment", &v) &&
         !json_object_is_type(v, json_type_object))
         return node_problem(d, n, "environment", why, len, "'environment' must be a mapping");
+    int codes[RESTART_CODES_MAX], max;
+    size_t ncodes;
+    bool reboot;
+    const char *key = NULL;
+    if (restart_keys(data, codes, &ncodes, &max, &reboot, &key, what, sizeof(what)) < 0)
+        return node_problem(d, n, key, why, len, "%s", what);
     return 0;
 }
 
@@ -1161,69 +1233,6 @@ static void fmf_finish(void *state, atx_system *sys, void *sys_state)
     sysdata_free(x, sd);
 }
 
-/* An exit code or count in metadata: an integer, or its digits as text. */
-static bool int_of(json_object *v, long lo, long hi, int *out)
-{
-    long n;
-    if (json_object_is_type(v, json_type_int)) {
-        n = (long)json_object_get_int64(v);
-    } else if (json_object_is_type(v, json_type_string)) {
-        const char *s = json_object_get_string(v);
-        char *end;
-        errno = 0;
-        n = strtol(s, &end, 10);
-        if (!*s || *end || errno)
-            return false;
-    } else {
-        return false;
-    }
-    if (n < lo || n > hi)
-        return false;
-    *out = (int)n;
-    return true;
-}
-
-#define RESTART_CODES_MAX 256
-#define RESTART_MAX_COUNT 10 /* tmt's upper limit of restart-max-count */
-
-/* tmt's restart keys: restart-on-exit-code (a code or a list), 
- * restart-max-count (1 to 10, default 1), restart-with-reboot.
- * @return 0, or -1 with @p err saying what is wrong. */
-static int restart_keys(json_object *meta, int *codes, size_t *ncodes, int *max, bool *reboot,
-                        char *err, size_t errlen)
-{
-    json_object *v;
-    *ncodes = 0;
-    *max = 1;
-    *reboot = false;
-    if (json_object_object_get_ex(meta, "restart-on-exit-code", &v) && v) {
-        bool list = json_object_is_type(v, json_type_array);
-        size_t n = list ? json_object_array_length(v) : 1;
-        for (size_t i = 0; i < n; i++) {
-            json_object *e = list ? json_object_array_get_idx(v, i) : v;
-            if (*ncodes >= RESTART_CODES_MAX || !int_of(e, 0, 255, &codes[*ncodes])) {
-                snprintf(err, errlen, "'restart-on-exit-code' must be an exit code (0 to 255) "
-                         "or a list of at most %d", RESTART_CODES_MAX);
-                return -1;
-            }
-            (*ncodes)++;
-        }
-    }
-    if (json_object_object_get_ex(meta, "restart-max-count", &v) && v &&
-        !int_of(v, 1, RESTART_MAX_COUNT, max)) {
-        snprintf(err, errlen, "'restart-max-count' must be 1 to %d", RESTART_MAX_COUNT);
-        return -1;
-    }
-    if (json_object_object_get_ex(meta, "restart-with-reboot", &v) && v) {
-        if (!json_object_is_type(v, json_type_boolean)) {
-            snprintf(err, errlen, "'restart-with-reboot' must be true or false");
-            return -1;
-        }
-        *reboot = json_object_get_boolean(v);
-    }
-    return 0;
-}
-
 /* After a reboot: what the lease put on the system is there again (a reboot
  * may have emptied /tmp). A copy skips the files still there. */
 static int restage(fmf_exec *x, sysdata *sd)
@@ -1662,8 +1671,9 @@ static int fmf_run(void *state, atx_attempt *a)
     size_t nrestart_codes;
     bool restart_reboot;
     char err[200];
-    if (restart_keys(meta, restart_codes, &nrestart_codes, &restart_max, &restart_reboot, err,
-                     sizeof(err)) < 0) {
+    const char *bad_key;
+    if (restart_keys(meta, restart_codes, &nrestart_codes, &restart_max, &restart_reboot,
+                     &bad_key, err, sizeof(err)) < 0) {
         free(script);
         atx_result *res_err;
         if ((r = atx_result_new(atx_test_name(t), NULL, &res_err)) == 0) {
