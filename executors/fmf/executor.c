@@ -1269,7 +1269,8 @@ static int fmf_run(void *state, atx_attempt *a)
     atx_capture_init(&io.cap, io.head < OUTPUT_CAP ? (size_t)io.head : OUTPUT_CAP,
                      io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
-    fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect };
+    fmf_control_hooks hooks = { .ud = &io, .exitcode = on_exitcode, .duration = on_duration,
+                                .disconnect = on_disconnect };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
     /* The same file for every test on the system: a test's output costs
