@@ -9,6 +9,7 @@
  * released.
  */
 #define _GNU_SOURCE 1
+#include "bin.h"
 #include "control.h"
 #include "fmf.h"
 
@@ -21,6 +22,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <pthread.h>
 #include <regex.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -57,6 +59,8 @@ typedef struct sysdata {
     char *meta_local;        /* on a remote system: the file here it is copied from */
     char *output;            /* here: a test's whole output, rewritten in place for
                                 each test (its files are copies) */
+    char *bin;               /* on the system: the helper programs (bin.h), put
+                                first on each test's PATH */
 } sysdata;
 
 typedef struct fmf_exec {
@@ -65,6 +69,9 @@ typedef struct fmf_exec {
     uint64_t keep_head, keep_tail; /* output_head, output_tail */
     plan_info **plans;       /* written during discovery only */
     size_t nplans;
+    pthread_mutex_t bin_mu;  /* guards bin */
+    char *bin;               /* here: the helper programs, written at the first
+                                prepare of the run (bin_here()) */
 } fmf_exec;
 
 /* ---- small helpers ---- */
@@ -157,6 +164,7 @@ static int fmf_create(atx_plugin_ctx *ctx, void **out)
     if (!x)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     x->ctx = ctx;
+    pthread_mutex_init(&x->bin_mu, NULL);
     if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
         (r = atx_plugin_config_int(ctx, "output_head", &head)) < 0 ||
         (r = atx_plugin_config_int(ctx, "output_tail", &tail)) < 0) {
@@ -191,6 +199,10 @@ static void fmf_destroy(void *state)
     for (size_t i = 0; i < x->nplans; i++)
         plan_free(x->plans[i]);
     free(x->plans);
+    if (x->bin)
+        fmf_bin_remove(x->bin);
+    free(x->bin);
+    pthread_mutex_destroy(&x->bin_mu);
     free(x);
 }
 
@@ -770,17 +782,20 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
     if (sd->output)
         unlink(sd->output);
     free(sd->output);
+    free(sd->bin);
     free(sd);
 }
 
 /* Bash run before every test and step: the KEY=VALUE lines that earlier
  * tests and steps appended to the plan's environment file become exported
- * variables (a value may hold spaces), whatever system the file is on. */
+ * variables (a value may hold spaces), whatever system the file is on; a
+ * test's PATH starts with the helper programs (bin.h). */
 static const char env_prelude[] =
     "if [ -n \"${TMT_PLAN_ENVIRONMENT_FILE:-}\" ] && [ -r \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; "
     "then while IFS= read -r __atx_line || [ -n \"$__atx_line\" ]; do "
     "case $__atx_line in [A-Za-z_]*=*) export \"$__atx_line\";; esac; "
     "done < \"$TMT_PLAN_ENVIRONMENT_FILE\"; unset __atx_line; fi\n"
+    "if [ -n \"${ATX_FMF_BIN:-}\" ]; then export PATH=\"$ATX_FMF_BIN:$PATH\"; fi\n"
     "set -eo pipefail\n";
 
 /* Where plan pi's tree is on the system. */
@@ -893,6 +908,34 @@ static int run_steps(fmf_exec *x, sysdata *sd, size_t pi, json_object *arr, bool
     return first_error;
 }
 
+/* The helper programs here: written at the first prepare of the run, for
+ * all its systems. @return their folder, or NULL (err says why). */
+static const char *bin_here(fmf_exec *x, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&x->bin_mu);
+    if (!x->bin) {
+        const char *results = atx_plugin_ctx_results_dir(x->ctx);
+        char *dir = NULL;
+        if (results) {
+            if (asprintf(&dir, "%s/.atx-fmf-bin", results) < 0)
+                dir = NULL;
+        } else {
+            char tmpl[] = "/tmp/atx-fmf-bin.XXXXXX";
+            dir = mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+        }
+        if (!dir)
+            snprintf(err, errlen, "cannot make a folder for the helper programs: %s",
+                     strerror(errno));
+        else if (fmf_bin_write(dir, err, errlen) < 0)
+            free(dir);
+        else
+            x->bin = dir;
+    }
+    const char *bin = x->bin;
+    pthread_mutex_unlock(&x->bin_mu);
+    return bin;
+}
+
 static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
 {
     fmf_exec *x = state;
@@ -918,6 +961,25 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
                              atx_system_id(sys)) < 0))) {
         sysdata_free(x, sd);
         return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    /* The helper programs: this host's folder, or a copy on the system. */
+    char err[600];
+    const char *bin = bin_here(x, err, sizeof(err));
+    if (!bin) {
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_EINFRA, "fmf: %s", err);
+    }
+    if (remote ? asprintf(&sd->bin, "%s/atx-bin", work ? work : "/tmp") < 0
+               : !(sd->bin = strdup(bin))) {
+        sd->bin = NULL;
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    if (remote && (r = atx_system_copy_in(sys, bin, sd->bin)) < 0) {
+        snprintf(err, sizeof(err), "cannot upload the helper programs to %s: %s", atx_system_id(sys),
+                 atx_error_last()->message);
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_EINFRA, "fmf: %s", err);
     }
     for (size_t i = 0; i < x->nplans; i++) {
         if (asprintf(&sd->envfiles[i], "%s/tmt-plan-environment-%zu", work ? work : "/tmp",
@@ -1170,9 +1232,10 @@ static void on_disconnect(void *ud)
 }
 
 /* The test's environment: its own (and the plan's), then tmt's and atx's.
- * The plan file's lines are exported by the script itself (env_prelude). */
+ * The plan file's lines are exported by the script itself, which puts the
+ * helper programs on its PATH too (env_prelude). */
 static char **test_env(const atx_test *t, const char *tree, const char *envfile,
-                       const char *meta, int attempt, int reboots)
+                       const sysdata *sd, int attempt, int reboots)
 {
     const char *const *base = atx_test_environ(t);
     size_t nb = 0, n = 0;
@@ -1180,20 +1243,21 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
 
     while (base && base[nb])
         nb++;
-    env = calloc(nb + 11, sizeof(char *));
+    env = calloc(nb + 12, sizeof(char *));
     if (!env)
         return NULL;
     for (size_t i = 0; i < nb; i++)
         env[n++] = strdup(base[i]);
     if (asprintf(&env[n++], "TMT_TREE=%s", tree) < 0 ||
         asprintf(&env[n++], "TMT_TEST_NAME=%s", atx_test_name(t)) < 0 ||
-        asprintf(&env[n++], "TMT_TEST_METADATA=%s", meta) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_METADATA=%s", sd->metadata) < 0 ||
         asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
         asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
         asprintf(&env[n++], "TMT_TEST_RESTART_COUNT=%d", attempt - 1) < 0 ||
         asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
         asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0 ||
         asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0 ||
+        asprintf(&env[n++], "ATX_FMF_BIN=%s", sd->bin) < 0 ||
         asprintf(&env[n++], "ATEX_TEST_CONTROL=3") < 0)
         env[n - 1] = NULL;
     return env;
@@ -1351,7 +1415,7 @@ static int fmf_run(void *state, atx_attempt *a)
         atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
         atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
         env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
-                       sd->metadata, atx_attempt_number(a), reboots);
+                       sd, atx_attempt_number(a), reboots);
         so.argv = argv;
         so.env = (const char *const *)env;
         so.cwd = cwd;
