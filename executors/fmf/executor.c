@@ -12,6 +12,7 @@
 #include "bin.h"
 #include "control.h"
 #include "fmf.h"
+#include "result_key.h"
 
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
@@ -20,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <pthread.h>
@@ -36,6 +38,7 @@
 #define MAX_REBOOTS 16
 #define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
 #define OUTPUT_KEEP (8 * 1024 * 1024) /* of the output, on disk: head and tail each */
+#define DATA_FILE_MAX (256ull * 1024 * 1024) /* a file of TMT_TEST_DATA taken from the system */
 
 /* A tree, or a tmt plan in one, that tests were discovered from. */
 typedef struct plan_info {
@@ -61,6 +64,8 @@ typedef struct sysdata {
                                 each test (its files are copies) */
     char *bin;               /* on the system: the helper programs (bin.h), put
                                 first on each test's PATH */
+    char *data;              /* on the system: TMT_TEST_DATA, emptied for each test
+                                and copied back after it */
 } sysdata;
 
 typedef struct fmf_exec {
@@ -783,6 +788,7 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
         unlink(sd->output);
     free(sd->output);
     free(sd->bin);
+    free(sd->data);
     free(sd);
 }
 
@@ -954,6 +960,7 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
     bool remote = !atx_system_shares_host(sys);
     const char *results = atx_plugin_ctx_results_dir(x->ctx);
     if (asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0 ||
+        asprintf(&sd->data, "%s/atx-test-data", work ? work : "/tmp") < 0 ||
         asprintf(&sd->output, "%s/.atx-%s.output", results ? results : "/tmp",
                  atx_system_id(sys)) < 0 ||
         (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
@@ -976,8 +983,8 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     }
     if (remote && (r = atx_system_copy_in(sys, bin, sd->bin)) < 0) {
-        snprintf(err, sizeof(err), "cannot upload the helper programs to %s: %s", atx_system_id(sys),
-                 atx_error_last()->message);
+        snprintf(err, sizeof(err), "cannot upload the helper programs to %s: %s",
+                 atx_system_id(sys), atx_error_last()->message);
         sysdata_free(x, sd);
         return atx_error_set(ATX_EINFRA, "fmf: %s", err);
     }
@@ -1051,6 +1058,8 @@ typedef struct attempt_io {
     int exitcode;            /* from `exitcode`, -1 if none */
     bool disconnect;
     bool protocol_error;
+    fmf_result_mode mode;    /* the test's `result` key */
+    fmf_end_kind end;        /* how the attempt ended, for settle_own() */
 } attempt_io;
 
 /*
@@ -1231,6 +1240,27 @@ static void on_disconnect(void *ud)
     ((attempt_io *)ud)->disconnect = true;
 }
 
+/* The test's own result by its `result` key; what atx ended is left alone. */
+static int settle_own(void *ud, const fmf_control *c, json_object *own, int status_from_exit)
+{
+    attempt_io *io = ud;
+    if (io->end != FMF_END_EXITED || fmf_control_error(c))
+        return 0;
+    return fmf_result_settle(own, io->mode, c, status_from_exit);
+}
+
+/* The test's `result` key; a value tmt does not know is named in @p why. */
+static fmf_result_mode result_mode(json_object *meta, char *why, size_t len)
+{
+    json_object *v;
+    fmf_result_mode mode = FMF_RESULT_RESPECT;
+    if (json_object_object_get_ex(meta, "result", &v) &&
+        (!json_object_is_type(v, json_type_string) ||
+         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0))
+        snprintf(why, len, "'result: %.100s' is not one of %s", scalar_text(v), FMF_RESULT_WORDS);
+    return mode;
+}
+
 /* The test's environment: its own (and the plan's), then tmt's and atx's.
  * The plan file's lines are exported by the script itself, which puts the
  * helper programs on its PATH too (env_prelude). */
@@ -1243,13 +1273,14 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
 
     while (base && base[nb])
         nb++;
-    env = calloc(nb + 12, sizeof(char *));
+    env = calloc(nb + 13, sizeof(char *));
     if (!env)
         return NULL;
     for (size_t i = 0; i < nb; i++)
         env[n++] = strdup(base[i]);
     if (asprintf(&env[n++], "TMT_TREE=%s", tree) < 0 ||
         asprintf(&env[n++], "TMT_TEST_NAME=%s", atx_test_name(t)) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_DATA=%s", sd->data) < 0 ||
         asprintf(&env[n++], "TMT_TEST_METADATA=%s", sd->metadata) < 0 ||
         asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
         asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
@@ -1261,6 +1292,120 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
         asprintf(&env[n++], "ATEX_TEST_CONTROL=3") < 0)
         env[n - 1] = NULL;
     return env;
+}
+
+/* Bash that empties the test's data folder on its first run (a reboot keeps
+ * it), named by its path: not by a variable the test's environment sets. */
+static void data_prelude(const sysdata *sd, char *buf, size_t len)
+{
+    char q[PATH_MAX + 8];
+    quote(q, sizeof(q), sd->data);
+    snprintf(buf, len, "if [ \"${TMT_REBOOT_COUNT:-0}\" = 0 ]; then rm -rf -- %s; fi; "
+             "mkdir -p -- %s\n", q, q);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* rm -rf here (links are removed, not followed). */
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * The test's TMT_TEST_DATA, copied from the system to <dir>/.tmt-data by
+ * the rules for what comes from systems (regular files and folders only,
+ * no file over DATA_FILE_MAX).
+ * @return 0, or what the copy returned (-ELOOP: it is a link; -ENOENT).
+ */
+static int take_data(fmf_exec *x, atx_system *sys, const sysdata *sd, const char *dir,
+                     char *staged, size_t len)
+{
+    snprintf(staged, len, "%s/.tmt-data", dir);
+    remove_tree(staged);
+    int r = atx_system_copy_out_max(sys, sd->data, staged, DATA_FILE_MAX);
+    if (r < 0) {
+        if (r != -ENOENT)
+            atx_plugin_log(x->ctx, ATX_LOG_WARNING, "%s: TMT_TEST_DATA not taken: %s",
+                           atx_system_id(sys), atx_error_last()->message);
+        remove_tree(staged);
+    }
+    return r;
+}
+
+/* The data taken (if any) as the attempt's files/data (data-2, ... if a
+ * result has that name). */
+static void keep_data(fmf_exec *x, const char *staged, const char *dir)
+{
+    char to[PATH_MAX + 32];
+    if (rmdir(staged) == 0)
+        return; /* nothing in it */
+    for (int i = 1; i < 100; i++) {
+        snprintf(to, sizeof(to), i == 1 ? "%s/files/data" : "%s/files/data-%d", dir, i);
+        if (rename(staged, to) == 0)
+            return;
+        if (errno != EEXIST && errno != ENOTEMPTY && errno != ENOTDIR && errno != EISDIR)
+            break;
+    }
+    atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot keep %s as files/data: %s", staged,
+                   strerror(errno));
+    remove_tree(staged);
+}
+
+/*
+ * The custom results file the test wrote (results.yaml, else results.json)
+ * in our copy of its data, into @p path; or NULL with @p why. One that is
+ * not in the copy is asked for alone, to say why: a link, too big.
+ */
+static const char *custom_file(atx_system *sys, const sysdata *sd, int taken, const char *staged,
+                               char *path, size_t len, char *why, size_t wlen)
+{
+    static const char *const names[] = { "results.yaml", "results.json" };
+    struct stat st;
+
+    if (taken < 0) {
+        snprintf(why, wlen, "TMT_TEST_DATA %s",
+                 taken == -ELOOP    ? "is a symbolic link: not followed"
+                 : taken == -ENOENT ? "is not there"
+                                    : "could not be taken from the system");
+        return NULL;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, len, "%s/%s", staged, names[i]);
+        if (lstat(path, &st) == 0)
+            return path;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        char one[PATH_MAX + 32];
+        snprintf(one, sizeof(one), "%s/%s", sd->data, names[i]);
+        snprintf(path, len, "%s/%s", staged, names[i]);
+        int r = atx_system_copy_out_max(sys, one, path, FMF_CUSTOM_FILE_MAX);
+        if (r == 0)
+            return path;
+        if (r == -ELOOP) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA is a symbolic link: not followed", names[i]);
+            return NULL;
+        }
+        if (r == -EFBIG) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA is more than the %u MiB read", names[i],
+                     FMF_CUSTOM_FILE_MAX >> 20);
+            return NULL;
+        }
+        if (r != -ENOENT) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA cannot be read: %s", names[i],
+                     atx_error_last()->message);
+            return NULL;
+        }
+    }
+    snprintf(why, wlen, "no results.yaml or results.json in TMT_TEST_DATA");
+    return NULL;
 }
 
 /* An atx result from a `results` line. */
@@ -1312,11 +1457,12 @@ static int fmf_run(void *state, atx_attempt *a)
     sysdata *sd = atx_attempt_system_state(a);
     json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *meta = NULL, *v;
     const char *rel, *dir = atx_attempt_dir(a, &rel);
-    char note[1400] = "";
+    char note[1400] = "", why[400] = "";
     attempt_io io = { .out_fd = -1, .exitcode = -1 };
     fmf_end_kind end = FMF_END_EXITED;
     const char *error_type = NULL;
     int r = 0, exit_code = -1;
+    bool ran = false;
     char **env = NULL;
     int64_t started = atx_wallclock_ns(), t0 = atx_now_ns();
 
@@ -1333,8 +1479,11 @@ static int fmf_run(void *state, atx_attempt *a)
     atx_capture_init(&io.cap, io.head < OUTPUT_CAP ? (size_t)io.head : OUTPUT_CAP,
                      io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
+    /* tmt's `result` key settles the test's own result when the attempt ends. */
+    io.mode = result_mode(meta, why, sizeof(why));
     fmf_control_hooks hooks = { .ud = &io, .exitcode = on_exitcode, .duration = on_duration,
-                                .disconnect = on_disconnect };
+                                .disconnect = on_disconnect, .settle = settle_own,
+                                .hold_own = io.mode != FMF_RESULT_RESPECT };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
     /* The same file for every test on the system: a test's output costs
@@ -1349,6 +1498,13 @@ static int fmf_run(void *state, atx_attempt *a)
         rewrite_file(meta_path, json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY)) < 0) {
         r = atx_error_set(ATX_EINFRA, "fmf: cannot write in %s: %s", dir, strerror(errno));
         goto out;
+    }
+    if (*why) {
+        /* tmt refuses such a test: it does not run. */
+        if (fmf_result_feed_own(io.control, "error", why, false) == -ENOMEM)
+            r = atx_error_set(ATX_ENOMEM, "out of memory");
+        error_type = "metadata";
+        goto finish;
     }
 
     /* Requirements first: a package that cannot be installed is infra. */
@@ -1383,8 +1539,9 @@ static int fmf_run(void *state, atx_attempt *a)
     }
 
     const char *script_src = jstr(meta, "test");
-    char *script;
-    if (asprintf(&script, "%s%s", env_prelude, script_src ? script_src : "false") < 0) {
+    char *script, data_sh[PATH_MAX * 2 + 128];
+    data_prelude(sd, data_sh, sizeof(data_sh));
+    if (asprintf(&script, "%s%s%s", env_prelude, data_sh, script_src ? script_src : "false") < 0) {
         r = atx_error_set(ATX_ENOMEM, "out of memory");
         goto out;
     }
@@ -1440,6 +1597,7 @@ static int fmf_run(void *state, atx_attempt *a)
          * up, so the test runs again with TMT_REBOOT_COUNT one higher. */
     }
     free(script);
+    ran = true;
     if (r == ATX_ESPAWN) {
         snprintf(note, sizeof(note), "cannot start the test: %s", atx_error_last()->message);
         end = FMF_END_LOST;
@@ -1479,6 +1637,20 @@ finish:;
                        strerror(-r2));
     if (io.out_fd >= 0 && ftruncate(io.out_fd, (off_t)io.written) < 0)
         atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot cut %s: %s", sd->output, strerror(errno));
+    /* TMT_TEST_DATA, from a system still there; then custom results from it. */
+    char staged[PATH_MAX];
+    int taken = ran && (end == FMF_END_EXITED || end == FMF_END_TIMEOUT)
+                    ? take_data(x, sys, sd, dir, staged, sizeof(staged))
+                    : -ENOENT;
+    io.end = end;
+    if (io.mode == FMF_RESULT_CUSTOM && ran && end == FMF_END_EXITED &&
+        fmf_control_stream_end(io.control) == 0 && !fmf_control_error(io.control)) {
+        char path[PATH_MAX + 32];
+        const char *file =
+            custom_file(sys, sd, taken, staged, path, sizeof(path), why, sizeof(why));
+        if (fmf_result_custom(io.control, file, staged, why) == -ENOMEM && r == 0)
+            r = atx_error_set(ATX_ENOMEM, "out of memory");
+    }
     int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, sd->output);
     int64_t duration = atx_now_ns() - t0;
     if (fr < 0 && r == 0)
@@ -1495,6 +1667,8 @@ finish:;
         if (e < 0 && r == 0)
             r = e;
     }
+    if (taken == 0)
+        keep_data(x, staged, dir);
 out:
     if (io.out_fd >= 0)
         close(io.out_fd);
