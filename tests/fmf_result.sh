@@ -95,7 +95,7 @@ duration: 30s
 /custom-unknown:
     result: custom
     test: |
-        printf -- '- name: /x\n  result: passed\n' > "$TMT_TEST_DATA/results.yaml"
+        printf -- '- name: /x\n  result: "pass\\ned"\n' > "$TMT_TEST_DATA/results.yaml"
 /custom-alias:
     result: custom
     test: |
@@ -202,7 +202,7 @@ assert lines("/custom")[-1] == {"status": "pass", "note": "all there", "files": 
 expect("/custom-json", "warn", "the worst of the 2 results in results.json (none is named '/')",
        sub=[("a", "warn", None), ("b", "pass", None)])
 expect("/custom-malformed", "error", "results.yaml: line 3: not YAML: did not find expected ',' or ']'")
-expect("/custom-unknown", "error", "results.yaml: result 1 (/x): 'passed' is not a result "
+expect("/custom-unknown", "error", "results.yaml: result 1 (/x): 'pass?ed' is not a result "
        "(pass, fail, info, warn, error, skip)", sub=[])
 expect("/custom-alias", "error", "results.yaml: line 2: aliases are not supported", sub=[])
 expect("/custom-link", "error", "results.yaml in TMT_TEST_DATA is a symbolic link: not followed", sub=[])

@@ -1254,10 +1254,13 @@ static fmf_result_mode result_mode(json_object *meta, char *why, size_t len)
 {
     json_object *v;
     fmf_result_mode mode = FMF_RESULT_RESPECT;
+    char shown[128];
     if (json_object_object_get_ex(meta, "result", &v) &&
         (!json_object_is_type(v, json_type_string) ||
-         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0))
-        snprintf(why, len, "'result: %.100s' is not one of %s", scalar_text(v), FMF_RESULT_WORDS);
+         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0)) {
+        fmf_result_shown(shown, sizeof(shown), scalar_text(v), 100);
+        snprintf(why, len, "'result: %s' is not one of %s", shown, FMF_RESULT_WORDS);
+    }
     return mode;
 }
 

@@ -11,6 +11,8 @@
 #define _GNU_SOURCE 1
 #include "result_key.h"
 
+#include <atx/plugin/text.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -35,6 +37,17 @@ static const char *const mode_words[] = {
 /* tmt's outcomes, least severe first: the worst of several is the last. */
 static const char *const outcomes[] = { "skip", "info", "pass", "warn", "fail", "error" };
 #define N_OUTCOMES (sizeof(outcomes) / sizeof(outcomes[0]))
+
+void fmf_result_shown(char *buf, size_t len, const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (max > len - 1)
+        max = len - 1;
+    n = atx_text_utf8_floor(s, n, n < max ? n : max);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    buf[n] = '\0';
+}
 
 int fmf_result_mode_parse(const char *word, fmf_result_mode *out)
 {
@@ -128,7 +141,7 @@ static size_t reports_worst(const fmf_control *c, char *worst, size_t len)
             status = "pass";
         if (!n++ || rank(status) > best) {
             best = rank(status);
-            snprintf(worst, len, "%s", status);
+            fmf_result_shown(worst, len, status, len - 1);
         }
     }
     return n;
@@ -141,13 +154,13 @@ int fmf_result_settle(json_object *own, fmf_result_mode mode, const fmf_control 
     const char *s = jstr(own, "status");
     int r = 0;
 
-    snprintf(status, sizeof(status), "%s", s && *s ? s : "pass");
+    fmf_result_shown(status, sizeof(status), s && *s ? s : "pass", sizeof(status) - 1);
     if (strcmp(status, "infra") == 0 || mode == FMF_RESULT_CUSTOM)
         return 0;
     /* Once the test reported results, its exit code does not count. */
     size_t n = status_from_exit ? reports_worst(c, worst, sizeof(worst)) : 0;
     if (n) {
-        snprintf(status, sizeof(status), "%s", worst);
+        memcpy(status, worst, sizeof(status));
         if ((r = set_str(own, "status", status)) < 0 ||
             (mode == FMF_RESULT_RESTRAINT &&
              (r = add_note(own, "the worst of %zu reported results", n)) < 0))
@@ -173,10 +186,8 @@ int fmf_result_settle(json_object *own, fmf_result_mode mode, const fmf_control 
         r = add_note(own, "test result overridden: %s", now);
         break;
     }
-    if (r == 0 && strcmp(now, status) != 0 &&
-        ((r = set_str(own, "status", now)) < 0 ||
-         (r = add_note(own, "original test result: %s", status)) < 0))
-        return r;
+    if (r == 0 && strcmp(now, status) != 0 && (r = set_str(own, "status", now)) == 0)
+        r = add_note(own, "original test result: %s", status);
     return r;
 }
 
@@ -517,19 +528,22 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
 {
     json_object *v = NULL, *logs = NULL, *files = NULL;
     const char *name = jstr(e, "name"), *res = jstr(e, "result");
-    char *note = NULL, where[160];
+    char *note = NULL, where[160], shown[128];
 
     if (!json_object_is_type(e, json_type_object))
         return problem(rd, 0, "result %zu is not a mapping", i + 1);
-    snprintf(where, sizeof(where), "result %zu%s%.100s%s", i + 1, name ? " (" : "",
-             name ? name : "", name ? ")" : "");
+    fmf_result_shown(shown, sizeof(shown), name ? name : "", 100);
+    snprintf(where, sizeof(where), "result %zu%s%s%s", i + 1, name ? " (" : "", shown,
+             name ? ")" : "");
     if (!name || !*name)
         return problem(rd, 0, "%s has no name", where);
     if (!res)
         return problem(rd, 0, "%s has no result", where);
-    if (!is_outcome(res))
-        return problem(rd, 0, "%s: '%.40s' is not a result (pass, fail, info, warn, error, skip)",
-                       where, res);
+    if (!is_outcome(res)) {
+        fmf_result_shown(shown, sizeof(shown), res, 40);
+        return problem(rd, 0, "%s: '%s' is not a result (pass, fail, info, warn, error, skip)",
+                       where, shown);
+    }
     json_object_object_get_ex(e, "log", &logs);
     if (logs && !json_object_is_type(logs, json_type_array))
         return problem(rd, 0, "%s: the log is not a list of paths", where);
@@ -572,8 +586,10 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
             fd = -EINVAL;
         }
         if (fd < 0) {
+            char what[210];
             free(rel);
-            if (add_note(out->obj, "log %.200s is not a file in TMT_TEST_DATA", given) < 0)
+            fmf_result_shown(what, sizeof(what), given, 200);
+            if (add_note(out->obj, "log %s is not a file in TMT_TEST_DATA", what) < 0)
                 return -ENOMEM;
             continue;
         }

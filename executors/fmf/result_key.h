@@ -49,6 +49,12 @@ typedef enum {
 #define FMF_CUSTOM_VALUES_MAX 200000           /* values in it */
 #define FMF_CUSTOM_DEPTH_MAX 32                /* nested lists and mappings */
 
+/**
+ * @p s (valid UTF-8) for a one-line message, into @p buf: at most @p max
+ * bytes, cut where a character ends, control characters as '?'.
+ */
+void fmf_result_shown(char *buf, size_t len, const char *s, size_t max);
+
 /** The mode a `result` word names. @return 0, or -1 if it names none. */
 int fmf_result_mode_parse(const char *word, fmf_result_mode *out);
 
