@@ -147,8 +147,10 @@ static void on_reboot(void *ud, int64_t timeout_ns, const char *command)
     log_add("reboot %lld [%s];", (long long)(timeout_ns / ATX_NSEC_PER_SEC), command);
 }
 
-static const fmf_control_hooks hooks = { hook_log, on_exitcode, on_duration, on_disconnect,
-                                         on_reboot };
+static const fmf_control_hooks hooks = {
+    .ud = hook_log, .exitcode = on_exitcode, .duration = on_duration, .disconnect = on_disconnect,
+    .reboot = on_reboot
+};
 
 /* ---- running ---- */
 
@@ -860,6 +862,78 @@ static void test_fallback_merges_partial(void **state)
     sb_free(&b);
 }
 
+/* settle: notes which own results it saw and marks them; a held own is written last. */
+static int on_settle(void *ud, const fmf_control *c, json_object *own, int from_exit)
+{
+    assert_ptr_equal(ud, hook_log);
+    json_object *s = NULL;
+    json_object_object_get_ex(own, "status", &s);
+    log_add("settle %s %d %zu;", s ? json_object_get_string(s) : "-", from_exit,
+            fmf_control_result_count(c));
+    json_object_object_add(own, "note", json_object_new_string("settled"));
+    return 0;
+}
+
+static fmf_control *start_settled(int hold)
+{
+    fmf_control_hooks h = hooks;
+    fmf_control *c = NULL;
+    h.settle = on_settle;
+    h.hold_own = hold;
+    hook_log[0] = '\0';
+    assert_int_equal(fmf_control_new(attempt, &h, &c), 0);
+    return c;
+}
+
+static void test_settle_and_hold_own(void **state)
+{
+    (void)state;
+    sbuf b = { 0 };
+    /* Not held: the own result is written when it comes, never settled. */
+    sb_result(&b, "{\"status\": \"fail\"}", NULL, 0);
+    sb_result(&b, "{\"name\": \"a\", \"status\": \"pass\"}", NULL, 0);
+    fmf_control *c = start_settled(0);
+    assert_int_equal(feed_chunks(c, &b, 0), 0);
+    assert_int_equal(fmf_control_finish(c, 0, FMF_END_EXITED, NULL, output_file), 0);
+    expect_results(c, "{\"status\": \"fail\"}", "{\"name\": \"a\", \"status\": \"pass\"}");
+    assert_string_equal(hook_log, "");
+    fmf_control_free(c);
+    rm_rf(attempt);
+
+    /* Held: written last, settled; an earlier one is written as a later one comes. */
+    sb_result(&b, "{\"status\": \"warn\", \"testout\": \"out.log\"}", NULL, 0);
+    c = start_settled(1);
+    assert_int_equal(feed_chunks(c, &b, 0), 0);
+    assert_int_equal(fmf_control_finish(c, 1, FMF_END_EXITED, NULL, output_file), 0);
+    expect_results(c, "{\"name\": \"a\", \"status\": \"pass\"}", "{\"status\": \"fail\"}",
+                   "{\"status\": \"warn\", \"files\": [\"out.log\"], \"note\": \"settled\"}");
+    assert_string_equal(hook_log, "settle warn 0 2;");
+    expect_output_link("files/out.log");
+    fmf_control_free(c);
+    rm_rf(attempt);
+    sb_free(&b);
+
+    /* The fallback: settled, from the exit code unless a partial gave the status. */
+    sb_result(&b, "{\"name\": \"a\", \"status\": \"pass\"}", NULL, 0);
+    c = start_settled(1);
+    assert_int_equal(feed_chunks(c, &b, 0), 0);
+    assert_int_equal(fmf_control_finish(c, 1, FMF_END_EXITED, NULL, output_file), 0);
+    expect_results(c, "{\"name\": \"a\", \"status\": \"pass\"}",
+                   "{\"status\": \"fail\", \"files\": [\"output.txt\"], \"note\": \"settled\"}");
+    assert_string_equal(hook_log, "settle fail 1 1;");
+    fmf_control_free(c);
+    rm_rf(attempt);
+    sb_free(&b);
+    sb_result(&b, "{\"status\": \"info\", \"partial\": true}", NULL, 0);
+    c = start_settled(0);
+    assert_int_equal(feed_chunks(c, &b, 0), 0);
+    assert_int_equal(fmf_control_finish(c, 1, FMF_END_EXITED, NULL, output_file), 0);
+    expect_results(c, "{\"status\": \"info\", \"files\": [\"output.txt\"], \"note\": \"settled\"}");
+    assert_string_equal(hook_log, "settle info 0 0;");
+    fmf_control_free(c);
+    sb_free(&b);
+}
+
 static void test_fallback_output_taken(void **state)
 {
     (void)state;
@@ -1546,6 +1620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fallback_not_after_own_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_merges_partial, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallback_output_taken, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_settle_and_hold_own, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_protocol_errors, setup, teardown),

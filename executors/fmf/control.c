@@ -199,6 +199,8 @@ struct fmf_control {
     written *res;
     size_t n_res, cap_res;
     bool own_final;
+    rec *held_own;              /* hooks.hold_own: the test's own final result, not written yet */
+    bool own_from_exit;         /* the fallback's status came from the exit code */
     json_object *parsed;        /* fmf_control_result()'s one parsed line */
     size_t parsed_idx;
 
@@ -819,6 +821,32 @@ static int pending_add(fmf_control *c, rec *r)
     return 0;
 }
 
+/*
+ * Hold @r, the test's own final result, until fmf_control_finish(): its
+ * testout is claimed now, as writing it would; one held before it is
+ * written now.
+ */
+static int hold_own(fmf_control *c, rec *r)
+{
+    int ret = claim_result_testout(c, r);
+
+    if (ret == 0 && c->held_own) {
+        rec *old = c->held_own;
+        c->held_own = NULL;
+        c->held -= old->bytes;
+        ret = write_result(c, old, true);
+        rec_free(old);
+    }
+    if (ret < 0) {
+        rec_free(r);
+        return ret;
+    }
+    c->held_own = r;
+    c->held += r->bytes;
+    c->own_final = true;
+    return 0;
+}
+
 /* The received result c->cur is complete: keep, merge or write it. */
 static int report(fmf_control *c)
 {
@@ -856,6 +884,8 @@ static int report(fmf_control *c)
             return fail_oom(c);
         }
     }
+    if (c->hooks.hold_own && r->key[0] == '\0')
+        return hold_own(c, r);
     ret = write_result(c, r, true);
     rec_free(r);
     return ret;
@@ -1461,7 +1491,8 @@ static int add_fallback(fmf_control *c, int exit_code, fmf_end_kind end, const c
             json_object_object_add(fb, "note", s) < 0)
             goto out;
     } else {
-        if (!(own && json_object_object_get_ex(own->obj, "status", &status)))
+        c->own_from_exit = !(own && json_object_object_get_ex(own->obj, "status", &status));
+        if (c->own_from_exit)
             status = json_object_new_string(exit_code == 0 ? "pass" : "fail");
         else
             json_object_get(status);
@@ -1512,9 +1543,19 @@ int fmf_control_finish(fmf_control *c, int exit_code, fmf_end_kind end, const ch
     if (!c->own_final && (r = add_fallback(c, exit_code, end, end_note)) < 0)
         ret = atx_error_set(r, "cannot add the fallback result: %s", atx_strerror(r));
     c->st = ST_FINISHED;
-    while (c->pend_head) {
-        rec *p = c->pend_head;
-        pending_unlink(c, p);
+    while (c->pend_head || c->held_own) {
+        rec *p = c->pend_head ? c->pend_head : c->held_own;
+        bool own = p->key[0] == '\0';
+        if (p == c->held_own) {
+            c->held_own = NULL;
+            c->held -= p->bytes;
+        } else {
+            pending_unlink(c, p);
+        }
+        if (own && c->hooks.settle &&
+            (r = c->hooks.settle(c->hooks.ud, c, p->obj, !c->own_final && c->own_from_exit)) < 0 &&
+            !ret)
+            ret = atx_error_set(r, "cannot settle the test's own result: %s", atx_strerror(r));
         /* Unbounded: what is pending was already within its own caps. */
         r = write_result(c, p, false);
         c->st = ST_FINISHED;
@@ -1668,6 +1709,7 @@ void fmf_control_free(fmf_control *c)
     }
     hmap_release(&c->pending);
     hmap_release(&c->testouts);
+    rec_free(c->held_own);
     rec_free(c->cur);
     uploads_clear(c);
     for (size_t i = 0; i < c->n_links; i++)

@@ -57,6 +57,23 @@ typedef struct fmf_control_hooks {
      * @p command "": the system's own way.
      */
     void (*reboot)(void *ud, int64_t timeout_ns, const char *command);
+    /**
+     * Settle the test's own result just before fmf_control_finish() writes
+     * it: @p own is its object (without `partial`; `files` already a list
+     * of names) and may be changed (status, note). @p status_from_exit: its
+     * status is the fallback's from the exit code (the test reported none).
+     * Not called for an own result written while the test ran (see
+     * hold_own). @return 0, or a negative code (the result is still
+     * written; finish returns the code).
+     */
+    int (*settle)(void *ud, const struct fmf_control *c, struct json_object *own,
+                  int status_from_exit);
+    /**
+     * Nonzero: a final own result of the test is held and written at
+     * fmf_control_finish() (after the pending ones, through settle), not
+     * when it arrives; a later one writes the one held before it.
+     */
+    int hold_own;
 } fmf_control_hooks;
 
 /**
@@ -109,6 +126,8 @@ typedef enum {
  *     partial's status, else `pass` for @p exit_code 0 and `fail` otherwise;
  *   - testout "output.txt" unless the partial has a testout or lists
  *     output.txt (if files/output.txt is taken, output-2.txt, output-3.txt...).
+ * The test's own result held by hooks.hold_own is written last. The hook
+ * `settle` sees every own result written here, just before it is written.
  * Every testout becomes a copy of @p output_path (which the caller may
  * rewrite for the next test; nothing if @p output_path is NULL).
  * @param exit_code  the test's exit code, or -1 if there is none.

@@ -9,8 +9,10 @@
  * released.
  */
 #define _GNU_SOURCE 1
+#include "bin.h"
 #include "control.h"
 #include "fmf.h"
+#include "result_key.h"
 
 #include <atx/plugin/capture.h>
 #include <atx/plugin/executor.h>
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <pthread.h>
@@ -36,6 +39,7 @@
 #define REBOOT_TIMEOUT (10 * 60 * ATX_NSEC_PER_SEC) /* tmt-reboot without -t, as tmt */
 #define OUTPUT_CAP (64 * 1024)       /* of the output, in memory for the result */
 #define OUTPUT_KEEP (8 * 1024 * 1024) /* of the output, on disk: head and tail each */
+#define DATA_FILE_MAX (256ull * 1024 * 1024) /* a file of TMT_TEST_DATA taken from the system */
 
 /* A tree, or a tmt plan in one, that tests were discovered from. */
 typedef struct plan_info {
@@ -59,18 +63,22 @@ typedef struct sysdata {
     char *meta_local;        /* on a remote system: the file here it is copied from */
     char *output;            /* here: a test's whole output, rewritten in place for
                                 each test (its files are copies) */
-    char *bin;               /* the helper commands, on the system (NULL: none) */
+    char *bin;               /* on the system: the helper programs (bin.h), put
+                                first on each test's PATH */
+    char *data;              /* on the system: TMT_TEST_DATA, emptied for each test
+                                and copied back after it */
 } sysdata;
 
 typedef struct fmf_exec {
     atx_plugin_ctx *ctx;
-    pthread_mutex_t mu;      /* bin_local's making */
-    char *bin_local;         /* the helper commands, here (NULL: not made yet) */
     int64_t grace_ns;
     int64_t reboot_timeout;  /* tmt-reboot without -t */
     uint64_t keep_head, keep_tail; /* output_head, output_tail */
     plan_info **plans;       /* written during discovery only */
     size_t nplans;
+    pthread_mutex_t bin_mu;  /* guards bin */
+    char *bin;               /* here: the helper programs, written at the first
+                                prepare of the run (bin_here()) */
 } fmf_exec;
 
 /* ---- small helpers ---- */
@@ -150,74 +158,6 @@ static json_object *steps(json_object *v)
 
 static void fmf_destroy(void *state);
 
-/* ---- the helper commands on every test's PATH ---- */
-
-/* executors/fmf/scripts/, embedded at build time (cmake/embed.cmake). */
-extern const char atx_fmf_tmt_reboot[];
-extern const size_t atx_fmf_tmt_reboot_size;
-
-static const struct helper {
-    const char *name;
-    const char *text;
-    const size_t *size;
-} helpers[] = {
-    { "tmt-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
-    { "rstrnt-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
-    { "rhts-reboot", atx_fmf_tmt_reboot, &atx_fmf_tmt_reboot_size },
-};
-
-static void remove_helpers(fmf_exec *x)
-{
-    if (!x->bin_local)
-        return;
-    int dfd = open(x->bin_local, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    for (size_t i = 0; dfd >= 0 && i < sizeof(helpers) / sizeof(helpers[0]); i++)
-        unlinkat(dfd, helpers[i].name, 0);
-    if (dfd >= 0)
-        close(dfd);
-    rmdir(x->bin_local);
-    free(x->bin_local);
-    x->bin_local = NULL;
-}
-
-/* The folder of helper commands in the results folder, made once a run. */
-static int make_helpers(fmf_exec *x)
-{
-    const char *results = atx_plugin_ctx_results_dir(x->ctx);
-    int r = 0;
-
-    pthread_mutex_lock(&x->mu);
-    if (x->bin_local || !results)
-        goto out;
-    char *dir;
-    if (asprintf(&dir, "%s/.atx-fmf-bin", results) < 0) {
-        r = atx_error_set(ATX_ENOMEM, "out of memory");
-        goto out;
-    }
-    int dfd = -1;
-    if ((mkdir(dir, 0755) < 0 && errno != EEXIST) ||
-        (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-        r = atx_error_set(-errno, "fmf: cannot make %s: %s", dir, strerror(errno));
-    for (size_t i = 0; r == 0 && i < sizeof(helpers) / sizeof(helpers[0]); i++) {
-        const struct helper *h = &helpers[i];
-        unlinkat(dfd, h->name, 0);
-        int fd = openat(dfd, h->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755);
-        if (fd < 0 || write(fd, h->text, *h->size) != (ssize_t)*h->size || fchmod(fd, 0755) < 0)
-            r = atx_error_set(-errno, "fmf: cannot write %s/%s: %s", dir, h->name,
-                              strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    }
-    if (dfd >= 0)
-        close(dfd);
-    x->bin_local = dir;
-    if (r < 0)
-        remove_helpers(x);
-out:
-    pthread_mutex_unlock(&x->mu);
-    return r;
-}
-
 static int fmf_create(atx_plugin_ctx *ctx, void **out)
 {
     static const char *const keys[] = { "kill_grace", "output_head", "output_tail",
@@ -232,7 +172,7 @@ static int fmf_create(atx_plugin_ctx *ctx, void **out)
     if (!x)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     x->ctx = ctx;
-    pthread_mutex_init(&x->mu, NULL);
+    pthread_mutex_init(&x->bin_mu, NULL);
     x->reboot_timeout = REBOOT_TIMEOUT;
     if ((r = atx_plugin_config_duration(ctx, "kill_grace", &x->grace_ns)) < 0 ||
         (r = atx_plugin_config_duration(ctx, "reboot_timeout", &x->reboot_timeout)) < 0 ||
@@ -273,8 +213,10 @@ static void fmf_destroy(void *state)
     for (size_t i = 0; i < x->nplans; i++)
         plan_free(x->plans[i]);
     free(x->plans);
-    remove_helpers(x);
-    pthread_mutex_destroy(&x->mu);
+    if (x->bin)
+        fmf_bin_remove(x->bin);
+    free(x->bin);
+    pthread_mutex_destroy(&x->bin_mu);
     free(x);
 }
 
@@ -1010,17 +952,20 @@ static void sysdata_free(fmf_exec *x, sysdata *sd)
         unlink(sd->output);
     free(sd->output);
     free(sd->bin);
+    free(sd->data);
     free(sd);
 }
 
 /* Bash run before every test and step: the KEY=VALUE lines that earlier
  * tests and steps appended to the plan's environment file become exported
- * variables (a value may hold spaces), whatever system the file is on. */
+ * variables (a value may hold spaces), whatever system the file is on; a
+ * test's PATH starts with the helper programs (bin.h). */
 static const char env_prelude[] =
     "if [ -n \"${TMT_PLAN_ENVIRONMENT_FILE:-}\" ] && [ -r \"$TMT_PLAN_ENVIRONMENT_FILE\" ]; "
     "then while IFS= read -r __atx_line || [ -n \"$__atx_line\" ]; do "
     "case $__atx_line in [A-Za-z_]*=*) export \"$__atx_line\";; esac; "
     "done < \"$TMT_PLAN_ENVIRONMENT_FILE\"; unset __atx_line; fi\n"
+    "if [ -n \"${ATX_FMF_BIN:-}\" ]; then export PATH=\"$ATX_FMF_BIN:$PATH\"; fi\n"
     "set -eo pipefail\n";
 
 /* Where plan pi's tree is on the system. */
@@ -1133,6 +1078,34 @@ static int run_steps(fmf_exec *x, sysdata *sd, size_t pi, json_object *arr, bool
     return first_error;
 }
 
+/* The helper programs here: written at the first prepare of the run, for
+ * all its systems. @return their folder, or NULL (err says why). */
+static const char *bin_here(fmf_exec *x, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&x->bin_mu);
+    if (!x->bin) {
+        const char *results = atx_plugin_ctx_results_dir(x->ctx);
+        char *dir = NULL;
+        if (results) {
+            if (asprintf(&dir, "%s/.atx-fmf-bin", results) < 0)
+                dir = NULL;
+        } else {
+            char tmpl[] = "/tmp/atx-fmf-bin.XXXXXX";
+            dir = mkdtemp(tmpl) ? strdup(tmpl) : NULL;
+        }
+        if (!dir)
+            snprintf(err, errlen, "cannot make a folder for the helper programs: %s",
+                     strerror(errno));
+        else if (fmf_bin_write(dir, err, errlen) < 0)
+            free(dir);
+        else
+            x->bin = dir;
+    }
+    const char *bin = x->bin;
+    pthread_mutex_unlock(&x->bin_mu);
+    return bin;
+}
+
 static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
 {
     fmf_exec *x = state;
@@ -1151,6 +1124,7 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
     bool remote = !atx_system_shares_host(sys);
     const char *results = atx_plugin_ctx_results_dir(x->ctx);
     if (asprintf(&sd->metadata, "%s/atx-test-metadata.yaml", work ? work : "/tmp") < 0 ||
+        asprintf(&sd->data, "%s/atx-test-data", work ? work : "/tmp") < 0 ||
         asprintf(&sd->output, "%s/.atx-%s.output", results ? results : "/tmp",
                  atx_system_id(sys)) < 0 ||
         (remote && (!(sd->trees = calloc(x->nplans + 1, sizeof(char *))) ||
@@ -1158,6 +1132,25 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
                              atx_system_id(sys)) < 0))) {
         sysdata_free(x, sd);
         return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    /* The helper programs: this host's folder, or a copy on the system. */
+    char err[600];
+    const char *bin = bin_here(x, err, sizeof(err));
+    if (!bin) {
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_EINFRA, "fmf: %s", err);
+    }
+    if (remote ? asprintf(&sd->bin, "%s/atx-bin", work ? work : "/tmp") < 0
+               : !(sd->bin = strdup(bin))) {
+        sd->bin = NULL;
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    if (remote && (r = atx_system_copy_in(sys, bin, sd->bin)) < 0) {
+        snprintf(err, sizeof(err), "cannot upload the helper programs to %s: %s",
+                 atx_system_id(sys), atx_error_last()->message);
+        sysdata_free(x, sd);
+        return atx_error_set(ATX_EINFRA, "fmf: %s", err);
     }
     for (size_t i = 0; i < x->nplans; i++) {
         if (asprintf(&sd->envfiles[i], "%s/tmt-plan-environment-%zu", work ? work : "/tmp",
@@ -1184,25 +1177,6 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
             int fd = open(sd->envfiles[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (fd >= 0)
                 close(fd);
-        }
-    }
-    /* The helper commands (tmt-reboot, ...): here, or a copy on the system. */
-    if ((r = make_helpers(x)) < 0) {
-        sysdata_free(x, sd);
-        return r;
-    }
-    if (x->bin_local) {
-        if (remote ? asprintf(&sd->bin, "%s/atx-bin", work ? work : "/tmp") < 0
-                   : !(sd->bin = strdup(x->bin_local))) {
-            sysdata_free(x, sd);
-            return atx_error_set(ATX_ENOMEM, "out of memory");
-        }
-        if (remote && (r = atx_system_copy_in(sys, x->bin_local, sd->bin)) < 0) {
-            char msg[1200];
-            snprintf(msg, sizeof(msg), "cannot upload the helper commands to %s: %s",
-                     atx_system_id(sys), atx_error_last()->message);
-            sysdata_free(x, sd);
-            return atx_error_set(ATX_EINFRA, "%s", msg);
         }
     }
     for (size_t i = 0; i < x->nplans; i++) {
@@ -1250,8 +1224,8 @@ static int restage(fmf_exec *x, sysdata *sd)
     }
     if (r == 0 && sd->meta_local)
         r = atx_system_copy_in(sd->sys, sd->meta_local, sd->metadata);
-    if (r == 0 && sd->trees && sd->bin)
-        r = atx_system_copy_in(sd->sys, x->bin_local, sd->bin);
+    if (r == 0 && sd->trees && sd->bin && x->bin)
+        r = atx_system_copy_in(sd->sys, x->bin, sd->bin);
     return r;
 }
 
@@ -1274,6 +1248,8 @@ typedef struct attempt_io {
     int64_t reboot_timeout;  /* tmt-reboot -t (0: the default) */
     char reboot_command[FMF_CONTROL_LINE_MAX]; /* tmt-reboot -c ("": the system's own) */
     bool protocol_error;
+    fmf_result_mode mode;    /* the test's `result` key */
+    fmf_end_kind end;        /* how the attempt ended, for settle_own() */
 } attempt_io;
 
 /*
@@ -1470,10 +1446,35 @@ static void on_reboot(void *ud, int64_t timeout_ns, const char *command)
     snprintf(io->reboot_command, sizeof(io->reboot_command), "%s", command);
 }
 
+/* The test's own result by its `result` key; what atx ended is left alone. */
+static int settle_own(void *ud, const fmf_control *c, json_object *own, int status_from_exit)
+{
+    attempt_io *io = ud;
+    if (io->end != FMF_END_EXITED || fmf_control_error(c))
+        return 0;
+    return fmf_result_settle(own, io->mode, c, status_from_exit);
+}
+
+/* The test's `result` key; a value tmt does not know is named in @p why. */
+static fmf_result_mode result_mode(json_object *meta, char *why, size_t len)
+{
+    json_object *v;
+    fmf_result_mode mode = FMF_RESULT_RESPECT;
+    char shown[128];
+    if (json_object_object_get_ex(meta, "result", &v) &&
+        (!json_object_is_type(v, json_type_string) ||
+         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0)) {
+        fmf_result_shown(shown, sizeof(shown), scalar_text(v), 100);
+        snprintf(why, len, "'result: %s' is not one of %s", shown, FMF_RESULT_WORDS);
+    }
+    return mode;
+}
+
 /* The test's environment: its own (and the plan's), then tmt's and atx's.
- * The plan file's lines are exported by the script itself (env_prelude). */
+ * The plan file's lines are exported by the script itself, which puts the
+ * helper programs on its PATH too (env_prelude). */
 static char **test_env(const atx_test *t, const char *tree, const char *envfile,
-                       const char *meta, int attempt, int reboots, int restarts)
+                       const sysdata *sd, int attempt, int reboots, int restarts)
 {
     const char *const *base = atx_test_environ(t);
     size_t nb = 0, n = 0;
@@ -1481,14 +1482,15 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
 
     while (base && base[nb])
         nb++;
-    env = calloc(nb + 13, sizeof(char *));
+    env = calloc(nb + 15, sizeof(char *));
     if (!env)
         return NULL;
     for (size_t i = 0; i < nb; i++)
         env[n++] = strdup(base[i]);
     if (asprintf(&env[n++], "TMT_TREE=%s", tree) < 0 ||
         asprintf(&env[n++], "TMT_TEST_NAME=%s", atx_test_name(t)) < 0 ||
-        asprintf(&env[n++], "TMT_TEST_METADATA=%s", meta) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_DATA=%s", sd->data) < 0 ||
+        asprintf(&env[n++], "TMT_TEST_METADATA=%s", sd->metadata) < 0 ||
         asprintf(&env[n++], "TMT_PLAN_ENVIRONMENT_FILE=%s", envfile ? envfile : "/dev/null") < 0 ||
         asprintf(&env[n++], "TMT_REBOOT_COUNT=%d", reboots) < 0 ||
         asprintf(&env[n++], "REBOOTCOUNT=%d", reboots) < 0 ||
@@ -1497,9 +1499,124 @@ static char **test_env(const atx_test *t, const char *tree, const char *envfile,
         asprintf(&env[n++], "ATX_TEST_NAME=%s", atx_test_name(t)) < 0 ||
         asprintf(&env[n++], "ATX_TEST_ATTEMPT=%d", attempt) < 0 ||
         asprintf(&env[n++], "ATX_TEST_SYSTEM=1") < 0 ||
+        asprintf(&env[n++], "ATX_FMF_BIN=%s", sd->bin) < 0 ||
         asprintf(&env[n++], "ATEX_TEST_CONTROL=3") < 0)
         env[n - 1] = NULL;
     return env;
+}
+
+/* Bash that empties the test's data folder on its first run (a reboot or a
+ * restart keeps it), named by its path: not by a variable the test sets. */
+static void data_prelude(const sysdata *sd, char *buf, size_t len)
+{
+    char q[PATH_MAX + 8];
+    quote(q, sizeof(q), sd->data);
+    snprintf(buf, len, "if [ \"${TMT_TEST_RESTART_COUNT:-0}\" = 0 ]; then rm -rf -- %s; fi; "
+             "mkdir -p -- %s\n", q, q);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* rm -rf here (links are removed, not followed). */
+static void remove_tree(const char *path)
+{
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * The test's TMT_TEST_DATA, copied from the system to <dir>/.tmt-data by
+ * the rules for what comes from systems (regular files and folders only,
+ * no file over DATA_FILE_MAX).
+ * @return 0, or what the copy returned (-ELOOP: it is a link; -ENOENT).
+ */
+static int take_data(fmf_exec *x, atx_system *sys, const sysdata *sd, const char *dir,
+                     char *staged, size_t len)
+{
+    snprintf(staged, len, "%s/.tmt-data", dir);
+    remove_tree(staged);
+    int r = atx_system_copy_out_max(sys, sd->data, staged, DATA_FILE_MAX);
+    if (r < 0) {
+        if (r != -ENOENT)
+            atx_plugin_log(x->ctx, ATX_LOG_WARNING, "%s: TMT_TEST_DATA not taken: %s",
+                           atx_system_id(sys), atx_error_last()->message);
+        remove_tree(staged);
+    }
+    return r;
+}
+
+/* The data taken (if any) as the attempt's files/data (data-2, ... if a
+ * result has that name). */
+static void keep_data(fmf_exec *x, const char *staged, const char *dir)
+{
+    char to[PATH_MAX + 32];
+    if (rmdir(staged) == 0)
+        return; /* nothing in it */
+    for (int i = 1; i < 100; i++) {
+        snprintf(to, sizeof(to), i == 1 ? "%s/files/data" : "%s/files/data-%d", dir, i);
+        if (rename(staged, to) == 0)
+            return;
+        if (errno != EEXIST && errno != ENOTEMPTY && errno != ENOTDIR && errno != EISDIR)
+            break;
+    }
+    atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot keep %s as files/data: %s", staged,
+                   strerror(errno));
+    remove_tree(staged);
+}
+
+/*
+ * The custom results file the test wrote (results.yaml, else results.json)
+ * in our copy of its data, into @p path; or NULL with @p why. One that is
+ * not in the copy is asked for alone, to say why: a link, too big.
+ */
+static const char *custom_file(atx_system *sys, const sysdata *sd, int taken, const char *staged,
+                               char *path, size_t len, char *why, size_t wlen)
+{
+    static const char *const names[] = { "results.yaml", "results.json" };
+    struct stat st;
+
+    if (taken < 0) {
+        snprintf(why, wlen, "TMT_TEST_DATA %s",
+                 taken == -ELOOP    ? "is a symbolic link: not followed"
+                 : taken == -ENOENT ? "is not there"
+                                    : "could not be taken from the system");
+        return NULL;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, len, "%s/%s", staged, names[i]);
+        if (lstat(path, &st) == 0)
+            return path;
+    }
+    for (size_t i = 0; i < 2; i++) {
+        char one[PATH_MAX + 32];
+        snprintf(one, sizeof(one), "%s/%s", sd->data, names[i]);
+        snprintf(path, len, "%s/%s", staged, names[i]);
+        int r = atx_system_copy_out_max(sys, one, path, FMF_CUSTOM_FILE_MAX);
+        if (r == 0)
+            return path;
+        if (r == -ELOOP) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA is a symbolic link: not followed", names[i]);
+            return NULL;
+        }
+        if (r == -EFBIG) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA is more than the %u MiB read", names[i],
+                     FMF_CUSTOM_FILE_MAX >> 20);
+            return NULL;
+        }
+        if (r != -ENOENT) {
+            snprintf(why, wlen, "%s in TMT_TEST_DATA cannot be read: %s", names[i],
+                     atx_error_last()->message);
+            return NULL;
+        }
+    }
+    snprintf(why, wlen, "no results.yaml or results.json in TMT_TEST_DATA");
+    return NULL;
 }
 
 /* An atx result from a `results` line. */
@@ -1566,11 +1683,12 @@ static int fmf_run(void *state, atx_attempt *a)
     sysdata *sd = atx_attempt_system_state(a);
     json_object *spec = json_tokener_parse(atx_test_spec_json(t)), *meta = NULL, *v;
     const char *rel, *dir = atx_attempt_dir(a, &rel);
-    char note[1400] = "";
+    char note[1400] = "", why[400] = "";
     attempt_io io = { .out_fd = -1, .exitcode = -1 };
     fmf_end_kind end = FMF_END_EXITED;
     const char *error_type = NULL;
     int r = 0, exit_code = -1;
+    bool ran = false;
     char **env = NULL;
     int64_t started = atx_wallclock_ns(), t0 = atx_now_ns();
 
@@ -1592,7 +1710,12 @@ static int fmf_run(void *state, atx_attempt *a)
     atx_capture_init(&io.cap, io.head < OUTPUT_CAP ? (size_t)io.head : OUTPUT_CAP,
                      io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
-    fmf_control_hooks hooks = { &io, on_exitcode, on_duration, on_disconnect, on_reboot };
+    /* tmt's `result` key settles the test's own result when the attempt ends. */
+    io.mode = result_mode(meta, why, sizeof(why));
+    fmf_control_hooks hooks = { .ud = &io, .exitcode = on_exitcode, .duration = on_duration,
+                                .disconnect = on_disconnect, .reboot = on_reboot,
+                                .settle = settle_own,
+                                .hold_own = io.mode != FMF_RESULT_RESPECT };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
     /* The same file for every test on the system: a test's output costs
@@ -1607,6 +1730,13 @@ static int fmf_run(void *state, atx_attempt *a)
         rewrite_file(meta_path, json_object_to_json_string_ext(meta, JSON_C_TO_STRING_PRETTY)) < 0) {
         r = atx_error_set(ATX_EINFRA, "fmf: cannot write in %s: %s", dir, strerror(errno));
         goto out;
+    }
+    if (*why) {
+        /* tmt refuses such a test: it does not run. */
+        if (fmf_result_feed_own(io.control, "error", why, false) == -ENOMEM)
+            r = atx_error_set(ATX_ENOMEM, "out of memory");
+        error_type = "metadata";
+        goto finish;
     }
 
     /* Requirements first: a package that cannot be installed is infra. */
@@ -1641,11 +1771,9 @@ static int fmf_run(void *state, atx_attempt *a)
     }
 
     const char *script_src = jstr(meta, "test");
-    char *script, bin[PATH_MAX + 8] = "";
-    if (sd->bin)
-        quote(bin, sizeof(bin), sd->bin);
-    if (asprintf(&script, "%s%s%s%s%s", env_prelude, *bin ? "PATH=" : "", bin,
-                 *bin ? ":$PATH\n" : "", script_src ? script_src : "false") < 0) {
+    char *script, data_sh[PATH_MAX * 2 + 128];
+    data_prelude(sd, data_sh, sizeof(data_sh));
+    if (asprintf(&script, "%s%s%s", env_prelude, data_sh, script_src ? script_src : "false") < 0) {
         r = atx_error_set(ATX_ENOMEM, "out of memory");
         goto out;
     }
@@ -1694,7 +1822,7 @@ static int fmf_run(void *state, atx_attempt *a)
         atx_spawn_opts so = ATX_SPAWN_OPTS_INIT;
         atx_proc_run_opts o = ATX_PROC_RUN_OPTS_INIT;
         env = test_env(t, tree_on(sd, x, pi), sd->envfiles[pi],
-                       sd->metadata, atx_attempt_number(a), reboots, restarts);
+                       sd, atx_attempt_number(a), reboots, restarts);
         so.argv = argv;
         so.env = (const char *const *)env;
         so.cwd = cwd;
@@ -1783,6 +1911,7 @@ static int fmf_run(void *state, atx_attempt *a)
         restarts++;
     }
     free(script);
+    ran = true;
     if (reboot_failed) {
         end = FMF_END_LOST;
         error_type = r == 0 ? "reboot" : "lost";
@@ -1827,6 +1956,20 @@ finish:;
                        strerror(-r2));
     if (io.out_fd >= 0 && ftruncate(io.out_fd, (off_t)io.written) < 0)
         atx_plugin_log(x->ctx, ATX_LOG_WARNING, "cannot cut %s: %s", sd->output, strerror(errno));
+    /* TMT_TEST_DATA, from a system still there; then custom results from it. */
+    char staged[PATH_MAX];
+    int taken = ran && (end == FMF_END_EXITED || end == FMF_END_TIMEOUT)
+                    ? take_data(x, sys, sd, dir, staged, sizeof(staged))
+                    : -ENOENT;
+    io.end = end;
+    if (io.mode == FMF_RESULT_CUSTOM && ran && end == FMF_END_EXITED &&
+        fmf_control_stream_end(io.control) == 0 && !fmf_control_error(io.control)) {
+        char path[PATH_MAX + 32];
+        const char *file =
+            custom_file(sys, sd, taken, staged, path, sizeof(path), why, sizeof(why));
+        if (fmf_result_custom(io.control, file, staged, why) == -ENOMEM && r == 0)
+            r = atx_error_set(ATX_ENOMEM, "out of memory");
+    }
     int fr = fmf_control_finish(io.control, exit_code, end, *note ? note : NULL, sd->output);
     int64_t duration = atx_now_ns() - t0;
     if (fr < 0 && r == 0)
@@ -1843,6 +1986,8 @@ finish:;
         if (e < 0 && r == 0)
             r = e;
     }
+    if (taken == 0)
+        keep_data(x, staged, dir);
 out:
     if (io.out_fd >= 0)
         close(io.out_fd);
