@@ -140,9 +140,9 @@ rc=0
 expect_eq "exit code" "$rc" 1
 
 check() { # OUT: assert statuses and notes in JSONL and in the attempts' results files
-python3 - "$1" <<'PY'
+python3 - "$1" "$tree" <<'PY'
 import json, os, sys
-out = sys.argv[1]
+out, tree = sys.argv[1], sys.argv[2]
 rows = [json.loads(l) for l in open(os.path.join(out, "results.jsonl"))]
 def own(test):
     r = [r for r in rows if r["test"] == test and r["subtest"] is None and r["final"]]
@@ -189,8 +189,8 @@ expect("/fail", "fail", "test result overridden: fail")
 expect("/restraint", "fail", "the worst of 3 reported results",
        sub=[("first", "pass", None), ("second", "fail", None), ("third", "pass", None)])
 expect("/restraint-none", "pass", sub=[])
-expect("/bogus", "error", "'result: sometimes' is not one of respect, xfail, pass, info, warn, "
-       "error, fail, custom, restraint")
+expect("/bogus", "error", tree + "/main.fmf:52: /bogus: 'result: sometimes' is not one of "
+       "respect, xfail, pass, info, warn, error, fail, custom, restraint")
 assert own("/bogus")["error_type"] == "metadata"
 expect("/custom", "pass", "all there",
        sub=[("sub/one", "fail", "first, second, log ../../etc/passwd is not a file in TMT_TEST_DATA"),

@@ -414,6 +414,15 @@ static int check_node(const discovery *d, const fmf_node *n, int64_t *secs, int 
     const char *key = NULL;
     if (restart_keys(data, codes, &ncodes, &max, &reboot, &key, what, sizeof(what)) < 0)
         return node_problem(d, n, key, why, len, "%s", what);
+    fmf_result_mode mode;
+    if (json_object_object_get_ex(data, "result", &v) &&
+        (!json_object_is_type(v, json_type_string) ||
+         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0)) {
+        /* tmt refuses such a test: it does not run. */
+        fmf_result_shown(what, sizeof(what), scalar_text(v), 100);
+        return node_problem(d, n, "result", why, len, "'result: %s' is not one of %s", what,
+                            FMF_RESULT_WORDS);
+    }
     return 0;
 }
 
@@ -1663,9 +1672,19 @@ static int emit_line(atx_attempt *a, const char *rel, fmf_control *c, size_t i, 
 /* The one result of a test whose node cannot run (add_broken). */
 static int emit_broken(atx_attempt *a, const char *why)
 {
+    const char *dir = atx_attempt_dir(a, NULL);
+    fmf_control *c = NULL;
     atx_result *r;
     int e;
 
+    /* Its attempt folder as every attempt's: the result in `results`, `files/`. */
+    if (!dir || (e = fmf_control_new(dir, NULL, &c)) < 0 ||
+        (e = fmf_result_feed_own(c, "error", why, false)) < 0) {
+        fmf_control_free(c);
+        return atx_error_set(ATX_EINFRA, "fmf: cannot write the attempt's results: %s",
+                             atx_error_last()->message);
+    }
+    fmf_control_free(c);
     if ((e = atx_result_new(atx_test_name(atx_attempt_test(a)), NULL, &r)) < 0)
         return e;
     atx_result_set_status(r, ATX_STATUS_ERROR);
