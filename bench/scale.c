@@ -36,7 +36,7 @@ static int null_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 }
 /* Contained: there is nothing to contain, so no agent is started on them. */
 static const atx_system_ops null_ops = { ATX_SYSTEM_OPS_VERSION, null_spawn, NULL, NULL, NULL,
-                                         ATX_SYSTEM_CONTAINED };
+                                         ATX_SYSTEM_CONTAINED, NULL };
 
 static int np_create(atx_plugin_ctx *ctx, void **state)
 {

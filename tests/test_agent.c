@@ -44,7 +44,7 @@ static int host_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
     return atx_spawn_local(o, out);
 }
 static const atx_system_ops host_ops = { ATX_SYSTEM_OPS_VERSION, host_spawn, NULL, NULL, NULL,
-                                         ATX_SYSTEM_HOST_FS };
+                                         ATX_SYSTEM_HOST_FS, NULL };
 
 /* The agent this process started (its child named atx-agent). */
 static pid_t agent_pid(void)
@@ -413,6 +413,27 @@ static void copies(void **state)
     assert_int_equal(access(path, F_OK), -1);
     assert_true(atx_system_copy_out(sys, "no/such/file", path) < 0);
     assert_true(atx_system_copy_in(sys, "/no/such/file", "x") < 0);
+    /* Bounded: past a bound the rest is left out, what fits is kept. The
+     * tree: run.sh (19 bytes), sub, sub/secret (15), sub/deeper,
+     * sub/deeper/same (10), empty; its link is never taken. */
+    atx_copy_bounds b = ATX_COPY_BOUNDS_INIT;
+    b.max_entries = 3;
+    snprintf(path, sizeof(path), "%s/back/few", scratch);
+    assert_int_equal(atx_system_copy_out_bounded(sys, "tree", path, &b), -EFBIG);
+    assert_non_null(strstr(atx_error_last()->message, "more than 3 files and folders: left out"));
+    snprintf(cmd, sizeof(cmd), "[ \"$(find %s -mindepth 1 | wc -l)\" = 3 ]", path);
+    assert_int_equal(system(cmd), 0);
+    b.max_entries = 0;
+    b.max_total_bytes = 30;
+    snprintf(path, sizeof(path), "%s/back/small", scratch);
+    assert_int_equal(atx_system_copy_out_bounded(sys, "tree", path, &b), -EFBIG);
+    assert_non_null(strstr(atx_error_last()->message, "more than 30 bytes in all: left out"));
+    snprintf(cmd, sizeof(cmd), "[ \"$(find %s -type f -printf '%%s\\n' | awk '{ n += $1 } END { print n + 0 }')\" -le 30 ] "
+             "&& [ -d %s/sub/deeper ] && [ -d %s/empty ]", path, path, path);
+    assert_int_equal(system(cmd), 0);
+    b.max_total_bytes = 44;
+    snprintf(path, sizeof(path), "%s/back/all", scratch);
+    assert_int_equal(atx_system_copy_out_bounded(sys, "tree", path, &b), 0);
 }
 
 typedef struct copier {
@@ -553,7 +574,7 @@ static int mute_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
 static void mute_agent_is_not_started(void **state)
 {
     static const atx_system_ops mute_ops = { ATX_SYSTEM_OPS_VERSION, mute_spawn, NULL, NULL,
-                                             NULL, ATX_SYSTEM_HOST_FS };
+                                             NULL, ATX_SYSTEM_HOST_FS, NULL };
     atx_system *sys;
     atx_agent_opts ao = ATX_AGENT_OPTS_INIT;
     (void)state;

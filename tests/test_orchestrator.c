@@ -670,7 +670,7 @@ static int par_spawn(void *impl, const atx_spawn_opts *o, atx_proc **out)
     return atx_spawn_local(o, out);
 }
 static const atx_system_ops par_ops = { ATX_SYSTEM_OPS_VERSION, par_spawn, NULL, NULL, NULL,
-                                        ATX_SYSTEM_HOST_FS };
+                                        ATX_SYSTEM_HOST_FS, NULL };
 static int par_reserve(void *state, const atx_reserve_req *req, atx_system **out)
 {
     par_prov *p = state;

@@ -502,18 +502,18 @@ static int note_text(json_object *v, char **out)
 /* One checked result of the file, as the control channel takes it. */
 typedef struct custom {
     json_object *obj;   /* name (absent: the test's own), status, note, files */
-    int *fds;           /* a log's file, or -1 if it is missing */
-    size_t nfds;
+    char **logs;        /* a log's path below the data folder, or NULL if it is
+                           missing (opened again when fed: never held open) */
+    size_t nlogs;
 } custom;
 
 static void customs_free(custom *cs, size_t n)
 {
     for (size_t i = 0; cs && i < n; i++) {
         json_object_put(cs[i].obj);
-        for (size_t k = 0; k < cs[i].nfds; k++)
-            if (cs[i].fds[k] >= 0)
-                close(cs[i].fds[k]);
-        free(cs[i].fds);
+        for (size_t k = 0; k < cs[i].nlogs; k++)
+            free(cs[i].logs[k]);
+        free(cs[i].logs);
     }
     free(cs);
 }
@@ -556,8 +556,8 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
     if (r == -EINVAL)
         return problem(rd, 0, "%s: the note is not a string or a list of strings", where);
     out->obj = r < 0 ? NULL : json_object_new_object();
-    out->fds = nlogs ? calloc(nlogs, sizeof(int)) : NULL;
-    if (!out->obj || (nlogs && !out->fds)) {
+    out->logs = nlogs ? calloc(nlogs, sizeof(char *)) : NULL;
+    if (!out->obj || (nlogs && !out->logs)) {
         free(note);
         return -ENOMEM;
     }
@@ -580,12 +580,11 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
         if (!rel)
             return -ENOMEM;
         int fd = *rel ? open_beneath(data_dir, rel) : -ENOENT;
-        out->fds[out->nfds++] = -1;
-        if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+        bool file = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        if (fd >= 0)
             close(fd);
-            fd = -EINVAL;
-        }
-        if (fd < 0) {
+        out->nlogs++;
+        if (!file) {
             char what[210];
             free(rel);
             fmf_result_shown(what, sizeof(what), given, 200);
@@ -593,7 +592,7 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
                 return -ENOMEM;
             continue;
         }
-        out->fds[out->nfds - 1] = fd;
+        out->logs[out->nlogs - 1] = rel;
         json_object *f = json_object_new_object();
         if (!files && (!(files = json_object_new_array()) ||
                        json_object_object_add(out->obj, "files", files) < 0)) {
@@ -604,42 +603,44 @@ static int make_custom(reader *rd, json_object *e, size_t i, const char *data_di
             json_object_object_add(f, "length", json_object_new_int64((int64_t)st.st_size)) < 0 ||
             json_object_array_add(files, f) < 0) {
             json_object_put(f);
-            free(rel);
             return -ENOMEM;
         }
-        free(rel);
         *bytes += (uint64_t)st.st_size;
         ++*nfiles;
     }
     return 0;
 }
 
-/* Feed @cs's JSON, then the bytes of each of its files, exactly as declared. */
-static int feed_custom(fmf_control *c, const custom *cs)
+/* Feed @cs's JSON, then the bytes of each of its files, exactly as declared
+ * (one file open at a time, below @data_dir as make_custom() found it). */
+static int feed_custom(fmf_control *c, const custom *cs, const char *data_dir)
 {
     json_object *files = NULL;
     int r = feed(c, cs->obj);
 
     json_object_object_get_ex(cs->obj, "files", &files);
-    for (size_t k = 0, f = 0; r == 0 && k < cs->nfds; k++) {
-        if (cs->fds[k] < 0)
+    for (size_t k = 0, f = 0; r == 0 && k < cs->nlogs; k++) {
+        if (!cs->logs[k])
             continue;
         json_object *len = NULL;
         json_object_object_get_ex(json_object_array_get_idx(files, f++), "length", &len);
         uint64_t left = (uint64_t)json_object_get_int64(len);
         char buf[65536];
+        int fd = open_beneath(data_dir, cs->logs[k]);
         while (r == 0 && left) {
-            ssize_t n = read(cs->fds[k], buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
+            ssize_t n = fd < 0 ? 0 : read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0) {
-                /* Shorter than it was: the declared length still follows. */
+                /* Shorter than it was (or gone): the declared length still follows. */
                 memset(buf, 0, sizeof(buf));
                 n = left < sizeof(buf) ? (ssize_t)left : (ssize_t)sizeof(buf);
             }
             r = fmf_control_feed(c, buf, (size_t)n);
             left -= (uint64_t)n;
         }
+        if (fd >= 0)
+            close(fd);
     }
     return r;
 }
@@ -744,7 +745,7 @@ int fmf_result_custom(fmf_control *c, const char *file, const char *data_dir, co
             worst = i;
     }
     for (size_t i = 0; i < n && r >= 0; i++)
-        r = feed_custom(c, &cs[i]);
+        r = feed_custom(c, &cs[i], data_dir);
     if (r >= 0 && own == n) {
         char note[300];
         snprintf(note, sizeof(note), "the worst of the %zu results in %s (none is named '/')", n,

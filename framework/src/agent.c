@@ -1457,6 +1457,7 @@ typedef struct getter {
     int err;                /* the first trouble (-errno) */
     char errmsg[512];
     uint64_t max;           /* the largest file taken (0: any) */
+    atx_copy_budget budget; /* the bytes and entries in all */
 } getter;
 
 static void get_fail(getter *g, int e, const char *what, const char *path)
@@ -1562,7 +1563,10 @@ static void on_get_frame(request *q, uint8_t type, const unsigned char *pl, size
     if (rd.bad)
         return;
     file_done(g);
-    if (type_c == 'f' && g->max && size > g->max) {
+    if (*rel && (type_c == 'f' || type_c == 'd') &&
+        !atx_copy_budget_take(&g->budget, type_c == 'f', size)) {
+        type_c = 0; /* past a bound: left out, its data dropped */
+    } else if (type_c == 'f' && g->max && size > g->max) {
         /* The agent leaves such files out: one that does not is not heard. */
         get_fail(g, -EFBIG, "more than the bytes taken:", *rel ? rel : g->local);
         type_c = 0;
@@ -1618,12 +1622,15 @@ int agent_conn_copy_in(agent_conn *c, const char *local, const char *remote)
 }
 
 int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local,
-                        uint64_t max_file_bytes)
+                        const atx_copy_bounds *bounds)
 {
+    uint64_t max_file_bytes = bounds ? bounds->max_file_bytes : 0;
     getter g = { .c = c, .local = local, .root_fd = -1, .fd = -1, .max = max_file_bytes };
     buf b = { 0 };
     int r;
 
+    atx_copy_budget_init(&g.budget, bounds);
+    g.budget.b.max_file_bytes = 0; /* g.max says it, and the agent knows it */
     put_str(&b, remote);
     put_u64(&b, max_file_bytes); /* the agent sends no file larger */
     if (b.oom)
@@ -1649,6 +1656,9 @@ int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local,
     if (r == 0 && g.err)
         r = atx_error_set(g.err, "copying %s:%s to %s failed: %s", c->system_id, remote, local,
                           g.errmsg);
+    else if (r == 0 && g.budget.over[0])
+        r = atx_error_set(-EFBIG, "%s:%s: %s: left out (what fits is kept)", c->system_id,
+                          remote, g.budget.over);
     else if (r < 0 && r != ATX_ELOST) {
         char why[1024];
         snprintf(why, sizeof(why), "%s", atx_error_last()->message);

@@ -63,7 +63,7 @@ ATX_INTERNAL int agent_conn_ping(agent_conn *c, int64_t timeout_ns);
 ATX_INTERNAL int agent_conn_copy_in(agent_conn *c, const char *local, const char *remote);
 /** Copy @p remote (absolute) to a local path. As atx_system_copy_out(). */
 ATX_INTERNAL int agent_conn_copy_out(agent_conn *c, const char *remote, const char *local,
-                                     uint64_t max_file_bytes);
+                                     const atx_copy_bounds *bounds);
 
 /* ---- a system's agent (system.c) ---- */
 

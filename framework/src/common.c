@@ -335,8 +335,38 @@ static int take_file(int in, const struct stat *st, int dfd, const char *name)
     return r;
 }
 
+void atx_copy_budget_init(atx_copy_budget *g, const atx_copy_bounds *b)
+{
+    *g = (atx_copy_budget){ .b = ATX_COPY_BOUNDS_INIT };
+    if (b && b->version >= 1)
+        g->b = *b;
+}
+
+bool atx_copy_budget_take(atx_copy_budget *g, bool file, uint64_t size)
+{
+    char why[96] = "";
+    if (g->b.max_entries && g->entries >= g->b.max_entries)
+        snprintf(why, sizeof(why), "more than %llu files and folders",
+                 (unsigned long long)g->b.max_entries);
+    else if (file && g->b.max_file_bytes && size > g->b.max_file_bytes)
+        snprintf(why, sizeof(why), "a file of more than %llu bytes",
+                 (unsigned long long)g->b.max_file_bytes);
+    else if (file && g->b.max_total_bytes && size > g->b.max_total_bytes - g->bytes)
+        snprintf(why, sizeof(why), "more than %llu bytes in all",
+                 (unsigned long long)g->b.max_total_bytes);
+    if (why[0]) {
+        if (!g->over[0])
+            memcpy(g->over, why, sizeof(why));
+        return false;
+    }
+    g->entries++;
+    if (file)
+        g->bytes += size;
+    return true;
+}
+
 /* The regular files and folders below @sfd into @dfd; both are closed. */
-static int take_below(int sfd, int dfd, int depth)
+static int take_below(int sfd, int dfd, int depth, atx_copy_budget *g)
 {
     DIR *d = fdopendir(sfd);
     struct dirent *de;
@@ -353,6 +383,9 @@ static int take_below(int sfd, int dfd, int depth)
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
         if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if ((S_ISREG(st.st_mode) || (S_ISDIR(st.st_mode) && depth < 64)) &&
+            !atx_copy_budget_take(g, S_ISREG(st.st_mode), (uint64_t)st.st_size))
             continue;
         if (S_ISREG(st.st_mode)) {
             int in = openat(dirfd(d), de->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -375,7 +408,7 @@ static int take_below(int sfd, int dfd, int depth)
                     close(dsub);
                 continue;
             }
-            r = take_below(sub, dsub, depth + 1);
+            r = take_below(sub, dsub, depth + 1, g);
         }
         /* Links, devices, FIFOs and sockets are not taken. */
     }
@@ -386,7 +419,23 @@ static int take_below(int sfd, int dfd, int depth)
 
 int atx_copy_taken(const char *from, const char *to)
 {
+    return atx_copy_taken_bounded(from, to, NULL);
+}
+
+/* -EFBIG when @g left something out, else @r. */
+static int budget_result(const atx_copy_budget *g, int r, const char *from)
+{
+    if (r == 0 && g->over[0])
+        return atx_error_set(-EFBIG, "%s: %s: left out (what fits is kept)", from, g->over);
+    return r;
+}
+
+int atx_copy_taken_bounded(const char *from, const char *to, const atx_copy_bounds *bounds)
+{
+    atx_copy_budget g;
     struct stat st;
+
+    atx_copy_budget_init(&g, bounds);
     int in = open(from, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), r;
 
     if (in < 0 && errno == ELOOP)
@@ -409,13 +458,18 @@ int atx_copy_taken(const char *from, const char *to)
             return atx_error_set(r, "cannot write %s: %s", to, strerror(-r));
         }
         fchmod(out, 0755);
-        if ((r = take_below(in, out, 0)) < 0)
+        if ((r = take_below(in, out, 0, &g)) < 0)
             return atx_error_set(r, "copying %s to %s failed: %s", from, to, strerror(-r));
-        return 0;
+        return budget_result(&g, 0, from);
     }
     if (!S_ISREG(st.st_mode)) {
         close(in);
         return atx_error_set(ATX_EINVAL, "%s is neither a file nor a folder", from);
+    }
+    if (!atx_copy_budget_take(&g, true, (uint64_t)st.st_size)) {
+        close(in);
+        return atx_error_set(-EFBIG, "%s is %llu bytes: %s", from,
+                             (unsigned long long)st.st_size, g.over);
     }
     char parent[PATH_MAX];
     const char *name = to;

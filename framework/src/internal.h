@@ -120,4 +120,15 @@ ATX_INTERNAL void atx_proc_attach_control(atx_proc *p, int fd);
 /* Bound every spawn on the system by a monotonic instant (0: no bound). */
 ATX_INTERNAL void atx_system_set_phase_deadline(atx_system *sys, int64_t deadline_ns);
 
+/* What a copy from a system may still take (atx_copy_bounds). */
+typedef struct atx_copy_budget {
+    atx_copy_bounds b;
+    uint64_t bytes, entries;
+    char over[96];           /* the bound that left something out, or "" */
+} atx_copy_budget;
+ATX_INTERNAL void atx_copy_budget_init(atx_copy_budget *g, const atx_copy_bounds *b);
+/** Whether one more entry (a file of @p size bytes, or a folder) fits; if
+ *  not, g->over says which bound. */
+ATX_INTERNAL bool atx_copy_budget_take(atx_copy_budget *g, bool file, uint64_t size);
+
 #endif

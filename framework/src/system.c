@@ -160,15 +160,29 @@ int atx_system_copy_out(atx_system *s, const char *remote, const char *local)
 int atx_system_copy_out_max(atx_system *s, const char *remote, const char *local,
                             uint64_t max_file_bytes)
 {
+    atx_copy_bounds b = ATX_COPY_BOUNDS_INIT;
+    b.max_file_bytes = max_file_bytes;
+    return atx_system_copy_out_bounded(s, remote, local, &b);
+}
+
+int atx_system_copy_out_bounded(atx_system *s, const char *remote, const char *local,
+                                const atx_copy_bounds *bounds)
+{
     char path[PATH_MAX * 2];
+    atx_copy_bounds b = ATX_COPY_BOUNDS_INIT;
+    uint64_t max_file_bytes;
 
     if (!s || !local || !remote)
         return atx_error_set(ATX_EINVAL, "copy needs a system and two paths");
+    if (bounds && bounds->version >= 1)
+        b = *bounds;
+    max_file_bytes = b.max_file_bytes;
     if (s->gone)
         return atx_error_set(ATX_ELOST, "system %s %s", s->id, s->gone);
     if (s->agent)
-        return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local,
-                                   max_file_bytes);
+        return agent_conn_copy_out(s->agent, on_system(s, remote, path, sizeof(path)), local, &b);
+    if (s->ops->version >= 3 && s->ops->copy_out_bounded)
+        return s->ops->copy_out_bounded(s->impl, remote, local, &b);
     if (!s->ops->copy_out)
         return atx_error_set(ATX_EUNSUPPORTED, "system %s cannot copy files out", s->id);
     int r = s->ops->copy_out(s->impl, remote, local);

@@ -264,17 +264,23 @@ static int local_copy_out(void *impl, const char *remote, const char *local)
     return atx_copy_taken(path, local);
 }
 
+static int local_copy_out_bounded(void *impl, const char *remote, const char *local,
+                                  const atx_copy_bounds *bounds)
+{
+    char path[PATH_MAX * 2];
+    system_path(impl, remote, path, sizeof(path));
+    return atx_copy_taken_bounded(path, local, bounds);
+}
+
 /* Four kinds of slot: sharing this host's files or acting as a remote
  * system (share_host_files: false; tests the upload paths), each contained
  * by cgroups or by an agent. */
+#define LOCAL_OPS(flags) \
+    { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL, (flags), \
+      local_copy_out_bounded }
 static const atx_system_ops local_ops[2][2] = {
-    { { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL, 0 },
-      { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
-        ATX_SYSTEM_CONTAINED } },
-    { { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
-        ATX_SYSTEM_HOST_FS },
-      { ATX_SYSTEM_OPS_VERSION, local_spawn, local_copy_in, local_copy_out, NULL,
-        ATX_SYSTEM_HOST_FS | ATX_SYSTEM_CONTAINED } },
+    { LOCAL_OPS(0), LOCAL_OPS(ATX_SYSTEM_CONTAINED) },
+    { LOCAL_OPS(ATX_SYSTEM_HOST_FS), LOCAL_OPS(ATX_SYSTEM_HOST_FS | ATX_SYSTEM_CONTAINED) },
 };
 
 static int remove_tree(const char *path)

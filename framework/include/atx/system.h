@@ -107,11 +107,31 @@ ATX_API int atx_system_copy_out(atx_system *sys, const char *remote, const char 
  */
 ATX_API int atx_system_copy_out_max(atx_system *sys, const char *remote, const char *local,
                                     uint64_t max_file_bytes);
+#define ATX_COPY_BOUNDS_VERSION 1
+/** How much a copy from a system may take (0: no bound). */
+typedef struct atx_copy_bounds {
+    unsigned version;          /**< ATX_COPY_BOUNDS_VERSION */
+    uint64_t max_file_bytes;   /**< a larger file is left out */
+    uint64_t max_total_bytes;  /**< files past this many bytes in all are left out */
+    uint64_t max_entries;      /**< files and folders past this many are left out */
+} atx_copy_bounds;
+#define ATX_COPY_BOUNDS_INIT { ATX_COPY_BOUNDS_VERSION, 0, 0, 0 }
+
+/**
+ * atx_system_copy_out() within @p bounds: what is past one of them is left
+ * out (nothing of it is written here), what fits is kept, and the call
+ * returns -EFBIG naming the bound.
+ */
+ATX_API int atx_system_copy_out_bounded(atx_system *sys, const char *remote, const char *local,
+                                        const atx_copy_bounds *bounds);
 /**
  * atx_system_copy_out() for a provisioner whose system's files are on this
  * host: copy @p from (a file or a folder) to @p to by the same rules.
  */
 ATX_API int atx_copy_taken(const char *from, const char *to);
+/** atx_copy_taken() within @p bounds (may be NULL), as atx_system_copy_out_bounded(). */
+ATX_API int atx_copy_taken_bounded(const char *from, const char *to,
+                                   const atx_copy_bounds *bounds);
 /**
  * Liveness probe.
  * @return 0 if the system answers within @p timeout_ns, ATX_ELOST otherwise.
@@ -166,7 +186,8 @@ ATX_API int atx_proc_control_fd(atx_proc *p);
 /**
  * Stop reading the process's test-control channel (ATX_SPAWN_CONTROL): it
  * is closed at both ends, so the process's further writes there fail with
- * EPIPE, and atx_proc_control_fd() is -1 from now on.
+ * EPIPE (SIGPIPE to a writer that does not ignore it), and
+ * atx_proc_control_fd() is -1 from now on.
  */
 ATX_API void atx_proc_close_control(atx_proc *p);
 /** An fd that polls readable once the process has ended, or -1. */

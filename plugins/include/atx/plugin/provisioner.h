@@ -119,7 +119,7 @@ enum atx_system_flags {
     ATX_SYSTEM_CONTAINED = 1u << 1
 };
 
-#define ATX_SYSTEM_OPS_VERSION 2
+#define ATX_SYSTEM_OPS_VERSION 3
 /** What a provisioner implements for each of its systems. */
 typedef struct atx_system_ops {
     unsigned version;  /**< ATX_SYSTEM_OPS_VERSION */
@@ -136,6 +136,11 @@ typedef struct atx_system_ops {
     int (*alive)(void *impl, int64_t timeout_ns);
     /** Version 2: enum atx_system_flags. */
     unsigned flags;
+    /** Version 3, optional: copy_out within bounds (see
+     *  atx_system_copy_out_bounded(); atx_copy_taken_bounded() for files on
+     *  this host). Without it a folder copied by copy_out is not bounded. */
+    int (*copy_out_bounded)(void *impl, const char *remote, const char *local,
+                            const atx_copy_bounds *bounds);
 } atx_system_ops;
 
 /**
