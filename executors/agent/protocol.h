@@ -29,7 +29,8 @@
  *            each file's DATA frames after its INFO, then OK (or FAIL)
  *   QUIT     (empty): kill everything, exit
  *   CLOSE_CONTROL  (empty): the process's test-control channel is closed,
- *            so its further writes there fail (EPIPE): a test that said
+ *            so its further writes there fail (SIGPIPE, or EPIPE where
+ *            it is ignored): a test that said
  *            `disconnect` learns that it may reboot
  * Agent to host:
  *   HELLO    u32 protocol version, u32 the agent's pid, u32 features, then the

@@ -18,7 +18,7 @@ static const struct {
     const char *name; /* as the test calls it */
     const char *text;
 } helpers[] = {
-    /* Results as tmt and restraint take them: one result a call (tmt_result.c folds
+    /* Results as tmt and restraint take them: one result a call (result_key.c folds
      * them into the test's result). */
     { "tmt-report-result", (const char *)fmf_bin_tmt_report_result },
     { "rstrnt-report-result", (const char *)fmf_bin_tmt_report_result },

@@ -1257,6 +1257,8 @@ typedef struct attempt_io {
     int64_t reboot_timeout;  /* tmt-reboot -t (0: the default) */
     char reboot_command[FMF_CONTROL_LINE_MAX]; /* tmt-reboot -c ("": the system's own) */
     bool protocol_error;
+    bool reboot_failed;      /* ...and note says why: the own result is infra */
+    const char *note;
     fmf_result_mode mode;    /* the test's `result` key */
     fmf_end_kind end;        /* how the attempt ended, for settle_own() */
 } attempt_io;
@@ -1459,6 +1461,21 @@ static void on_reboot(void *ud, int64_t timeout_ns, const char *command)
 static int settle_own(void *ud, const fmf_control *c, json_object *own, int status_from_exit)
 {
     attempt_io *io = ud;
+    if (io->reboot_failed) {
+        /* A reboot that did not happen ends the attempt, whatever the test
+         * said of itself before it. */
+        json_object *st = json_object_new_string("infra");
+        if (!st || json_object_object_add(own, "status", st) < 0) {
+            json_object_put(st);
+            return -ENOMEM;
+        }
+        json_object *nt = json_object_new_string(io->note);
+        if (!nt || json_object_object_add(own, "note", nt) < 0) {
+            json_object_put(nt);
+            return -ENOMEM;
+        }
+        return 0;
+    }
     if (io->end != FMF_END_EXITED || fmf_control_error(c))
         return 0;
     return fmf_result_settle(own, io->mode, c, status_from_exit);
@@ -1542,15 +1559,26 @@ static void remove_tree(const char *path)
 /*
  * The test's TMT_TEST_DATA, copied from the system to <dir>/.tmt-data by
  * the rules for what comes from systems (regular files and folders only,
- * no file over DATA_FILE_MAX).
+ * no file over DATA_FILE_MAX, at most the control channel's files and bytes
+ * in all: what is past them is left out).
  * @return 0, or what the copy returned (-ELOOP: it is a link; -ENOENT).
  */
 static int take_data(fmf_exec *x, atx_system *sys, const sysdata *sd, const char *dir,
                      char *staged, size_t len)
 {
+    atx_copy_bounds b = ATX_COPY_BOUNDS_INIT;
+    b.max_file_bytes = DATA_FILE_MAX;
+    b.max_total_bytes = FMF_CONTROL_FILES_BYTES_MAX;
+    b.max_entries = FMF_CONTROL_FILES_MAX;
     snprintf(staged, len, "%s/.tmt-data", dir);
     remove_tree(staged);
-    int r = atx_system_copy_out_max(sys, sd->data, staged, DATA_FILE_MAX);
+    int r = atx_system_copy_out_bounded(sys, sd->data, staged, &b);
+    if (r == -EFBIG) {
+        /* Past a bound: what fit is kept, the rest is said to be left out. */
+        atx_plugin_log(x->ctx, ATX_LOG_WARNING, "%s: TMT_TEST_DATA: %s", atx_system_id(sys),
+                       atx_error_last()->message);
+        return 0;
+    }
     if (r < 0) {
         if (r != -ENOENT)
             atx_plugin_log(x->ctx, ATX_LOG_WARNING, "%s: TMT_TEST_DATA not taken: %s",
@@ -1734,7 +1762,7 @@ static int fmf_run(void *state, atx_attempt *a)
     fmf_control_hooks hooks = { .ud = &io, .exitcode = on_exitcode, .duration = on_duration,
                                 .disconnect = on_disconnect, .reboot = on_reboot,
                                 .settle = settle_own,
-                                .hold_own = io.mode != FMF_RESULT_RESPECT };
+                                .hold_own = 1 };
     if ((r = fmf_control_new(dir, &hooks, &io.control)) < 0)
         goto out;
     /* The same file for every test on the system: a test's output costs
@@ -1831,7 +1859,7 @@ static int fmf_run(void *state, atx_attempt *a)
         }
         goto out;
     }
-    io.deadline = t0 + atx_attempt_timeout(a);
+    io.deadline = atx_add_sat(t0, atx_attempt_timeout(a));
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
     atx_proc_sink sink = { &io, on_output, on_control, NULL };
     atx_proc_outcome res = { 0 };
@@ -1857,6 +1885,7 @@ static int fmf_run(void *state, atx_attempt *a)
         o.cancel_ud = a;
         io.disconnect = io.reboot = io.control_closed = false;
         io.exitcode = -1;
+        memset(&res, 0, sizeof(res));
         r = atx_proc_run_spawn(sys, &so, &o, &res);
         strv_free(env);
         env = NULL;
@@ -1876,8 +1905,15 @@ static int fmf_run(void *state, atx_attempt *a)
                 restart = restart_codes[k] == code;
         }
         if ((!asked && !restart) || (res.aborted && !io.reboot) ||
-            (r < 0 && !(r == ATX_ELOST && (io.disconnect || restart))))
+            (r < 0 && !(r == ATX_ELOST && (asked || restart))))
             break;
+        /* This run's control stream ended: one cut inside a line or a
+         * payload is a protocol error, not the start of the next run's. */
+        if (fmf_control_stream_end(io.control) < 0) {
+            io.protocol_error = true;
+            r = 0;
+            break;
+        }
         if (asked && reboots >= MAX_REBOOTS) {
             snprintf(note, sizeof(note), "the test asked for more than %d reboots", MAX_REBOOTS);
             reboot_failed = true;
@@ -1894,14 +1930,16 @@ static int fmf_run(void *state, atx_attempt *a)
             /* ATEX waits for the system while the test's time lasts; tmt
              * gives a reboot its own time, which the test is not charged. */
             rq.deadline_ns = io.disconnect ? io.deadline
-                                           : before + (io.reboot && io.reboot_timeout
-                                                           ? io.reboot_timeout
-                                                           : x->reboot_timeout);
+                                           : atx_add_sat(before, io.reboot && io.reboot_timeout
+                                                                     ? io.reboot_timeout
+                                                                     : x->reboot_timeout);
             rq.cancel_fd = atx_attempt_cancel_fd(a);
             if ((r = atx_system_reboot(sys, &rq)) == ATX_EUNSUPPORTED) {
                 snprintf(note, sizeof(note), "%s: %s",
-                         asked ? "the test asked for a reboot"
-                               : "restart-with-reboot after its exit code",
+                         asked             ? "the test asked for a reboot"
+                         : restart_reboot ? "restart-with-reboot after its exit code"
+                                           : "the system went away under the test (a restart "
+                                             "on exit code 255 waits for it)",
                          atx_error_last()->message);
                 reboot_failed = true;
                 r = 0;
@@ -1932,6 +1970,8 @@ static int fmf_run(void *state, atx_attempt *a)
     free(script);
     ran = true;
     if (reboot_failed) {
+        io.reboot_failed = true;
+        io.note = note;
         end = FMF_END_LOST;
         error_type = r == 0 ? "reboot" : "lost";
         if (r < 0)

@@ -986,7 +986,16 @@ static int ssh_reboot(void *state, atx_system *sys, const atx_reboot_req *req)
     pthread_mutex_lock(&l->mu);
     sshp_sftp_close(l);
     pthread_mutex_unlock(&l->mu);
-    if (!req->started && !l->lost) {
+    if (!req->started && l->lost) {
+        /* The connection broke before the command could go: connect again
+         * (the host is up, or coming back by itself) and reboot it then. */
+        sshp_disconnect(l->s);
+        l->s = NULL;
+        if ((r = come_back(p, l, req)) < 0)
+            return r;
+        l->lost = false;
+    }
+    if (!req->started) {
         /* It may end, or the connection may drop under it: both are fine. */
         int64_t left = req->deadline_ns - atx_now_ns();
         r = sshp_run(l->s, l->id, cmd, left < COMMAND_TIMEOUT ? (left > 0 ? left : 1)
