@@ -1002,6 +1002,7 @@ static void test_reboot_word_errors(void **state)
         { "reboot  reboot\n", "reboot: ' reboot' is not TIMEOUT COMMAND" },
         { "reboot 1m reboot\n", "reboot: the timeout '1m' is not a number of seconds" },
         { "reboot 0\n", "reboot: the timeout '0' is not a number of seconds" },
+        { "reboot 86401\n", "reboot: the timeout '86401' is not a number of seconds" },
         { "reboot 99999999999999999999\n", "the timeout '99999999999999999999' is not a number" },
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -1259,7 +1259,7 @@ static int control_line(fmf_control *c)
             return fail(c, ATX_EPARSE, "reboot: '%s' is not TIMEOUT COMMAND", q);
         memcpy(num, arg, tlen);
         num[tlen] = '\0';
-        if (strcmp(num, "-") != 0 && (!parse_count(num, 30 * 86400, &secs) || secs == 0))
+        if (strcmp(num, "-") != 0 && (!parse_count(num, 86400, &secs) || secs == 0))
             return fail(c, ATX_EPARSE, "reboot: the timeout '%s' is not a number of seconds", num);
         if (c->hooks.reboot)
             c->hooks.reboot(c->hooks.ud, (int64_t)secs * ATX_NSEC_PER_SEC, cmd ? cmd + 1 : "");

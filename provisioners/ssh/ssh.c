@@ -662,7 +662,7 @@ static int open_lease(ssh_prov *p, host *h, unsigned n, int64_t deadline, lease 
     pos = 0;
     if (stale && strlen(stale) + 16 < sizeof(cmd) / 2)
         pos = (size_t)snprintf(cmd, sizeof(cmd), "rm -rf -- %s; ", stale);
-    pos += (size_t)snprintf(cmd + pos, sizeof(cmd) - pos, "d=$(mktemp -d \"${TMPDIR:-/tmp}\"/");
+    pos += (size_t)snprintf(cmd + pos, sizeof(cmd) - pos, "d=$(mktemp -d \"${TMPDIR:-/var/tmp}\"/");
     sshp_quote(cmd, sizeof(cmd), &pos, tmpl);
     pos += (size_t)snprintf(cmd + pos, sizeof(cmd) - pos, ") && printf '%%s\\n' \"$d\"%s%s",
                             need_facts ? " && " : "", need_facts ? prov_probe_cmd : "");
