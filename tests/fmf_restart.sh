@@ -68,3 +68,8 @@ expect_eq "atx list exit" "$rc" 0
 expect_eq "atx list warns of the bad keys" "$(sed "s|$tree/|TREE/|g" "$T/e" | sort)" \
   "atx: warning: fmf: TREE/main.fmf:33: /bad-max: 'restart-max-count' must be 1 to 10
 atx: warning: fmf: TREE/main.fmf:36: /bad-code: 'restart-on-exit-code' must be an exit code (0 to 255) or a list of at most 256"
+# A results folder whose name holds ':' cannot be on PATH: the helpers are
+# found all the same.
+rc=0; "$ATX" run "$tree" --test '^/report-then-reboot$' -o "$T/out:colon" > "$T/log2" 2>&1 || rc=$?
+expect_eq "tmt-reboot found with ':' in the results folder's name" \
+  "$(jsonl "$T/out:colon/results.jsonl" "[r['note'].split(':')[0] for r in rows]")" "['the test asked for a reboot']"

@@ -1095,7 +1095,8 @@ static const char *bin_here(fmf_exec *x, char *err, size_t errlen)
     if (!x->bin) {
         const char *results = atx_plugin_ctx_results_dir(x->ctx);
         char *dir = NULL;
-        if (results) {
+        /* A folder named with ':' cannot go into PATH: then one in /tmp. */
+        if (results && !strchr(results, ':')) {
             if (asprintf(&dir, "%s/.atx-fmf-bin", results) < 0)
                 dir = NULL;
         } else {
