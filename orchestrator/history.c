@@ -7,10 +7,17 @@
  * that gives each new run 30 %, so a test that became slower is noticed
  * within a few nights. Several atx may share the file: writers wait for each
  * other (busy timeout) and each run writes its durations in one transaction.
+ *
+ * Outcomes: each run of a plan (by its key) is a row of `runs`, and each of
+ * its tests' final outcome a row of `outcomes`; a plan keeps its last
+ * ATX_HISTORY_RUNS runs, and the file at most HIST_RUNS_MAX runs in all,
+ * so it stays bounded however many nights pass.
  */
 #include "history.h"
 
 #include <sqlite3.h>
+
+#define HIST_RUNS_MAX 2000 /* runs kept in all, of every plan */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +25,7 @@ struct history {
     sqlite3 *db;
     char *path;
     sqlite3_stmt *put;
+    sqlite3_stmt *put_outcome; /* made at the first outcome written */
 };
 
 static int db_error(history *h, int rc, const char *what)
@@ -55,7 +63,16 @@ int hist_open(const char *path, history **out)
                           "CREATE TABLE IF NOT EXISTS durations(test TEXT NOT NULL,"
                           " class TEXT NOT NULL, runs INTEGER NOT NULL, mean_ns INTEGER NOT NULL,"
                           " last_ns INTEGER NOT NULL, updated INTEGER NOT NULL,"
-                          " PRIMARY KEY(test, class)) WITHOUT ROWID;",
+                          " PRIMARY KEY(test, class)) WITHOUT ROWID;"
+                          "CREATE TABLE IF NOT EXISTS runs(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                          " plan TEXT NOT NULL, run_id TEXT NOT NULL, started INTEGER NOT NULL,"
+                          " dir TEXT);"
+                          "CREATE INDEX IF NOT EXISTS runs_plan ON runs(plan, id);"
+                          "CREATE TABLE IF NOT EXISTS outcomes(run INTEGER NOT NULL,"
+                          " test TEXT NOT NULL, class TEXT NOT NULL, status TEXT NOT NULL,"
+                          " attempts INTEGER NOT NULL, flaky INTEGER NOT NULL,"
+                          " duration_ns INTEGER NOT NULL, spec INTEGER NOT NULL,"
+                          " PRIMARY KEY(run, test)) WITHOUT ROWID;",
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(
@@ -80,6 +97,7 @@ void hist_close(history *h)
     if (!h)
         return;
     sqlite3_finalize(h->put);
+    sqlite3_finalize(h->put_outcome);
     sqlite3_close(h->db);
     free(h->path);
     free(h);
@@ -127,6 +145,128 @@ int hist_commit(history *h)
         int r = db_error(h, rc, "cannot write");
         sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
         return r;
+    }
+    return 0;
+}
+
+/* ---- outcomes ---- */
+
+int hist_plan_read(history *h, const char *plan, hist_run_fn on_run, hist_outcome_fn on_outcome,
+                   void *ud)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, r = 0;
+
+    rc = sqlite3_prepare_v2(h->db,
+                            "SELECT id, run_id, started FROM runs WHERE plan = ?1 "
+                            "ORDER BY id DESC LIMIT 1",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(h, rc, "cannot read");
+    sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        r = on_run(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+                   sqlite3_column_int64(st, 2));
+    else if (rc != SQLITE_DONE)
+        r = db_error(h, rc, "cannot read");
+    sqlite3_finalize(st);
+    if (r < 0 || rc != SQLITE_ROW)
+        return r;
+    rc = sqlite3_prepare_v2(h->db,
+                            "SELECT o.run, o.test, o.status, o.flaky, o.duration_ns, o.spec "
+                            "FROM outcomes o JOIN (SELECT id FROM runs WHERE plan = ?1 "
+                            "ORDER BY id DESC LIMIT ?2) r ON o.run = r.id ORDER BY o.run",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(h, rc, "cannot read");
+    sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, ATX_HISTORY_RUNS);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        if ((r = on_outcome(ud, sqlite3_column_int64(st, 0),
+                            (const char *)sqlite3_column_text(st, 1),
+                            (const char *)sqlite3_column_text(st, 2), sqlite3_column_int(st, 3),
+                            sqlite3_column_int64(st, 4), (uint32_t)sqlite3_column_int64(st, 5))) < 0)
+            break;
+    if (r == 0 && rc != SQLITE_DONE)
+        r = db_error(h, rc, "cannot read");
+    sqlite3_finalize(st);
+    return r;
+}
+
+int hist_plan_add_run(history *h, const char *plan, const char *run_id, int64_t started,
+                      const char *dir, int64_t *run)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(h->db,
+                                "INSERT INTO runs(plan, run_id, started, dir) VALUES (?1, ?2, ?3, ?4)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_error(h, rc, "cannot write");
+    sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, started);
+    sqlite3_bind_text(st, 4, dir, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return db_error(h, rc, "cannot write");
+    *run = sqlite3_last_insert_rowid(h->db);
+    return 0;
+}
+
+int hist_plan_outcome(history *h, int64_t run, const char *test, const char *cls,
+                      const char *status, int attempts, int flaky, int64_t duration_ns,
+                      uint32_t spec)
+{
+    if (!h->put_outcome) {
+        int rc = sqlite3_prepare_v2(h->db,
+                                    "INSERT OR REPLACE INTO outcomes(run, test, class, status, "
+                                    "attempts, flaky, duration_ns, spec) "
+                                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                    -1, &h->put_outcome, NULL);
+        if (rc != SQLITE_OK)
+            return db_error(h, rc, "cannot write");
+    }
+    sqlite3_stmt *st = h->put_outcome;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, test, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, cls ? cls : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 5, attempts);
+    sqlite3_bind_int(st, 6, flaky);
+    sqlite3_bind_int64(st, 7, duration_ns);
+    sqlite3_bind_int64(st, 8, spec);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_error(h, rc, "cannot write");
+}
+
+int hist_plan_prune(history *h, const char *plan)
+{
+    static const char *const sql[] = {
+        /* The plan's runs past its last ATX_HISTORY_RUNS, then the oldest of
+         * all past HIST_RUNS_MAX; their outcomes with them. */
+        "DELETE FROM runs WHERE plan = ?1 AND id NOT IN "
+        "(SELECT id FROM runs WHERE plan = ?1 ORDER BY id DESC LIMIT ?2)",
+        "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?3)",
+        "DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs)",
+    };
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        sqlite3_stmt *st;
+        int rc = sqlite3_prepare_v2(h->db, sql[i], -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return db_error(h, rc, "cannot write");
+        int at;
+        if ((at = sqlite3_bind_parameter_index(st, "?1")))
+            sqlite3_bind_text(st, at, plan, -1, SQLITE_STATIC);
+        if ((at = sqlite3_bind_parameter_index(st, "?2")))
+            sqlite3_bind_int(st, at, ATX_HISTORY_RUNS);
+        if ((at = sqlite3_bind_parameter_index(st, "?3")))
+            sqlite3_bind_int(st, at, HIST_RUNS_MAX);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return db_error(h, rc, "cannot write");
     }
     return 0;
 }

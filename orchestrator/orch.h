@@ -62,6 +62,35 @@ typedef struct agg_inst {
 
 typedef enum test_phase { TS_QUEUED, TS_RUNNING, TS_DONE } test_phase;
 
+/* changes.c: a test's final outcome in a run. */
+typedef struct chg_outcome {
+    char *test;
+    atx_status status;
+    bool flaky;             /* passed after a failed attempt */
+    bool quarantined;
+    int64_t duration_ns;
+    int64_t usual_ns;       /* its usual duration (history), 0: the other run's */
+} chg_outcome;
+/* Compare; sorts both lists. */
+ATX_INTERNAL int atx_changes_make(const char *baseline, chg_outcome *before, size_t nb,
+                                  chg_outcome *after, size_t na, atx_changes **out);
+ATX_INTERNAL void chg_outcomes_free(chg_outcome *v, size_t n);
+/* The run's side (under no lock: the main thread before the run, the
+ * aggregator thread during it, the main thread after): load the plan's
+ * outcomes with the history, annotate each result delivered (quarantine,
+ * flake rate, this run's outcomes), compare before the aggregators end,
+ * write the outcomes with the durations, free. */
+ATX_INTERNAL int atx_run_load_outcomes(atx_run *run);
+ATX_INTERNAL void atx_run_annotate(atx_run *run, atx_result *r);
+ATX_INTERNAL void atx_run_compare(atx_run *run);
+ATX_INTERNAL int atx_run_write_outcomes(atx_run *run);
+ATX_INTERNAL void atx_run_changes_free(atx_run *run);
+ATX_INTERNAL void atx_run_quarantine_free(atx_run *run);
+/* A run's letter in a test's recent outcomes (atx_result_recent()). */
+ATX_INTERNAL char chg_letter(atx_status status, bool flaky);
+/* The flake rate of n runs' letters and spec hashes (oldest first), or -1. */
+ATX_INTERNAL double chg_flake_rate(const char *letters, const uint32_t *specs, size_t n);
+
 typedef struct test_state {
     atx_test *t;
     exec_inst *exec;
@@ -84,6 +113,9 @@ typedef struct test_state {
     int64_t split_ns;       /* what the shard split expects (shard.c), 0 unknown */
     int64_t took_ns;        /* final attempt's duration, for the history */
     const char *took_class; /* ... and its system class (interned), or NULL */
+    /* outcome history (changes.c): its recent runs of the plan, oldest first */
+    char recent[ATX_HISTORY_RUNS + 1];   /* letters (chg_letter()), NUL-ended */
+    uint32_t recent_spec[ATX_HISTORY_RUNS];
 } test_state;
 
 /* A heap entry: the test's order keys, copied, and the test. */
@@ -196,6 +228,19 @@ struct atx_run {
     char *history_path;
     history *hist;
     atx_vec sys_classes;       /* char*: interned system class names */
+
+    /* outcome history and changes (changes.c) */
+    char *plan_key;            /* NULL: "" */
+    char *compare_dir;         /* compare with this results folder, or NULL */
+    chg_outcome *prev;         /* the previous run of the plan, or NULL */
+    size_t nprev;
+    char *prev_label;          /* what prev is, for people */
+    chg_outcome *cur;          /* final outcomes delivered (aggregator thread) */
+    size_t ncur, cur_cap;
+    atx_vec failed_before;     /* char*: tests with a failed attempt delivered */
+    const atx_changes *changes_ref; /* what plugin contexts read (changes) */
+    atx_changes *changes;
+    void *quarantine;          /* quarantine.c's patterns, or NULL */
 
     /* atx_run_report_merge() (merge.c): merge_src*, the runs merged */
     atx_vec sources;

@@ -314,6 +314,7 @@ void atx_run_free(atx_run *run)
         free(run->sys_classes.items[i]);
     atx_vec_release(&run->sys_classes);
     free(run->history_path);
+    atx_run_changes_free(run);
     free(run->hostname);
     free(run->results_dir);
     free(run->run_id);
@@ -390,6 +391,7 @@ static int instantiate(atx_run *run, const atx_plugin_descriptor *d, const char 
                                           : ((const atx_aggregator_vtable *)d->vtable)->create;
     atx_error_clear();
     atx_plugin_ctx_set_secrets(*ctx, &run->secrets);
+    atx_plugin_ctx_set_changes(*ctx, &run->changes_ref);
     r = create(*ctx, state);
     if (r < 0) {
         const char *why = atx_error_last()->message;
@@ -826,6 +828,9 @@ static void journal_batch(atx_run *run, agg_item *list)
 
 static void deliver(atx_run *run, const agg_item *it)
 {
+    /* Quarantine, flake rate, recent outcomes: what the history says. */
+    if (it->kind == AGG_RESULT)
+        atx_run_annotate(run, it->result);
     for (size_t i = 0; i < run->aggs.len; i++) {
         agg_inst *g = run->aggs.items[i];
         int r;
@@ -921,6 +926,8 @@ static void *agg_main(void *arg)
             jr_meta_set(run->jr, "finished", complete ? "1" : "0") < 0 || jr_commit(run->jr) < 0)
             journal_failed(run);
     }
+    /* What changed since the run before: for the reports' end. */
+    atx_run_compare(run);
     for (size_t i = 0; i < run->aggs.len; i++) {
         agg_inst *g = run->aggs.items[i];
         atx_error_clear();
@@ -1307,6 +1314,8 @@ static void estimate(atx_run *run)
         }
         if (r == 0)
             r = hist_each(run->hist, hist_row, run);
+        if (r == 0)
+            r = atx_run_load_outcomes(run);
         if (r < 0) {
             atx_run_logf(run, ATX_LOG_WARNING, "%s; running without it",
                          atx_error_last()->message);
@@ -1334,9 +1343,11 @@ static void history_write(atx_run *run)
             r = hist_record(run->hist, atx_test_name(ts->t), ts->took_class, ts->took_ns);
     }
     if (r == 0)
+        r = atx_run_write_outcomes(run);
+    if (r == 0)
         r = hist_commit(run->hist);
     if (r < 0)
-        atx_run_logf(run, ATX_LOG_WARNING, "%s; durations of this run are not kept",
+        atx_run_logf(run, ATX_LOG_WARNING, "%s; durations and outcomes of this run are not kept",
                      atx_error_last()->message);
 }
 

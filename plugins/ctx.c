@@ -15,6 +15,7 @@ struct atx_plugin_ctx {
     void *log_ud;
     atx_log_level level;
     atx_secrets *secrets;   /* the run's, or NULL */
+    const atx_changes **changes; /* where the run keeps its comparison, or NULL */
 };
 
 int atx_plugin_ctx_new(const char *name, const char *config_json, const char *results_dir,
@@ -189,4 +190,15 @@ int atx_plugin_ctx_add_secret(atx_plugin_ctx *ctx, const char *value)
     if (!ctx || !ctx->secrets)
         return 0;
     return atx_secrets_add(ctx->secrets, value);
+}
+
+void atx_plugin_ctx_set_changes(atx_plugin_ctx *ctx, const atx_changes **changes)
+{
+    if (ctx)
+        ctx->changes = changes;
+}
+
+const atx_changes *atx_plugin_ctx_changes(const atx_plugin_ctx *ctx)
+{
+    return ctx && ctx->changes ? *ctx->changes : NULL;
 }

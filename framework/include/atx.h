@@ -6,6 +6,7 @@
 
 #include "atx/common.h"
 #include "atx/error.h"
+#include "atx/changes.h"
 #include "atx/labels.h"
 #include "atx/log.h"
 #include "atx/plan.h"

@@ -102,6 +102,8 @@ ATX_INTERNAL void atx_strv_free(char **v);
 
 /* Plugin context (plugins/ctx.c). */
 ATX_INTERNAL void atx_plugin_ctx_set_secrets(atx_plugin_ctx *ctx, atx_secrets *secrets);
+/* Where the run keeps its comparison (atx_plugin_ctx_changes()). */
+ATX_INTERNAL void atx_plugin_ctx_set_changes(atx_plugin_ctx *ctx, const atx_changes **changes);
 ATX_INTERNAL int atx_plugin_ctx_new(const char *name, const char *config_json,
                                     const char *results_dir, void *userdata,
                                     atx_log_fn log, void *log_ud, atx_log_level level,

@@ -20,6 +20,9 @@ struct atx_result {
     char *system_id;
     atx_labels *system_labels;
     int exit_code;
+    double flake_rate;     /* -1: unknown */
+    char *recent;          /* recent outcomes, oldest first, or NULL */
+    int quarantined;
     struct {
         char *data;
         size_t len;
@@ -68,6 +71,7 @@ int atx_result_new(const char *test, const char *subtest, atx_result **out)
     r->attempt = 1;
     r->final = 1;
     r->exit_code = ATX_NO_EXIT_CODE;
+    r->flake_rate = -1;
     if (atx_strdup_into(&r->test, test) < 0 || atx_strdup_into(&r->subtest, subtest) < 0) {
         atx_result_unref(r);
         return ATX_ENOMEM;
@@ -96,6 +100,7 @@ void atx_result_unref(atx_result *r)
         free(r->files[i]);
     free(r->files);
     free(r->system_id);
+    free(r->recent);
     atx_labels_free(r->system_labels);
     free(r->out[0].data);
     free(r->out[1].data);
@@ -118,7 +123,10 @@ int atx_result_dup(const atx_result *src, atx_result **out)
     r->started_ns = src->started_ns;
     r->duration_ns = src->duration_ns;
     r->exit_code = src->exit_code;
+    r->flake_rate = src->flake_rate;
+    r->quarantined = src->quarantined;
     if ((e = atx_strdup_into(&r->word, src->word)) < 0 ||
+        (e = atx_strdup_into(&r->recent, src->recent)) < 0 ||
         (e = atx_strdup_into(&r->note, src->note)) < 0 ||
         (e = atx_strdup_into(&r->error_type, src->error_type)) < 0 ||
         (e = atx_result_set_system(r, src->system_id, src->system_labels)) < 0)
@@ -347,3 +355,32 @@ int atx_result_mask(atx_result *r, atx_secrets *s)
     }
     return e;
 }
+
+int atx_result_set_flake_rate(atx_result *r, double rate)
+{
+    if (!r || !(rate == -1 || (rate >= 0 && rate <= 1)))
+        return atx_error_set(ATX_EINVAL, "a flake rate is 0 to 1, or -1");
+    r->flake_rate = rate;
+    return 0;
+}
+
+double atx_result_flake_rate(const atx_result *r) { return r ? r->flake_rate : -1; }
+
+int atx_result_set_recent(atx_result *r, const char *outcomes)
+{
+    if (!r)
+        return atx_error_set(ATX_EINVAL, "no result");
+    return atx_strdup_into(&r->recent, outcomes);
+}
+
+const char *atx_result_recent(const atx_result *r) { return r ? r->recent : NULL; }
+
+int atx_result_set_quarantined(atx_result *r, int quarantined)
+{
+    if (!r)
+        return atx_error_set(ATX_EINVAL, "no result");
+    r->quarantined = quarantined ? 1 : 0;
+    return 0;
+}
+
+int atx_result_quarantined(const atx_result *r) { return r ? r->quarantined : 0; }

@@ -105,6 +105,21 @@ ATX_API int atx_result_exit_code(const atx_result *r);
 ATX_API const char *atx_result_output(const atx_result *r, atx_stream stream,
                                       size_t *len, uint64_t *total);
 
+/*
+ * From the outcome history (atx/changes.h), on a test's final own result:
+ * its flake rate over its recent runs, this one included (0 to 1; -1 when
+ * the history does not know the test), its recent outcomes (oldest first,
+ * this run last: one letter a run, 'P' passed, '+' passed after a failed
+ * attempt, 'F' failed, 'S' skipped, 'X' infrastructure; NULL when unknown),
+ * and whether the run quarantines it (its failure does not fail the run).
+ */
+ATX_API double atx_result_flake_rate(const atx_result *r);
+ATX_API const char *atx_result_recent(const atx_result *r);
+ATX_API int atx_result_quarantined(const atx_result *r);
+ATX_API int atx_result_set_flake_rate(atx_result *r, double rate);
+ATX_API int atx_result_set_recent(atx_result *r, const char *outcomes);
+ATX_API int atx_result_set_quarantined(atx_result *r, int quarantined);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,9 +24,11 @@
 extern "C" {
 #endif
 
-/** The ABI this header describes. The soname major equals ATX_ABI_MAJOR. */
+/** The ABI this header describes. The soname major equals ATX_ABI_MAJOR.
+ *  Minor 2: reboots, bounded copies, closing a control channel, outcome
+ *  history and changes (atx_plugin_ctx_changes(), atx_result_flake_rate()). */
 #define ATX_ABI_MAJOR 1
-#define ATX_ABI_MINOR 1
+#define ATX_ABI_MINOR 2
 
 #define ATX_PLUGIN_ENTRY_SYMBOL "atx_plugin_entry"
 
@@ -79,6 +81,11 @@ ATX_API const struct json_object *atx_plugin_ctx_config(const atx_plugin_ctx *ct
 ATX_API const char *atx_plugin_ctx_name(const atx_plugin_ctx *ctx);
 /** The run's results directory (absolute), or NULL outside a run. */
 ATX_API const char *atx_plugin_ctx_results_dir(const atx_plugin_ctx *ctx);
+/**
+ * The run compared with the previous run of its plan (atx/changes.h), for an
+ * aggregator's `end` (NULL before it, and when there is nothing to compare).
+ */
+ATX_API const struct atx_changes *atx_plugin_ctx_changes(const atx_plugin_ctx *ctx);
 /**
  * A secret the plugin holds (a token, a password, one it got while the run
  * goes): the run masks it as "[MASKED]" wherever test data is written from
