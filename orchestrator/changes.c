@@ -270,6 +270,13 @@ int atx_changes_text(const atx_changes *c, char **out)
 
 /* ---- two results folders ---- */
 
+/* An attempt that failed the test: an infrastructure one (a lost system)
+ * does not make a later pass flaky. */
+static bool failed_attempt(atx_status status)
+{
+    return atx_status_is_failure(status) && status != ATX_STATUS_INFRA;
+}
+
 /* The final results of each test in DIR/results.jsonl (one line each, the
  * test's own; a pass after a failed attempt is flaky). */
 static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
@@ -299,7 +306,7 @@ static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
         bool final = !json_object_object_get_ex(o, "final", &fin) || json_object_get_boolean(fin);
         atx_status status = atx_status_from_word(json_object_get_string(st));
         const char *name = json_object_get_string(t);
-        if (own && !final && atx_status_is_failure(status)) {
+        if (own && !final && failed_attempt(status)) {
             char *s = strdup(name);
             if (!s || atx_vec_push(&failed_before, s) < 0) {
                 free(s);
@@ -592,7 +599,7 @@ void atx_run_annotate(atx_run *run, atx_result *r)
         return;
     if (!atx_result_final(r)) {
         char *s;
-        if (atx_status_is_failure(st) && !listed(&run->failed_before, test) &&
+        if (failed_attempt(st) && !listed(&run->failed_before, test) &&
             (!(s = strdup(test)) || atx_vec_push(&run->failed_before, s) < 0))
             free(s);
         return;
