@@ -1306,6 +1306,7 @@ static int hist_row(void *ud, const char *name, const char *cls, int64_t ns)
 static void estimate(atx_run *run)
 {
     if (run->history_path) {
+        int64_t t0 = atx_now_ns();
         int r = hist_open(run->history_path, &run->hist);
         for (size_t i = 0; r == 0 && i < run->provs.len; i++) {
             prov_inst *p = run->provs.items[i];
@@ -1316,6 +1317,10 @@ static void estimate(atx_run *run)
             r = hist_each(run->hist, hist_row, run);
         if (r == 0)
             r = atx_run_load_outcomes(run);
+        if (r == 0)
+            atx_run_logf(run, ATX_LOG_DEBUG, "history %s read in %.1f ms (%zu outcomes of the "
+                         "plan's previous run)", run->history_path,
+                         (double)(atx_now_ns() - t0) / ATX_NSEC_PER_MSEC, run->nprev);
         if (r < 0) {
             atx_run_logf(run, ATX_LOG_WARNING, "%s; running without it",
                          atx_error_last()->message);
