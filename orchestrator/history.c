@@ -245,11 +245,15 @@ int hist_plan_prune(history *h, const char *plan)
 {
     static const char *const sql[] = {
         /* The plan's runs past its last ATX_HISTORY_RUNS, then the oldest of
-         * all past HIST_RUNS_MAX; their outcomes with them. */
-        "DELETE FROM runs WHERE plan = ?1 AND id NOT IN "
-        "(SELECT id FROM runs WHERE plan = ?1 ORDER BY id DESC LIMIT ?2)",
-        "DELETE FROM runs WHERE id NOT IN (SELECT id FROM runs ORDER BY id DESC LIMIT ?3)",
-        "DELETE FROM outcomes WHERE run NOT IN (SELECT id FROM runs)",
+         * all past HIST_RUNS_MAX, their outcomes first (by the key's prefix:
+         * no scan of the rest). */
+        "DELETE FROM outcomes WHERE run IN "
+        "(SELECT id FROM runs WHERE plan = ?1 ORDER BY id DESC LIMIT -1 OFFSET ?2)",
+        "DELETE FROM runs WHERE id IN "
+        "(SELECT id FROM runs WHERE plan = ?1 ORDER BY id DESC LIMIT -1 OFFSET ?2)",
+        "DELETE FROM outcomes WHERE run IN "
+        "(SELECT id FROM runs ORDER BY id DESC LIMIT -1 OFFSET ?3)",
+        "DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id DESC LIMIT -1 OFFSET ?3)",
     };
     for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
         sqlite3_stmt *st;
