@@ -34,8 +34,8 @@ static const char *const statements[ST_COUNT] = {
                    "VALUES (?1, ?2, ?3, ?4)",
     [ST_RESULT] = "INSERT INTO results(test, subtest, status, note, error_type, attempt, final, "
                   "started_ns, duration_ns, system, exit_code, files, out, out_total, "
-                  "err, err_total, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
-                  "?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                  "err, err_total, outcome, flake_rate, recent, quarantined) VALUES (?1, ?2, ?3, "
+                  "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
     [ST_SYSTEM] = "INSERT OR IGNORE INTO systems(id, labels) VALUES (?1, ?2)",
 };
 
@@ -52,7 +52,15 @@ static const char schema[] =
     " subtest TEXT, status TEXT NOT NULL, note TEXT, error_type TEXT, attempt INTEGER NOT NULL,"
     " final INTEGER NOT NULL, started_ns INTEGER, duration_ns INTEGER, system TEXT,"
     " exit_code INTEGER, files BLOB, out BLOB, out_total INTEGER, err BLOB, err_total INTEGER,"
-    " outcome TEXT);";
+    " outcome TEXT, flake_rate REAL, recent TEXT, quarantined INTEGER);";
+
+/* Columns added since the first journals: what the outcome history said of
+ * a result (atx_run_annotate()), so `atx report` shows it as the run did. */
+static const char *const added_columns[][2] = {
+    { "flake_rate", "REAL" },
+    { "recent", "TEXT" },
+    { "quarantined", "INTEGER" },
+};
 
 struct journal {
     sqlite3 *db;
@@ -109,6 +117,26 @@ static int exec_sql(journal *j, const char *sql)
 {
     int rc = sqlite3_exec(j->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : db_error(j, rc, "cannot write");
+}
+
+/* A journal of an older atx (resumed or reported on) gets the columns it lacks. */
+static int add_columns(journal *j)
+{
+    for (size_t i = 0; i < ATX_ARRAY_SIZE(added_columns); i++) {
+        char sql[128];
+        sqlite3_stmt *st = NULL;
+        snprintf(sql, sizeof(sql), "SELECT %s FROM results LIMIT 0", added_columns[i][0]);
+        if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_finalize(st);
+            continue;
+        }
+        snprintf(sql, sizeof(sql), "ALTER TABLE results ADD COLUMN %s %s", added_columns[i][0],
+                 added_columns[i][1]);
+        int r = exec_sql(j, sql);
+        if (r < 0)
+            return r;
+    }
+    return 0;
 }
 
 int jr_open(const char *dir, int mode, journal **out)
@@ -169,7 +197,7 @@ int jr_open(const char *dir, int mode, journal **out)
     if ((r = exec_sql(j, "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
                          "PRAGMA synchronous=NORMAL;")) < 0 ||
         (r = exec_sql(j, "BEGIN IMMEDIATE")) < 0 || (r = exec_sql(j, schema)) < 0 ||
-        (r = exec_sql(j, "COMMIT")) < 0) {
+        (r = add_columns(j)) < 0 || (r = exec_sql(j, "COMMIT")) < 0) {
         jr_close(j);
         return r;
     }
@@ -367,6 +395,11 @@ int jr_result(journal *j, int64_t test, const atx_result *r, const char *outcome
         sqlite3_bind_int64(st, 14 + 2 * s, (sqlite3_int64)total);
     }
     sqlite3_bind_text(st, 17, outcome, -1, SQLITE_STATIC);
+    if (atx_result_flake_rate(r) >= 0)
+        sqlite3_bind_double(st, 18, atx_result_flake_rate(r));
+    sqlite3_bind_text(st, 19, atx_result_recent(r), -1, SQLITE_STATIC);
+    if (atx_result_quarantined(r))
+        sqlite3_bind_int(st, 20, 1);
     e = step_done(j, st);
     free(files);
     return e;
@@ -538,8 +571,8 @@ int jr_each_result(journal *j, int64_t max_seq, const jr_rebase *rb,
     if ((r = prepare(j,
                      "SELECT t.name, r.subtest, r.status, r.note, r.error_type, r.attempt, "
                      "r.final, r.started_ns, r.duration_ns, r.system, s.labels, r.exit_code, "
-                     "r.files, r.out, r.out_total, r.err, r.err_total "
-                     "FROM results r JOIN tests t ON t.id = r.test "
+                     "r.files, r.out, r.out_total, r.err, r.err_total, r.flake_rate, "
+                     "r.recent, r.quarantined FROM results r JOIN tests t ON t.id = r.test "
                      "LEFT JOIN systems s ON s.id = r.system WHERE r.seq <= ?1 "
                      "ORDER BY r.seq",
                      &st)) < 0)
@@ -593,6 +626,13 @@ int jr_each_result(journal *j, int64_t max_seq, const jr_rebase *rb,
                                       (size_t)sqlite3_column_bytes(st, 13 + 2 * s),
                                       (uint64_t)sqlite3_column_int64(st, 14 + 2 * s));
         }
+        double rate = sqlite3_column_double(st, 17);
+        if (r == 0 && sqlite3_column_type(st, 17) != SQLITE_NULL && rate >= 0 && rate <= 1)
+            r = atx_result_set_flake_rate(res, rate);
+        if (r == 0 && col_text(st, 18))
+            r = atx_result_set_recent(res, col_text(st, 18));
+        if (r == 0 && sqlite3_column_int(st, 19))
+            r = atx_result_set_quarantined(res, 1);
         if (r < 0) {
             atx_result_unref(res);
             break;

@@ -828,9 +828,6 @@ static void journal_batch(atx_run *run, agg_item *list)
 
 static void deliver(atx_run *run, const agg_item *it)
 {
-    /* Quarantine, flake rate, recent outcomes: what the history says. */
-    if (it->kind == AGG_RESULT)
-        atx_run_annotate(run, it->result);
     for (size_t i = 0; i < run->aggs.len; i++) {
         agg_inst *g = run->aggs.items[i];
         int r;
@@ -850,6 +847,9 @@ static int replay_one(void *ud, atx_result *r)
 {
     atx_run *run = ud;
     agg_item it = { .kind = AGG_RESULT, .result = r };
+    /* What the journal kept of the history stands unless this run has a
+     * history to say it again (a resumed run). */
+    atx_run_annotate(run, r);
     deliver(run, &it);
     atx_result_unref(r);
     pthread_mutex_lock(&run->mu);
@@ -896,6 +896,11 @@ static void *agg_main(void *arg)
         pthread_mutex_unlock(&run->agg_mu);
         if (!list)
             break;
+        /* Quarantine, flake rate, recent outcomes: what the history says,
+         * journaled with the result so `atx report` shows them too. */
+        for (agg_item *it = list; it; it = it->next)
+            if (it->kind == AGG_RESULT)
+                atx_run_annotate(run, it->result);
         if (run->jr && !run->jr_failed && !run->reporting)
             journal_batch(run, list);
         size_t batch = 0;

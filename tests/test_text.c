@@ -398,6 +398,36 @@ static void test_seconds(void **state)
     expect_seconds(INT64_MIN, "0.000");
 }
 
+/* ---- atx_text_rate ---- */
+
+static void expect_rate(double rate, const char *want)
+{
+    char buf[8];
+
+    memset(buf, 'z', sizeof(buf));
+    atx_text_rate(rate, buf);
+    assert_string_equal(buf, want);
+}
+
+static void test_rate(void **state)
+{
+    (void)state;
+    expect_rate(0, "0");
+    expect_rate(1, "1");
+    expect_rate(0.5, "0.5");
+    expect_rate(2.0 / 3, "0.667");
+    expect_rate(1.0 / 3, "0.333");
+    expect_rate(0.02, "0.02");
+    expect_rate(0.125, "0.125");
+    expect_rate(0.0004, "0");
+    expect_rate(0.9996, "1");
+    expect_rate(0.999, "0.999");
+    /* Clamped: never negative, never past 1, NaN is 0. */
+    expect_rate(-1, "0");
+    expect_rate(7, "1");
+    expect_rate(0.0 / 0.0, "0");
+}
+
 /* ---- atx_duration_parse ---- */
 
 static void expect_duration(const char *text, int64_t want)
@@ -643,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_name_path),
         cmocka_unit_test(test_name_path_injective),
         cmocka_unit_test(test_seconds),
+        cmocka_unit_test(test_rate),
         cmocka_unit_test(test_duration_parse),
         cmocka_unit_test(test_duration_parse_bad),
         cmocka_unit_test(test_capture_under_cap),

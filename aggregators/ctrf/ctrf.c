@@ -352,8 +352,16 @@ static json_object *entry_json(const atx_result *r, json_object *attempt, record
         json_object_object_add(e, "suite", v);
     json_object_object_add(e, "retries", json_object_new_int(atx_result_attempt(r) - 1));
     if (!atx_result_subtest(r)) {
-        bool flaky = rec && rec->failed_before && ctrf_class(r) == C_PASSED;
+        /* Flaky: passed after a failed attempt now, or flaked before (the
+         * history's flake rate over its recent runs). */
+        double rate = atx_result_flake_rate(r);
+        bool flaky = (rec && rec->failed_before && ctrf_class(r) == C_PASSED) || rate > 0;
         json_object_object_add(e, "flaky", json_object_new_boolean(flaky));
+        if (rate >= 0) {
+            char num[8];
+            atx_text_rate(rate, num);
+            json_object_object_add(extra, "flake_rate", json_object_new_double_s(rate, num));
+        }
         if (rec && json_object_array_length(rec->attempts))
             json_object_object_add(e, "retryAttempts", json_object_get(rec->attempts));
     } else {
@@ -361,6 +369,8 @@ static json_object *entry_json(const atx_result *r, json_object *attempt, record
         json_object_object_add(extra, "subtest", str(atx_result_subtest(r)));
     }
     json_object_object_add(extra, "attempt", json_object_new_int(atx_result_attempt(r)));
+    json_object_object_add(extra, "quarantined",
+                           json_object_new_boolean(atx_result_quarantined(r)));
     json_object_object_add(e, "extra", extra);
     json_object_put(attempt);
     return e;

@@ -12,11 +12,16 @@
  *
  * No "<" reaches the JSON element raw (it is written as \u003c), so no test
  * output can end the element early ("</script>") or open a comment in it.
+ *
+ * What changed since the run before (atx_plugin_ctx_changes()) is written as
+ * HTML at the top of the page, readable without JavaScript; each test it
+ * names links to its row (#test=NAME) when the page has one.
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
 #include <atx/plugin/report.h>
 #include <atx/plugin/text.h>
+#include <atx/changes.h>
 #include <atx/test.h>
 
 #include <errno.h>
@@ -41,6 +46,8 @@ extern const size_t atx_html_page_size;
 #define REPORT_OUTPUT_BUDGET (20 * 1024 * 1024)
 #define MIN_OUTPUT 2048
 #define MAX_NOTE 16384
+/* Tests named per kind of change; past it, how many more. */
+#define CHANGES_SHOWN 200
 
 /* Strings interned to dense indices: an open-addressing hash of indices. */
 typedef struct strset {
@@ -144,6 +151,17 @@ static int strset_intern(strset *s, const char *key, size_t *index)
         return atx_error_set(ATX_ENOMEM, "out of memory");
     s->slots[j] = (uint32_t)(s->n + 1);
     *index = s->n++;
+    return 0;
+}
+
+/* The index of key + 1, or 0 when it is not in the set. */
+static size_t strset_find(const strset *s, const char *key)
+{
+    if (!s->nslots)
+        return 0;
+    for (size_t j = hash_str(key) & (s->nslots - 1); s->slots[j]; j = (j + 1) & (s->nslots - 1))
+        if (strcmp(s->items[s->slots[j] - 1], key) == 0)
+            return s->slots[j];
     return 0;
 }
 
@@ -430,6 +448,17 @@ static json_object *result_json(html_state *s, const atx_result *r)
             json_object_array_add(files, str(atx_result_file(r, i)));
         json_object_object_add(o, "files", files);
     }
+    /* From the outcome history: only what is known, to keep the data small. */
+    if (atx_result_flake_rate(r) >= 0) {
+        char num[8];
+        atx_text_rate(atx_result_flake_rate(r), num);
+        json_object_object_add(o, "flake_rate",
+                               json_object_new_double_s(atx_result_flake_rate(r), num));
+    }
+    if (atx_result_recent(r))
+        json_object_object_add(o, "recent", str(atx_result_recent(r)));
+    if (atx_result_quarantined(r))
+        json_object_object_add(o, "quarantined", json_object_new_boolean(1));
     bool failure = atx_status_is_failure(atx_result_status(r));
     add_output(s, o, r, ATX_STREAM_STDOUT, "stdout", failure);
     add_output(s, o, r, ATX_STREAM_STDERR, "stderr", failure);
@@ -524,6 +553,90 @@ static void write_html_text(FILE *f, const char *t)
         }
     }
     free(clean);
+}
+
+/* ---- what changed since the run before ---- */
+
+static const char *const change_words[ATX_CHANGE_KINDS] = {
+    [ATX_CHANGE_NEW_FAILURE] = "new failures", [ATX_CHANGE_FIXED] = "fixed",
+    [ATX_CHANGE_STILL_FAILING] = "still failing", [ATX_CHANGE_NEW_TEST] = "new tests",
+    [ATX_CHANGE_REMOVED] = "removed", [ATX_CHANGE_NEWLY_FLAKY] = "newly flaky",
+    [ATX_CHANGE_SLOWER] = "slower",
+};
+
+/* A test named by the comparison: a link to its row (#test=NAME, the name
+ * percent-encoded as encodeURIComponent does) when the page has one. */
+static void write_change_test(html_state *s, FILE *f, atx_change kind, size_t i)
+{
+    const char *test = atx_changes_test(atx_plugin_ctx_changes(s->ctx), kind, i);
+    size_t k = strset_find(&s->tests, test);
+    char *clean = NULL;
+
+    if (k && s->info[k - 1].first &&
+        atx_text_clean(test, strlen(test), ATX_TEXT_STRIP_ANSI, &clean, NULL) == 0) {
+        fputs("<a class=\"chg-test\" href=\"#test=", f);
+        for (const unsigned char *p = (const unsigned char *)clean; *p; p++) {
+            if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                (*p >= '0' && *p <= '9') || strchr("-_.!~*'()", *p))
+                fputc(*p, f);
+            else
+                fprintf(f, "%%%02X", *p);
+        }
+        fputs("\">", f);
+        write_html_text(f, test);
+        fputs("</a>", f);
+    } else {
+        fputs("<span class=\"chg-test\">", f);
+        write_html_text(f, test);
+        fputs("</span>", f);
+    }
+    free(clean);
+    int64_t now, usual;
+    if (kind == ATX_CHANGE_SLOWER &&
+        atx_changes_slower(atx_plugin_ctx_changes(s->ctx), i, &now, &usual) == 0) {
+        char a[32], b[32];
+        atx_text_seconds(now, a);
+        atx_text_seconds(usual, b);
+        fprintf(f, " <span class=\"kv\">%s s, usually %s s</span>", a, b);
+    }
+}
+
+/* The changes section: what the run was compared with, a count per kind,
+ * then the tests of each kind that has any. Nothing when there was nothing
+ * to compare. */
+static void write_changes(html_state *s, FILE *f)
+{
+    const atx_changes *c = atx_plugin_ctx_changes(s->ctx);
+
+    if (!c)
+        return;
+    const char *base = atx_changes_baseline(c);
+    fputs("<section class=\"changes\" id=\"changes\">\n<h2>Changes since ", f);
+    write_html_text(f, base ? base : "the run before");
+    fputs("</h2>\n<div class=\"chg-counts\">", f);
+    for (int k = 0; k < ATX_CHANGE_KINDS; k++) {
+        size_t n = atx_changes_count(c, (atx_change)k);
+        bool bad = n && (k == ATX_CHANGE_NEW_FAILURE || k == ATX_CHANGE_NEWLY_FLAKY);
+        fprintf(f, "<span class=\"chg-count%s\" data-kind=\"%s\"><b>%zu</b> %s</span>",
+                bad ? " bad" : "", atx_change_name((atx_change)k), n, change_words[k]);
+    }
+    fputs("</div>\n", f);
+    for (int k = 0; k < ATX_CHANGE_KINDS; k++) {
+        size_t n = atx_changes_count(c, (atx_change)k);
+        if (!n)
+            continue;
+        fprintf(f, "<div class=\"chg-kind\" data-kind=\"%s\"><span class=\"chg-label\">%s"
+                   "</span> ", atx_change_name((atx_change)k), change_words[k]);
+        for (size_t i = 0; i < n && i < CHANGES_SHOWN; i++) {
+            if (i)
+                fputs(", ", f);
+            write_change_test(s, f, (atx_change)k, i);
+        }
+        if (n > CHANGES_SHOWN)
+            fprintf(f, " <span class=\"kv\">and %zu more</span>", n - CHANGES_SHOWN);
+        fputs("</div>\n", f);
+    }
+    fputs("</section>\n", f);
 }
 
 static int write_obj(FILE *f, json_object *o, bool drop_last)
@@ -642,7 +755,7 @@ out:
     return r;
 }
 
-/* The template with @TITLE@ and @DATA@ filled in. */
+/* The template with @TITLE@, @CHANGES@ and @DATA@ filled in. */
 static int write_page(html_state *s, FILE *f, const atx_summary *sum)
 {
     const char *p = atx_html_page, *end = atx_html_page + atx_html_page_size;
@@ -664,6 +777,9 @@ static int write_page(html_state *s, FILE *f, const atx_summary *sum)
         if ((size_t)(end - p) >= 7 && memcmp(p, "@TITLE@", 7) == 0) {
             write_html_text(f, title);
             p += 7;
+        } else if ((size_t)(end - p) >= 9 && memcmp(p, "@CHANGES@", 9) == 0) {
+            write_changes(s, f);
+            p += 9;
         } else if ((size_t)(end - p) >= 6 && memcmp(p, "@DATA@", 6) == 0) {
             if ((r = write_data(s, f, sum)) < 0)
                 return r;

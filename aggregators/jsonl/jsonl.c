@@ -126,6 +126,18 @@ static int jsonl_result(void *state, const atx_result *r)
     for (size_t i = 0; i < atx_result_file_count(r); i++)
         json_object_array_add(files, str(atx_result_file(r, i)));
     json_object_object_add(o, "files", files);
+    /* From the outcome history, on every line: known only on a test's final
+     * own result (null elsewhere and for tests the history does not know). */
+    double rate = atx_result_flake_rate(r);
+    json_object *fr = NULL;
+    if (rate >= 0) {
+        char num[8];
+        atx_text_rate(rate, num);
+        fr = json_object_new_double_s(rate, num);
+    }
+    json_object_object_add(o, "flake_rate", fr);
+    json_object_object_add(o, "recent", str(atx_result_recent(r)));
+    json_object_object_add(o, "quarantined", json_object_new_boolean(atx_result_quarantined(r)));
     if (s->output) {
         static const char *const names[] = { "stdout", "stderr" };
         for (int i = 0; i < 2; i++) {

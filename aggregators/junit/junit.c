@@ -1,10 +1,19 @@
 /*
- * junit: a JUnit XML report every CI reads (the strict profile of JUNIT.md).
+ * junit: a JUnit XML report every CI reads (the strict profile of JUNIT.md,
+ * or on request the extended one, with testcase properties).
  *
  * Memory stays bounded on long runs: a test's testcase elements are written
  * to a spool file as soon as its final attempt is complete; at the end the
  * report is assembled in a temporary file next to the target (header with
  * the counts, then the spooled testcases) and renamed into place.
+ *
+ * What the outcome history says of a test (flake rate, quarantine) goes in
+ * properties. No schema a consumer checks allows properties in a testcase
+ * (xUnit's, Surefire's, Ant's), so the strict profile puts them in the
+ * suite's, one per test and fact, named after the test, and only for tests
+ * that flaked or are quarantined, to keep the header small; the extended
+ * profile puts them in each testcase, where GitLab and GitHub's actions
+ * read them.
  */
 #define _GNU_SOURCE 1
 #include <atx/plugin/aggregator.h>
@@ -52,6 +61,10 @@ typedef struct junit_state {
      * addressing), so 100,000 testcases cost no more than 100 per test */
     char **pairs;
     size_t npairs, pairs_cap;   /* pairs_cap: a power of two, or 0 */
+    bool extended;           /* properties in testcases */
+    /* strict: the suite's per-test properties, name then value, in order */
+    char **props;
+    size_t nprops, props_cap;
 } junit_state;
 
 static void record_free(record *r)
@@ -67,8 +80,8 @@ static void record_free(record *r)
 
 static int junit_create(atx_plugin_ctx *ctx, void **out)
 {
-    static const char *const keys[] = { "path", "suite", "max_output", NULL };
-    const char *path = "junit.xml", *suite = "atx";
+    static const char *const keys[] = { "path", "suite", "max_output", "profile", NULL };
+    const char *path = "junit.xml", *suite = "atx", *profile = "strict";
     int64_t max_output = DEFAULT_MAX_OUTPUT;
     junit_state *s;
     int r;
@@ -76,8 +89,12 @@ static int junit_create(atx_plugin_ctx *ctx, void **out)
     if ((r = atx_plugin_config_check_keys(ctx, keys)) < 0 ||
         (r = atx_plugin_config_string(ctx, "path", &path)) < 0 ||
         (r = atx_plugin_config_string(ctx, "suite", &suite)) < 0 ||
-        (r = atx_plugin_config_int(ctx, "max_output", &max_output)) < 0)
+        (r = atx_plugin_config_int(ctx, "max_output", &max_output)) < 0 ||
+        (r = atx_plugin_config_string(ctx, "profile", &profile)) < 0)
         return r;
+    if (strcmp(profile, "strict") != 0 && strcmp(profile, "extended") != 0)
+        return atx_error_set(ATX_EINVAL, "junit: 'profile' is \"strict\" or \"extended\", "
+                             "not \"%.100s\"", profile);
     if (max_output < 0)
         return atx_error_set(ATX_EINVAL, "junit: 'max_output' must not be negative");
     if (!*suite)
@@ -88,6 +105,7 @@ static int junit_create(atx_plugin_ctx *ctx, void **out)
     s->ctx = ctx;
     s->suite = suite;
     s->max_output = (size_t)max_output;
+    s->extended = strcmp(profile, "extended") == 0;
     if ((r = atx_report_path(ctx, path, s->path, sizeof(s->path))) < 0) {
         free(s);
         return r;
@@ -110,6 +128,9 @@ static void junit_destroy(void *state)
     for (size_t i = 0; i < s->pairs_cap; i++)
         free(s->pairs[i]);
     free(s->pairs);
+    for (size_t i = 0; i < s->nprops; i++)
+        free(s->props[i]);
+    free(s->props);
     free(s);
 }
 
@@ -360,6 +381,75 @@ static void unique_pair(junit_state *s, char **name, const char *cls)
     }
 }
 
+/* ---- what the outcome history says ---- */
+
+/* A suite property for the strict profile (name and value taken). */
+static int suite_prop(junit_state *s, char *name, char *value)
+{
+    if (name && value && s->nprops + 2 > s->props_cap) {
+        size_t cap = s->props_cap ? s->props_cap * 2 : 16;
+        char **p = realloc(s->props, cap * sizeof(*p));
+        if (p) {
+            s->props = p;
+            s->props_cap = cap;
+        }
+    }
+    if (!name || !value || s->nprops + 2 > s->props_cap) {
+        free(name);
+        free(value);
+        return atx_error_set(ATX_ENOMEM, "out of memory");
+    }
+    s->props[s->nprops++] = name;
+    s->props[s->nprops++] = value;
+    return 0;
+}
+
+static void write_prop(xmlTextWriterPtr w, const char *name, const char *value)
+{
+    xmlTextWriterStartElement(w, BAD_CAST "property");
+    write_attr(w, "name", name);
+    write_attr(w, "value", value);
+    xmlTextWriterEndElement(w);
+}
+
+/* The flake rate (on a test's final own result, when the history knows the
+ * test) and the quarantine: the testcase's properties, first in it
+ * (extended profile), else the suite's for a test that flaked or is
+ * quarantined. */
+static int history_props(junit_state *s, xmlTextWriterPtr w, const atx_result *r)
+{
+    double rate = atx_result_subtest(r) ? -1 : atx_result_flake_rate(r);
+    bool quarantined = atx_result_quarantined(r);
+    char num[8], *name;
+    int e = 0;
+
+    if (rate >= 0)
+        atx_text_rate(rate, num);
+    if (s->extended) {
+        if (rate < 0 && !quarantined)
+            return 0;
+        xmlTextWriterStartElement(w, BAD_CAST "properties");
+        if (rate >= 0)
+            write_prop(w, "flake_rate", num);
+        if (quarantined)
+            write_prop(w, "quarantined", "true");
+        xmlTextWriterEndElement(w);
+        return 0;
+    }
+    /* One per test: its subtests' testcases share the test's. */
+    if (atx_result_subtest(r))
+        return 0;
+    if (rate > 0)
+        e = suite_prop(s, asprintf(&name, "atx.flake_rate:%s", atx_result_test(r)) < 0 ? NULL
+                                                                                       : name,
+                       strdup(num));
+    if (e == 0 && quarantined)
+        e = suite_prop(s, asprintf(&name, "atx.quarantined:%s", atx_result_test(r)) < 0 ? NULL
+                                                                                         : name,
+                       strdup("true"));
+    return e;
+}
+
 /* Whether an earlier attempt becomes a flaky* or rerun* element: a failed
  * attempt of a test that did not end skipped. */
 static bool attempt_shown(kind final, const atx_result *e)
@@ -369,19 +459,20 @@ static bool attempt_shown(kind final, const atx_result *e)
 }
 
 /* One testcase: the final result r, and earlier attempts of the same test. */
-static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result *r,
+static int write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result *r,
                            const atx_result *const *earlier, size_t nearlier)
 {
     char *cls = NULL, *name = NULL;
     char secs[32];
     kind k = kind_of(r);
     size_t shown = 1, max = s->max_output;
+    int rc;
 
     split_name(atx_result_test(r), atx_result_subtest(r), s->suite, &cls, &name);
     if (!cls || !name) {
         free(cls);
         free(name);
-        return;
+        return atx_error_set(ATX_ENOMEM, "out of memory");
     }
     unique_pair(s, &name, cls);
     atx_text_seconds(atx_result_duration(r), secs);
@@ -389,6 +480,7 @@ static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result 
     write_attr(w, "name", name);
     write_attr(w, "classname", cls);
     xmlTextWriterWriteAttribute(w, BAD_CAST "time", BAD_CAST secs);
+    rc = history_props(s, w, r);
     s->tests++;
     if (k == K_FAILURE || k == K_ERROR) {
         xmlTextWriterStartElement(w, BAD_CAST(k == K_FAILURE ? "failure" : "error"));
@@ -436,6 +528,7 @@ static void write_testcase(junit_state *s, xmlTextWriterPtr w, const atx_result 
     xmlTextWriterEndElement(w);
     free(cls);
     free(name);
+    return rc;
 }
 
 /* Write a finished test's testcases to the spool. */
@@ -456,14 +549,14 @@ static int flush_record(junit_state *s, record *rec)
         if (!atx_result_subtest(x) && !atx_result_final(x))
             earlier[nearlier++] = x;
     }
-    for (size_t i = 0; i < rec->n; i++) {
+    for (size_t i = 0; i < rec->n && r == 0; i++) {
         const atx_result *x = rec->results[i];
         if (!atx_result_final(x))
             continue;
         if (atx_result_subtest(x))
-            write_testcase(s, w, x, NULL, 0);
+            r = write_testcase(s, w, x, NULL, 0);
         else
-            write_testcase(s, w, x, earlier, nearlier);
+            r = write_testcase(s, w, x, earlier, nearlier);
     }
     xmlTextWriterFlush(w);
     if (fwrite(xmlBufferContent(buf), 1, (size_t)xmlBufferLength(buf), s->spool) !=
@@ -610,6 +703,8 @@ static int junit_end(void *state, const atx_summary *sum)
     xmlTextWriterWriteAttribute(w, BAD_CAST "name", BAD_CAST "atx.run_id");
     write_attr(w, "value", s->run_id);
     xmlTextWriterEndElement(w);
+    for (size_t i = 0; i + 1 < s->nprops; i += 2)
+        write_prop(w, s->props[i], s->props[i + 1]);
     xmlTextWriterEndElement(w);
     xmlTextWriterWriteRaw(w, BAD_CAST "\n");
 

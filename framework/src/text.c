@@ -144,6 +144,20 @@ void atx_text_seconds(int64_t ns, char buf[32])
     snprintf(buf, 32, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
 }
 
+void atx_text_rate(double rate, char buf[8])
+{
+    /* Thousandths from an integer: no locale, no binary-float noise. */
+    int k = !(rate > 0) ? 0 : rate >= 1 ? 1000 : (int)(rate * 1000 + 0.5);
+    if (k % 1000 == 0) {
+        snprintf(buf, 8, "%d", k / 1000);
+        return;
+    }
+    int frac = k % 1000, digits = 3;
+    for (; frac % 10 == 0; frac /= 10)
+        digits--;
+    snprintf(buf, 8, "0.%0*d", digits, frac);
+}
+
 void atx_text_utc(int64_t wall_ns, int zulu, char buf[32])
 {
     time_t t = (time_t)(wall_ns / ATX_NSEC_PER_SEC);

@@ -26,7 +26,8 @@ extern "C" {
 
 /** The ABI this header describes. The soname major equals ATX_ABI_MAJOR.
  *  Minor 2: reboots, bounded copies, closing a control channel, outcome
- *  history and changes (atx_plugin_ctx_changes(), atx_result_flake_rate()). */
+ *  history and changes (atx_plugin_ctx_changes(), atx_result_flake_rate(),
+ *  atx_text_rate()). */
 #define ATX_ABI_MAJOR 1
 #define ATX_ABI_MINOR 2
 

@@ -34,6 +34,13 @@ ATX_API size_t atx_text_utf8_floor(const char *data, size_t len, size_t max);
 /** Format an ns duration as seconds with three decimals ("12.345"), no locale. */
 ATX_API void atx_text_seconds(int64_t ns, char buf[32]);
 
+/**
+ * Format a share from 0 to 1 (a flake rate) with at most three decimals and
+ * no trailing zeros ("0", "0.5", "0.667", "1"), rounded, no locale; a value
+ * outside 0..1 is clamped. Since ABI 1.2.
+ */
+ATX_API void atx_text_rate(double rate, char buf[8]);
+
 /** Format a wall-clock instant as UTC "YYYY-MM-DDTHH:MM:SS" (+ "Z" if @p zulu). */
 ATX_API void atx_text_utc(int64_t wall_ns, int zulu, char buf[32]);
 
