@@ -1078,11 +1078,73 @@ static void raise_open_files(void)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* A path as the plan key holds it: its real path (a link or "./" does not
+ * make another plan), else absolute. */
+static void put_real(FILE *f, const char *path)
+{
+    char *real = realpath(path, NULL);
+    char *abs = real ? NULL : absolute(path);
+    fprintf(f, "%s\n", real ? real : abs ? abs : path);
+    free(real);
+    free(abs);
+}
+
+/* What identifies the plan across nights in the outcome history (a run is
+ * compared with the previous run of the same key): the plan file's real
+ * path, the PATHs' real paths in order, then the options that choose the
+ * tests, one a line. A resumed run parses the same options in the same
+ * folder, so it gets the same key. NULL when out of memory. */
+static char *plan_key(const options *o)
+{
+    char *key = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&key, &len);
+
+    if (!f)
+        return NULL;
+    if (o->plan)
+        put_real(f, o->plan);
+    for (int i = 0; i < o->npaths_args; i++)
+        put_real(f, o->paths[i]);
+    if (o->fmf_plan)
+        fprintf(f, "--fmf-plan %s\n", o->fmf_plan);
+    if (o->filter)
+        fprintf(f, "--filter %s\n", o->filter);
+    for (size_t i = 0; o->names && i < json_object_array_length(o->names); i++)
+        fprintf(f, "--test %s\n", json_object_get_string(json_object_array_get_idx(o->names, i)));
+    if (o->context) {
+        /* -c a=1 -c b=2 is the same context as -c b=2 -c a=1. */
+        size_t n = (size_t)json_object_object_length(o->context), k = 0;
+        const char **keys = calloc(n + 1, sizeof(*keys));
+        json_object_object_foreach(o->context, ck, cv) {
+            (void)cv;
+            if (keys)
+                keys[k++] = ck;
+        }
+        if (keys)
+            qsort(keys, k, sizeof(*keys), cmp_str);
+        for (size_t i = 0; i < k; i++) {
+            json_object *v = json_object_object_get(o->context, keys[i]);
+            fprintf(f, "-c %s=%s\n", keys[i], json_object_get_string(v));
+        }
+        free(keys);
+    }
+    if (o->shard_n)
+        fprintf(f, "--shard %u/%u\n", o->shard_k, o->shard_n);
+    if (fclose(f) != 0) {
+        free(key);
+        return NULL;
+    }
+    if (len && key[len - 1] == '\n')
+        key[len - 1] = '\0';
+    return key;
+}
+
 static int cmd_run(options *o)
 {
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
-    char results[PATH_MAX], **reports = NULL, **keep = NULL, *hist = NULL;
+    char results[PATH_MAX], **reports = NULL, **keep = NULL, *hist = NULL, *key = NULL;
     atx_summary sum;
     int rc;
 
@@ -1108,6 +1170,8 @@ static int cmd_run(options *o)
         atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
         (!o->resume && keep_invocation(o, run) < 0) ||
         (hist && atx_run_set_history(run, hist) < 0) ||
+        (!(key = plan_key(o)) ? atx_error_set(ATX_ENOMEM, "out of memory")
+                              : atx_run_set_plan_key(run, key)) < 0 ||
         (o->shard_n && atx_run_set_shard(run, o->shard_k, o->shard_n) < 0) ||
         (o->password && atx_run_add_secret(run, o->password) < 0) ||
         (o->bud && cli_bud_add(run, &o->budo) < 0)) {
@@ -1141,6 +1205,7 @@ out:
     free_strv(reports);
     free_strv(keep);
     free(hist);
+    free(key);
     return rc;
 }
 
