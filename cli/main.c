@@ -251,6 +251,7 @@ typedef struct options {
     unsigned shard_k, shard_n; /* --shard K/N; 0/0 none */
     const char *resume;
     const char *merge;  /* atx report --merge OUT */
+    const char *compare;    /* the results folder to compare with */
     const char *history;
     bool no_history;
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
@@ -293,7 +294,8 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE,
+           O_COMPARE };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -319,6 +321,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "max-running", required_argument, NULL, O_MAXRUN },
         { "shard", required_argument, NULL, O_SHARD },
         { "merge", required_argument, NULL, O_MERGE },
+        { "compare", required_argument, NULL, O_COMPARE },
         { "bud", no_argument, NULL, O_BUD },
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "runner-account", required_argument, NULL, O_ACCOUNT },
@@ -419,6 +422,7 @@ static int parse_options(int argc, char **argv, options *o)
                                    "(--shard 2/4), not '%s'", optarg);
             break;
         case O_MERGE: o->merge = optarg; break;
+        case O_COMPARE: o->compare = optarg; break;
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -1078,6 +1082,14 @@ static void raise_open_files(void)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Whether DIR holds a results.jsonl to compare with (errno says why not). */
+static bool compare_readable(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/results.jsonl", dir);
+    return access(path, R_OK) == 0;
+}
+
 /* A path as the plan key holds it: its real path (a link or "./" does not
  * make another plan), else absolute. */
 static void put_real(FILE *f, const char *path)
@@ -1153,6 +1165,10 @@ static int cmd_run(options *o)
     if (o->merge)
         return usage_error("--merge is for atx report");
     raise_open_files();
+    /* Before the run, not after it: a typo would cost a night's comparison. */
+    if (o->compare && !o->resume && !compare_readable(o->compare))
+        return cli_error(EXIT_USAGE, "--compare %s: %s/results.jsonl: %s", o->compare,
+                         o->compare, strerror(errno));
     if (o->resume) {
         if ((rc = load_resumed(o, results, sizeof(results), &keep)) != 0)
             goto out;
@@ -1172,6 +1188,7 @@ static int cmd_run(options *o)
         (hist && atx_run_set_history(run, hist) < 0) ||
         (!(key = plan_key(o)) ? atx_error_set(ATX_ENOMEM, "out of memory")
                               : atx_run_set_plan_key(run, key)) < 0 ||
+        (o->compare && atx_run_set_compare_dir(run, o->compare) < 0) ||
         (o->shard_n && atx_run_set_shard(run, o->shard_k, o->shard_n) < 0) ||
         (o->password && atx_run_add_secret(run, o->password) < 0) ||
         (o->bud && cli_bud_add(run, &o->budo) < 0)) {
@@ -1194,6 +1211,7 @@ static int cmd_run(options *o)
         goto out;
     }
     cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
+    cli_print_changes(&o->out, atx_run_changes(run));
     rc = atx_summary_exit_code(&sum);
     if (atx_run_failed_aggregators(run))
         rc = 3; /* a report is missing, or results were not delivered */
@@ -1408,6 +1426,8 @@ static int cmd_list(options *o)
     if (o->resume || o->merge)
         return usage_error("%s is for atx %s", o->resume ? "--resume" : "--merge",
                            o->resume ? "run" : "report");
+    if (o->compare)
+        return usage_error("--compare is for atx run");
     /* Listing resolves tests exactly as a run would, without running. */
     if (!mkdtemp(tmp))
         return usage_error("cannot create a temporary folder: %s", strerror(errno));
