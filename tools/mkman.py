@@ -130,6 +130,7 @@ def plan5(src, version):
                        "writes junit.xml, results.jsonl and report.html.",
         "tests": d["test"]["description"],
         "policy": "Run policy (below).",
+        "quarantine": schema["properties"]["quarantine"]["description"],
     }
     for key in schema["properties"]:
         page.append(".TP\n.B %s\n%s\n" % (esc(key), esc(about[key])))
