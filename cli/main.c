@@ -2,9 +2,9 @@
  * atx — the command line. Thin: everything it does goes through the public
  * API; it decides only what the user sees and the exit code.
  *
- * Exit codes: 0 all passed; 1 a test failed or errored (not one
- * quarantined); 2 usage, plan or plugin error; 3 infrastructure
- * (provisioning exhausted).
+ * Exit codes: 0 all passed; 1 a test failed or errored (not one quarantined;
+ * with --fail-on new, one that failed in the run compared with neither); 2
+ * usage, plan or plugin error; 3 infrastructure (provisioning exhausted).
  */
 #define _GNU_SOURCE 1
 #include "cli.h"
@@ -254,6 +254,8 @@ typedef struct options {
     const char *merge;  /* atx report --merge OUT */
     const char *compare;    /* the results folder to compare with */
     const char *quarantine; /* --quarantine FILE */
+    atx_fail_on fail_on;    /* --fail-on new|any */
+    bool fail_on_given;
     const char *history;
     bool no_history;
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
@@ -297,7 +299,7 @@ static int parse_options(int argc, char **argv, options *o)
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
            O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE,
-           O_COMPARE, O_QUARANTINE };
+           O_COMPARE, O_QUARANTINE, O_FAILON };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -325,6 +327,7 @@ static int parse_options(int argc, char **argv, options *o)
         { "merge", required_argument, NULL, O_MERGE },
         { "compare", required_argument, NULL, O_COMPARE },
         { "quarantine", required_argument, NULL, O_QUARANTINE },
+        { "fail-on", required_argument, NULL, O_FAILON },
         { "bud", no_argument, NULL, O_BUD },
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "runner-account", required_argument, NULL, O_ACCOUNT },
@@ -427,6 +430,16 @@ static int parse_options(int argc, char **argv, options *o)
         case O_MERGE: o->merge = optarg; break;
         case O_COMPARE: o->compare = optarg; break;
         case O_QUARANTINE: o->quarantine = optarg; break;
+        case O_FAILON:
+            if (strcmp(optarg, "any") == 0)
+                o->fail_on = ATX_FAIL_ON_ANY;
+            else if (strcmp(optarg, "new") == 0)
+                o->fail_on = ATX_FAIL_ON_NEW;
+            else
+                return usage_error("--fail-on is any (a failure fails the run) or new (only "
+                                   "a new failure does), not '%s'", optarg);
+            o->fail_on_given = true;
+            break;
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -1217,9 +1230,9 @@ static int cmd_run(options *o)
     }
     cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
     cli_print_changes(&o->out, atx_run_changes(run));
-    /* Quarantined failures do not fail the run; exhausted provisioning is
-     * 3 still. */
-    rc = atx_run_exit_code(run, ATX_FAIL_ON_ANY);
+    /* Quarantined failures, and with --fail-on new known ones, do not fail
+     * the run; exhausted provisioning is 3 still. */
+    rc = atx_run_exit_code(run, o->fail_on);
     if (atx_run_failed_aggregators(run))
         rc = 3; /* a report is missing, or results were not delivered */
 out:
@@ -1356,8 +1369,8 @@ out:
 /* atx report DIR: the reports again, from the journal alone. */
 static int cmd_report(options *o)
 {
-    if (o->quarantine)
-        return usage_error("--quarantine is for atx run");
+    if (o->quarantine || o->fail_on_given)
+        return usage_error("--quarantine and --fail-on are for atx run");
     if (o->merge)
         return cmd_merge(o);
     atx_plugins *reg = NULL;
@@ -1437,8 +1450,8 @@ static int cmd_list(options *o)
                            o->resume ? "run" : "report");
     if (o->compare)
         return usage_error("--compare is for atx run");
-    if (o->quarantine)
-        return usage_error("--quarantine is for atx run");
+    if (o->quarantine || o->fail_on_given)
+        return usage_error("--quarantine and --fail-on are for atx run");
     /* Listing resolves tests exactly as a run would, without running. */
     if (!mkdtemp(tmp))
         return usage_error("cannot create a temporary folder: %s", strerror(errno));
