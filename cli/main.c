@@ -252,7 +252,7 @@ typedef struct options {
     unsigned shard_k, shard_n; /* --shard K/N; 0/0 none */
     const char *resume;
     const char *merge;  /* atx report --merge OUT */
-    const char *compare;    /* the results folder to compare with */
+    const char *compare;    /* run: the results folder to compare with; report: DIR_A */
     const char *quarantine; /* --quarantine FILE */
     atx_fail_on fail_on;    /* --fail-on new|any */
     bool fail_on_given;
@@ -1178,7 +1178,7 @@ static int cmd_run(options *o)
     int rc;
 
     if (o->format)
-        return usage_error("--format is for atx list");
+        return usage_error("--format is for atx list and atx report --compare");
     if (o->merge)
         return usage_error("--merge is for atx report");
     raise_open_files();
@@ -1366,11 +1366,40 @@ out:
     return rc;
 }
 
+/* atx report --compare DIR_A DIR_B: what changed from the run in DIR_A to
+ * the run in DIR_B (their results.jsonl), as text or JSON on stdout. */
+static int cmd_compare(options *o)
+{
+    atx_changes *c = NULL;
+    char *text = NULL;
+
+    if (o->npaths_args != 1 || o->merge || o->plan || o->nprov || o->resume || o->shard_n ||
+        o->junit || o->jsonl || o->html || o->ctrf || o->nreport_specs)
+        return usage_error("atx report --compare DIR_A DIR_B takes two results folders and "
+                           "--format (see atx report --help)");
+    if (atx_changes_compare_dirs(o->compare, o->paths[0], &c) < 0)
+        return fail_last();
+    int r = o->format && strcmp(o->format, "json") == 0 ? atx_changes_json(c, &text)
+                                                          : atx_changes_text(c, &text);
+    atx_changes_free(c);
+    if (r < 0)
+        return fail_last();
+    fputs(text, stdout);
+    if (!*text || text[strlen(text) - 1] != '\n')
+        putchar('\n');
+    free(text);
+    return 0;
+}
+
 /* atx report DIR: the reports again, from the journal alone. */
 static int cmd_report(options *o)
 {
     if (o->quarantine || o->fail_on_given)
         return usage_error("--quarantine and --fail-on are for atx run");
+    if (o->compare)
+        return cmd_compare(o);
+    if (o->format)
+        return usage_error("--format is for atx list and atx report --compare");
     if (o->merge)
         return cmd_merge(o);
     atx_plugins *reg = NULL;
@@ -1449,7 +1478,7 @@ static int cmd_list(options *o)
         return usage_error("%s is for atx %s", o->resume ? "--resume" : "--merge",
                            o->resume ? "run" : "report");
     if (o->compare)
-        return usage_error("--compare is for atx run");
+        return usage_error("--compare is for atx run and atx report");
     if (o->quarantine || o->fail_on_given)
         return usage_error("--quarantine and --fail-on are for atx run");
     /* Listing resolves tests exactly as a run would, without running. */
