@@ -33,6 +33,7 @@ static const char usage_text[] =
     "       atx run --resume DIR                       finish a killed run\n"
     "       atx list [PATH...] [--plan FILE]           the tests a run would run\n"
     "       atx report DIR [--junit FILE]...           rebuild a run's reports\n"
+    "       atx report --compare DIR_A DIR_B           what changed between two runs\n"
     "       atx plugins                                the plugins atx finds\n"
     "       atx bud register|status|add-test-run|daemon   Bud TMP (atx bud --help)\n"
     "       atx runnable-run -k KIND ...               one Avocado-style runnable\n"
@@ -77,8 +78,16 @@ static const char run_usage[] =
     "                       declared); the N shards together run every test once\n"
     "  --resume DIR         run the rest of the run in DIR (killed, cancelled) with\n"
     "                       its own options; its reports are rebuilt whole\n"
-    "  --history FILE       duration history (default\n"
+    "  --history FILE       duration and outcome history (default\n"
     "                       $XDG_STATE_HOME/atx/history.db); --no-history: none\n"
+    "  --compare DIR        compare with the run in DIR (its results.jsonl) instead\n"
+    "                       of the previous run of the plan the history keeps\n"
+    "  --quarantine FILE    tests whose failures do not fail the run: a name or\n"
+    "                       regular expression per line, # comments (replaces the\n"
+    "                       plan's \"quarantine\")\n"
+    "  --fail-on new|any    what fails the run (exit 1): any failure (default) or\n"
+    "                       only a new one, failing now and not in the run\n"
+    "                       compared with; quarantined failures never do\n"
     "  --bud                upload results to Bud TMP as they come (see atx bud --help);\n"
     "                       with --backend-url URL, --runner-account NAME,\n"
     "                       --test-run-id N (else a run is made), --username EMAIL\n"
@@ -93,8 +102,13 @@ static const char run_usage[] =
     "  --color WHEN         statuses in colour: auto (a terminal, unless NO_COLOR\n"
     "                       is set), always or never\n"
     "\n"
+    "After the summary: what changed since the previous run of the same plan\n"
+    "(new failures, fixed, still failing, new and removed tests, newly flaky,\n"
+    "slower), from the history.\n"
+    "\n"
     "example:\n"
-    "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n";
+    "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n"
+    "  atx run --plan nightly.json --quarantine known.txt --fail-on new\n";
 
 static const char list_usage[] =
     "usage: atx list [PATH...] [--plan FILE] [options]\n"
@@ -124,11 +138,13 @@ static const char list_usage[] =
 static const char report_usage[] =
     "usage: atx report DIR [options]\n"
     "       atx report --merge OUT DIR... [options]\n"
+    "       atx report --compare DIR_A DIR_B [--format text|json]\n"
     "\n"
     "Rebuild the reports of the run in DIR from its journal: the run's own, or\n"
     "those the options name. With --merge, one set of reports in OUT (JUnit,\n"
     "JSON lines and the HTML page, and those the options name) from the\n"
-    "journals of several runs, such as the shards of one plan.\n"
+    "journals of several runs, such as the shards of one plan. With --compare,\n"
+    "what changed from the run in DIR_A to the run in DIR_B, on stdout.\n"
     "\n"
     "options:\n"
     "  --merge OUT          merge the runs in DIR... into reports in OUT; a test\n"
@@ -136,6 +152,11 @@ static const char report_usage[] =
     "                       are refused (exit 2, nothing written); a missing\n"
     "                       shard is named, the reports of the others are\n"
     "                       written, and atx exits 3\n"
+    "  --compare DIR_A DIR_B\n"
+    "                       the tests of DIR_B's run that fail anew, are fixed,\n"
+    "                       still fail, are new, were removed, newly flaky or\n"
+    "                       slower than in DIR_A's (their results.jsonl)\n"
+    "  --format text|json   --compare's form (default text)\n"
     "  --junit FILE         a JUnit XML report\n"
     "  --jsonl FILE         a JSON lines report\n"
     "  --html FILE          the HTML report page\n"
@@ -145,7 +166,8 @@ static const char report_usage[] =
     "\n"
     "example:\n"
     "  atx report atx-results/nightly --html /srv/www/nightly.html\n"
-    "  atx report --merge merged shard-1 shard-2 shard-3 shard-4\n";
+    "  atx report --merge merged shard-1 shard-2 shard-3 shard-4\n"
+    "  atx report --compare atx-results/monday atx-results/tuesday --format json\n";
 
 static const char plugins_usage[] =
     "usage: atx plugins [--plugin-path DIR]...\n"
