@@ -56,4 +56,8 @@ int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3
 void cli_print_summary(const cli_output *out, const atx_summary *s, const char *results_dir,
                        const char *const *reports);
 
+/* What changed since the run compared with (atx_changes_text()), after the
+ * summary: its counts line, and with -q nothing else. */
+void cli_print_changes(const cli_output *out, const atx_changes *c);
+
 #endif

@@ -2,8 +2,9 @@
  * atx — the command line. Thin: everything it does goes through the public
  * API; it decides only what the user sees and the exit code.
  *
- * Exit codes: 0 all passed; 1 a test failed or errored; 2 usage, plan or
- * plugin error; 3 infrastructure (provisioning exhausted).
+ * Exit codes: 0 all passed; 1 a test failed or errored (not one quarantined;
+ * with --fail-on new, one that failed in the run compared with neither); 2
+ * usage, plan or plugin error; 3 infrastructure (provisioning exhausted).
  */
 #define _GNU_SOURCE 1
 #include "cli.h"
@@ -32,6 +33,7 @@ static const char usage_text[] =
     "       atx run --resume DIR                       finish a killed run\n"
     "       atx list [PATH...] [--plan FILE]           the tests a run would run\n"
     "       atx report DIR [--junit FILE]...           rebuild a run's reports\n"
+    "       atx report --compare DIR_A DIR_B           what changed between two runs\n"
     "       atx plugins                                the plugins atx finds\n"
     "       atx bud register|status|add-test-run|daemon   Bud TMP (atx bud --help)\n"
     "       atx runnable-run -k KIND ...               one Avocado-style runnable\n"
@@ -76,8 +78,16 @@ static const char run_usage[] =
     "                       declared); the N shards together run every test once\n"
     "  --resume DIR         run the rest of the run in DIR (killed, cancelled) with\n"
     "                       its own options; its reports are rebuilt whole\n"
-    "  --history FILE       duration history (default\n"
+    "  --history FILE       duration and outcome history (default\n"
     "                       $XDG_STATE_HOME/atx/history.db); --no-history: none\n"
+    "  --compare DIR        compare with the run in DIR (its results.jsonl) instead\n"
+    "                       of the previous run of the plan the history keeps\n"
+    "  --quarantine FILE    tests whose failures do not fail the run: a name or\n"
+    "                       regular expression per line, # comments (replaces the\n"
+    "                       plan's \"quarantine\")\n"
+    "  --fail-on new|any    what fails the run (exit 1): any failure (default) or\n"
+    "                       only a new one, failing now and not in the run\n"
+    "                       compared with; quarantined failures never do\n"
     "  --bud                upload results to Bud TMP as they come (see atx bud --help);\n"
     "                       with --backend-url URL, --runner-account NAME,\n"
     "                       --test-run-id N (else a run is made), --username EMAIL\n"
@@ -92,8 +102,13 @@ static const char run_usage[] =
     "  --color WHEN         statuses in colour: auto (a terminal, unless NO_COLOR\n"
     "                       is set), always or never\n"
     "\n"
+    "After the summary: what changed since the previous run of the same plan\n"
+    "(new failures, fixed, still failing, new and removed tests, newly flaky,\n"
+    "slower), from the history.\n"
+    "\n"
     "example:\n"
-    "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n";
+    "  atx run tests/ -j 4 --timeout 10m --reruns 1 -o results\n"
+    "  atx run --plan nightly.json --quarantine known.txt --fail-on new\n";
 
 static const char list_usage[] =
     "usage: atx list [PATH...] [--plan FILE] [options]\n"
@@ -123,11 +138,13 @@ static const char list_usage[] =
 static const char report_usage[] =
     "usage: atx report DIR [options]\n"
     "       atx report --merge OUT DIR... [options]\n"
+    "       atx report --compare DIR_A DIR_B [--format text|json]\n"
     "\n"
     "Rebuild the reports of the run in DIR from its journal: the run's own, or\n"
     "those the options name. With --merge, one set of reports in OUT (JUnit,\n"
     "JSON lines and the HTML page, and those the options name) from the\n"
-    "journals of several runs, such as the shards of one plan.\n"
+    "journals of several runs, such as the shards of one plan. With --compare,\n"
+    "what changed from the run in DIR_A to the run in DIR_B, on stdout.\n"
     "\n"
     "options:\n"
     "  --merge OUT          merge the runs in DIR... into reports in OUT; a test\n"
@@ -135,6 +152,11 @@ static const char report_usage[] =
     "                       are refused (exit 2, nothing written); a missing\n"
     "                       shard is named, the reports of the others are\n"
     "                       written, and atx exits 3\n"
+    "  --compare DIR_A DIR_B\n"
+    "                       the tests of DIR_B's run that fail anew, are fixed,\n"
+    "                       still fail, are new, were removed, newly flaky or\n"
+    "                       slower than in DIR_A's (their results.jsonl)\n"
+    "  --format text|json   --compare's form (default text)\n"
     "  --junit FILE         a JUnit XML report\n"
     "  --jsonl FILE         a JSON lines report\n"
     "  --html FILE          the HTML report page\n"
@@ -144,7 +166,8 @@ static const char report_usage[] =
     "\n"
     "example:\n"
     "  atx report atx-results/nightly --html /srv/www/nightly.html\n"
-    "  atx report --merge merged shard-1 shard-2 shard-3 shard-4\n";
+    "  atx report --merge merged shard-1 shard-2 shard-3 shard-4\n"
+    "  atx report --compare atx-results/monday atx-results/tuesday --format json\n";
 
 static const char plugins_usage[] =
     "usage: atx plugins [--plugin-path DIR]...\n"
@@ -251,6 +274,10 @@ typedef struct options {
     unsigned shard_k, shard_n; /* --shard K/N; 0/0 none */
     const char *resume;
     const char *merge;  /* atx report --merge OUT */
+    const char *compare;    /* run: the results folder to compare with; report: DIR_A */
+    const char *quarantine; /* --quarantine FILE */
+    atx_fail_on fail_on;    /* --fail-on new|any */
+    bool fail_on_given;
     const char *history;
     bool no_history;
     int other_opts;     /* options besides -q, -v, --plugin-path, --history */
@@ -293,7 +320,8 @@ static int parse_options(int argc, char **argv, options *o)
     enum { O_PLAN = 256, O_PROV, O_JUNIT, O_JSONL, O_NOREP, O_RERUNS, O_TIMEOUT, O_DEADLINE,
            O_PPATH, O_FORMAT, O_FMFPLAN, O_FILTER, O_RESUME, O_HISTORY, O_NOHIST, O_MAXRUN,
            O_BUD, O_BACKEND, O_ACCOUNT, O_TRID, O_USER, O_PASS, O_PASSFILE, O_SUITE, O_UTS,
-           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE };
+           O_RTS, O_USUT, O_RSUT, O_HTML, O_CTRF, O_REPORT, O_COLOR, O_TEST, O_SHARD, O_MERGE,
+           O_COMPARE, O_QUARANTINE, O_FAILON };
     static const struct option longopts[] = {
         { "plan", required_argument, NULL, O_PLAN },
         { "provisioner", required_argument, NULL, O_PROV },
@@ -319,6 +347,9 @@ static int parse_options(int argc, char **argv, options *o)
         { "max-running", required_argument, NULL, O_MAXRUN },
         { "shard", required_argument, NULL, O_SHARD },
         { "merge", required_argument, NULL, O_MERGE },
+        { "compare", required_argument, NULL, O_COMPARE },
+        { "quarantine", required_argument, NULL, O_QUARANTINE },
+        { "fail-on", required_argument, NULL, O_FAILON },
         { "bud", no_argument, NULL, O_BUD },
         { "backend-url", required_argument, NULL, O_BACKEND },
         { "runner-account", required_argument, NULL, O_ACCOUNT },
@@ -419,6 +450,18 @@ static int parse_options(int argc, char **argv, options *o)
                                    "(--shard 2/4), not '%s'", optarg);
             break;
         case O_MERGE: o->merge = optarg; break;
+        case O_COMPARE: o->compare = optarg; break;
+        case O_QUARANTINE: o->quarantine = optarg; break;
+        case O_FAILON:
+            if (strcmp(optarg, "any") == 0)
+                o->fail_on = ATX_FAIL_ON_ANY;
+            else if (strcmp(optarg, "new") == 0)
+                o->fail_on = ATX_FAIL_ON_NEW;
+            else
+                return usage_error("--fail-on is any (a failure fails the run) or new (only "
+                                   "a new failure does), not '%s'", optarg);
+            o->fail_on_given = true;
+            break;
         case O_PLAN: o->plan = optarg; break;
         case O_PROV:
             o->provisioners = realloc(o->provisioners, (o->nprov + 1) * sizeof(char *));
@@ -1078,19 +1121,93 @@ static void raise_open_files(void)
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+/* Whether DIR holds a results.jsonl to compare with (errno says why not). */
+static bool compare_readable(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/results.jsonl", dir);
+    return access(path, R_OK) == 0;
+}
+
+/* A path as the plan key holds it: its real path (a link or "./" does not
+ * make another plan), else absolute. */
+static void put_real(FILE *f, const char *path)
+{
+    char *real = realpath(path, NULL);
+    char *abs = real ? NULL : absolute(path);
+    fprintf(f, "%s\n", real ? real : abs ? abs : path);
+    free(real);
+    free(abs);
+}
+
+/* What identifies the plan across nights in the outcome history (a run is
+ * compared with the previous run of the same key): the plan file's real
+ * path, the PATHs' real paths in order, then the options that choose the
+ * tests, one a line. A resumed run parses the same options in the same
+ * folder, so it gets the same key. NULL when out of memory. */
+static char *plan_key(const options *o)
+{
+    char *key = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&key, &len);
+
+    if (!f)
+        return NULL;
+    if (o->plan)
+        put_real(f, o->plan);
+    for (int i = 0; i < o->npaths_args; i++)
+        put_real(f, o->paths[i]);
+    if (o->fmf_plan)
+        fprintf(f, "--fmf-plan %s\n", o->fmf_plan);
+    if (o->filter)
+        fprintf(f, "--filter %s\n", o->filter);
+    for (size_t i = 0; o->names && i < json_object_array_length(o->names); i++)
+        fprintf(f, "--test %s\n", json_object_get_string(json_object_array_get_idx(o->names, i)));
+    if (o->context) {
+        /* -c a=1 -c b=2 is the same context as -c b=2 -c a=1. */
+        size_t n = (size_t)json_object_object_length(o->context), k = 0;
+        const char **keys = calloc(n + 1, sizeof(*keys));
+        json_object_object_foreach(o->context, ck, cv) {
+            (void)cv;
+            if (keys)
+                keys[k++] = ck;
+        }
+        if (keys)
+            qsort(keys, k, sizeof(*keys), cmp_str);
+        for (size_t i = 0; i < k; i++) {
+            json_object *v = json_object_object_get(o->context, keys[i]);
+            fprintf(f, "-c %s=%s\n", keys[i], json_object_get_string(v));
+        }
+        free(keys);
+    }
+    if (o->shard_n)
+        fprintf(f, "--shard %u/%u\n", o->shard_k, o->shard_n);
+    if (fclose(f) != 0) {
+        free(key);
+        return NULL;
+    }
+    if (len && key[len - 1] == '\n')
+        key[len - 1] = '\0';
+    return key;
+}
+
 static int cmd_run(options *o)
 {
     atx_plugins *reg = NULL;
     atx_run *run = NULL;
-    char results[PATH_MAX], **reports = NULL, **keep = NULL, *hist = NULL;
+    char results[PATH_MAX], **reports = NULL, **keep = NULL, *hist = NULL, *key = NULL;
     atx_summary sum;
     int rc;
 
     if (o->format)
-        return usage_error("--format is for atx list");
+        return usage_error("--format is for atx list and atx report --compare");
     if (o->merge)
         return usage_error("--merge is for atx report");
     raise_open_files();
+    /* Before the run, not after it: a typo would cost a night's comparison. */
+    if (o->compare && !o->resume && !compare_readable(o->compare))
+        return cli_error(EXIT_USAGE, "--compare %s: %s/results.jsonl: %s", o->compare,
+                         o->compare, strerror(errno));
     if (o->resume) {
         if ((rc = load_resumed(o, results, sizeof(results), &keep)) != 0)
             goto out;
@@ -1108,6 +1225,10 @@ static int cmd_run(options *o)
         atx_run_set_journal(run, o->resume ? ATX_JOURNAL_RESUME : ATX_JOURNAL_NEW) < 0 ||
         (!o->resume && keep_invocation(o, run) < 0) ||
         (hist && atx_run_set_history(run, hist) < 0) ||
+        (!(key = plan_key(o)) ? atx_error_set(ATX_ENOMEM, "out of memory")
+                              : atx_run_set_plan_key(run, key)) < 0 ||
+        (o->compare && atx_run_set_compare_dir(run, o->compare) < 0) ||
+        (o->quarantine && atx_run_set_quarantine(run, o->quarantine) < 0) ||
         (o->shard_n && atx_run_set_shard(run, o->shard_k, o->shard_n) < 0) ||
         (o->password && atx_run_add_secret(run, o->password) < 0) ||
         (o->bud && cli_bud_add(run, &o->budo) < 0)) {
@@ -1130,7 +1251,10 @@ static int cmd_run(options *o)
         goto out;
     }
     cli_print_summary(&o->out, &sum, atx_run_results_dir(run), (const char *const *)reports);
-    rc = atx_summary_exit_code(&sum);
+    cli_print_changes(&o->out, atx_run_changes(run));
+    /* Quarantined failures, and with --fail-on new known ones, do not fail
+     * the run; exhausted provisioning is 3 still. */
+    rc = atx_run_exit_code(run, o->fail_on);
     if (atx_run_failed_aggregators(run))
         rc = 3; /* a report is missing, or results were not delivered */
 out:
@@ -1141,6 +1265,7 @@ out:
     free_strv(reports);
     free_strv(keep);
     free(hist);
+    free(key);
     return rc;
 }
 
@@ -1263,9 +1388,40 @@ out:
     return rc;
 }
 
+/* atx report --compare DIR_A DIR_B: what changed from the run in DIR_A to
+ * the run in DIR_B (their results.jsonl), as text or JSON on stdout. */
+static int cmd_compare(options *o)
+{
+    atx_changes *c = NULL;
+    char *text = NULL;
+
+    if (o->npaths_args != 1 || o->merge || o->plan || o->nprov || o->resume || o->shard_n ||
+        o->junit || o->jsonl || o->html || o->ctrf || o->nreport_specs)
+        return usage_error("atx report --compare DIR_A DIR_B takes two results folders and "
+                           "--format (see atx report --help)");
+    if (atx_changes_compare_dirs(o->compare, o->paths[0], &c) < 0)
+        return fail_last();
+    int r = o->format && strcmp(o->format, "json") == 0 ? atx_changes_json(c, &text)
+                                                          : atx_changes_text(c, &text);
+    atx_changes_free(c);
+    if (r < 0)
+        return fail_last();
+    fputs(text, stdout);
+    if (!*text || text[strlen(text) - 1] != '\n')
+        putchar('\n');
+    free(text);
+    return 0;
+}
+
 /* atx report DIR: the reports again, from the journal alone. */
 static int cmd_report(options *o)
 {
+    if (o->quarantine || o->fail_on_given)
+        return usage_error("--quarantine and --fail-on are for atx run");
+    if (o->compare)
+        return cmd_compare(o);
+    if (o->format)
+        return usage_error("--format is for atx list and atx report --compare");
     if (o->merge)
         return cmd_merge(o);
     atx_plugins *reg = NULL;
@@ -1343,6 +1499,10 @@ static int cmd_list(options *o)
     if (o->resume || o->merge)
         return usage_error("%s is for atx %s", o->resume ? "--resume" : "--merge",
                            o->resume ? "run" : "report");
+    if (o->compare)
+        return usage_error("--compare is for atx run and atx report");
+    if (o->quarantine || o->fail_on_given)
+        return usage_error("--quarantine and --fail-on are for atx run");
     /* Listing resolves tests exactly as a run would, without running. */
     if (!mkdtemp(tmp))
         return usage_error("cannot create a temporary folder: %s", strerror(errno));

@@ -322,6 +322,40 @@ void cli_print_summary(const cli_output *out, const atx_summary *s, const char *
     }
 }
 
+/* A line of the comparison longer than this is cut (a plan whose every
+ * test is new): the summary stays a few lines; results.jsonl and atx report
+ * --compare have them all. */
+#define CHANGES_LINE_MAX 1000
+
+void cli_print_changes(const cli_output *out, const atx_changes *c)
+{
+    char *text = NULL;
+
+    if (!c || atx_changes_text(c, &text) < 0)
+        return;
+    for (char *line = text, *next; *line; line = next) {
+        char *nl = strchr(line, '\n');
+        next = nl ? nl + 1 : line + strlen(line);
+        if (nl)
+            *nl = '\0';
+        bool cut = strlen(line) > CHANGES_LINE_MAX;
+        if (cut) {
+            /* At a space, so no name is shown in part. */
+            char *sp = line + CHANGES_LINE_MAX;
+            while (sp > line && *sp != ' ')
+                sp--;
+            *sp = '\0';
+        }
+        fputs("atx: ", stderr);
+        cli_put_clean(stderr, line);
+        fputs(cut ? " ...\n" : "\n", stderr);
+        /* -q: the counts only. */
+        if (out->verbosity < 0)
+            break;
+    }
+    free(text);
+}
+
 int cli_usage(const char *sub, const char *fmt, ...)
 {
     va_list ap;

@@ -575,8 +575,8 @@ int atx_run_load_outcomes(atx_run *run)
     loading l = { .run = run, .prev = -1 };
     if (!run->hist)
         return 0;
-    return hist_plan_read(run->hist, run->plan_key ? run->plan_key : "", on_prev_run, on_outcome,
-                          &l);
+    return hist_plan_read(run->hist, run->plan_key ? run->plan_key : "", run->run_id,
+                          on_prev_run, on_outcome, &l);
 }
 
 static bool listed(const atx_vec *v, const char *name)

@@ -151,19 +151,20 @@ int hist_commit(history *h)
 
 /* ---- outcomes ---- */
 
-int hist_plan_read(history *h, const char *plan, hist_run_fn on_run, hist_outcome_fn on_outcome,
-                   void *ud)
+int hist_plan_read(history *h, const char *plan, const char *self, hist_run_fn on_run,
+                   hist_outcome_fn on_outcome, void *ud)
 {
     sqlite3_stmt *st = NULL;
     int rc, r = 0;
 
     rc = sqlite3_prepare_v2(h->db,
                             "SELECT id, run_id, started FROM runs WHERE plan = ?1 "
-                            "ORDER BY id DESC LIMIT 1",
+                            "AND run_id != ?2 ORDER BY id DESC LIMIT 1",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_error(h, rc, "cannot read");
     sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, self ? self : "", -1, SQLITE_STATIC);
     if ((rc = sqlite3_step(st)) == SQLITE_ROW)
         r = on_run(ud, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
                    sqlite3_column_int64(st, 2));
@@ -175,12 +176,14 @@ int hist_plan_read(history *h, const char *plan, hist_run_fn on_run, hist_outcom
     rc = sqlite3_prepare_v2(h->db,
                             "SELECT o.run, o.test, o.status, o.flaky, o.duration_ns, o.spec "
                             "FROM outcomes o JOIN (SELECT id FROM runs WHERE plan = ?1 "
-                            "ORDER BY id DESC LIMIT ?2) r ON o.run = r.id ORDER BY o.run",
+                            "AND run_id != ?3 ORDER BY id DESC LIMIT ?2) r ON o.run = r.id "
+                            "ORDER BY o.run",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_error(h, rc, "cannot read");
     sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, ATX_HISTORY_RUNS);
+    sqlite3_bind_text(st, 3, self ? self : "", -1, SQLITE_STATIC);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         if ((r = on_outcome(ud, sqlite3_column_int64(st, 0),
                             (const char *)sqlite3_column_text(st, 1),
@@ -196,7 +199,23 @@ int hist_plan_read(history *h, const char *plan, hist_run_fn on_run, hist_outcom
 int hist_plan_add_run(history *h, const char *plan, const char *run_id, int64_t started,
                       const char *dir, int64_t *run)
 {
+    /* A resumed run is one run: what its earlier part wrote goes. */
+    static const char *const drop[] = {
+        "DELETE FROM outcomes WHERE run IN (SELECT id FROM runs WHERE plan = ?1 AND run_id = ?2)",
+        "DELETE FROM runs WHERE plan = ?1 AND run_id = ?2",
+    };
     sqlite3_stmt *st;
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++) {
+        int rc = sqlite3_prepare_v2(h->db, drop[i], -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return db_error(h, rc, "cannot write");
+        sqlite3_bind_text(st, 1, plan, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, run_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE)
+            return db_error(h, rc, "cannot write");
+    }
     int rc = sqlite3_prepare_v2(h->db,
                                 "INSERT INTO runs(plan, run_id, started, dir) VALUES (?1, ?2, ?3, ?4)",
                                 -1, &st, NULL);

@@ -21,14 +21,15 @@ ATX_INTERNAL int hist_commit(history *h);
 
 /* Outcomes of a plan's runs (by its key). hist_plan_read() calls on_run for
  * the plan's latest run (nothing when it has none), then on_outcome for each
- * outcome of its last ATX_HISTORY_RUNS runs, oldest run first. */
+ * outcome of its last ATX_HISTORY_RUNS runs, oldest run first; the run of id
+ * @p self (a resumed run's earlier part, cancelled) is not among them. */
 typedef int (*hist_run_fn)(void *ud, int64_t run, const char *run_id, int64_t started);
 typedef int (*hist_outcome_fn)(void *ud, int64_t run, const char *test, const char *status,
                                int flaky, int64_t duration_ns, uint32_t spec);
-ATX_INTERNAL int hist_plan_read(history *h, const char *plan, hist_run_fn on_run,
-                                hist_outcome_fn on_outcome, void *ud);
-/* Between hist_begin() and hist_commit(): a run, its outcomes, and dropping
- * what is past the bounds. */
+ATX_INTERNAL int hist_plan_read(history *h, const char *plan, const char *self,
+                                hist_run_fn on_run, hist_outcome_fn on_outcome, void *ud);
+/* Between hist_begin() and hist_commit(): a run (replacing what an earlier
+ * part of it wrote), its outcomes, and dropping what is past the bounds. */
 ATX_INTERNAL int hist_plan_add_run(history *h, const char *plan, const char *run_id,
                                    int64_t started, const char *dir, int64_t *run);
 ATX_INTERNAL int hist_plan_outcome(history *h, int64_t run, const char *test, const char *cls,

@@ -257,10 +257,24 @@ static int load_policy(const plan_ctx *pc, json_object *o)
     return atx_run_set_policy(pc->run, &p);
 }
 
+/* "quarantine": FILE, relative to the plan's folder. */
+static int load_quarantine(const plan_ctx *pc, json_object *v)
+{
+    char path[PATH_MAX * 2];
+    const char *file = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+
+    if (!*file)
+        return fail(pc, ATX_EINVAL, NULL, "'quarantine' must be a file name");
+    snprintf(path, sizeof(path), "%s%s%s", file[0] == '/' ? "" : pc->basedir,
+             file[0] == '/' ? "" : "/", file);
+    int r = atx_run_set_quarantine(pc->run, path);
+    return r < 0 ? fail(pc, r, NULL, "%s", atx_error_last()->message) : 0;
+}
+
 static int load(plan_ctx *pc, json_object *root)
 {
     static const char *const top_keys[] = { "provisioners", "executors", "tests", "aggregators",
-                                            "policy", NULL };
+                                            "policy", "quarantine", NULL };
     json_object *v;
     int r;
 
@@ -274,6 +288,8 @@ static int load(plan_ctx *pc, json_object *root)
     if (!json_object_object_get_ex(root, "tests", &v) || !json_object_is_type(v, json_type_array))
         return fail(pc, ATX_EINVAL, NULL, "needs \"tests\": a list");
     if (json_object_object_get_ex(root, "policy", &v) && (r = load_policy(pc, v)) < 0)
+        return r;
+    if (json_object_object_get_ex(root, "quarantine", &v) && (r = load_quarantine(pc, v)) < 0)
         return r;
     static const char *const sections[] = { "provisioners", "aggregators", "executors" };
     int (*const add[])(atx_run *, const char *, const char *) = {

@@ -1437,6 +1437,15 @@ static void start_provisioners(atx_run *run)
     }
 }
 
+static void stop_provisioners(atx_run *run)
+{
+    for (size_t i = 0; i < run->provs.len; i++) {
+        prov_inst *p = run->provs.items[i];
+        if (p->started && p->vt->stop)
+            p->vt->stop(p->state);
+    }
+}
+
 /* Mark classes no started provisioner can ever serve; give their tests an
  * error result naming the missing label. */
 static void reject_impossible(atx_run *run)
@@ -1532,11 +1541,14 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
     if ((r = journal_start(run)) < 0)
         return r;
 
-    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0)
-        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
-
+    /* The history before the aggregator thread: a resumed run's results
+     * are replayed as soon as it starts, and annotated from the history. */
     start_provisioners(run);
     estimate(run);
+    if ((r = pthread_create(&run->agg_thread, NULL, agg_main, run)) != 0) {
+        stop_provisioners(run);
+        return atx_error_set(-r, "cannot start the aggregator thread: %s", strerror(r));
+    }
     pthread_mutex_lock(&run->mu);
     reject_impossible(run);
     for (size_t i = 0; i < run->provs.len; i++) {
@@ -1638,11 +1650,7 @@ int atx_run_execute(atx_run *run, atx_summary *summary)
                     exhausted ? note : run->stop_reason ? run->stop_reason : "not run");
     pthread_mutex_unlock(&run->mu);
 
-    for (size_t i = 0; i < run->provs.len; i++) {
-        prov_inst *p = run->provs.items[i];
-        if (p->started && p->vt->stop)
-            p->vt->stop(p->state);
-    }
+    stop_provisioners(run);
     /* A resumed run's duration counts its earlier segments too. */
     run->summary.duration_ns = run->prev_duration_ns + (atx_now_ns() - t0);
 

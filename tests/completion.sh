@@ -28,6 +28,14 @@ expect_eq "atx run --color al<TAB>" "$(complete_line atx run --color al)" "alway
 expect_eq "atx run --sh<TAB>" "$(complete_line atx run --sh)" "--shard"
 expect_eq "atx list --sh<TAB>" "$(complete_line atx list --sh)" "--shard"
 expect_eq "atx report --me<TAB>" "$(complete_line atx report --me)" "--merge"
+expect_eq "atx report --comp<TAB>" "$(complete_line atx report --comp)" "--compare"
+expect_eq "atx run --fail<TAB>" "$(complete_line atx run --fail)" "--fail-on"
+expect_eq "atx run --fail-on n<TAB>" "$(complete_line atx run --fail-on n)" "new"
+expect_eq "atx run --quar<TAB>" "$(complete_line atx run --quar)" "--quarantine"
+mkdir -p results/nightly
+touch known.txt
+expect_eq "atx run --compare res<TAB> (folders)" "$(complete_line atx run --compare res)" "results"
+expect_eq "atx run --quarantine kn<TAB> (files)" "$(complete_line atx run --quarantine kn)" "known.txt"
 expect_eq "atx run --shard 3/4<TAB>" "$(complete_line atx run --shard 3/4)" "3/4"
 expect_eq "atx run --shard 1/<TAB>" "$(complete_line atx run --shard 1/ | wc -l)" "1"
 mkdir -p tree/.fmf

@@ -98,14 +98,16 @@ def atx1(atx, src, version):
         "systems that do not answer.\n"
         ".SH EXIT STATUS\n"
         "0 all tests passed; 1 a test failed or errored, or the run was cancelled; "
-        "2 usage, plan or plugin error; 3 infrastructure failure.\n"
+        "2 usage, plan or plugin error; 3 infrastructure failure. Quarantined failures, "
+        "and with \\fB\\-\\-fail\\-on new\\fR those of tests that failed in the run "
+        "compared with, do not make it 1.\n"
         ".SH ENVIRONMENT\n"
         ".TP\n.B ATX_PLUGIN_PATH\nColon\\-separated plugin folders.\n"
         ".TP\n.B NO_COLOR\nNo colour with \\fB\\-\\-color=auto\\fR.\n"
         ".TP\n.BR BUD_BACKEND_URL \", \" BUD_TOKEN \", \" BUD_PASSWORD \", \" "
         "BUD_RUNNER_TOKEN \", \" RUNNER_API_KEY\n"
         "Bud TMP identity. These are hidden from tests and their values masked.\n"
-        ".TP\n.B XDG_STATE_HOME\nWhere the duration history lives "
+        ".TP\n.B XDG_STATE_HOME\nWhere the duration and outcome history lives "
         "(default \\fI~/.local/state\\fR).\n"
         ".SH SEE ALSO\n"
         ".BR atx\\-plan (5),\n.BR atx\\-plugin (7),\n.BR libatx (3)\n")
@@ -130,6 +132,7 @@ def plan5(src, version):
                        "writes junit.xml, results.jsonl and report.html.",
         "tests": d["test"]["description"],
         "policy": "Run policy (below).",
+        "quarantine": schema["properties"]["quarantine"]["description"],
     }
     for key in schema["properties"]:
         page.append(".TP\n.B %s\n%s\n" % (esc(key), esc(about[key])))

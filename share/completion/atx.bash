@@ -35,10 +35,10 @@ _atx() {
             fi ;;
     esac
     case $prev in
-        --plan|--junit|--jsonl|--html|--ctrf|--history|--password-file|--resume|-o|--results)
+        --plan|--junit|--jsonl|--html|--ctrf|--history|--password-file|--resume|-o|--results|--quarantine)
             COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
-        --plugin-path|--plan-dir|--merge)
+        --plugin-path|--plan-dir|--merge|--compare)
             COMPREPLY=($(compgen -d -- "$cur"))
             return ;;
         --shard)
@@ -57,6 +57,9 @@ _atx() {
             return ;;
         --color)
             COMPREPLY=($(compgen -W "auto always never" -- "$cur"))
+            return ;;
+        --fail-on)
+            COMPREPLY=($(compgen -W "any new" -- "$cur"))
             return ;;
         --format|--output-format)
             COMPREPLY=($(compgen -W "text json" -- "$cur"))
