@@ -245,7 +245,7 @@ int atx_changes_text(const atx_changes *c, char **out)
         return atx_error_set(ATX_EINVAL, "no changes");
     sb_printf(&b, "changes since %s:", c->baseline ? c->baseline : "nothing");
     for (int k = 0; k < ATX_CHANGE_KINDS; k++)
-        sb_printf(&b, "%s %zu %s", k ? "," : "", c->names[k].len, kind_words[k]);
+        sb_printf(&b, "%s %s %zu", k ? "," : "", kind_words[k], c->names[k].len);
     sb_printf(&b, "\n");
     for (int k = 0; k < ATX_CHANGE_KINDS; k++) {
         if (!c->names[k].len)

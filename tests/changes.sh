@@ -53,7 +53,7 @@ for l in lines:
         if l.startswith(k + ": "):
             named[k] = sorted(re.findall(r"(?:^| )(/[^ ]+)", l[len(k) + 2:]))
 for k in kinds:
-    m = re.search(r"(\d+) %s\b" % k, counts[0])
+    m = re.search(r"\b%s (\d+)\b" % k, counts[0])
     assert m, (k, counts[0])
     assert int(m.group(1)) == len(named.get(k, [])), (k, counts[0], named.get(k))
     print("%s: %s" % (k, " ".join(named.get(k, []))))
@@ -85,7 +85,7 @@ mktest added 'exit 0'
 run 3 r3 --history "$H"
 cat "$T/r3.err"
 expect_eq "run 3: exit" "$rc" 1
-grep -q "^atx: changes since the previous run of this plan (.*): 1 new failures, 2 fixed, " \
+grep -q "^atx: changes since the previous run of this plan (.*): new failures 1, fixed 2, " \
   "$T/r3.err" || fail "run 3: no counts line"
 expect_eq "run 3: the summary's changes" "$(kinds "$T/r3.err")" "$want3"
 # The counts line and the names come after the usual summary lines.
@@ -97,7 +97,7 @@ rc=0
 "$ATX" report --compare "$T/r2" "$T/r3" > cmp.txt 2> cmp.err || rc=$?
 expect_eq "atx report --compare: exit" "$rc" 0
 [ ! -s cmp.err ] || fail "atx report --compare wrote to stderr: $(cat cmp.err)"
-head -n 1 cmp.txt | grep -q "^changes since $T/r2: 1 new failures" || fail "$(cat cmp.txt)"
+head -n 1 cmp.txt | grep -q "^changes since $T/r2: new failures 1" || fail "$(cat cmp.txt)"
 expect_eq "atx report --compare r2 r3" "$(kinds cmp.txt)" "$want3"
 "$ATX" report --compare "$T/r2" "$T/r3" --format json > cmp.json || fail "--format json"
 python3 - cmp.json "$T/r2" <<'PY' || fail "atx report --compare --format json: $(cat cmp.json)"
@@ -129,7 +129,7 @@ copy_history() {
 copy_history "$T/scratch.db"
 run 3 r3b --history "$T/scratch.db" --compare "$T/r1"
 expect_eq "run --compare r1: exit" "$rc" 1
-grep -q "^atx: changes since $T/r1: 1 new failures, 1 fixed, " "$T/r3b.err" ||
+grep -q "^atx: changes since $T/r1: new failures 1, fixed 1, " "$T/r3b.err" ||
   fail "run --compare r1: $(cat "$T/r3b.err")"
 expect_eq "run --compare r1: the changes" "$(kinds "$T/r3b.err")" "new failures: /newfail
 fixed: /fixed
@@ -176,7 +176,7 @@ pass "quarantine and --fail-on decide the exit code"
 rc=0
 (cd / && timeout 60 "$ATX" run --resume "$T/r5" --history "$H") > res.out 2> res.err || rc=$?
 expect_eq "resume of run 5: exit (--fail-on new from its journal; /late is new)" "$rc" 1
-grep -q "^atx: changes since the previous run of this plan (.*): 1 new failures, 1 fixed, 2 still failing, 0 new tests, 0 removed" res.err ||
+grep -q "^atx: changes since the previous run of this plan (.*): new failures 1, fixed 1, still failing 2, new tests 0, removed 0" res.err ||
   fail "the resumed run is not compared with its plan's previous run: $(cat res.err)"
 expect_eq "runs of the history in $T/r5" \
   "$(sqlite3 "$H" "SELECT count(*) FROM runs WHERE dir = '$T/r5'")" 1
@@ -213,7 +213,7 @@ rc=0
 (cd plans && "$ATX" run --plan ./plan.json --history "$H" -o "$T/p2") > p2.out 2> p2.err ||
   rc=$?
 expect_eq "the plan again, named from its folder: exit" "$rc" 0
-grep -q "^atx: changes since the previous run of this plan (.*): 0 new failures, 0 fixed, 1 still failing, 0 new tests, 0 removed" p2.err ||
+grep -q "^atx: changes since the previous run of this plan (.*): new failures 0, fixed 0, still failing 1, new tests 0, removed 0" p2.err ||
   fail "the plan named another way is another plan: $(cat p2.err)"
 rc=0
 "$ATX" run --plan plans/plan.json --history "$H" --quarantine /dev/null -o "$T/p3" > p3.out \

@@ -66,8 +66,9 @@ ATX_API int atx_changes_slower(const atx_changes *c, size_t i, int64_t *now_ns,
  */
 ATX_API int atx_changes_json(const atx_changes *c, char **out);
 /**
- * The comparison as text, for people: one line of counts, then a line per
- * kind that has tests, naming them; malloc'ed.
+ * The comparison as text, for people: one line of counts ("changes since
+ * BASELINE: new failures 1, fixed 0, ..."), then a line per kind that has
+ * tests, naming them; malloc'ed.
  */
 ATX_API int atx_changes_text(const atx_changes *c, char **out);
 ATX_API void atx_changes_free(atx_changes *c);
