@@ -67,11 +67,12 @@ test-asan: deps-test
 # ThreadSanitizer over the threaded parts: the orchestrator's tests, the
 # agent's connection (its pump thread), the process primitive, systems that
 # stop answering, reboots over ssh (agents stopped and started again under a
-# test), secrets masked by the workers, and the end-to-end runs of the atx
+# test), secrets masked by the workers, the outcome history read and
+# annotated beside the aggregator thread, and the end-to-end runs of the atx
 # command.
 test-tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DATX_WERROR=ON -DATX_SANITIZE=thread \
-	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;process;liveness;containment;fmfrun;bud;status;hostile_local;slurm;reboot" -DATX_EXAMPLES=ON
+	      -DCMAKE_BUILD_TYPE=Debug "-DATX_TEST_AREAS=orchestrator;agent;process;liveness;containment;fmfrun;bud;status;hostile_local;slurm;reboot;changes;flaky" -DATX_EXAMPLES=ON
 	cmake --build $(TSAN_BUILD) -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --test-dir $(TSAN_BUILD) -j $(JOBS) --output-on-failure

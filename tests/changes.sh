@@ -33,7 +33,8 @@ run() {
   setrun "$n"
   rc=0
   timeout 120 "$ATX" run "$T/tests" -j 4 --reruns 1 -o "$T/$out" --no-reports \
-    --jsonl "$T/$out/results.jsonl" "$@" > "$T/$out.out" 2> "$T/$out.err" || rc=$?
+    --jsonl "$T/$out/results.jsonl" --html "$T/$out/report.html" "$@" > "$T/$out.out" \
+    2> "$T/$out.err" || rc=$?
 }
 
 # kinds FILE: the comparison in FILE (atx's text, with or without "atx: "
@@ -88,6 +89,21 @@ expect_eq "run 3: exit" "$rc" 1
 grep -q "^atx: changes since the previous run of this plan (.*): new failures 1, fixed 2, " \
   "$T/r3.err" || fail "run 3: no counts line"
 expect_eq "run 3: the summary's changes" "$(kinds "$T/r3.err")" "$want3"
+# The HTML page's changes section names the same tests, kind by kind.
+python3 - "$T/r3/report.html" <<'PY' > "$T/r3.page" || fail "run 3: the page's changes section"
+import html, re, sys
+page = open(sys.argv[1]).read()
+section = re.search(r'<section class="changes".*?</section>', page, re.S).group(0)
+words = {"new_failures": "new failures", "fixed": "fixed", "still_failing": "still failing",
+         "new_tests": "new tests", "removed": "removed", "newly_flaky": "newly flaky",
+         "slower": "slower"}
+for kind, word in words.items():
+    m = re.search(r'<div class="chg-kind" data-kind="%s">(.*?)</div>' % kind, section, re.S)
+    names = sorted(html.unescape(n) for n in
+                   re.findall(r'class="chg-test"[^>]*>([^<]*)<', m.group(1))) if m else []
+    print("%s: %s" % (word, " ".join(names)))
+PY
+expect_eq "run 3: the page's changes" "$(cat "$T/r3.page")" "$want3"
 # The counts line and the names come after the usual summary lines.
 tail -n 8 "$T/r3.err" | head -n 1 | grep -q "^atx: changes since" ||
   fail "run 3: the changes are not the summary's last lines"
