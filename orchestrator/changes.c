@@ -271,10 +271,11 @@ int atx_changes_text(const atx_changes *c, char **out)
 /* ---- two results folders ---- */
 
 /* An attempt that failed the test: an infrastructure one (a lost system)
- * does not make a later pass flaky. */
-static bool failed_attempt(atx_status status)
+ * or one a cancelled run interrupted does not make a later pass flaky. */
+static bool failed_attempt(atx_status status, const char *type)
 {
-    return atx_status_is_failure(status) && status != ATX_STATUS_INFRA;
+    return atx_status_is_failure(status) && status != ATX_STATUS_INFRA &&
+           !(type && strcmp(type, "interrupted") == 0);
 }
 
 /* The final results of each test in DIR/results.jsonl (one line each, the
@@ -306,7 +307,11 @@ static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
         bool final = !json_object_object_get_ex(o, "final", &fin) || json_object_get_boolean(fin);
         atx_status status = atx_status_from_word(json_object_get_string(st));
         const char *name = json_object_get_string(t);
-        if (own && !final && failed_attempt(status)) {
+        json_object *et = NULL;
+        json_object_object_get_ex(o, "error_type", &et);
+        if (own && !final &&
+            failed_attempt(status, json_object_is_type(et, json_type_string)
+                                       ? json_object_get_string(et) : NULL)) {
             char *s = strdup(name);
             if (!s || atx_vec_push(&failed_before, s) < 0) {
                 free(s);
@@ -599,7 +604,7 @@ void atx_run_annotate(atx_run *run, atx_result *r)
         return;
     if (!atx_result_final(r)) {
         char *s;
-        if (failed_attempt(st) && !listed(&run->failed_before, test) &&
+        if (failed_attempt(st, atx_result_error_type(r)) && !listed(&run->failed_before, test) &&
             (!(s = strdup(test)) || atx_vec_push(&run->failed_before, s) < 0))
             free(s);
         return;

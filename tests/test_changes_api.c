@@ -48,14 +48,15 @@ static void results(const char *dir, const char *const *rows)
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     for (size_t i = 0; rows[i]; i++) {
-        char test[64], status[16];
+        char test[64], status[16], type[32] = "";
         int attempt, final;
         double duration;
-        assert_int_equal(sscanf(rows[i], "%63s %15s %d %d %lf", test, status, &attempt, &final,
-                                &duration), 5);
+        assert_true(sscanf(rows[i], "%63s %15s %d %d %lf %31s", test, status, &attempt, &final,
+                           &duration, type) >= 5);
         fprintf(f, "{\"test\": \"%s\", \"subtest\": null, \"status\": \"%s\", \"attempt\": %d, "
-                   "\"final\": %s, \"duration\": %g}\n",
-                test, status, attempt, final ? "true" : "false", duration);
+                   "\"final\": %s, \"duration\": %g, \"error_type\": %s%s%s}\n",
+                test, status, attempt, final ? "true" : "false", duration, *type ? "\"" : "",
+                *type ? type : "null", *type ? "\"" : "");
         /* A subtest's line is not the test's outcome. */
         fprintf(f, "{\"test\": \"%s\", \"subtest\": \"sub\", \"status\": \"fail\", "
                    "\"attempt\": %d, \"final\": true, \"duration\": 1}\n",
@@ -83,6 +84,7 @@ static void compare_dirs(void **state)
         "/broken error 1 1 0.1",  "/gone pass 1 1 0.1",     "/slow pass 1 1 1.0",
         "/quick pass 1 1 0.001",  "/flaky fail 1 0 0.1",    "/flaky pass 2 1 0.1",
         "/flakes pass 1 1 0.1",   "/skipped fail 1 1 0.1",  "/lost pass 1 1 0.1",
+        "/cut pass 1 1 0.1",
         NULL,
     };
     static const char *const after[] = {
@@ -91,6 +93,7 @@ static void compare_dirs(void **state)
         "/quick pass 1 1 0.004",  "/flaky fail 1 0 0.1",    "/flaky pass 2 1 0.1",
         "/flakes error 1 0 0.1",  "/flakes pass 2 1 0.1",   "/skipped skip 1 1 0",
         "/lost infra 1 0 0.1",    "/lost pass 2 1 0.1",
+        "/cut error 1 0 0.1 interrupted", "/cut pass 2 1 0.1",
         NULL,
     };
     char a[512], b[512];
@@ -106,7 +109,8 @@ static void compare_dirs(void **state)
     expect_kind(c, ATX_CHANGE_STILL_FAILING, "/broken");
     expect_kind(c, ATX_CHANGE_NEW_TEST, "/new");
     expect_kind(c, ATX_CHANGE_REMOVED, "/gone");
-    /* Flaky before already; a pass after a lost system's attempt is not flaky. */
+    /* Flaky before already; a pass after a lost system's attempt, or after
+     * one a cancelled run interrupted, is not flaky. */
     expect_kind(c, ATX_CHANGE_NEWLY_FLAKY, "/flakes");
     /* 4x slower but 3 ms: noise. */
     expect_kind(c, ATX_CHANGE_SLOWER, "/slow");
