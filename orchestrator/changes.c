@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <json-c/json.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,73 +197,43 @@ int atx_changes_json(const atx_changes *c, char **out)
     return r;
 }
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) ATX_PRINTF(2, 3);
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (int pass = 0; pass < 2 && !b->oom; pass++) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = true;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
 static const char *const kind_words[ATX_CHANGE_KINDS] = {
     "new failures", "fixed", "still failing", "new tests", "removed", "newly flaky", "slower",
 };
 
 int atx_changes_text(const atx_changes *c, char **out)
 {
-    sbuf b = { 0 };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f;
 
     if (!c || !out)
         return atx_error_set(ATX_EINVAL, "no changes");
-    sb_printf(&b, "changes since %s:", c->baseline ? c->baseline : "nothing");
+    if (!(f = open_memstream(&text, &len)))
+        return atx_error_oom();
+    fprintf(f, "changes since %s:", c->baseline ? c->baseline : "nothing");
     for (int k = 0; k < ATX_CHANGE_KINDS; k++)
-        sb_printf(&b, "%s %s %zu", k ? "," : "", kind_words[k], c->names[k].len);
-    sb_printf(&b, "\n");
+        fprintf(f, "%s %s %zu", k ? "," : "", kind_words[k], c->names[k].len);
+    fputc('\n', f);
     for (int k = 0; k < ATX_CHANGE_KINDS; k++) {
         if (!c->names[k].len)
             continue;
-        sb_printf(&b, "%s:", kind_words[k]);
+        fprintf(f, "%s:", kind_words[k]);
         for (size_t i = 0; i < c->names[k].len; i++) {
             if (k == ATX_CHANGE_SLOWER)
-                sb_printf(&b, " %s (%.3fs, usually %.3fs)", (const char *)c->names[k].items[i],
-                          secs(c->slow_now[i]), secs(c->slow_usual[i]));
+                fprintf(f, " %s (%.3fs, usually %.3fs)", (const char *)c->names[k].items[i],
+                        secs(c->slow_now[i]), secs(c->slow_usual[i]));
             else
-                sb_printf(&b, " %s", (const char *)c->names[k].items[i]);
+                fprintf(f, " %s", (const char *)c->names[k].items[i]);
         }
-        sb_printf(&b, "\n");
+        fputc('\n', f);
     }
-    if (b.oom) {
-        free(b.p);
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad || !text) {
+        free(text);
         return atx_error_oom();
     }
-    *out = b.p;
+    *out = text;
     return 0;
 }
 
