@@ -323,7 +323,7 @@ void cli_print_summary(const cli_output *out, const atx_summary *s, const char *
 }
 
 /* A line of the comparison longer than this is cut (a plan whose every
- * test is new): the summary stays a few lines; results.jsonl and atx report
+ * test is new): the summary stays a few lines; the HTML page and atx report
  * --compare have them all. */
 #define CHANGES_LINE_MAX 1000
 

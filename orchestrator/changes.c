@@ -83,6 +83,11 @@ static const chg_outcome *find(const chg_outcome *v, size_t n, const char *test)
     return n ? bsearch(&key, v, n, sizeof(*v), by_test) : NULL;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static int add(atx_changes *c, atx_change kind, const char *test)
 {
     char *s = strdup(test);
@@ -237,7 +242,95 @@ int atx_changes_text(const atx_changes *c, char **out)
     return 0;
 }
 
+/* ---- a set of test names ---- */
+
+struct chg_names {
+    char **slots;   /* open addressing; NULL: free */
+    size_t cap, len;
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool names_has(const chg_names *set, const char *name)
+{
+    if (!set || !set->cap)
+        return false;
+    for (size_t i = name_hash(name) & (set->cap - 1);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slots[i])
+            return false;
+        if (strcmp(set->slots[i], name) == 0)
+            return true;
+    }
+}
+
+/* Add @name (once). 0, or -ENOMEM. */
+static int names_add(chg_names *set, const char *name)
+{
+    if (names_has(set, name))
+        return 0;
+    if ((set->len + 1) * 2 > set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        char **slots = calloc(cap, sizeof(char *));
+        if (!slots)
+            return atx_error_oom();
+        for (size_t i = 0; i < set->cap; i++) {
+            if (!set->slots[i])
+                continue;
+            size_t k = name_hash(set->slots[i]) & (cap - 1);
+            while (slots[k])
+                k = (k + 1) & (cap - 1);
+            slots[k] = set->slots[i];
+        }
+        free(set->slots);
+        set->slots = slots;
+        set->cap = cap;
+    }
+    char *s = strdup(name);
+    if (!s)
+        return atx_error_oom();
+    size_t k = name_hash(name) & (set->cap - 1);
+    while (set->slots[k])
+        k = (k + 1) & (set->cap - 1);
+    set->slots[k] = s;
+    set->len++;
+    return 0;
+}
+
+void chg_names_free(chg_names *set)
+{
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slots[i]);
+    free(set->slots);
+    free(set);
+}
+
 /* ---- two results folders ---- */
+
+/* Bounds on a results.jsonl read for a comparison: it may be anybody's. */
+#define COMPARE_LINE_MAX (1024 * 1024)
+#define COMPARE_ROWS_MAX 2000000
+
+/* A duration from a report (seconds): finite, not negative, not absurd. */
+static int64_t duration_ns_of(double s)
+{
+    if (!(s >= 0) || s > 1e9) /* NaN too */
+        return 0;
+    return (int64_t)(s * ATX_NSEC_PER_SEC);
+}
+
+/* Whether a final status after a failed attempt makes the test flaky. */
+static bool flaky_pass(atx_status status)
+{
+    return !atx_status_is_failure(status) && status != ATX_STATUS_SKIP;
+}
 
 /* An attempt that failed the test: an infrastructure one (a lost system)
  * or one a cancelled run interrupted does not make a later pass flaky. */
@@ -258,12 +351,21 @@ static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
         return atx_error_set(ATX_ENOTFOUND, "cannot read %s: %s", path, strerror(errno));
     chg_outcome *v = NULL;
     size_t len = 0, cap = 0, lineno = 0;
-    atx_vec failed_before = { 0 };
-    char *line = NULL;
-    size_t lcap = 0;
-    int r = 0;
-    while (r == 0 && getline(&line, &lcap, f) > 0) {
+    chg_names failed_before = { 0 };
+    char *line = malloc(COMPARE_LINE_MAX + 1);
+    int r = line ? 0 : atx_error_oom();
+    while (r == 0 && fgets(line, COMPARE_LINE_MAX + 1, f)) {
         lineno++;
+        size_t ll = strlen(line);
+        if (ll == COMPARE_LINE_MAX && line[ll - 1] != '\n') {
+            r = atx_error_set(ATX_EPARSE, "%s:%zu: a line of more than %d bytes", path, lineno,
+                              COMPARE_LINE_MAX);
+            break;
+        }
+        if (lineno > COMPARE_ROWS_MAX) {
+            r = atx_error_set(ATX_EPARSE, "%s: more than %d lines", path, COMPARE_ROWS_MAX);
+            break;
+        }
         json_object *o = json_tokener_parse(line), *t, *st, *sub, *fin, *du;
         if (!o || !json_object_is_type(o, json_type_object) ||
             !json_object_object_get_ex(o, "test", &t) || !json_object_is_type(t, json_type_string) ||
@@ -281,11 +383,7 @@ static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
         if (own && !final &&
             failed_attempt(status, json_object_is_type(et, json_type_string)
                                        ? json_object_get_string(et) : NULL)) {
-            char *s = strdup(name);
-            if (!s || atx_vec_push(&failed_before, s) < 0) {
-                free(s);
-                r = atx_error_oom();
-            }
+            r = names_add(&failed_before, name);
         } else if (own && final) {
             if (len == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -306,17 +404,16 @@ static int read_outcomes(const char *dir, chg_outcome **out, size_t *n)
             }
             len++;
             if (json_object_object_get_ex(o, "duration", &du))
-                e->duration_ns = (int64_t)(json_object_get_double(du) * ATX_NSEC_PER_SEC);
-            for (size_t k = 0; !atx_status_is_failure(status) && k < failed_before.len; k++)
-                e->flaky = e->flaky || strcmp(failed_before.items[k], name) == 0;
+                e->duration_ns = duration_ns_of(json_object_get_double(du));
+            e->flaky = flaky_pass(status) && names_has(&failed_before, name);
         }
         json_object_put(o);
     }
     free(line);
     fclose(f);
-    for (size_t k = 0; k < failed_before.len; k++)
-        free(failed_before.items[k]);
-    atx_vec_release(&failed_before);
+    for (size_t k = 0; k < failed_before.cap; k++)
+        free(failed_before.slots[k]);
+    free(failed_before.slots);
     if (r < 0) {
         chg_outcomes_free(v, len);
         return r;
@@ -375,6 +472,8 @@ double chg_flake_rate(const char *letters, const uint32_t *specs, size_t n)
 /* ---- quarantine ---- */
 
 #define QUARANTINE_FILE_MAX (1024 * 1024)
+#define QUARANTINE_PATTERNS_MAX 10000 /* each result is matched against all */
+#define QUARANTINE_PATTERN_MAX 1000
 
 typedef struct quarantine {
     regex_t *res;
@@ -397,6 +496,8 @@ int atx_run_set_quarantine(atx_run *run, const char *path)
 {
     if (!run || !path)
         return atx_error_set(ATX_EINVAL, "a quarantine needs a run and a file");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the quarantine is set before the run");
     FILE *f = fopen(path, "re");
     if (!f)
         return atx_error_set(ATX_ENOTFOUND, "quarantine file %s: %s", path, strerror(errno));
@@ -420,6 +521,13 @@ int atx_run_set_quarantine(atx_run *run, const char *path)
         *e = '\0';
         if (!*s || *s == '#')
             continue;
+        if (q->n == QUARANTINE_PATTERNS_MAX || e - s > QUARANTINE_PATTERN_MAX) {
+            r = atx_error_set(ATX_EPARSE, "quarantine file %s:%zu: %s", path, lineno,
+                              q->n == QUARANTINE_PATTERNS_MAX
+                                  ? "more than 10000 patterns"
+                                  : "a pattern of more than 1000 bytes");
+            break;
+        }
         if (q->n == qcap) {
             qcap = qcap ? qcap * 2 : 16;
             regex_t *nr = realloc(q->res, qcap * sizeof(*nr));
@@ -467,6 +575,8 @@ int atx_run_set_plan_key(atx_run *run, const char *key)
 {
     if (!run)
         return atx_error_set(ATX_EINVAL, "no run");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the plan key is set before the run");
     return atx_strdup_into(&run->plan_key, key);
 }
 
@@ -474,6 +584,8 @@ int atx_run_set_compare_dir(atx_run *run, const char *dir)
 {
     if (!run)
         return atx_error_set(ATX_EINVAL, "no run");
+    if (run->executed)
+        return atx_error_set(ATX_ESTATE, "the folder to compare with is set before the run");
     return atx_strdup_into(&run->compare_dir, dir);
 }
 
@@ -549,16 +661,17 @@ int atx_run_load_outcomes(atx_run *run)
     loading l = { .run = run, .prev = -1 };
     if (!run->hist)
         return 0;
-    return hist_plan_read(run->hist, run->plan_key ? run->plan_key : "", run->run_id,
-                          on_prev_run, on_outcome, &l);
-}
-
-static bool listed(const atx_vec *v, const char *name)
-{
-    for (size_t i = 0; i < v->len; i++)
-        if (strcmp(v->items[i], name) == 0)
-            return true;
-    return false;
+    int r = hist_plan_read(run->hist, run->plan_key ? run->plan_key : "", run->run_id,
+                           on_prev_run, on_outcome, &l);
+    if (r < 0) {
+        /* Half a run is no run to compare with. */
+        chg_outcomes_free(run->prev, run->nprev);
+        run->prev = NULL;
+        run->nprev = 0;
+        free(run->prev_label);
+        run->prev_label = NULL;
+    }
+    return r;
 }
 
 void atx_run_annotate(atx_run *run, atx_result *r)
@@ -572,14 +685,13 @@ void atx_run_annotate(atx_run *run, atx_result *r)
     if (atx_result_subtest(r))
         return;
     if (!atx_result_final(r)) {
-        char *s;
-        if (failed_attempt(st, atx_result_error_type(r)) && !listed(&run->failed_before, test) &&
-            (!(s = strdup(test)) || atx_vec_push(&run->failed_before, s) < 0))
-            free(s);
+        if (failed_attempt(st, atx_result_error_type(r)) &&
+            ((!run->failed_before && !(run->failed_before = calloc(1, sizeof(chg_names)))) ||
+             names_add(run->failed_before, test) < 0))
+            run->cur_incomplete = true;
         return;
     }
-    bool flaky = !atx_status_is_failure(st) && st != ATX_STATUS_SKIP &&
-                 listed(&run->failed_before, test);
+    bool flaky = flaky_pass(st) && names_has(run->failed_before, test);
     test_state *ts = run->tests.len ? atx_names_find(&run->names, test) : NULL;
     if (ts && run->hist) {
         char letters[ATX_HISTORY_RUNS + 2];
@@ -598,8 +710,10 @@ void atx_run_annotate(atx_run *run, atx_result *r)
     if (run->ncur == run->cur_cap) {
         size_t cap = run->cur_cap ? run->cur_cap * 2 : 64;
         chg_outcome *v = realloc(run->cur, cap * sizeof(*v));
-        if (!v)
+        if (!v) {
+            run->cur_incomplete = true;
             return;
+        }
         run->cur = v;
         run->cur_cap = cap;
     }
@@ -608,6 +722,8 @@ void atx_run_annotate(atx_run *run, atx_result *r)
                         .duration_ns = atx_result_duration(r), .usual_ns = ts ? ts->hist_ns : 0 };
     if ((o->test = strdup(test)))
         run->ncur++;
+    else
+        run->cur_incomplete = true;
 }
 
 void atx_run_compare(atx_run *run)
@@ -682,6 +798,9 @@ int atx_run_exit_code(const atx_run *run, atx_fail_on fail_on)
         return 3;
     if (s->cancelled || s->not_run)
         return 1;
+    /* Outcomes that could not be kept: the summary decides, quarantine or not. */
+    if (run->cur_incomplete)
+        return atx_summary_exit_code(s);
     const atx_changes *c = run->changes;
     for (size_t i = 0; i < run->ncur; i++) {
         const chg_outcome *o = &run->cur[i];
@@ -689,9 +808,11 @@ int atx_run_exit_code(const atx_run *run, atx_fail_on fail_on)
             continue;
         if (fail_on == ATX_FAIL_ON_ANY || !c)
             return 1;
-        for (size_t k = 0; k < atx_changes_count(c, ATX_CHANGE_NEW_FAILURE); k++)
-            if (strcmp(atx_changes_test(c, ATX_CHANGE_NEW_FAILURE, k), o->test) == 0)
-                return 1;
+        const char *key = o->test;
+        if (c->names[ATX_CHANGE_NEW_FAILURE].len &&
+            bsearch(&key, c->names[ATX_CHANGE_NEW_FAILURE].items,
+                    c->names[ATX_CHANGE_NEW_FAILURE].len, sizeof(char *), by_name))
+            return 1;
     }
     return 0;
 }
@@ -703,9 +824,8 @@ void atx_run_changes_free(atx_run *run)
     run->changes_ref = NULL;
     chg_outcomes_free(run->prev, run->nprev);
     chg_outcomes_free(run->cur, run->ncur);
-    for (size_t i = 0; i < run->failed_before.len; i++)
-        free(run->failed_before.items[i]);
-    atx_vec_release(&run->failed_before);
+    chg_names_free(run->failed_before);
+    run->failed_before = NULL;
     free(run->prev_label);
     free(run->plan_key);
     free(run->compare_dir);

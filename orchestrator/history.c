@@ -138,6 +138,11 @@ int hist_record(history *h, const char *test, const char *cls, int64_t ns)
     return rc == SQLITE_DONE ? 0 : db_error(h, rc, "cannot write");
 }
 
+void hist_rollback(history *h)
+{
+    sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 int hist_commit(history *h)
 {
     int rc = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);

@@ -18,6 +18,7 @@ ATX_INTERNAL int hist_each(history *h, int (*fn)(void *, const char *, const cha
 ATX_INTERNAL int hist_begin(history *h);
 ATX_INTERNAL int hist_record(history *h, const char *test, const char *cls, int64_t ns);
 ATX_INTERNAL int hist_commit(history *h);
+ATX_INTERNAL void hist_rollback(history *h);
 
 /* Outcomes of a plan's runs (by its key). hist_plan_read() calls on_run for
  * the plan's latest run (nothing when it has none), then on_outcome for each

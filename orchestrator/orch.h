@@ -62,6 +62,9 @@ typedef struct agg_inst {
 
 typedef enum test_phase { TS_QUEUED, TS_RUNNING, TS_DONE } test_phase;
 
+/* changes.c: a set of test names. */
+typedef struct chg_names chg_names;
+ATX_INTERNAL void chg_names_free(chg_names *set);
 /* changes.c: a test's final outcome in a run. */
 typedef struct chg_outcome {
     char *test;
@@ -237,7 +240,8 @@ struct atx_run {
     char *prev_label;          /* what prev is, for people */
     chg_outcome *cur;          /* final outcomes delivered (aggregator thread) */
     size_t ncur, cur_cap;
-    atx_vec failed_before;     /* char*: tests with a failed attempt delivered */
+    chg_names *failed_before;  /* tests with a failed attempt delivered, or NULL */
+    bool cur_incomplete;       /* an outcome could not be kept (out of memory) */
     const atx_changes *changes_ref; /* what plugin contexts read (changes) */
     atx_changes *changes;
     void *quarantine;          /* quarantine.c's patterns, or NULL */

@@ -1346,7 +1346,7 @@ static void history_write(atx_run *run)
 
     if (!run->hist)
         return;
-    r = hist_begin(run->hist);
+    bool begun = (r = hist_begin(run->hist)) == 0;
     for (size_t i = 0; i < run->tests.len && r == 0; i++) {
         test_state *ts = run->tests.items[i];
         if (ts->took_class)
@@ -1356,6 +1356,8 @@ static void history_write(atx_run *run)
         r = atx_run_write_outcomes(run);
     if (r == 0)
         r = hist_commit(run->hist);
+    else if (begun)
+        hist_rollback(run->hist); /* the file's lock goes now, not at the run's free */
     if (r < 0)
         atx_run_logf(run, ATX_LOG_WARNING, "%s; durations and outcomes of this run are not kept",
                      atx_error_last()->message);

@@ -164,6 +164,23 @@ static void compare_errors(void **state)
     fclose(f);
     assert_int_equal(atx_changes_compare_dirs(bad, bad, &c), ATX_EPARSE);
     assert_non_null(strstr(atx_error_last()->message, "results.jsonl:2: not a result"));
+    /* A line past 1 MiB is refused, not read whole. */
+    f = fopen(a, "w");
+    fputs("{\"test\": \"/a\", \"status\": \"pass\", \"note\": \"", f);
+    for (int i = 0; i < 1100 * 1000; i++)
+        fputc('x', f);
+    fputs("\"}\n", f);
+    fclose(f);
+    assert_int_equal(atx_changes_compare_dirs(bad, bad, &c), ATX_EPARSE);
+    assert_non_null(strstr(atx_error_last()->message, "results.jsonl:1: a line of more than"));
+    /* Hostile durations are no durations: nothing is slower, nothing overflows. */
+    f = fopen(a, "w");
+    fputs("{\"test\": \"/a\", \"status\": \"pass\", \"duration\": -5}\n"
+          "{\"test\": \"/b\", \"status\": \"pass\", \"duration\": 1e300}\n", f);
+    fclose(f);
+    assert_int_equal(atx_changes_compare_dirs(bad, bad, &c), 0);
+    assert_int_equal(atx_changes_count(c, ATX_CHANGE_SLOWER), 0);
+    atx_changes_free(c);
     assert_null(atx_change_name(ATX_CHANGE_KINDS));
     assert_string_equal(atx_change_name(ATX_CHANGE_NEWLY_FLAKY), "newly_flaky");
 }

@@ -3,9 +3,10 @@
  * comparisons of two runs and quarantine.
  *
  * The history database that keeps durations (atx_run_set_history()) keeps
- * each test's recent outcomes too: per test and system class, the last
- * ATX_HISTORY_RUNS runs of its plan (status, attempts, duration, run id,
- * time). From it a run knows
+ * each test's recent outcomes too: per plan and test, the last
+ * ATX_HISTORY_RUNS runs of the plan (status, attempts, duration, the system
+ * class it ran on, run id, time; at most 2,000 runs of all plans in one
+ * file). From it a run knows
  *   - each test's flake rate: over its recent runs, the share that passed
  *     only after a failed attempt, or whose outcome changed from the run
  *     before while the test itself (its spec) did not;
@@ -17,6 +18,8 @@
  * failing when its final status is a failure (atx_status_is_failure()).
  *
  * Threads: an atx_changes is immutable once made and may be read anywhere.
+ * The setters on a run (plan key, folder, quarantine) are called before
+ * atx_run_execute() (ATX_ESTATE after).
  */
 #ifndef ATX_CHANGES_H
 #define ATX_CHANGES_H
