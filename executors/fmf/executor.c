@@ -1483,17 +1483,13 @@ static int settle_own(void *ud, const fmf_control *c, json_object *own, int stat
 }
 
 /* The test's `result` key; a value tmt does not know is named in @p why. */
-static fmf_result_mode result_mode(json_object *meta, char *why, size_t len)
+static fmf_result_mode result_mode(json_object *meta)
 {
     json_object *v;
     fmf_result_mode mode = FMF_RESULT_RESPECT;
-    char shown[128];
-    if (json_object_object_get_ex(meta, "result", &v) &&
-        (!json_object_is_type(v, json_type_string) ||
-         fmf_result_mode_parse(json_object_get_string(v), &mode) < 0)) {
-        fmf_result_shown(shown, sizeof(shown), scalar_text(v), 100);
-        snprintf(why, len, "'result: %s' is not one of %s", shown, FMF_RESULT_WORDS);
-    }
+    /* check_node() made a test with any other value a malformed node. */
+    if (json_object_object_get_ex(meta, "result", &v) && json_object_is_type(v, json_type_string))
+        fmf_result_mode_parse(json_object_get_string(v), &mode);
     return mode;
 }
 
@@ -1759,7 +1755,7 @@ static int fmf_run(void *state, atx_attempt *a)
                      io.tail < OUTPUT_CAP ? (size_t)io.tail : OUTPUT_CAP);
 
     /* tmt's `result` key settles the test's own result when the attempt ends. */
-    io.mode = result_mode(meta, why, sizeof(why));
+    io.mode = result_mode(meta);
     fmf_control_hooks hooks = { .ud = &io, .exitcode = on_exitcode, .duration = on_duration,
                                 .disconnect = on_disconnect, .reboot = on_reboot,
                                 .settle = settle_own,
@@ -1779,14 +1775,6 @@ static int fmf_run(void *state, atx_attempt *a)
         r = atx_error_set(ATX_EINFRA, "fmf: cannot write in %s: %s", dir, strerror(errno));
         goto out;
     }
-    if (*why) {
-        /* tmt refuses such a test: it does not run. */
-        if (fmf_result_feed_own(io.control, "error", why, false) == -ENOMEM)
-            r = atx_error_set(ATX_ENOMEM, "out of memory");
-        error_type = "metadata";
-        goto finish;
-    }
-
     /* Requirements first: a package that cannot be installed is infra. */
     static const char *const kinds[2] = { "require", "recommend" };
     for (int k = 0; k < 2 && r == 0; k++) {
@@ -1848,18 +1836,9 @@ static int fmf_run(void *state, atx_attempt *a)
     bool restart_reboot;
     char err[200];
     const char *bad_key;
-    if (restart_keys(meta, restart_codes, &nrestart_codes, &restart_max, &restart_reboot,
-                     &bad_key, err, sizeof(err)) < 0) {
-        free(script);
-        atx_result *res_err;
-        if ((r = atx_result_new(atx_test_name(t), NULL, &res_err)) == 0) {
-            atx_result_set_status(res_err, ATX_STATUS_ERROR);
-            atx_result_set_error_type(res_err, "metadata");
-            atx_result_set_note(res_err, err);
-            r = atx_attempt_emit(a, res_err);
-        }
-        goto out;
-    }
+    /* check_node() made a test with bad ones a malformed node. */
+    restart_keys(meta, restart_codes, &nrestart_codes, &restart_max, &restart_reboot, &bad_key,
+                 err, sizeof(err));
     io.deadline = atx_add_sat(t0, atx_attempt_timeout(a));
     int64_t grace = x->grace_ns > 0 ? x->grace_ns : atx_attempt_kill_grace(a);
     atx_proc_sink sink = { &io, on_output, on_control, NULL };
