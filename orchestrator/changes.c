@@ -693,6 +693,7 @@ void atx_run_annotate(atx_run *run, atx_result *r)
     }
     bool flaky = flaky_pass(st) && names_has(run->failed_before, test);
     test_state *ts = run->tests.len ? atx_names_find(&run->names, test) : NULL;
+    uint32_t spec = ts ? spec_hash(ts->t) : 0;
     if (ts && run->hist) {
         char letters[ATX_HISTORY_RUNS + 2];
         uint32_t specs[ATX_HISTORY_RUNS + 1];
@@ -700,7 +701,7 @@ void atx_run_annotate(atx_run *run, atx_result *r)
         memcpy(letters, ts->recent, n);
         memcpy(specs, ts->recent_spec, n * sizeof(uint32_t));
         letters[n] = chg_letter(st, flaky);
-        specs[n] = spec_hash(ts->t);
+        specs[n] = spec;
         letters[n + 1] = '\0';
         /* The last ATX_HISTORY_RUNS, this one included. */
         size_t from = n + 1 > ATX_HISTORY_RUNS ? n + 1 - ATX_HISTORY_RUNS : 0;
@@ -719,7 +720,8 @@ void atx_run_annotate(atx_run *run, atx_result *r)
     }
     chg_outcome *o = &run->cur[run->ncur];
     *o = (chg_outcome){ .status = st, .flaky = flaky, .quarantined = quarantined,
-                        .duration_ns = atx_result_duration(r), .usual_ns = ts ? ts->hist_ns : 0 };
+                        .duration_ns = atx_result_duration(r), .usual_ns = ts ? ts->hist_ns : 0,
+                        .spec = spec };
     if ((o->test = strdup(test)))
         run->ncur++;
     else
@@ -728,10 +730,9 @@ void atx_run_annotate(atx_run *run, atx_result *r)
 
 void atx_run_compare(atx_run *run)
 {
-    chg_outcome *before = NULL, *after = NULL;
-    size_t nb = 0;
-    const char *label = NULL;
-    char *dir_label = NULL;
+    chg_outcome *before = run->prev;
+    size_t nb = run->nprev;
+    const char *label = run->prev_label;
 
     if (run->compare_dir) {
         if (read_outcomes(run->compare_dir, &before, &nb) < 0) {
@@ -739,37 +740,19 @@ void atx_run_compare(atx_run *run)
                          atx_error_last()->message);
             return;
         }
-        if (asprintf(&dir_label, "%s", run->compare_dir) < 0)
-            dir_label = NULL;
-        label = dir_label;
+        label = run->compare_dir;
         /* Its durations are what this run's are compared with. */
         for (size_t i = 0; i < run->ncur; i++)
             run->cur[i].usual_ns = 0;
-    } else if (run->prev_label) {
-        before = run->prev;
-        nb = run->nprev;
-        label = run->prev_label;
-    } else {
+    } else if (!label) {
         return;
     }
-    /* The comparison sorts the lists: copies, so cur keeps its order. */
-    after = run->ncur ? calloc(run->ncur, sizeof(*after)) : NULL;
-    chg_outcome *b = nb ? calloc(nb, sizeof(*b)) : NULL;
-    if ((run->ncur && !after) || (nb && !b)) {
-        free(after);
-        free(b);
-    } else {
-        memcpy(after, run->cur, run->ncur * sizeof(*after));
-        memcpy(b, before, nb * sizeof(*b));
-        if (atx_changes_make(label, b, nb, after, run->ncur, &run->changes) < 0)
-            atx_run_logf(run, ATX_LOG_WARNING, "cannot compare: %s", atx_error_last()->message);
-        free(after);
-        free(b);
-    }
+    /* Sorted in place: nothing after this cares for the order. */
+    if (atx_changes_make(label, before, nb, run->cur, run->ncur, &run->changes) < 0)
+        atx_run_logf(run, ATX_LOG_WARNING, "cannot compare: %s", atx_error_last()->message);
     run->changes_ref = run->changes;
     if (before != run->prev)
         chg_outcomes_free(before, nb);
-    free(dir_label);
 }
 
 int atx_run_write_outcomes(atx_run *run)
@@ -782,7 +765,7 @@ int atx_run_write_outcomes(atx_run *run)
         test_state *ts = atx_names_find(&run->names, o->test);
         r = hist_plan_outcome(run->hist, id, o->test, ts ? ts->took_class : NULL,
                               atx_status_name(o->status), ts ? ts->attempts : 1, o->flaky,
-                              o->duration_ns, ts ? spec_hash(ts->t) : 0);
+                              o->duration_ns, o->spec);
     }
     if (r == 0)
         r = hist_plan_prune(run->hist, run->plan_key ? run->plan_key : "");

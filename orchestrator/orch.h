@@ -73,6 +73,7 @@ typedef struct chg_outcome {
     bool quarantined;
     int64_t duration_ns;
     int64_t usual_ns;       /* its usual duration (history), 0: the other run's */
+    uint32_t spec;          /* the hash of its spec (0: unknown), for the history */
 } chg_outcome;
 /* Compare; sorts both lists. */
 ATX_INTERNAL int atx_changes_make(const char *baseline, chg_outcome *before, size_t nb,
