@@ -1116,6 +1116,30 @@ static const char *bin_here(fmf_exec *x, char *err, size_t errlen)
     return bin;
 }
 
+/*
+ * Plan @i's tree onto a system that does not share this host's files, and
+ * its environment file there: emptied at the lease's start, kept (made if
+ * it is gone) when put back after a reboot. @return the copy's result;
+ * @p env_rc (may be NULL) gets the environment file's.
+ */
+static int put_plan(fmf_exec *x, sysdata *sd, size_t i, bool keep_env, int *env_rc)
+{
+    int code = -1, r = atx_system_copy_in(sd->sys, x->plans[i]->tree, sd->trees[i]);
+    char script[PATH_MAX + 64], q[PATH_MAX + 8];
+
+    if (r < 0)
+        return r;
+    quote(q, sizeof(q), sd->envfiles[i]);
+    if (keep_env)
+        snprintf(script, sizeof(script), "[ -e %s ] || : > %s", q, q);
+    else
+        snprintf(script, sizeof(script), ": > %s", q);
+    int e = run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL);
+    if (env_rc)
+        *env_rc = e;
+    return 0;
+}
+
 static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
 {
     fmf_exec *x = state;
@@ -1171,18 +1195,13 @@ static int fmf_prepare(void *state, atx_system *sys, void **sys_state)
         }
         if (remote) {
             /* The tree goes onto the system once per lease. */
-            int code = -1;
-            char script[PATH_MAX + 32], q[PATH_MAX + 8];
-            if ((r = atx_system_copy_in(sys, x->plans[i]->tree, sd->trees[i])) < 0) {
+            if ((r = put_plan(x, sd, i, false, NULL)) < 0) {
                 char msg[1200];
                 snprintf(msg, sizeof(msg), "cannot upload %s to %s: %s", x->plans[i]->tree,
                          atx_system_id(sys), atx_error_last()->message);
                 sysdata_free(x, sd);
                 return atx_error_set(ATX_EINFRA, "%s", msg);
             }
-            quote(q, sizeof(q), sd->envfiles[i]);
-            snprintf(script, sizeof(script), ": > %s", q);
-            run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL);
         } else {
             int fd = open(sd->envfiles[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (fd >= 0)
@@ -1224,13 +1243,9 @@ static int restage(fmf_exec *x, sysdata *sd)
     int r = 0;
 
     for (size_t i = 0; sd->trees && i < x->nplans && r == 0; i++) {
-        int code = -1;
-        char script[PATH_MAX + 64], q[PATH_MAX + 8];
-        if ((r = atx_system_copy_in(sd->sys, x->plans[i]->tree, sd->trees[i])) < 0)
-            break;
-        quote(q, sizeof(q), sd->envfiles[i]);
-        snprintf(script, sizeof(script), "[ -e %s ] || : > %s", q, q);
-        r = run_script(sd, script, NULL, NULL, 60 * ATX_NSEC_PER_SEC, &code, NULL);
+        int env = 0;
+        if ((r = put_plan(x, sd, i, true, &env)) == 0)
+            r = env;
     }
     if (r == 0 && sd->meta_local)
         r = atx_system_copy_in(sd->sys, sd->meta_local, sd->metadata);
